@@ -1,0 +1,25 @@
+# The two commands a newcomer needs (see README.md):
+#   make run    set up .venv and launch the app on its embedded default engine (Real-ESRGAN)
+#   make test   set up .venv with the test tools and run the checks and the test suite
+.PHONY: run test setup setup-dev lint demo
+
+setup:
+	bash scripts/setup.sh
+
+setup-dev:
+	bash scripts/setup.sh dev
+
+run: setup
+	.venv/bin/fbupscale-gui resources/samples
+
+demo: setup
+	.venv/bin/fbupscale upscale resources/samples/*.png -o out/demo --engine realesrgan
+
+lint:
+	.venv/bin/ruff check fbupscale_gui tests bench
+	.venv/bin/ruff format --check fbupscale_gui tests bench
+	.venv/bin/mypy
+	.venv/bin/lint-imports
+
+test: setup-dev lint
+	QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -q

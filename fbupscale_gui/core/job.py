@@ -1,0 +1,70 @@
+"""What the engine hands back: progress events and candidates. Pure data, no torch, no Qt."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from .request import CandidateKey, ReconstructionRequest
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["Candidate", "IsCancelled", "OnProgress", "Progress", "ProgressStage"]
+
+ProgressStage = Literal["load", "stage1", "stage2", "fast"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress event.
+
+    ``step``/``total`` count within the current stage run; ``job_step``/``job_total`` count
+    denoising (or tile) steps over the whole request, so a UI can draw one bar and an ETA.
+    ``candidate`` is the 0-based index of the candidate being worked on.
+    """
+
+    stage: ProgressStage
+    step: int
+    total: int
+    job_step: int
+    job_total: int
+    candidate: int = 0
+    candidates: int = 1
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return 0.0 if self.job_total <= 0 else min(1.0, self.job_step / self.job_total)
+
+
+OnProgress = Callable[[Progress], None]
+IsCancelled = Callable[[], bool]
+
+
+@dataclass(frozen=True, eq=False)
+class Candidate:
+    """One finished reconstruction.
+
+    ``image`` is the final RGB image (content box, long side = request size). ``seed`` is the
+    candidate's own generator seed. ``timings`` are seconds per stage ("stage1", "stage2",
+    "fast"); a stage-1 result shared by two LoRA branches is timed once, on the first.
+    ``runtime`` says where it ran ("cuda:0 bf16 model-offload", "cpu fp32"), since the same
+    request gives pixel-identical output only on the same device and precision.
+    """
+
+    key: CandidateKey
+    seed: int
+    image: Image.Image
+    request: ReconstructionRequest
+    timings: Mapping[str, float] = field(default_factory=dict)
+    runtime: str = ""
+
+    @property
+    def lora(self) -> bool:
+        return self.key.lora
+
+    @property
+    def stage(self) -> int:
+        return self.key.stage

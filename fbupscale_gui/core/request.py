@@ -1,0 +1,420 @@
+"""The one request object: everything that affects output pixels, and nothing else.
+
+A :class:`ReconstructionRequest` goes into job history and into every exported image, so any
+candidate can be re-rendered exactly (``fbupscale reproduce``). It is frozen, validated on
+construction, and round-trips losslessly through JSON. ``version`` protects old files: a file
+from a newer release is refused with a clear message, older versions are migrated.
+
+Defaults are the paper's (section 3): Lanczos standardisation to 1024, FLUX.1-dev img2img at
+strength 0.75 / 80 steps / guidance 3.5 / seed 5 / 3 variants, then the FLUX ControlNet upscaler
+at conditioning scale 0.6 / 35 steps / guidance 3.5, and the football LoRA at 0.9 on stage 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, TypeVar, Union, get_args, get_origin
+
+from .errors import RequestError
+
+__all__ = [
+    "CONDITIONING_SCALE_RANGE",
+    "CONTROLNET_REPO_ID",
+    "FLUX_REPO_ID",
+    "SCHEMA_VERSION",
+    "CandidateKey",
+    "Device",
+    "EngineKind",
+    "LoraParams",
+    "MemoryMode",
+    "ModelRef",
+    "PadMode",
+    "Precision",
+    "Preprocess",
+    "ReconstructionRequest",
+    "SourceRef",
+    "Stage1Params",
+    "Stage2Params",
+    "StageName",
+]
+
+SCHEMA_VERSION: Final = 1
+FLUX_REPO_ID: Final = "black-forest-labs/FLUX.1-dev"
+CONTROLNET_REPO_ID: Final = "jasperai/Flux.1-dev-Controlnet-Upscaler"
+#: The paper tuned the ControlNet conditioning scale within this range (section 3.2).
+CONDITIONING_SCALE_RANGE: Final = (0.5, 0.65)
+
+EngineKind = Literal["flux", "realesrgan", "lanczos"]
+Device = Literal["auto", "cuda", "mps", "cpu"]
+Precision = Literal["auto", "bf16", "fp16", "fp32"]
+#: none: everything on the GPU; model: diffusers model CPU offload; group: block-level group
+#: offload; sequential: sequential CPU offload (slowest, least VRAM). auto picks by free VRAM.
+MemoryMode = Literal["auto", "none", "model", "group", "sequential"]
+PadMode = Literal["edge", "reflect", "black", "gray"]
+StageName = Literal["stage1", "stage2"]
+
+
+def _check(cond: bool, field_name: str, message: str) -> None:
+    if not cond:
+        raise RequestError(f"{field_name}: {message}")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Identity of a model: where it was loaded from and a hash of its content.
+
+    ``path`` is a local folder or file; empty means "look ``repo_id`` up in the Hugging Face
+    cache". ``sha256`` is the file's SHA-256, or for a folder the digest of its files' hashes
+    (see :mod:`fbupscale_gui.core.models`); empty when not yet computed.
+    """
+
+    path: str = ""
+    repo_id: str = ""
+    sha256: str = ""
+
+    def __post_init__(self) -> None:
+        _check(bool(self.path or self.repo_id), "model", "needs a path or a repo id")
+
+    @property
+    def label(self) -> str:
+        return self.path or self.repo_id
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """The cutout a request is for: where to read it, and the hash of its decoded pixels.
+
+    The engine reads ``path`` and refuses to run if the pixels no longer hash to ``sha256``
+    (see :func:`fbupscale_gui.core.images.image_sha256`), so a request can never silently
+    render a different cutout.
+    """
+
+    path: str
+    sha256: str
+    width: int
+    height: int
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        _check(self.width > 0 and self.height > 0, "source", "width and height must be positive")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Standardisation (paper 3.1): Lanczos to a square, aspect kept by padding, never stretched.
+
+    ``intermediate`` reproduces the paper's two-step resize (e.g. 256, then ``size``).
+    ``crop_to_content`` crops the square result back to the cutout's content box.
+    """
+
+    size: int = 1024
+    intermediate: int | None = None
+    pad: PadMode = "edge"
+    crop_to_content: bool = True
+
+    def __post_init__(self) -> None:
+        _check(64 <= self.size <= 4096, "preprocess.size", f"must be 64..4096, got {self.size}")
+        _check(self.size % 16 == 0, "preprocess.size", f"must be a multiple of 16, got {self.size}")
+        if self.intermediate is not None:
+            _check(
+                16 <= self.intermediate < self.size,
+                "preprocess.intermediate",
+                f"must be 16..{self.size - 1} (below size), got {self.intermediate}",
+            )
+
+
+@dataclass(frozen=True)
+class Stage1Params:
+    """FLUX.1-dev image-to-image. diffusers runs ``int(steps * strength)`` steps (80 x 0.75 = 60)."""
+
+    strength: float = 0.75
+    steps: int = 80
+    guidance: float = 3.5
+
+    def __post_init__(self) -> None:
+        _check(0.0 < self.strength <= 1.0, "stage1.strength", f"must be in (0, 1], got {self.strength}")
+        _check(1 <= self.steps <= 500, "stage1.steps", f"must be 1..500, got {self.steps}")
+        _check(
+            int(self.steps * self.strength) >= 1,
+            "stage1",
+            f"steps x strength must be at least 1 step, got {self.steps} x {self.strength}",
+        )
+        _check(0.0 <= self.guidance <= 30.0, "stage1.guidance", f"must be 0..30, got {self.guidance}")
+
+    @property
+    def effective_steps(self) -> int:
+        return int(self.steps * self.strength)
+
+
+@dataclass(frozen=True)
+class Stage2Params:
+    """FLUX ControlNet upscaler, with the stage-1 output as the control image."""
+
+    enabled: bool = True
+    conditioning_scale: float = 0.6
+    steps: int = 35
+    guidance: float = 3.5
+
+    def __post_init__(self) -> None:
+        lo, hi = CONDITIONING_SCALE_RANGE
+        _check(
+            lo <= self.conditioning_scale <= hi,
+            "stage2.conditioning_scale",
+            f"must be within {lo}..{hi} (the paper's range), got {self.conditioning_scale}",
+        )
+        _check(1 <= self.steps <= 500, "stage2.steps", f"must be 1..500, got {self.steps}")
+        _check(0.0 <= self.guidance <= 30.0, "stage2.guidance", f"must be 0..30, got {self.guidance}")
+
+
+@dataclass(frozen=True)
+class LoraParams:
+    """The optional football LoRA. ``ab`` renders with and without it, side by side.
+
+    ``stages`` says where the LoRA is active in the "with" branch. The paper found it helps
+    stage 2 and can hurt stage 1, so the default is stage 2 only: stage 1 then runs once,
+    without the LoRA, and both branches share its output.
+    """
+
+    model: ModelRef | None = None
+    scale: float = 0.9
+    stages: tuple[StageName, ...] = ("stage2",)
+    ab: bool = True
+
+    def __post_init__(self) -> None:
+        _check(0.0 < self.scale <= 2.0, "lora.scale", f"must be in (0, 2], got {self.scale}")
+        _check(len(self.stages) > 0, "lora.stages", "must name at least one stage")
+        _check(len(set(self.stages)) == len(self.stages), "lora.stages", "has duplicates")
+
+    @property
+    def enabled(self) -> bool:
+        return self.model is not None
+
+    def branches(self) -> tuple[bool, ...]:
+        """The LoRA states to render: (False, True) for A/B, (True,) or (False,) otherwise."""
+        if not self.enabled:
+            return (False,)
+        return (False, True) if self.ab else (True,)
+
+
+@dataclass(frozen=True, order=True)
+class CandidateKey:
+    """Which candidate of a request: variant index, LoRA branch and the stage it stops after."""
+
+    variant: int
+    lora: bool
+    stage: int = 2
+
+    def __post_init__(self) -> None:
+        _check(self.variant >= 0, "candidate.variant", "must be >= 0")
+        _check(self.stage in (1, 2), "candidate.stage", f"must be 1 or 2, got {self.stage}")
+
+    @property
+    def label(self) -> str:
+        return f"v{self.variant} s{self.stage} {'lora' if self.lora else 'nolora'}"
+
+
+@dataclass(frozen=True)
+class ReconstructionRequest:
+    """Everything that affects output pixels. See the module docstring."""
+
+    engine: EngineKind = "flux"
+    prompt: str = ""
+    #: The structured scene the prompt was generated from (JSON text, informational), or "".
+    scene_json: str = ""
+    source: SourceRef | None = None
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    stage1: Stage1Params = field(default_factory=Stage1Params)
+    stage2: Stage2Params = field(default_factory=Stage2Params)
+    lora: LoraParams = field(default_factory=LoraParams)
+    variants: int = 3
+    seed: int = 5
+    flux: ModelRef = field(default_factory=lambda: ModelRef(repo_id=FLUX_REPO_ID))
+    controlnet: ModelRef = field(default_factory=lambda: ModelRef(repo_id=CONTROLNET_REPO_ID))
+    device: Device = "auto"
+    precision: Precision = "auto"
+    memory_mode: MemoryMode = "auto"
+    #: Render only this candidate (used by reproduce). None renders all of them.
+    only: CandidateKey | None = None
+    version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        _check_literals(self)
+        _check(1 <= self.variants <= 16, "variants", f"must be 1..16, got {self.variants}")
+        _check(0 <= self.seed < 2**63 - 16, "seed", f"must be 0..2^63-17, got {self.seed}")
+        _check(self.version == SCHEMA_VERSION, "version", f"must be {SCHEMA_VERSION}")
+        if self.only is not None:
+            _check(
+                self.only.variant < self.variants,
+                "only.variant",
+                f"must be below variants ({self.variants}), got {self.only.variant}",
+            )
+            _check(
+                self.only in self.replace(only=None).candidate_keys()
+                or (self.engine != "flux" and self.only.variant == 0),
+                "only",
+                f"{self.only.label} is not a candidate this request renders",
+            )
+
+    # -- candidates -----------------------------------------------------------------------
+
+    def seed_for(self, variant: int) -> int:
+        """Each candidate has its own generator, seeded ``seed + variant``."""
+        return self.seed + variant
+
+    def stage1_lora(self, branch: bool) -> bool:
+        """Whether stage 1 runs with the LoRA in the given LoRA branch."""
+        return branch and "stage1" in self.lora.stages
+
+    def stage2_lora(self, branch: bool) -> bool:
+        """Whether stage 2 runs with the LoRA in the given LoRA branch."""
+        return branch and "stage2" in self.lora.stages
+
+    def candidate_keys(self) -> list[CandidateKey]:
+        """The candidates a run yields, in order.
+
+        Per variant: the distinct stage-1 results first (one when the LoRA is off in stage 1,
+        the default), then one stage-2 result per LoRA branch. Stage-1 results are real
+        candidates too, so a user can pick one if stage 2 went too far. Fast engines yield one.
+        """
+        if self.only is not None:
+            return [self.only]
+        if self.engine != "flux":
+            return [CandidateKey(variant=0, lora=False, stage=2)]
+        branches = self.lora.branches()
+        keys: list[CandidateKey] = []
+        for v in range(self.variants):
+            for s1 in sorted({self.stage1_lora(b) for b in branches}):
+                keys.append(CandidateKey(variant=v, lora=s1, stage=1))
+            if self.stage2.enabled:
+                keys.extend(CandidateKey(variant=v, lora=b, stage=2) for b in branches)
+        return keys
+
+    def with_only(self, key: CandidateKey) -> ReconstructionRequest:
+        return dataclasses.replace(self, only=key)
+
+    def replace(self, **changes: Any) -> ReconstructionRequest:
+        return dataclasses.replace(self, **changes)
+
+    # -- JSON -----------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return typing.cast(dict[str, Any], _to_jsonable(self))
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReconstructionRequest:
+        if not isinstance(data, Mapping):
+            raise RequestError(f"request: expected a JSON object, got {type(data).__name__}")
+        version = data.get("version", None)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise RequestError("version: missing or not an integer; this is not an fbupscale request")
+        if version > SCHEMA_VERSION:
+            raise RequestError(
+                f"version: this request was written by a newer fbupscale (schema {version}); "
+                f"this release reads schema {SCHEMA_VERSION} and older. Update fbupscale."
+            )
+        if version < 1:
+            raise RequestError(f"version: unknown schema {version}")
+        migrated = _migrate(dict(data), version)
+        return typing.cast(ReconstructionRequest, _from_jsonable(cls, migrated, "request"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ReconstructionRequest:
+        try:
+            data = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RequestError(f"request: not valid JSON ({exc})") from None
+        return cls.from_dict(data)
+
+
+# -- migration ----------------------------------------------------------------------------
+
+def _migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
+    """Bring an old request dict up to SCHEMA_VERSION, one version at a time."""
+    # Schema 1 is the first; future migrations go here as `if version == N: ...; version = N+1`.
+    data["version"] = SCHEMA_VERSION
+    return data
+
+
+# -- generic dataclass <-> JSON ------------------------------------------------------------
+
+_T = TypeVar("_T")
+
+
+def _check_literals(obj: Any) -> None:
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        hint = hints[f.name]
+        if get_origin(hint) is Literal:
+            allowed = get_args(hint)
+            value = getattr(obj, f.name)
+            _check(value in allowed, f.name, f"must be one of {list(allowed)}, got {value!r}")
+
+
+def _to_jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_to_jsonable(v) for v in value]
+    return value
+
+
+def _from_jsonable(tp: Any, value: Any, where: str) -> Any:
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise RequestError(f"{where}: must not be null")
+        non_none = [a for a in args if a is not type(None)]
+        if len(non_none) != 1:  # pragma: no cover - no such fields today
+            raise RequestError(f"{where}: ambiguous type")
+        return _from_jsonable(non_none[0], value, where)
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            raise RequestError(f"{where}: must be one of {list(allowed)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise RequestError(f"{where}: expected a list, got {type(value).__name__}")
+        (item_tp, _ellipsis) = get_args(tp)
+        return tuple(_from_jsonable(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise RequestError(f"{where}: expected an object, got {type(value).__name__}")
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            raise RequestError(f"{where}: unknown field(s) {unknown}")
+        kwargs = {k: _from_jsonable(hints[k], v, f"{where}.{k}") for k, v in value.items()}
+        try:
+            return tp(**kwargs)
+        except TypeError as exc:
+            raise RequestError(f"{where}: {exc}") from None
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise RequestError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise RequestError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise RequestError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise RequestError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise RequestError(f"{where}: unsupported type {tp!r}")  # pragma: no cover
