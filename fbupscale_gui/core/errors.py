@@ -47,7 +47,9 @@ class InputImageError(FbError):
 class ModelNotFoundError(FbError):
     """A model (FLUX, ControlNet, LoRA, fast-engine weights) is not available offline."""
 
-    def __init__(self, what: str, repo_id: str | None, searched: Sequence[str | Path], hint: str) -> None:
+    def __init__(
+        self, what: str, repo_id: str | None, searched: Sequence[str | Path], hint: str
+    ) -> None:
         self.what = what
         self.repo_id = repo_id
         self.searched = [str(p) for p in searched]

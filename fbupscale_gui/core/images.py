@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputImageError
-from .request import PadMode, Preprocess
+from .request import PadMode, Preprocess, SourceRef
 
 __all__ = [
     "MAX_CUTOUT_SIDE",
@@ -23,6 +23,8 @@ __all__ = [
     "crop_to_content",
     "image_sha256",
     "load_cutout",
+    "load_source",
+    "make_source",
     "standardise",
 ]
 
@@ -73,7 +75,8 @@ def load_cutout(source: str | Path | bytes) -> Image.Image:
         raise InputImageError(name, f"unreadable or truncated image ({exc})") from None
     if max(img.size) > MAX_CUTOUT_SIDE:
         raise InputImageError(
-            name, f"{img.width}x{img.height} px is not a cutout (limit {MAX_CUTOUT_SIDE} px per side)"
+            name,
+            f"{img.width}x{img.height} px is not a cutout (limit {MAX_CUTOUT_SIDE} px per side)",
         )
     return _to_rgb(img)
 
@@ -125,7 +128,9 @@ def _pad_square(content: Image.Image, size: int, pad: PadMode) -> tuple[Image.Im
 
     arr = np.asarray(content)
     widths = ((top, size - h - top), (left, size - w - left), (0, 0))
-    if pad == "reflect" and all(a < dim and b < dim for (a, b), dim in zip(widths[:2], (h, w), strict=True)):
+    if pad == "reflect" and all(
+        a < dim and b < dim for (a, b), dim in zip(widths[:2], (h, w), strict=True)
+    ):
         out = np.pad(arr, widths, mode="reflect")
     else:  # edge replication always works, even for extreme aspect ratios
         out = np.pad(arr, widths, mode="edge")
@@ -159,7 +164,11 @@ def standardise(image: Image.Image, pre: Preprocess) -> tuple[Image.Image, Place
 def crop_to_content(image: Image.Image, placement: Placement) -> Image.Image:
     """Crop a square result back to the content box, scaling the box if the result differs in size."""
     if image.size == (placement.size, placement.size):
-        return image if placement.box == (0, 0, placement.size, placement.size) else image.crop(placement.box)
+        return (
+            image
+            if placement.box == (0, 0, placement.size, placement.size)
+            else image.crop(placement.box)
+        )
     sx, sy = image.width / placement.size, image.height / placement.size
     box = (
         round(placement.left * sx),
@@ -168,3 +177,29 @@ def crop_to_content(image: Image.Image, placement: Placement) -> Image.Image:
         round((placement.top + placement.height) * sy),
     )
     return image.crop(box)
+
+
+def load_source(source: SourceRef) -> Image.Image:
+    """Read the cutout a request names, refusing it if its pixels changed since the request."""
+    image = load_cutout(source.path)
+    digest = image_sha256(image)
+    if digest != source.sha256:
+        raise InputImageError(
+            source.path,
+            f"pixels changed since the request was made (sha256 {digest[:12]}…, "
+            f"request says {source.sha256[:12]}…)",
+        )
+    return image
+
+
+def make_source(path: str | Path, image: Image.Image | None = None) -> SourceRef:
+    """A :class:`SourceRef` for a cutout file (reads it unless the decoded image is given)."""
+    img = load_cutout(path) if image is None else image
+    p = Path(path)
+    return SourceRef(
+        path=str(p.resolve()),
+        sha256=image_sha256(img),
+        width=img.width,
+        height=img.height,
+        name=p.name,
+    )

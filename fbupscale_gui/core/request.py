@@ -137,14 +137,18 @@ class Stage1Params:
     guidance: float = 3.5
 
     def __post_init__(self) -> None:
-        _check(0.0 < self.strength <= 1.0, "stage1.strength", f"must be in (0, 1], got {self.strength}")
+        _check(
+            0.0 < self.strength <= 1.0, "stage1.strength", f"must be in (0, 1], got {self.strength}"
+        )
         _check(1 <= self.steps <= 500, "stage1.steps", f"must be 1..500, got {self.steps}")
         _check(
             int(self.steps * self.strength) >= 1,
             "stage1",
             f"steps x strength must be at least 1 step, got {self.steps} x {self.strength}",
         )
-        _check(0.0 <= self.guidance <= 30.0, "stage1.guidance", f"must be 0..30, got {self.guidance}")
+        _check(
+            0.0 <= self.guidance <= 30.0, "stage1.guidance", f"must be 0..30, got {self.guidance}"
+        )
 
     @property
     def effective_steps(self) -> int:
@@ -168,7 +172,9 @@ class Stage2Params:
             f"must be within {lo}..{hi} (the paper's range), got {self.conditioning_scale}",
         )
         _check(1 <= self.steps <= 500, "stage2.steps", f"must be 1..500, got {self.steps}")
-        _check(0.0 <= self.guidance <= 30.0, "stage2.guidance", f"must be 0..30, got {self.guidance}")
+        _check(
+            0.0 <= self.guidance <= 30.0, "stage2.guidance", f"must be 0..30, got {self.guidance}"
+        )
 
 
 @dataclass(frozen=True)
@@ -314,7 +320,9 @@ class ReconstructionRequest:
             raise RequestError(f"request: expected a JSON object, got {type(data).__name__}")
         version = data.get("version", None)
         if not isinstance(version, int) or isinstance(version, bool):
-            raise RequestError("version: missing or not an integer; this is not an fbupscale request")
+            raise RequestError(
+                "version: missing or not an integer; this is not an fbupscale request"
+            )
         if version > SCHEMA_VERSION:
             raise RequestError(
                 f"version: this request was written by a newer fbupscale (schema {version}); "
@@ -335,6 +343,7 @@ class ReconstructionRequest:
 
 
 # -- migration ----------------------------------------------------------------------------
+
 
 def _migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
     """Bring an old request dict up to SCHEMA_VERSION, one version at a time."""
