@@ -52,7 +52,7 @@ def load_cutout(source: str | Path | bytes) -> Image.Image:
         if isinstance(source, bytes):
             if not source:
                 raise InputImageError(name, "empty data")
-            img = Image.open(io.BytesIO(source))
+            opened: Image.Image = Image.open(io.BytesIO(source))
         else:
             path = Path(source)
             if not path.exists():
@@ -61,10 +61,10 @@ def load_cutout(source: str | Path | bytes) -> Image.Image:
                 raise InputImageError(name, "is a folder, not an image")
             if path.stat().st_size == 0:
                 raise InputImageError(name, "empty file (0 bytes)")
-            img = Image.open(path)
-        img.seek(0)
-        img.load()
-        img = ImageOps.exif_transpose(img) or img
+            opened = Image.open(path)
+        opened.seek(0)
+        opened.load()
+        img = ImageOps.exif_transpose(opened) or opened
     except InputImageError:
         raise
     except Image.DecompressionBombError as exc:

@@ -407,7 +407,7 @@ def _from_jsonable(tp: Any, value: Any, where: str) -> Any:
             raise RequestError(f"{where}: unknown field(s) {unknown}")
         kwargs = {k: _from_jsonable(hints[k], v, f"{where}.{k}") for k, v in value.items()}
         try:
-            return tp(**kwargs)
+            return typing.cast(Any, tp)(**kwargs)
         except TypeError as exc:
             raise RequestError(f"{where}: {exc}") from None
     if tp is bool:
