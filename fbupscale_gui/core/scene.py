@@ -1,0 +1,701 @@
+"""The structured scene description a FLUX prompt is generated from.
+
+An operator describes what is visible in a cutout: the people (role, team, shirt number when it
+is readable, hair and skin tone in neutral words, what they are doing), the teams' kits, the
+overall action, spatial relations, and the background (stadium occupancy, goalposts, boards).
+:meth:`Scene.to_prompt` turns that into concise, deterministic English following the caption
+rules the football LoRA was trained on (paper section 3.3.1):
+
+* begin by identifying every visible person, with a count and their roles;
+* describe each team's jersey and shorts colours; the team name is written only for a home
+  (first) kit, never for second or third kits, which change from season to season;
+* write a shirt number only when it is fully visible, and tie it to that person's action;
+* describe hair in fixed categories and skin tone in neutral, professional words;
+* describe the action, spatial relations and the background, including how full the stadium is
+  (empty: no spectators; half full: moderate crowd; full: sold out).
+
+Every choice a GUI offers in a combo box is a ``Literal`` type with a matching tuple
+(:data:`ROLES`, :data:`HAIR_STYLES`, ...), ``""`` meaning "not specified". Like
+:class:`~fbupscale_gui.core.request.ReconstructionRequest`, a :class:`Scene` is frozen,
+validated on construction, and round-trips losslessly through strict JSON with a ``version``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal, Union, get_args, get_origin
+
+from .errors import RequestError
+
+__all__ = [
+    "BACKGROUND_ELEMENTS",
+    "HAIR_STYLES",
+    "KIT_TYPES",
+    "MAX_PEOPLE",
+    "MAX_TEXT",
+    "ROLES",
+    "SCENE_SCHEMA_VERSION",
+    "SKIN_TONES",
+    "STADIUM_OCCUPANCY",
+    "TEAM_ROLES",
+    "BackgroundElement",
+    "Hair",
+    "Kit",
+    "KitType",
+    "Person",
+    "Role",
+    "Scene",
+    "SkinTone",
+    "Stadium",
+    "Team",
+    "count_phrase",
+    "with_article",
+]
+
+SCENE_SCHEMA_VERSION: Final = 1
+#: Longest free-text field, in characters (FLUX's T5 encoder reads 512 tokens in all).
+MAX_TEXT: Final = 300
+#: Most people one scene may list; cutouts rarely show more than a handful.
+MAX_PEOPLE: Final = 30
+
+KitType = Literal["home", "away", "third"]
+Role = Literal["player", "goalkeeper", "referee", "assistant referee", "coach", "spectator"]
+#: Fixed hair categories; "" is "not specified" and is left out of the prompt.
+Hair = Literal["", "bald", "short hair", "long hair", "curly hair", "braids", "ponytail"]
+#: Neutral, professional skin-tone descriptors; "" is "not specified".
+SkinTone = Literal["", "light skin tone", "medium skin tone", "dark skin tone"]
+#: Stadium occupancy; "" is "not visible / not specified".
+Stadium = Literal["", "empty", "half full", "full"]
+BackgroundElement = Literal[
+    "goal area",
+    "goalposts",
+    "goal net",
+    "penalty box",
+    "field markings",
+    "corner flag",
+    "advertising boards",
+    "bench",
+    "spectators out of focus",
+]
+
+KIT_TYPES: Final[tuple[KitType, ...]] = get_args(KitType)
+ROLES: Final[tuple[Role, ...]] = get_args(Role)
+HAIR_STYLES: Final[tuple[Hair, ...]] = get_args(Hair)
+SKIN_TONES: Final[tuple[SkinTone, ...]] = get_args(SkinTone)
+STADIUM_OCCUPANCY: Final[tuple[Stadium, ...]] = get_args(Stadium)
+BACKGROUND_ELEMENTS: Final[tuple[BackgroundElement, ...]] = get_args(BackgroundElement)
+#: Roles that may belong to a team (referees and spectators never do).
+TEAM_ROLES: Final[tuple[Role, ...]] = ("player", "goalkeeper", "coach")
+
+_PLURALS: Final[dict[str, str]] = {
+    "player": "players",
+    "goalkeeper": "goalkeepers",
+    "referee": "referees",
+    "assistant referee": "assistant referees",
+    "coach": "coaches",
+    "spectator": "spectators",
+}
+_NUMBER_WORDS: Final = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+)
+_HAIR_PHRASES: Final[dict[str, str]] = {
+    "bald": "a bald head",
+    "short hair": "short hair",
+    "long hair": "long hair",
+    "curly hair": "curly hair",
+    "braids": "braids",
+    "ponytail": "a ponytail",
+}
+_BACKGROUND_PHRASES: Final[dict[str, str]] = {
+    "goal area": "the goal area",
+    "goalposts": "the goalposts",
+    "goal net": "the goal net",
+    "penalty box": "the penalty box",
+    "field markings": "field markings",
+    "corner flag": "a corner flag",
+    "advertising boards": "advertising boards",
+    "bench": "the bench",
+    "spectators out of focus": "out-of-focus spectators",
+}
+_STADIUM_PHRASES: Final[dict[str, str]] = {
+    "empty": "an empty stadium with no spectators",
+    "half full": "a partially filled stadium with a moderate crowd",
+    "full": "a sold-out stadium at full capacity",
+}
+_STADIUM_WITH_SPECTATORS: Final[dict[str, str]] = {
+    "half full": "a partially filled stadium with a moderate crowd of out-of-focus spectators",
+    "full": "a sold-out stadium at full capacity with out-of-focus spectators",
+}
+#: An accent ending in one of these nouns ("white sleeves") is written as is, else "<x> accents".
+_ACCENT_NOUNS: Final = (
+    "accents",
+    "trim",
+    "details",
+    "sleeves",
+    "stripe",
+    "stripes",
+    "collar",
+    "sash",
+    "band",
+    "hoops",
+    "cuffs",
+    "panels",
+)
+
+
+def _check(cond: bool, field_name: str, message: str) -> None:
+    if not cond:
+        raise RequestError(f"{field_name}: {message}")
+
+
+def _check_text(value: object, field_name: str, *, required: bool = False) -> None:
+    _check(isinstance(value, str), field_name, f"expected a string, got {value!r}")
+    assert isinstance(value, str)
+    _check(len(value) <= MAX_TEXT, field_name, f"must be at most {MAX_TEXT} characters")
+    _check(
+        "\n" not in value and "\r" not in value and "\t" not in value,
+        field_name,
+        "must be a single line",
+    )
+    if required:
+        _check(bool(value.strip()), field_name, "must not be empty")
+
+
+def _check_choice(value: object, allowed: Sequence[object], field_name: str) -> None:
+    _check(value in allowed, field_name, f"must be one of {list(allowed)}, got {value!r}")
+
+
+# -- English helpers ------------------------------------------------------------------------
+
+
+def with_article(phrase: str) -> str:
+    """``phrase`` with "a" or "an" in front ("an orange jersey", "a white jersey")."""
+    word = phrase.strip().lower()
+    vowel_sound = bool(word) and word[0] in "aeiou" and not word.startswith(("uni", "use", "one"))
+    return f"{'an' if vowel_sound else 'a'} {phrase.strip()}"
+
+
+def _number_word(n: int) -> str:
+    return _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)
+
+
+def _join(items: Sequence[str]) -> str:
+    """English list: "a", "a and b", "a, b, and c" (serial comma, as in the captions)."""
+    if len(items) <= 2:
+        return " and ".join(items)
+    return f"{', '.join(items[:-1])}, and {items[-1]}"
+
+
+def count_phrase(role: str, count: int) -> str:
+    """ "a goalkeeper", "an assistant referee", "two players", "21 spectators"."""
+    if count == 1:
+        return with_article(role)
+    return f"{_number_word(count)} {_PLURALS.get(role, role + 's')}"
+
+
+def _clean(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _sentence(text: str) -> str:
+    """Free text as one sentence: squeezed spaces, capital first letter, final full stop."""
+    text = _clean(text)
+    if not text:
+        return ""
+    text = text[0].upper() + text[1:]
+    return text if text[-1] in ".!?" else text + "."
+
+
+def _norm_colour(text: str) -> str:
+    return _clean(text).lower()
+
+
+# -- schema ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kit:
+    """A kit's colours in plain words.
+
+    ``jersey`` is the jersey colour(s) ("red and black", "green"); ``pattern`` an optional
+    pattern word written after the colours ("striped", "hooped"); ``shorts`` the shorts colour,
+    "" when not visible; ``accents`` an optional detail: "yellow" (written "yellow accents"),
+    "white sleeves", or a phrase with its own article ("a red central band").
+    Shorts of the same colour as the jersey are written as "matching shorts".
+    """
+
+    jersey: str
+    shorts: str
+    accents: str = ""
+    pattern: str = ""
+
+    def __post_init__(self) -> None:
+        _check_text(self.jersey, "kit.jersey", required=True)
+        _check_text(self.shorts, "kit.shorts")
+        _check_text(self.accents, "kit.accents")
+        _check_text(self.pattern, "kit.pattern")
+
+    @property
+    def jersey_phrase(self) -> str:
+        """ "red and black striped jersey" (no article)."""
+        words = [_clean(self.jersey)]
+        if self.pattern.strip():
+            words.append(_clean(self.pattern))
+        return " ".join([*words, "jersey"])
+
+    @property
+    def accents_phrase(self) -> str:
+        """ "yellow accents", or "" without accents."""
+        accents = _clean(self.accents)
+        if not accents:
+            return ""
+        lower = accents.lower()
+        if lower.startswith(("a ", "an ")) or lower.endswith(_ACCENT_NOUNS):
+            return accents
+        return f"{accents} accents"
+
+    @property
+    def matching_shorts(self) -> bool:
+        shorts = _norm_colour(self.shorts)
+        return shorts in (_norm_colour(self.jersey), "matching")
+
+    def describe(self) -> str:
+        """ "a green jersey and matching shorts", "a blue jersey with yellow accents and white
+        shorts", "a red and black striped jersey with white shorts"."""
+        text = with_article(self.jersey_phrase)
+        accents = self.accents_phrase
+        shorts = _clean(self.shorts)
+        if accents:
+            text += f" with {accents}"
+        if not shorts:
+            return text
+        if self.matching_shorts:
+            return f"{text} and matching shorts"
+        return f"{text} {'and' if accents else 'with'} {shorts} shorts"
+
+
+@dataclass(frozen=True)
+class Team:
+    """A team in the scene. ``name`` is written in the prompt only for a home kit."""
+
+    name: str
+    kit_type: KitType
+    kit: Kit
+
+    def __post_init__(self) -> None:
+        _check_text(self.name, "team.name")
+        _check_choice(self.kit_type, KIT_TYPES, "team.kit_type")
+        _check(isinstance(self.kit, Kit), "team.kit", f"expected a Kit, got {self.kit!r}")
+
+    @property
+    def prompt_name(self) -> str:
+        """The name as the prompt writes it: the name for a home kit, else ""."""
+        return _clean(self.name) if self.kit_type == "home" else ""
+
+
+@dataclass(frozen=True)
+class Person:
+    """One visible person.
+
+    ``team`` indexes :attr:`Scene.teams` (players, goalkeepers and coaches only). ``number`` is
+    written only when ``number_visible``. ``action`` is a verb phrase ("kicking the ball";
+    a leading "is" is accepted). ``kit`` overrides the team's kit for this person, e.g. a
+    goalkeeper's or a referee's kit.
+    """
+
+    role: Role
+    team: int | None = None
+    number: int | None = None
+    number_visible: bool = False
+    hair: Hair = ""
+    skin: SkinTone = ""
+    action: str = ""
+    kit: Kit | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice(self.role, ROLES, "role")
+        if self.team is not None:
+            _check(
+                isinstance(self.team, int) and not isinstance(self.team, bool) and self.team >= 0,
+                "team",
+                f"must be a team index (0 or more) or null, got {self.team!r}",
+            )
+            _check(
+                self.role in TEAM_ROLES,
+                "team",
+                f"a {self.role} does not belong to a team (only {list(TEAM_ROLES)} do)",
+            )
+        if self.number is not None:
+            _check(
+                isinstance(self.number, int)
+                and not isinstance(self.number, bool)
+                and 0 <= self.number <= 99,
+                "number",
+                f"must be 0..99 or null, got {self.number!r}",
+            )
+        _check(
+            isinstance(self.number_visible, bool),
+            "number_visible",
+            f"expected true/false, got {self.number_visible!r}",
+        )
+        _check(
+            not self.number_visible or self.number is not None,
+            "number",
+            "is required when number_visible is true",
+        )
+        _check_choice(self.hair, HAIR_STYLES, "hair")
+        _check_choice(self.skin, SKIN_TONES, "skin")
+        _check_text(self.action, "action")
+        _check(
+            self.kit is None or isinstance(self.kit, Kit),
+            "kit",
+            f"expected a Kit or null, got {self.kit!r}",
+        )
+
+    @property
+    def shown_number(self) -> int | None:
+        """The number the prompt may write: only a visible one."""
+        return self.number if self.number_visible else None
+
+    def appearance(self) -> str:
+        """ "short hair and light skin tone", "a ponytail", or ""."""
+        parts = [_HAIR_PHRASES[self.hair]] if self.hair else []
+        if self.skin:
+            parts.append(self.skin)
+        return " and ".join(parts)
+
+    def verb_phrase(self) -> str:
+        """The action as a predicate: "is kicking the ball", or ""."""
+        action = _clean(self.action).rstrip(".")
+        if not action:
+            return ""
+        if re.match(r"(?i)^(is|are|was|has)\b", action):
+            return action[0].lower() + action[1:]
+        return f"is {action}"
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Everything the prompt says about a cutout. See the module docstring."""
+
+    people: tuple[Person, ...] = ()
+    teams: tuple[Team, ...] = ()
+    #: The overall action, a sentence ("Two players are contesting possession of the ball").
+    action: str = ""
+    #: Spatial relations, one sentence each ("Player number 10 is positioned near the penalty box").
+    spatial: tuple[str, ...] = ()
+    stadium: Stadium = ""
+    background: tuple[BackgroundElement, ...] = ()
+    #: Anything else worth saying, appended verbatim as a sentence.
+    extra: str = ""
+    blurred_background: bool = False
+    version: int = SCENE_SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.people, tuple), "people", "must be a tuple of Person")
+        _check(isinstance(self.teams, tuple), "teams", "must be a tuple of Team")
+        _check(len(self.people) <= MAX_PEOPLE, "people", f"at most {MAX_PEOPLE} people")
+        _check(len(self.teams) <= 8, "teams", "at most 8 teams")
+        for i, p in enumerate(self.people):
+            _check(isinstance(p, Person), f"people[{i}]", f"expected a Person, got {p!r}")
+        for i, t in enumerate(self.teams):
+            _check(isinstance(t, Team), f"teams[{i}]", f"expected a Team, got {t!r}")
+        self.validate_team_refs()
+        _check_text(self.action, "action")
+        _check(isinstance(self.spatial, tuple), "spatial", "must be a tuple of strings")
+        for i, s in enumerate(self.spatial):
+            _check_text(s, f"spatial[{i}]", required=True)
+        _check_choice(self.stadium, STADIUM_OCCUPANCY, "stadium")
+        _check(isinstance(self.background, tuple), "background", "must be a tuple")
+        for i, b in enumerate(self.background):
+            _check_choice(b, BACKGROUND_ELEMENTS, f"background[{i}]")
+        _check(len(set(self.background)) == len(self.background), "background", "has duplicates")
+        _check(
+            not (self.stadium == "empty" and "spectators out of focus" in self.background),
+            "background",
+            "'spectators out of focus' contradicts an empty stadium",
+        )
+        _check_text(self.extra, "extra")
+        _check(
+            isinstance(self.blurred_background, bool),
+            "blurred_background",
+            f"expected true/false, got {self.blurred_background!r}",
+        )
+        _check(self.version == SCENE_SCHEMA_VERSION, "version", f"must be {SCENE_SCHEMA_VERSION}")
+
+    def validate_team_refs(self) -> None:
+        """Raise :class:`RequestError` unless every ``person.team`` indexes an existing team."""
+        for i, p in enumerate(self.people):
+            if p.team is not None:
+                _check(
+                    p.team < len(self.teams),
+                    f"people[{i}].team",
+                    f"refers to team {p.team}, but the scene has {len(self.teams)} team(s)",
+                )
+
+    # -- editing helpers ---------------------------------------------------------------------
+
+    def replace(self, **changes: Any) -> Scene:
+        return dataclasses.replace(self, **changes)
+
+    def without_team(self, index: int) -> Scene:
+        """This scene without team ``index``: its members lose their team, later indexes shift."""
+        _check(0 <= index < len(self.teams), "teams", f"no team {index} to remove")
+        people = []
+        for p in self.people:
+            if p.team == index:
+                p = dataclasses.replace(p, team=None)
+            elif p.team is not None and p.team > index:
+                p = dataclasses.replace(p, team=p.team - 1)
+            people.append(p)
+        teams = self.teams[:index] + self.teams[index + 1 :]
+        return dataclasses.replace(self, people=tuple(people), teams=teams)
+
+    # -- derived facts -----------------------------------------------------------------------
+
+    def role_counts(self) -> dict[Role, int]:
+        """How many people of each role are visible, in :data:`ROLES` order, zeros left out."""
+        counts = {r: sum(1 for p in self.people if p.role == r) for r in ROLES}
+        return {r: n for r, n in counts.items() if n}
+
+    def count_text(self) -> str:
+        """ "two players and a goalkeeper" ("" for nobody)."""
+        return _join([count_phrase(r, n) for r, n in self.role_counts().items()])
+
+    def kit_of(self, person: Person) -> Kit | None:
+        """The kit a person wears: their own, else their team's, else unknown (None)."""
+        if person.kit is not None:
+            return person.kit
+        if person.team is not None:
+            return self.teams[person.team].kit
+        return None
+
+    # -- prompt ------------------------------------------------------------------------------
+
+    def to_prompt(self) -> str:
+        """The FLUX prompt: deterministic, concise English (see the module docstring)."""
+        sentences: list[str] = []
+        several = len(self.people) > 1
+        if several:
+            sentences.append(_sentence(f"{self.count_text()} are visible"))
+        counts = self.role_counts()
+        seen_roles: set[str] = set()
+        described_teams: set[int] = set()
+        for person in self.people:
+            text = self._person_sentence(person, counts, seen_roles, described_teams, several)
+            if text:
+                sentences.append(text)
+        sentences.append(_sentence(self.action))
+        sentences.extend(_sentence(s) for s in self.spatial)
+        sentences.append(self._background_sentence())
+        sentences.append(_sentence(self.extra))
+        return " ".join(s for s in sentences if s)
+
+    def _person_sentence(
+        self,
+        person: Person,
+        counts: Mapping[Role, int],
+        seen_roles: set[str],
+        described_teams: set[int],
+        several: bool,
+    ) -> str:
+        role = person.role
+        if role in seen_roles:
+            subject = f"another {role}"
+        elif several and counts[role] == 1:
+            subject = f"the {role}"
+        else:
+            subject = with_article(role)
+        seen_roles.add(role)
+        if person.team is not None and self.teams[person.team].prompt_name:
+            subject += f" from {self.teams[person.team].prompt_name}"
+
+        parts: list[str] = []
+        appearance = person.appearance()
+        if appearance:
+            parts.append(f"with {appearance}")
+        kit_part = ""
+        if person.kit is not None:
+            kit_part = f"wearing {person.kit.describe()}"
+        elif person.team is not None:
+            kit = self.teams[person.team].kit
+            if person.team in described_teams:
+                kit_part = f"also wearing {with_article(kit.jersey_phrase)}"
+            else:
+                kit_part = f"wearing {kit.describe()}"
+                described_teams.add(person.team)
+        number = person.shown_number
+        if number is not None:
+            # The paper's "a green jersey and matching shorts with the number 99"; a kit that
+            # already has a "with" gets the number as its own clause, as in its captions.
+            if kit_part and not re.search(r"\bwith\b", kit_part):
+                kit_part += f" with the number {number}"
+            elif kit_part:
+                parts.append(kit_part)
+                kit_part = f"marked with the number {number}"
+            else:
+                kit_part = f"with the number {number}"
+        if kit_part:
+            parts.append(kit_part)
+        verb = person.verb_phrase()
+        if not verb and parts and parts[-1].startswith(("wearing ", "also wearing ")):
+            verb = "is " + parts.pop()
+        if not verb:
+            if several and not parts:
+                return ""  # the count sentence already names them
+            verb = "is visible"
+        if len(parts) >= 2 or (parts and parts[0].startswith("also ")):
+            return _sentence(f"{subject}, {', '.join(parts)}, {verb}")
+        return _sentence(" ".join([subject, *parts, verb]))
+
+    def _background_sentence(self) -> str:
+        items = [_BACKGROUND_PHRASES[b] for b in self.background if b != "spectators out of focus"]
+        spectators = "spectators out of focus" in self.background
+        if self.stadium:
+            table = _STADIUM_WITH_SPECTATORS if spectators else _STADIUM_PHRASES
+            items.append(table[self.stadium])
+        elif spectators:
+            items.append(_BACKGROUND_PHRASES["spectators out of focus"])
+        blurred = "blurred " if self.blurred_background else ""
+        if items:
+            return f"The scene unfolds on a soccer field, with the {blurred}background featuring {_join(items)}."
+        if self.blurred_background:
+            return "The scene unfolds on a soccer field, with a blurred background."
+        return "The scene unfolds on a soccer field."
+
+    # -- JSON --------------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return typing.cast(dict[str, Any], _to_jsonable(self))
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Scene:
+        if not isinstance(data, Mapping):
+            raise RequestError(f"scene: expected a JSON object, got {type(data).__name__}")
+        version = data.get("version", None)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise RequestError("scene.version: missing or not an integer; this is not a scene")
+        if version > SCENE_SCHEMA_VERSION:
+            raise RequestError(
+                f"scene.version: written by a newer fbupscale (scene schema {version}); this "
+                f"release reads schema {SCENE_SCHEMA_VERSION} and older. Update fbupscale."
+            )
+        if version < 1:
+            raise RequestError(f"scene.version: unknown schema {version}")
+        return typing.cast(Scene, _from_jsonable(cls, dict(data), "scene"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Scene:
+        try:
+            data = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise RequestError(f"scene: not valid JSON ({exc})") from None
+        return cls.from_dict(data)
+
+
+# -- strict dataclass <-> JSON ---------------------------------------------------------------
+
+
+def _to_jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_to_jsonable(v) for v in value]
+    return value
+
+
+def _from_jsonable(tp: Any, value: Any, where: str) -> Any:
+    """Build ``tp`` from parsed JSON; every error names the field path ("scene.people[1].hair")."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise RequestError(f"{where}: must not be null")
+        (inner,) = [a for a in args if a is not type(None)]
+        return _from_jsonable(inner, value, where)
+    if origin is Literal:
+        allowed = get_args(tp)
+        if not isinstance(value, str) or value not in allowed:
+            raise RequestError(f"{where}: must be one of {list(allowed)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise RequestError(f"{where}: expected a list, got {type(value).__name__}")
+        (item_tp, _ellipsis) = get_args(tp)
+        return tuple(_from_jsonable(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise RequestError(f"{where}: expected an object, got {type(value).__name__}")
+        hints = typing.get_type_hints(tp)
+        fields = {f.name: f for f in dataclasses.fields(tp)}
+        unknown = sorted(set(value) - set(fields))
+        if unknown:
+            raise RequestError(f"{where}: unknown field(s) {unknown}")
+        missing = sorted(
+            name
+            for name, f in fields.items()
+            if name not in value
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        )
+        if missing:
+            raise RequestError(f"{where}: missing field(s) {missing}")
+        kwargs = {k: _from_jsonable(hints[k], v, f"{where}.{k}") for k, v in value.items()}
+        try:
+            return typing.cast(Any, tp)(**kwargs)
+        except RequestError as exc:
+            raise RequestError(_prefixed(where, str(exc))) from None
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise RequestError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise RequestError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise RequestError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise RequestError(f"{where}: unsupported type {tp!r}")  # pragma: no cover
+
+
+def _prefixed(where: str, message: str) -> str:
+    """Qualify a constructor's "field: message" with the JSON path of the object."""
+    head, sep, rest = message.partition(": ")
+    if not sep:
+        return f"{where}: {message}"
+    # Kit and Team name their fields "kit.jersey" / "team.name"; keep only the last part.
+    leaf = head.split(".", 1)[1] if head.startswith(("kit.", "team.")) else head
+    return f"{where}.{leaf}: {rest}"
