@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from .errors import RequestError
-from .scene import KIT_TYPES, Kit, KitType, Team, _check_text, _from_jsonable, _to_jsonable
+from .jsonable import from_jsonable, to_jsonable
+from .scene import KIT_TYPES, Kit, KitType, Team, _check_text, _prefixed
 
 __all__ = [
     "DEFAULT_NOTE",
@@ -144,7 +145,7 @@ def save_kits(presets: Iterable[KitPreset], path: str | Path, *, note: str = DEF
         "format": KITS_FILE_FORMAT,
         "version": KITS_SCHEMA_VERSION,
         "note": note,
-        "teams": [_to_jsonable(p) for p in items],
+        "teams": [to_jsonable(p) for p in items],
     }
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     tmp_name = ""
@@ -224,7 +225,7 @@ def _parse(data: Any, where: str) -> tuple[KitPreset, ...]:
         raise RequestError(f"{where}: teams: expected a list, got {type(teams).__name__}")
     try:
         presets = tuple(
-            typing.cast(KitPreset, _from_jsonable(KitPreset, t, f"teams[{i}]"))
+            typing.cast(KitPreset, from_jsonable(KitPreset, t, f"teams[{i}]", rewrap=_prefixed))
             for i, t in enumerate(teams)
         )
     except RequestError as exc:

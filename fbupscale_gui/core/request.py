@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, TypeVar, Union, get_args, get_origin
+from typing import Any, Final, Literal
 
 from .errors import RequestError
+from .jsonable import check_literals, from_jsonable, to_jsonable
 
 __all__ = [
     "CONDITIONING_SCALE_RANGE",
@@ -249,7 +249,7 @@ class ReconstructionRequest:
     version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        _check_literals(self)
+        check_literals(self)
         _check(1 <= self.variants <= 16, "variants", f"must be 1..16, got {self.variants}")
         _check(0 <= self.seed < 2**63 - 16, "seed", f"must be 0..2^63-17, got {self.seed}")
         _check(self.version == SCHEMA_VERSION, "version", f"must be {SCHEMA_VERSION}")
@@ -309,7 +309,7 @@ class ReconstructionRequest:
     # -- JSON -----------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return typing.cast(dict[str, Any], _to_jsonable(self))
+        return typing.cast(dict[str, Any], to_jsonable(self))
 
     def to_json(self, *, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=True, ensure_ascii=False)
@@ -331,7 +331,7 @@ class ReconstructionRequest:
         if version < 1:
             raise RequestError(f"version: unknown schema {version}")
         migrated = _migrate(dict(data), version)
-        return typing.cast(ReconstructionRequest, _from_jsonable(cls, migrated, "request"))
+        return typing.cast(ReconstructionRequest, from_jsonable(cls, migrated, "request"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ReconstructionRequest:
@@ -350,80 +350,3 @@ def _migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
     # Schema 1 is the first; future migrations go here as `if version == N: ...; version = N+1`.
     data["version"] = SCHEMA_VERSION
     return data
-
-
-# -- generic dataclass <-> JSON ------------------------------------------------------------
-
-_T = TypeVar("_T")
-
-
-def _check_literals(obj: Any) -> None:
-    hints = typing.get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):
-        hint = hints[f.name]
-        if get_origin(hint) is Literal:
-            allowed = get_args(hint)
-            value = getattr(obj, f.name)
-            _check(value in allowed, f.name, f"must be one of {list(allowed)}, got {value!r}")
-
-
-def _to_jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple | list):
-        return [_to_jsonable(v) for v in value]
-    return value
-
-
-def _from_jsonable(tp: Any, value: Any, where: str) -> Any:
-    origin = get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = get_args(tp)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise RequestError(f"{where}: must not be null")
-        non_none = [a for a in args if a is not type(None)]
-        if len(non_none) != 1:  # pragma: no cover - no such fields today
-            raise RequestError(f"{where}: ambiguous type")
-        return _from_jsonable(non_none[0], value, where)
-    if origin is Literal:
-        allowed = get_args(tp)
-        if value not in allowed:
-            raise RequestError(f"{where}: must be one of {list(allowed)}, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise RequestError(f"{where}: expected a list, got {type(value).__name__}")
-        (item_tp, _ellipsis) = get_args(tp)
-        return tuple(_from_jsonable(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise RequestError(f"{where}: expected an object, got {type(value).__name__}")
-        hints = typing.get_type_hints(tp)
-        names = {f.name for f in dataclasses.fields(tp)}
-        unknown = sorted(set(value) - names)
-        if unknown:
-            raise RequestError(f"{where}: unknown field(s) {unknown}")
-        kwargs = {k: _from_jsonable(hints[k], v, f"{where}.{k}") for k, v in value.items()}
-        try:
-            return typing.cast(Any, tp)(**kwargs)
-        except TypeError as exc:
-            raise RequestError(f"{where}: {exc}") from None
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise RequestError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise RequestError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise RequestError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise RequestError(f"{where}: expected a string, got {value!r}")
-        return value
-    raise RequestError(f"{where}: unsupported type {tp!r}")  # pragma: no cover

@@ -25,13 +25,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Union, get_args, get_origin
+from typing import Any, Final, Literal, get_args
 
 from .errors import RequestError
+from .jsonable import from_jsonable, to_jsonable
 
 __all__ = [
     "BACKGROUND_ELEMENTS",
@@ -592,7 +592,7 @@ class Scene:
     # -- JSON --------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return typing.cast(dict[str, Any], _to_jsonable(self))
+        return typing.cast(dict[str, Any], to_jsonable(self))
 
     def to_json(self, *, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=True, ensure_ascii=False)
@@ -611,7 +611,7 @@ class Scene:
             )
         if version < 1:
             raise RequestError(f"scene.version: unknown schema {version}")
-        return typing.cast(Scene, _from_jsonable(cls, dict(data), "scene"))
+        return typing.cast(Scene, from_jsonable(cls, dict(data), "scene", rewrap=_prefixed))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Scene:
@@ -623,72 +623,6 @@ class Scene:
 
 
 # -- strict dataclass <-> JSON ---------------------------------------------------------------
-
-
-def _to_jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, tuple | list):
-        return [_to_jsonable(v) for v in value]
-    return value
-
-
-def _from_jsonable(tp: Any, value: Any, where: str) -> Any:
-    """Build ``tp`` from parsed JSON; every error names the field path ("scene.people[1].hair")."""
-    origin = get_origin(tp)
-    if origin in (Union, types.UnionType):
-        args = get_args(tp)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise RequestError(f"{where}: must not be null")
-        (inner,) = [a for a in args if a is not type(None)]
-        return _from_jsonable(inner, value, where)
-    if origin is Literal:
-        allowed = get_args(tp)
-        if not isinstance(value, str) or value not in allowed:
-            raise RequestError(f"{where}: must be one of {list(allowed)}, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise RequestError(f"{where}: expected a list, got {type(value).__name__}")
-        (item_tp, _ellipsis) = get_args(tp)
-        return tuple(_from_jsonable(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, Mapping):
-            raise RequestError(f"{where}: expected an object, got {type(value).__name__}")
-        hints = typing.get_type_hints(tp)
-        fields = {f.name: f for f in dataclasses.fields(tp)}
-        unknown = sorted(set(value) - set(fields))
-        if unknown:
-            raise RequestError(f"{where}: unknown field(s) {unknown}")
-        missing = sorted(
-            name
-            for name, f in fields.items()
-            if name not in value
-            and f.default is dataclasses.MISSING
-            and f.default_factory is dataclasses.MISSING
-        )
-        if missing:
-            raise RequestError(f"{where}: missing field(s) {missing}")
-        kwargs = {k: _from_jsonable(hints[k], v, f"{where}.{k}") for k, v in value.items()}
-        try:
-            return typing.cast(Any, tp)(**kwargs)
-        except RequestError as exc:
-            raise RequestError(_prefixed(where, str(exc))) from None
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise RequestError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise RequestError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise RequestError(f"{where}: expected a string, got {value!r}")
-        return value
-    raise RequestError(f"{where}: unsupported type {tp!r}")  # pragma: no cover
 
 
 def _prefixed(where: str, message: str) -> str:

@@ -1,0 +1,126 @@
+"""Strict, lossless conversion between frozen dataclasses and parsed JSON.
+
+Shared by every versioned document the app writes (requests, scenes, degradation parameters).
+Errors are :class:`RequestError` naming the field path ("request.stage1.strength: ...").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Union, get_args, get_origin
+
+from .errors import RequestError
+
+__all__ = ["check_literals", "from_jsonable", "to_jsonable"]
+
+
+def check_literals(obj: Any) -> None:
+    """Raise RequestError if a Literal-typed field of dataclass ``obj`` holds another value."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        hint = hints[f.name]
+        if get_origin(hint) is Literal:
+            allowed = get_args(hint)
+            value = getattr(obj, f.name)
+            if value not in allowed:
+                raise RequestError(f"{f.name}: must be one of {list(allowed)}, got {value!r}")
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses to dicts and tuples to lists, recursively; everything else as is."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def from_jsonable(
+    tp: Any,
+    value: Any,
+    where: str,
+    *,
+    rewrap: Callable[[str, str], str] | None = None,
+) -> Any:
+    """Build ``tp`` from parsed JSON, strictly: unknown or missing fields and wrong types raise.
+
+    ``rewrap(where, message)`` may rephrase errors raised by a dataclass constructor so they
+    carry the JSON path; by default they pass through unchanged.
+    """
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise RequestError(f"{where}: must not be null")
+        non_none = [a for a in args if a is not type(None)]
+        if len(non_none) != 1:  # pragma: no cover - no such fields today
+            raise RequestError(f"{where}: ambiguous type")
+        return from_jsonable(non_none[0], value, where, rewrap=rewrap)
+    if origin is Literal:
+        allowed = get_args(tp)
+        if isinstance(value, bool) or value not in allowed:
+            raise RequestError(f"{where}: must be one of {list(allowed)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise RequestError(f"{where}: expected a list, got {type(value).__name__}")
+        (item_tp, _ellipsis) = get_args(tp)
+        return tuple(
+            from_jsonable(item_tp, v, f"{where}[{i}]", rewrap=rewrap) for i, v in enumerate(value)
+        )
+    if dataclasses.is_dataclass(tp):
+        return _dataclass_from(tp, value, where, rewrap)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise RequestError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise RequestError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise RequestError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise RequestError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise RequestError(f"{where}: unsupported type {tp!r}")  # pragma: no cover
+
+
+def _dataclass_from(
+    tp: Any, value: Any, where: str, rewrap: Callable[[str, str], str] | None
+) -> Any:
+    if not isinstance(value, Mapping):
+        raise RequestError(f"{where}: expected an object, got {type(value).__name__}")
+    hints = typing.get_type_hints(tp)
+    fields = {f.name: f for f in dataclasses.fields(tp)}
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise RequestError(f"{where}: unknown field(s) {unknown}")
+    missing = sorted(
+        name
+        for name, f in fields.items()
+        if name not in value
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    )
+    if missing:
+        raise RequestError(f"{where}: missing field(s) {missing}")
+    kwargs = {
+        k: from_jsonable(hints[k], v, f"{where}.{k}", rewrap=rewrap) for k, v in value.items()
+    }
+    try:
+        return typing.cast(Any, tp)(**kwargs)
+    except RequestError as exc:
+        if rewrap is None:
+            raise
+        raise RequestError(rewrap(where, str(exc))) from None
+    except TypeError as exc:
+        raise RequestError(f"{where}: {exc}") from None
