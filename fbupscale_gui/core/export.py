@@ -1,0 +1,251 @@
+"""Exporting picked candidates as 1024 px frames. Pure Python (Pillow), no Qt.
+
+File names come from a template such as ``{match}_{cutout}_{seed}_{lora}.png``. Unknown fields
+are refused with a message listing the known ones; field values are sanitised so a cutout
+called ``Home v Away/01`` cannot write outside the export folder; the file format decides the
+extension. An existing file is never overwritten: the name gets ``-2``, ``-3``... instead.
+
+Every file is written by :func:`fbupscale_gui.core.metadata.save_candidate`, which embeds the
+request JSON (``fbupscale reproduce`` reads it back) and the AI-reconstructed statement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import string
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Literal
+
+from .errors import FbError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from .job import Candidate
+
+__all__ = [
+    "EXPORT_SIZE",
+    "TEMPLATE_FIELDS",
+    "ExportError",
+    "ExportFormat",
+    "ExportItem",
+    "export_candidates",
+    "plan_names",
+    "render_name",
+    "sanitise",
+    "validate_template",
+]
+
+ExportFormat = Literal["png", "jpeg"]
+EXPORT_SIZE: Final = 1024
+
+#: The fields a template may use, with what each expands to.
+TEMPLATE_FIELDS: Final[dict[str, str]] = {
+    "match": "the match name from the settings",
+    "cutout": "the cutout's file name without extension",
+    "seed": "the candidate's seed",
+    "lora": "'lora' or 'nolora'",
+    "stage": "'s1' or 's2'",
+    "variant": "the variant index (0, 1, ...)",
+    "engine": "flux, realesrgan or lanczos",
+    "date": "export date, YYYYMMDD",
+    "time": "export time, HHMMSS",
+    "n": "1-based position in the batch",
+}
+
+_EXTENSIONS: Final = {"png": ".png", "jpeg": ".jpg"}
+_IMAGE_SUFFIXES: Final = (".png", ".jpg", ".jpeg")
+_UNSAFE: Final = re.compile(r"[^A-Za-z0-9._+-]+")
+_RESERVED: Final = (
+    {"con", "prn", "aux", "nul"}
+    | {f"com{i}" for i in range(1, 10)}
+    | {f"lpt{i}" for i in range(1, 10)}
+)
+_MAX_STEM: Final = 150
+
+
+class ExportError(FbError, ValueError):
+    """An export cannot be done as asked: bad template, unwritable folder, nothing picked."""
+
+
+def validate_template(template: str) -> None:
+    """Raise :class:`ExportError` if ``template`` uses unknown fields or bad syntax."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ExportError(
+            f"file-name template {template!r}: {exc} (write literal braces as {{{{ and }}}})"
+        ) from None
+    for _literal, name, _spec, _conv in parsed:
+        if name is None:
+            continue
+        if name == "" or name.isdigit():
+            raise ExportError(
+                f"file-name template {template!r}: empty field {{}}; "
+                f"use a named field: {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}"
+            )
+        if name not in TEMPLATE_FIELDS:
+            raise ExportError(
+                f"file-name template {template!r}: unknown field {{{name}}}; "
+                f"known fields: {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}"
+            )
+    try:
+        render_name(template, _sample_fields(), "png")
+    except (ValueError, KeyError, IndexError) as exc:
+        raise ExportError(f"file-name template {template!r}: {exc}") from None
+
+
+def sanitise(text: str) -> str:
+    """A file-name-safe version of ``text``: ASCII letters, digits and ``._+-`` only."""
+    clean = _UNSAFE.sub("_", text).strip("._ ")
+    return clean or "_"
+
+
+def _sample_fields() -> dict[str, object]:
+    return {
+        "match": "match",
+        "cutout": "cutout",
+        "seed": 5,
+        "lora": "lora",
+        "stage": "s2",
+        "variant": 0,
+        "engine": "flux",
+        "date": "20260101",
+        "time": "120000",
+        "n": 1,
+    }
+
+
+def render_name(template: str, fields: dict[str, object], fmt: ExportFormat) -> str:
+    """The sanitised file name for ``fields``; the extension always matches ``fmt``."""
+    safe = {k: sanitise(v) if isinstance(v, str) else v for k, v in fields.items()}
+    name = template.format_map(safe)
+    stem = name
+    for suffix in _IMAGE_SUFFIXES:
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    stem = sanitise(stem.replace("/", "_").replace("\\", "_"))[:_MAX_STEM]
+    if stem.lower() in _RESERVED:
+        stem = f"{stem}_"
+    return stem + _EXTENSIONS[fmt]
+
+
+@dataclass(frozen=True, eq=False)
+class ExportItem:
+    """One picked candidate to export, with the cutout it was made from."""
+
+    candidate: Candidate
+    cutout_name: str
+    cutout: Image.Image | None = None
+
+
+def _fields(item: ExportItem, match: str, n: int, now: datetime) -> dict[str, object]:
+    cand = item.candidate
+    return {
+        "match": match or "match",
+        "cutout": Path(item.cutout_name).stem or "cutout",
+        "seed": cand.seed,
+        "lora": "lora" if cand.key.lora else "nolora",
+        "stage": f"s{cand.key.stage}",
+        "variant": cand.key.variant,
+        "engine": cand.request.engine,
+        "date": now.strftime("%Y%m%d"),
+        "time": now.strftime("%H%M%S"),
+        "n": n,
+    }
+
+
+def _unique(folder: Path, name: str, taken: set[str]) -> Path:
+    path = folder / name
+    stem, suffix = path.stem, path.suffix
+    i = 2
+    while path.name.lower() in taken or path.exists():
+        path = folder / f"{stem}-{i}{suffix}"
+        i += 1
+    taken.add(path.name.lower())
+    return path
+
+
+def plan_names(
+    items: Sequence[ExportItem],
+    folder: str | Path,
+    template: str,
+    *,
+    match: str,
+    fmt: ExportFormat = "png",
+    now: datetime | None = None,
+) -> list[Path]:
+    """The paths :func:`export_candidates` would write, numbered so none is overwritten."""
+    validate_template(template)
+    if fmt not in _EXTENSIONS:
+        raise ExportError(f"export format must be one of {list(_EXTENSIONS)}, got {fmt!r}")
+    when = now or datetime.now()
+    out = Path(folder)
+    taken: set[str] = set()
+    return [
+        _unique(out, render_name(template, _fields(item, match, i, when), fmt), taken)
+        for i, item in enumerate(items, start=1)
+    ]
+
+
+def _at_size(candidate: Candidate, size: int) -> Candidate:
+    from PIL import Image
+
+    img = candidate.image
+    long_side = max(img.size)
+    if long_side == size:
+        return candidate
+    scale = size / long_side
+    resized = img.resize(
+        (max(1, round(img.width * scale)), max(1, round(img.height * scale))),
+        Image.Resampling.LANCZOS,
+    )
+    return dataclasses.replace(candidate, image=resized)
+
+
+def export_candidates(
+    items: Iterable[ExportItem],
+    folder: str | Path,
+    template: str,
+    *,
+    match: str,
+    fmt: ExportFormat = "png",
+    size: int = EXPORT_SIZE,
+    now: datetime | None = None,
+) -> list[Path]:
+    """Write each item as a ``size`` px (long side) image with embedded metadata.
+
+    Returns the written paths, in order. Raises :class:`ExportError` for a bad template,
+    format or an unwritable folder; nothing existing is overwritten.
+    """
+    from .metadata import save_candidate
+
+    batch = list(items)
+    if not batch:
+        raise ExportError("nothing to export: pick a candidate first (keys 1-9)")
+    out = Path(folder).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(
+            f"cannot create the export folder {out}: {exc.strerror or exc}; "
+            "choose another folder in Settings"
+        ) from None
+    paths = plan_names(batch, out, template, match=match, fmt=fmt, now=now)
+    written: list[Path] = []
+    for item, path in zip(batch, paths, strict=True):
+        try:
+            written.append(
+                save_candidate(_at_size(item.candidate, size), path, cutout=item.cutout, fmt=fmt)
+            )
+        except OSError as exc:
+            raise ExportError(
+                f"cannot write {path}: {exc.strerror or exc}; "
+                f"{len(written)} of {len(batch)} file(s) were written"
+            ) from None
+    return written

@@ -1,0 +1,211 @@
+"""Application settings: a typed schema with defaults and validation. Pure Python.
+
+Each setting is declared once (:data:`SPECS`) with its default, a one-line description and a
+validator. :meth:`Settings.from_mapping` reads raw stored values (QSettings gives strings):
+a bad value falls back to its default and is logged, so a corrupt settings file never stops
+the application. :meth:`Settings.replace` validates and raises :class:`SettingsError` naming
+the setting, for the settings dialog.
+
+Persistence is the Qt side's business (:mod:`fbupscale_gui.models.settings_model`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, get_args
+
+from .errors import FbError
+from .export import validate_template
+from .request import EngineKind, MemoryMode
+
+__all__ = ["SPECS", "ExportFormat", "SettingSpec", "Settings", "SettingsError"]
+
+log = logging.getLogger(__name__)
+
+ExportFormat = str  # "png" | "jpeg" (validated below)
+_EXPORT_FORMATS: Final = ("png", "jpeg")
+_ENGINES: Final = tuple(get_args(EngineKind))
+_MEMORY_MODES: Final = tuple(get_args(MemoryMode))
+
+
+class SettingsError(FbError, ValueError):
+    """A setting value is invalid; the message names the setting and what is allowed."""
+
+
+def _default_export_dir() -> str:
+    return str(Path.home() / "fbupscale-exports")
+
+
+def _path_value(value: Any) -> str:
+    """A folder/file path setting: any string; empty means "not set" (use the default search)."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a path (text), got {type(value).__name__}")
+    text = value.strip()
+    if "\x00" in text:
+        raise ValueError("contains a NUL character")
+    return text
+
+
+def _choice(allowed: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in allowed:
+            raise ValueError(f"must be one of {list(allowed)}, got {value!r}")
+        return str(value)
+
+    return check
+
+
+def _template(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a non-empty file-name template")
+    validate_template(value)  # raises ExportError (a ValueError) naming the unknown field
+    return value.strip()
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {type(value).__name__}")
+    return value.strip()
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting: its name, default, description and validator (returns the clean value)."""
+
+    name: str
+    default: Callable[[], Any]
+    description: str
+    validate: Callable[[Any], Any]
+
+
+SPECS: Final[tuple[SettingSpec, ...]] = (
+    SettingSpec(
+        "flux_dir",
+        lambda: "",
+        "FLUX.1-dev model folder (empty: the Hugging Face cache)",
+        _path_value,
+    ),
+    SettingSpec(
+        "controlnet_dir",
+        lambda: "",
+        "FLUX ControlNet upscaler folder (empty: the Hugging Face cache)",
+        _path_value,
+    ),
+    SettingSpec(
+        "lora_path",
+        lambda: "",
+        "Football LoRA file or folder (empty: no LoRA)",
+        _path_value,
+    ),
+    SettingSpec(
+        "hf_cache",
+        lambda: "",
+        "Hugging Face cache folder (empty: HF_HOME or ~/.cache/huggingface)",
+        _path_value,
+    ),
+    SettingSpec(
+        "memory_mode",
+        lambda: "auto",
+        "Default GPU memory mode",
+        _choice(_MEMORY_MODES),
+    ),
+    SettingSpec(
+        "engine",
+        lambda: "flux",
+        "Engine selected at start",
+        _choice(_ENGINES),
+    ),
+    SettingSpec(
+        "export_dir",
+        _default_export_dir,
+        "Folder exports are written to",
+        _path_value,
+    ),
+    SettingSpec(
+        "export_template",
+        lambda: "{match}_{cutout}_{seed}_{lora}.png",
+        "Export file-name template",
+        _template,
+    ),
+    SettingSpec(
+        "export_format",
+        lambda: "png",
+        "Export file format",
+        _choice(_EXPORT_FORMATS),
+    ),
+    SettingSpec(
+        "match_name",
+        lambda: "match",
+        "Match name used in export file names",
+        _text,
+    ),
+)
+
+_BY_NAME: Final = {spec.name: spec for spec in SPECS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated settings. Construct with :meth:`defaults` or :meth:`from_mapping`."""
+
+    flux_dir: str = ""
+    controlnet_dir: str = ""
+    lora_path: str = ""
+    hf_cache: str = ""
+    memory_mode: str = "auto"
+    engine: str = "flux"
+    export_dir: str = ""
+    export_template: str = "{match}_{cutout}_{seed}_{lora}.png"
+    export_format: str = "png"
+    match_name: str = "match"
+
+    @classmethod
+    def defaults(cls) -> Settings:
+        return cls(**{spec.name: spec.default() for spec in SPECS})
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> Settings:
+        """Settings from stored values. Missing keys take their default; bad ones are logged
+        and replaced by their default (never raises)."""
+        values: dict[str, Any] = {}
+        for spec in SPECS:
+            if spec.name not in raw or raw[spec.name] is None:
+                values[spec.name] = spec.default()
+                continue
+            try:
+                values[spec.name] = spec.validate(raw[spec.name])
+            except ValueError as exc:
+                default = spec.default()
+                log.warning(
+                    "setting %r: stored value %r is invalid (%s); using the default %r",
+                    spec.name,
+                    raw[spec.name],
+                    exc,
+                    default,
+                )
+                values[spec.name] = default
+        return cls(**values)
+
+    def to_mapping(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` validated. Raises :class:`SettingsError` naming the setting."""
+        clean: dict[str, Any] = {}
+        for name, value in changes.items():
+            spec = _BY_NAME.get(name)
+            if spec is None:
+                raise SettingsError(f"unknown setting {name!r}; known: {sorted(_BY_NAME)}")
+            try:
+                clean[name] = spec.validate(value)
+            except ValueError as exc:
+                raise SettingsError(f"{spec.description} ({name}): {exc}") from None
+        return dataclasses.replace(self, **clean)
+
+    @staticmethod
+    def describe(name: str) -> str:
+        return _BY_NAME[name].description

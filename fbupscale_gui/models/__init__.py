@@ -1,0 +1,1 @@
+"""Qt models: the window's state, drivable by tests without a display."""

@@ -1,0 +1,262 @@
+"""The job queue: one request per cutout, run one at a time by the engine thread.
+
+State lives here, in the GUI thread; the :class:`~fbupscale_gui.worker.EngineThread` only runs
+what it is handed. Every outcome (done, failed, cancelled) ends the job and starts the next, so
+a failing job never stops the queue. A GPU out-of-memory failure keeps the job's request so the
+window can offer a retry with the error's ``next_mode``.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Final
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from fbupscale_gui.core.errors import FbError, GpuOutOfMemoryError
+from fbupscale_gui.core.job import Progress
+from fbupscale_gui.core.request import ReconstructionRequest
+from fbupscale_gui.worker.engine_thread import EngineThread, ReadyCandidate, WorkItem
+
+from .candidates import CandidateStore
+
+__all__ = ["Job", "JobQueue", "JobState", "ProgressInfo", "format_eta", "format_progress"]
+
+log = logging.getLogger(__name__)
+
+_STAGE_NAMES: Final = {
+    "load": "loading models",
+    "stage1": "stage 1",
+    "stage2": "stage 2",
+    "fast": "upscaling",
+}
+
+
+class JobState(enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(eq=False)
+class Job:
+    id: int
+    cutout_id: int
+    cutout_name: str
+    request: ReconstructionRequest
+    cancel: threading.Event = field(default_factory=threading.Event)
+    state: JobState = JobState.QUEUED
+    run: int = 0
+    candidates: int = 0
+    error: BaseException | None = None
+    #: First progress event with job_step > 0: (monotonic time, job_step), for the ETA.
+    _rate_origin: tuple[float, int] | None = None
+
+    @property
+    def error_message(self) -> str:
+        if self.error is None:
+            return ""
+        if isinstance(self.error, FbError):
+            return str(self.error)
+        return (
+            f"unexpected engine error ({type(self.error).__name__}: {self.error}); "
+            "the details are in the log"
+        )
+
+    @property
+    def retry_mode(self) -> str | None:
+        """The memory mode to retry with after a GPU out-of-memory failure."""
+        return self.error.next_mode if isinstance(self.error, GpuOutOfMemoryError) else None
+
+
+@dataclass(frozen=True)
+class ProgressInfo:
+    progress: Progress
+    eta_s: float | None
+    text: str
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "ETA …"
+    s = max(0, round(seconds))
+    if s >= 3600:
+        return f"ETA {s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"ETA {s // 60}:{s % 60:02d}"
+
+
+def format_progress(name: str, p: Progress, eta_s: float | None) -> str:
+    """``name — stage 1 · step 12/60 · candidate 1/3 · ETA 0:42``."""
+    parts = [f"{name} — {_STAGE_NAMES.get(p.stage, p.stage)}"]
+    if p.total > 0:
+        parts.append(f"step {p.step}/{p.total}")
+    if p.candidates > 1:
+        parts.append(f"candidate {min(p.candidate + 1, p.candidates)}/{p.candidates}")
+    if p.message:
+        parts.append(p.message)
+    parts.append(format_eta(eta_s))
+    return " · ".join(parts)
+
+
+class JobQueue(QObject):
+    """Queues requests, hands them to the engine thread one at a time, tracks outcomes."""
+
+    jobQueued = Signal(object)  # Job
+    jobStarted = Signal(object)  # Job
+    progressed = Signal(object, object)  # Job, ProgressInfo
+    candidateReady = Signal(object, object)  # Job, CandidateEntry
+    jobEnded = Signal(object)  # Job (state DONE, FAILED or CANCELLED)
+    busyChanged = Signal(bool)
+
+    def __init__(
+        self, engine: EngineThread, store: CandidateStore, parent: QObject | None = None
+    ) -> None:
+        super().__init__(parent)
+        self._engine = engine
+        self._store = store
+        self._pending: deque[Job] = deque()
+        self._jobs: dict[int, Job] = {}
+        self._current: Job | None = None
+        self._ids = itertools.count(1)
+        w = engine.worker
+        w.started.connect(self._on_started)
+        w.progressed.connect(self._on_progress)
+        w.candidateReady.connect(self._on_candidate)
+        w.finished.connect(self._on_finished)
+        w.failed.connect(self._on_failed)
+        w.cancelled.connect(self._on_cancelled)
+
+    # -- queries --------------------------------------------------------------------------
+
+    @property
+    def current(self) -> Job | None:
+        return self._current
+
+    @property
+    def pending(self) -> list[Job]:
+        return list(self._pending)
+
+    def is_busy(self) -> bool:
+        return self._current is not None or bool(self._pending)
+
+    def job(self, job_id: int) -> Job | None:
+        return self._jobs.get(job_id)
+
+    # -- commands -------------------------------------------------------------------------
+
+    def enqueue(self, cutout_id: int, cutout_name: str, request: ReconstructionRequest) -> Job:
+        was_busy = self.is_busy()
+        job = Job(next(self._ids), cutout_id, cutout_name, request)
+        self._jobs[job.id] = job
+        self._pending.append(job)
+        self.jobQueued.emit(job)
+        if not was_busy:
+            self.busyChanged.emit(True)
+        self._dispatch()
+        return job
+
+    def retry(self, job: Job, **changes: object) -> Job:
+        """Queue ``job``'s request again, e.g. ``memory_mode=job.retry_mode``."""
+        return self.enqueue(job.cutout_id, job.cutout_name, job.request.replace(**changes))
+
+    def cancel(self) -> int:
+        """Stop the running job (within one diffusion step) and drop the queued ones.
+
+        Returns how many jobs were cancelled.
+        """
+        dropped = 0
+        while self._pending:
+            job = self._pending.popleft()
+            job.state = JobState.CANCELLED
+            job.cancel.set()
+            dropped += 1
+            self.jobEnded.emit(job)
+        if self._current is not None:
+            self._current.cancel.set()
+            dropped += 1
+        if not self.is_busy():
+            self.busyChanged.emit(False)
+        return dropped
+
+    def shutdown(self, timeout_ms: int = 60_000) -> bool:
+        """Cancel everything, release the engine in its thread and wait for it."""
+        self.cancel()
+        return self._engine.shutdown(timeout_ms)
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        if self._current is not None or not self._pending:
+            return
+        job = self._pending.popleft()
+        job.state = JobState.RUNNING
+        job.run = self._store.new_run(job.cutout_id)
+        self._current = job
+        self._engine.submit(WorkItem(job.id, job.request, job.cancel))
+
+    def _end(self, job_id: int, state: JobState, error: BaseException | None = None) -> None:
+        job = self._jobs.get(job_id)
+        if job is None:
+            return
+        job.state = state
+        job.error = error
+        if self._current is job:
+            self._current = None
+        self.jobEnded.emit(job)
+        self._dispatch()
+        if not self.is_busy():
+            self.busyChanged.emit(False)
+
+    # -- worker signals (queued into the GUI thread) --------------------------------------
+
+    @Slot(int)
+    def _on_started(self, job_id: int) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            self.jobStarted.emit(job)
+
+    @Slot(int, object)
+    def _on_progress(self, job_id: int, progress: Progress) -> None:
+        job = self._jobs.get(job_id)
+        if job is None or job.state is not JobState.RUNNING:
+            return
+        now = time.monotonic()
+        eta: float | None = None
+        if progress.job_step > 0:
+            if job._rate_origin is None or progress.job_step < job._rate_origin[1]:
+                job._rate_origin = (now, progress.job_step)
+            t0, s0 = job._rate_origin
+            if progress.job_step > s0 and now > t0:
+                rate = (progress.job_step - s0) / (now - t0)
+                eta = max(0.0, (progress.job_total - progress.job_step) / rate)
+        text = format_progress(job.cutout_name, progress, eta)
+        self.progressed.emit(job, ProgressInfo(progress, eta, text))
+
+    @Slot(int, object)
+    def _on_candidate(self, job_id: int, ready: ReadyCandidate) -> None:
+        job = self._jobs.get(job_id)
+        if job is None:
+            return
+        job.candidates += 1
+        entry = self._store.add(job.cutout_id, job.run, ready)
+        self.candidateReady.emit(job, entry)
+
+    @Slot(int)
+    def _on_finished(self, job_id: int) -> None:
+        self._end(job_id, JobState.DONE)
+
+    @Slot(int, object)
+    def _on_failed(self, job_id: int, error: BaseException) -> None:
+        self._end(job_id, JobState.FAILED, error)
+
+    @Slot(int)
+    def _on_cancelled(self, job_id: int) -> None:
+        self._end(job_id, JobState.CANCELLED)

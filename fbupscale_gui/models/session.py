@@ -1,0 +1,301 @@
+"""The session: the models the window shows, and the actions on them (run, export).
+
+This is the window's state and logic in one testable place, without widgets: cutouts,
+candidates and picks, the job queue, the engine choice and the settings. The main window only
+binds widgets to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from fbupscale_gui.core.errors import FbError, ModelNotFoundError
+from fbupscale_gui.core.export import ExportItem, export_candidates
+from fbupscale_gui.core.request import (
+    CONTROLNET_REPO_ID,
+    FLUX_REPO_ID,
+    LoraParams,
+    ModelRef,
+    ReconstructionRequest,
+)
+from fbupscale_gui.core.settings import Settings
+from fbupscale_gui.worker.engine_thread import EngineThread, RunnerFactory
+
+from .candidates import CandidateEntry, CandidateStore
+from .cutouts import Cutout, CutoutsModel, LoadReport
+from .engine_choice import EngineChoice
+from .jobs import Job, JobQueue, JobState
+from .settings_model import SettingsModel
+
+__all__ = ["Level", "Message", "ParamsApplier", "Session", "base_request"]
+
+log = logging.getLogger(__name__)
+
+Level = Literal["info", "warning", "error"]
+ParamsApplier = Callable[[ReconstructionRequest], ReconstructionRequest]
+
+_FLUX_WHATS: Final = ("FLUX", "ControlNet")
+
+
+@dataclass(frozen=True, eq=False)
+class Message:
+    """Something to tell the operator. ``retry`` is a failed job that can be re-queued with
+    ``retry_changes`` (e.g. a lighter memory mode after running out of GPU memory)."""
+
+    level: Level
+    text: str
+    retry: Job | None = None
+    retry_label: str = ""
+    retry_changes: dict[str, object] | None = None
+    #: Longer help (shown as a tooltip).
+    details: str = ""
+
+
+def base_request(cutout: Cutout, engine: str, settings: Settings) -> ReconstructionRequest:
+    """The request for ``cutout`` before the Advanced parameters are applied."""
+    lora = (
+        LoraParams(model=ModelRef(path=settings.lora_path)) if settings.lora_path else LoraParams()
+    )
+    return ReconstructionRequest(
+        engine=engine,  # type: ignore[arg-type]  # validated by the request
+        prompt=cutout.prompt,
+        scene_json=cutout.scene.to_json() if cutout.scene is not None else "",
+        source=cutout.source,
+        flux=ModelRef(path=settings.flux_dir, repo_id=FLUX_REPO_ID),
+        controlnet=ModelRef(path=settings.controlnet_dir, repo_id=CONTROLNET_REPO_ID),
+        lora=lora,
+        memory_mode=settings.memory_mode,  # type: ignore[arg-type]
+    )
+
+
+def apply_environment(settings: Settings) -> None:
+    """Settings the engine reads from the environment (the Hugging Face cache)."""
+    if settings.hf_cache:
+        os.environ["HF_HUB_CACHE"] = str(Path(settings.hf_cache).expanduser())
+
+
+class Session(QObject):
+    """Everything the window shows, with the actions on it."""
+
+    message = Signal(object)  # Message
+    exported = Signal(object)  # list[Path]
+
+    def __init__(
+        self,
+        settings: SettingsModel,
+        runner_factory: RunnerFactory | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self.cutouts = CutoutsModel(self)
+        self.candidates = CandidateStore(self)
+        self.engine_thread = EngineThread(runner_factory, self)
+        self.jobs = JobQueue(self.engine_thread, self.candidates, self)
+        self.engine = EngineChoice(self.engine_thread, settings.settings.engine, self)
+        self.jobs.jobEnded.connect(self._on_job_ended)
+        self.cutouts.loaded.connect(self._on_loaded)
+        self.engine.fluxMissing.connect(self._on_flux_missing)
+        self._exported: set[int] = set()  # id() of exported CandidateEntry objects
+        apply_environment(settings.settings)
+
+    # -- loading --------------------------------------------------------------------------
+
+    @Slot(object)
+    def _on_loaded(self, report: LoadReport) -> None:
+        text = report.message()
+        if text:
+            level: Level = "error" if report.errors else "warning" if report.warnings else "info"
+            self.message.emit(Message(level, text))
+
+    def load(self, paths: Iterable[str | Path]) -> None:
+        """Load files/folders: off the GUI thread on a running asyncio (qasync) loop, else now."""
+        items = [str(p) for p in paths]
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.cutouts.add_paths(items)
+            return
+        task = loop.create_task(self.cutouts.load_paths(items))
+        task.add_done_callback(self._log_task_error)
+
+    @staticmethod
+    def _log_task_error(task: asyncio.Task[object]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    # -- running --------------------------------------------------------------------------
+
+    def check_models(self) -> None:
+        """Look for the FLUX weights in the background (result via ``engine`` signals)."""
+        self.engine.check(self.settings.settings)
+
+    def build_request(
+        self, cutout: Cutout, apply_params: ParamsApplier | None = None
+    ) -> ReconstructionRequest:
+        request = base_request(cutout, self.engine.engine, self.settings.settings)
+        return apply_params(request) if apply_params is not None else request
+
+    def run(
+        self, cutouts: Iterable[Cutout], apply_params: ParamsApplier | None = None
+    ) -> list[Job]:
+        """Queue one job per cutout. A request the schema refuses becomes a message."""
+        jobs: list[Job] = []
+        targets = list(cutouts)
+        if not targets:
+            self.message.emit(Message("warning", "Nothing to run: load and select a cutout first."))
+            return jobs
+        for cutout in targets:
+            self.cutouts.ensure_scene(cutout)
+            try:
+                request = self.build_request(cutout, apply_params)
+            except FbError as exc:
+                self.message.emit(Message("error", f"{cutout.name}: cannot run: {exc}"))
+                continue
+            jobs.append(self.jobs.enqueue(cutout.id, cutout.name, request))
+        return jobs
+
+    def retry(self, message: Message) -> Job | None:
+        if message.retry is None:
+            return None
+        return self.jobs.retry(message.retry, **(message.retry_changes or {}))
+
+    @Slot(object)
+    def _on_job_ended(self, job: Job) -> None:
+        if job.state is not JobState.FAILED or job.error is None:
+            return
+        err = job.error
+        if (
+            isinstance(err, ModelNotFoundError)
+            and job.request.engine == "flux"
+            and err.what.startswith(_FLUX_WHATS)
+        ):
+            self.engine.report_missing(err)
+            self.message.emit(
+                Message("error", f"{job.cutout_name}: not run, the FLUX weights are missing.")
+            )
+            return
+        mode = job.retry_mode
+        if mode is not None:
+            self.message.emit(
+                Message(
+                    "error",
+                    f"{job.cutout_name}: {job.error_message}",
+                    retry=job,
+                    retry_label=f"Retry with '{mode}'",
+                    retry_changes={"memory_mode": mode},
+                )
+            )
+            return
+        self.message.emit(Message("error", f"{job.cutout_name}: {job.error_message}"))
+
+    @Slot(str, str)
+    def _on_flux_missing(self, text: str, details: str) -> None:
+        self.message.emit(Message("warning", text, details=details))
+
+    # -- export ---------------------------------------------------------------------------
+
+    def _picked(self, cutout_ids: Iterable[int] | None) -> list[tuple[Cutout, CandidateEntry]]:
+        wanted = None if cutout_ids is None else set(cutout_ids)
+        out: list[tuple[Cutout, CandidateEntry]] = []
+        for cutout in self.cutouts.cutouts():
+            if wanted is not None and cutout.id not in wanted:
+                continue
+            entry = self.candidates.picked(cutout.id)
+            if entry is not None:
+                out.append((cutout, entry))
+        return out
+
+    def export_items(self, cutout_ids: Iterable[int] | None = None) -> list[ExportItem]:
+        """The picked candidate of each cutout (all cutouts with a pick by default)."""
+        return [
+            ExportItem(entry.candidate, cutout.name, cutout.image)
+            for cutout, entry in self._picked(cutout_ids)
+        ]
+
+    def unexported_picks(self) -> list[CandidateEntry]:
+        """Picks that exist only in this window (lost on quit unless exported)."""
+        return [e for _c, e in self._picked(None) if id(e) not in self._exported]
+
+    def _write(
+        self, picked: list[tuple[Cutout, CandidateEntry]], folder: str | Path | None
+    ) -> list[Path]:
+        s = self.settings.settings
+        return export_candidates(
+            [ExportItem(e.candidate, c.name, c.image) for c, e in picked],
+            folder if folder is not None else s.export_dir,
+            s.export_template,
+            match=s.match_name,
+            fmt="jpeg" if s.export_format == "jpeg" else "png",
+        )
+
+    def export(
+        self, cutout_ids: Iterable[int] | None = None, folder: str | Path | None = None
+    ) -> list[Path]:
+        """Export picks now (calling thread). Raises ExportError with an actionable message."""
+        picked = self._picked(cutout_ids)
+        paths = self._write(picked, folder)
+        self._exported.update(id(e) for _c, e in picked)
+        return paths
+
+    def export_in_background(
+        self, cutout_ids: Iterable[int] | None = None, folder: str | Path | None = None
+    ) -> None:
+        """Export off the GUI thread on the qasync loop (now, if no loop runs); report by signal."""
+        picked = self._picked(None if cutout_ids is None else list(cutout_ids))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._finish_export(picked, _call(lambda: self._write(picked, folder)))
+            return
+
+        async def work() -> None:
+            result = await _to_thread_result(lambda: self._write(picked, folder))
+            self._finish_export(picked, result)
+
+        loop.create_task(work()).add_done_callback(self._log_task_error)
+
+    def _finish_export(
+        self,
+        picked: list[tuple[Cutout, CandidateEntry]],
+        result: list[Path] | BaseException,
+    ) -> None:
+        if isinstance(result, FbError):
+            self.message.emit(Message("error", f"Export failed: {result}"))
+            return
+        if isinstance(result, BaseException):
+            log.error("export failed", exc_info=result)
+            self.message.emit(Message("error", f"Export failed unexpectedly: {result}"))
+            return
+        self._exported.update(id(e) for _c, e in picked)
+        self.exported.emit(result)
+        folder = result[0].parent if result else ""
+        self.message.emit(Message("info", f"Exported {len(result)} file(s) to {folder}"))
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    def shutdown(self, timeout_ms: int = 60_000) -> bool:
+        """Cancel jobs, release the engine in its thread and wait for the thread to end."""
+        return self.jobs.shutdown(timeout_ms)
+
+
+def _call(fn: Callable[[], list[Path]]) -> list[Path] | BaseException:
+    try:
+        return fn()
+    except Exception as exc:  # reported by _finish_export
+        return exc
+
+
+async def _to_thread_result(fn: Callable[[], list[Path]]) -> list[Path] | BaseException:
+    try:
+        return await asyncio.to_thread(fn)
+    except Exception as exc:  # reported by _finish_export
+        return exc

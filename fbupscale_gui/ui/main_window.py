@@ -1,0 +1,557 @@
+"""The main window: assembles the three panes, the toolbar, menus and status bar.
+
+It holds no state of its own: cutouts, candidates, picks, jobs and settings live in the
+:class:`~fbupscale_gui.models.session.Session`; the panes are bound to it here.
+
+Scene and prompt are per cutout (each cutout is a different player and moment; a new cutout
+starts from the last scene, so teams and stadium carry over). The Advanced parameters and the
+engine are shared by all cutouts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING, Final
+
+from PySide6.QtCore import Qt, QTimer, Slot
+from PySide6.QtWidgets import QLabel, QMainWindow, QWidget
+
+from fbupscale_gui.models.settings_model import read_window_geometry
+
+from .theme import set_style_property
+
+if TYPE_CHECKING:
+    from PySide6.QtCore import QSettings
+    from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+    from PySide6.QtWidgets import QPushButton
+
+    from fbupscale_gui.core.settings import Settings
+    from fbupscale_gui.models.cutouts import Cutout
+    from fbupscale_gui.models.gpu import GpuMonitor
+    from fbupscale_gui.models.jobs import Job
+    from fbupscale_gui.models.session import Message, Session
+
+    from .candidates_panel import CandidatesPanel
+    from .cutout_panel import CutoutPanel
+    from .message_bar import MessageBar
+    from .params_panel import ParamsPanel
+    from .scene_editor import SceneEditor
+    from .status_widgets import GpuLabel, JobProgress
+
+__all__ = ["WINDOW_TITLE", "MainWindow"]
+
+log = logging.getLogger(__name__)
+
+WINDOW_TITLE: Final = "fbupscale — football cutout reconstruction"
+
+
+class MainWindow(QMainWindow):
+    """Three panes: cutouts | scene + parameters | candidates and compare."""
+
+    def __init__(
+        self,
+        session: Session | None = None,
+        gpu: GpuMonitor | None = None,
+        parent: QWidget | None = None,
+        *,
+        store: QSettings | None = None,
+    ) -> None:
+        """A window for ``session``; with no session, a light shell that shows at once.
+
+        The shell (title, remembered geometry, "Loading…") needs only Qt, so the application
+        can show it before importing the rest; :meth:`build` then adds the panes.
+        """
+        super().__init__(parent)
+        self.confirm_on_close = True
+        self._current: Cutout | None = None
+        self._built = False
+        self.gpu: GpuMonitor | None = None
+        self.setWindowTitle(WINDOW_TITLE)
+        self.setAcceptDrops(True)
+        placeholder = QLabel("Loading…")
+        placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        set_style_property(placeholder, "role", "hint")
+        self.setCentralWidget(placeholder)
+        self._restore_geometry(
+            store if store is not None else session.settings.store if session else None
+        )
+        if session is not None:
+            self.build(session, gpu)
+
+    def show_startup_error(self, text: str) -> None:
+        """Replace the "Loading…" shell with ``text`` (start-up failed before :meth:`build`)."""
+        label = QLabel(text)
+        label.setWordWrap(True)
+        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        set_style_property(label, "role", "error")
+        self.setCentralWidget(label)
+
+    def build(self, session: Session, gpu: GpuMonitor | None = None) -> None:
+        """Add the three panes, toolbar, menus and status bar, bound to ``session``."""
+        from PySide6.QtWidgets import QSplitter, QVBoxLayout
+
+        from .candidates_panel import CandidatesPanel
+        from .cutout_panel import CutoutPanel
+        from .message_bar import MessageBar
+        from .params_panel import ParamsPanel
+        from .scene_editor import SceneEditor
+        from .status_widgets import GpuLabel, JobProgress
+
+        self.session = session
+        self.cutouts: CutoutPanel = CutoutPanel(session.cutouts)
+        self.scene_editor: SceneEditor = SceneEditor()
+        self.params: ParamsPanel = ParamsPanel()
+        self.candidates: CandidatesPanel = CandidatesPanel(session.candidates)
+
+        middle = QWidget()  # the scene editor scrolls itself; the params panel folds away
+        middle_layout = QVBoxLayout(middle)
+        middle_layout.setContentsMargins(4, 4, 4, 4)
+        middle_layout.addWidget(self.scene_editor, 1)
+        middle_layout.addWidget(self.params)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.cutouts)
+        self.splitter.addWidget(middle)
+        self.splitter.addWidget(self.candidates)
+        self.splitter.setStretchFactor(0, 0)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setStretchFactor(2, 2)
+        self.splitter.setSizes([260, 470, 870])
+        self.splitter.setChildrenCollapsible(False)
+
+        self.messages: MessageBar = MessageBar()
+        central = QWidget()
+        central_layout = QVBoxLayout(central)
+        central_layout.setContentsMargins(0, 0, 0, 0)
+        central_layout.setSpacing(0)
+        central_layout.addWidget(self.messages)
+        central_layout.addWidget(self.splitter, 1)
+        self.setCentralWidget(central)
+
+        # -- status bar
+        self.progress: JobProgress = JobProgress(session.jobs)
+        self.gpu_label: GpuLabel = GpuLabel()
+        self.statusBar().addWidget(self.progress, 1)
+        self.statusBar().addPermanentWidget(self.gpu_label)
+        self.gpu = gpu
+        if gpu is not None:
+            gpu.statusChanged.connect(self.gpu_label.set_status)
+            if gpu.text:
+                self.gpu_label.set_status(gpu.text)
+
+        self._build_actions()
+        self._build_toolbar()
+        self._build_menus()
+        self._bind()
+        self._params_from_settings(session.settings.settings)
+        self._built = True
+        self._update_actions()
+        # keyboard focus on the cutouts list (arrows, PgUp/PgDown, 1-9) once the window shows
+        QTimer.singleShot(0, self.cutouts.list, self.cutouts.list.setFocus)
+
+    # -- construction ---------------------------------------------------------------------
+
+    def _action(
+        self,
+        text: str,
+        slot: object,
+        shortcuts: list[QKeySequence | str] | None = None,
+        tip: str = "",
+    ) -> QAction:
+        from PySide6.QtGui import QAction, QKeySequence
+
+        action = QAction(text, self)
+        if shortcuts:
+            action.setShortcuts([QKeySequence(s) if isinstance(s, str) else s for s in shortcuts])
+        keys = ", ".join(
+            QKeySequence(s).toString() if isinstance(s, str) else s.toString()
+            for s in shortcuts or []
+        )
+        action.setToolTip(f"{tip or text.replace('…', '')}" + (f" ({keys})" if keys else ""))
+        action.triggered.connect(slot)
+        self.addAction(action)  # shortcuts work even when the menu bar is hidden
+        return action
+
+    def _build_actions(self) -> None:
+        from PySide6.QtGui import QAction, QKeySequence
+
+        self.open_action = self._action(
+            "Open…",
+            self.open_files,
+            [QKeySequence(QKeySequence.StandardKey.Open)],
+            "Open cutout files",
+        )
+        self.open_folder_action = self._action(
+            "Open folder…", self.open_folder, ["Ctrl+Shift+O"], "Open a folder of cutouts"
+        )
+        self.paste_action = self._action(
+            "Paste cutout",
+            self.paste,
+            [QKeySequence(QKeySequence.StandardKey.Paste)],
+            "Paste an image",
+        )
+        self.paste_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.cutouts.addAction(self.paste_action)
+        self.run_action = self._action(
+            "Run", self.run_selected, ["Ctrl+R", "F5"], "Queue the selected cutouts"
+        )
+        self.cancel_action = self._action(
+            "Cancel", self.cancel, ["Esc"], "Stop the running job and drop the queue"
+        )
+        self.export_action = self._action(
+            "Export picks", self.export_all, ["Ctrl+E"], "Export every cutout's picked candidate"
+        )
+        self.export_current_action = self._action(
+            "Export current pick", self.export_current, ["Ctrl+Shift+E"]
+        )
+        self.settings_action = self._action(
+            "Settings…", self.open_settings, [QKeySequence(QKeySequence.StandardKey.Preferences)]
+        )
+        self.next_action = self._action("Next cutout", self.next_cutout, ["PgDown", "Alt+Right"])
+        self.prev_action = self._action(
+            "Previous cutout", self.previous_cutout, ["PgUp", "Alt+Left"]
+        )
+        self.quit_action = self._action(
+            "Quit", self.close, [QKeySequence(QKeySequence.StandardKey.Quit)]
+        )
+        self.pick_actions: list[QAction] = []
+        for i in range(9):
+            action = QAction(f"Pick tile {i + 1}", self)
+            action.setShortcut(QKeySequence(str(i + 1)))
+            action.setData(i)
+            action.triggered.connect(self._on_pick_action)
+            self.addAction(action)
+            self.pick_actions.append(action)
+
+    def _build_toolbar(self) -> None:
+        from PySide6.QtWidgets import QComboBox, QToolBar
+
+        from fbupscale_gui.models.engine_choice import ENGINE_LABELS, ENGINES
+
+        bar = QToolBar("Main")
+        bar.setObjectName("mainToolbar")
+        bar.setMovable(False)
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        bar.addAction(self.open_action)
+        bar.addAction(self.open_folder_action)
+        bar.addSeparator()
+        bar.addWidget(QLabel(" Engine "))
+        self.engine_combo = QComboBox()
+        self.engine_combo.setToolTip("Which engine Run uses")
+        for engine in ENGINES:
+            self.engine_combo.addItem(ENGINE_LABELS[engine], engine)
+        self.engine_combo.setMinimumContentsLength(26)
+        bar.addWidget(self.engine_combo)
+        bar.addSeparator()
+        self.run_button = self._button(self.run_action, "Run ▶", primary=True)
+        bar.addWidget(self.run_button)
+        bar.addWidget(self._button(self.cancel_action, "Cancel"))
+        bar.addSeparator()
+        bar.addWidget(self._button(self.export_action, "Export picks"))
+        bar.addSeparator()
+        bar.addAction(self.settings_action)
+        self.addToolBar(bar)
+        self.toolbar = bar
+
+    def _button(self, action: QAction, text: str, *, primary: bool = False) -> QPushButton:
+        """A toolbar push button mirroring ``action`` (the theme styles push buttons)."""
+        from PySide6.QtWidgets import QPushButton
+
+        button = QPushButton(text)
+        button.setToolTip(action.toolTip())
+        button.setEnabled(action.isEnabled())
+        button.clicked.connect(action.trigger)
+        action.enabledChanged.connect(button.setEnabled)
+        if primary:
+            set_style_property(button, "primary", True)
+        return button
+
+    def _build_menus(self) -> None:
+        menu = self.menuBar()
+        file_menu = menu.addMenu("&File")
+        for a in (self.open_action, self.open_folder_action, self.paste_action):
+            file_menu.addAction(a)
+        file_menu.addSeparator()
+        file_menu.addAction(self.export_action)
+        file_menu.addAction(self.export_current_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.settings_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        run_menu = menu.addMenu("&Run")
+        for a in (self.run_action, self.cancel_action, self.next_action, self.prev_action):
+            run_menu.addAction(a)
+        pick_menu = menu.addMenu("&Pick")
+        for a in self.pick_actions:
+            pick_menu.addAction(a)
+
+    def _bind(self) -> None:
+        s = self.session
+        self.cutouts.currentChanged.connect(self._on_current_cutout)
+        self.cutouts.filesDropped.connect(self.load_paths)
+        self.cutouts.openRequested.connect(self.open_files)
+        self.scene_editor.promptChanged.connect(self._on_prompt_changed)
+        self.engine_combo.currentIndexChanged.connect(self._on_engine_combo)
+        s.engine.engineChanged.connect(self._on_engine_changed)
+        s.engine.fluxStatusChanged.connect(self._on_flux_status)
+        s.jobs.busyChanged.connect(self._update_actions)
+        s.candidates.pickChanged.connect(self._update_actions)
+        s.cutouts.rowsInserted.connect(self._update_actions)
+        s.message.connect(self.show_message)
+        self._on_engine_changed(s.engine.engine)
+
+    # -- geometry -------------------------------------------------------------------------
+
+    def _restore_geometry(self, store: QSettings | None) -> None:
+        geometry, state = read_window_geometry(store) if store is not None else (None, None)
+        if geometry is None or not self.restoreGeometry(geometry):
+            self.resize(1600, 960)
+        if state is not None:
+            self.restoreState(state)
+
+    def save_geometry(self) -> None:
+        self.session.settings.save_window_geometry(self.saveGeometry(), self.saveState())
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if not self._built:
+            super().closeEvent(event)
+            return
+        if self.confirm_on_close and not self._confirm_quit():
+            event.ignore()
+            return
+        self.save_geometry()
+        if self.gpu is not None:
+            self.gpu.stop()
+        if not self.session.shutdown(timeout_ms=30_000):
+            log.warning("the engine thread did not stop within 30 s")
+        super().closeEvent(event)
+
+    def _confirm_quit(self) -> bool:
+        """Ask before losing a running job or picks that were never exported."""
+        from PySide6.QtWidgets import QMessageBox
+
+        from fbupscale_gui.core.errors import FbError
+
+        unexported = len(self.session.unexported_picks())
+        reasons = []
+        if self.session.jobs.is_busy():
+            reasons.append("a job is running and will be cancelled")
+        if unexported:
+            reasons.append(f"{unexported} picked candidate(s) have not been exported")
+        if not reasons:
+            return True
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle("fbupscale")
+        box.setText("Quit? " + "; ".join(reasons) + ".")
+        box.setInformativeText("Candidates live only in this window until they are exported.")
+        export = (
+            box.addButton("Export picks and quit", QMessageBox.ButtonRole.AcceptRole)
+            if unexported
+            else None
+        )
+        quit_button = box.addButton(
+            "Quit without exporting", QMessageBox.ButtonRole.DestructiveRole
+        )
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        clicked = box.clickedButton()
+        if export is not None and clicked is export:
+            try:
+                self.session.export()
+            except FbError as exc:
+                QMessageBox.warning(self, "fbupscale", f"Export failed, not quitting: {exc}")
+                return False
+            return True
+        return clicked is quit_button
+
+    # -- loading --------------------------------------------------------------------------
+
+    @Slot(list)
+    def load_paths(self, paths: list[str]) -> None:
+        self.session.load(paths)
+
+    def open_files(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        from fbupscale_gui.models.cutouts import IMAGE_SUFFIXES
+
+        image_filter = "Images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ");;All files (*)"
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open cutouts", "", image_filter)
+        if paths:
+            self.load_paths(paths)
+
+    def open_folder(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of cutouts")
+        if folder:
+            self.load_paths([folder])
+
+    def paste(self) -> None:
+        from PySide6.QtWidgets import QApplication
+
+        from fbupscale_gui.models.session import Message
+        from fbupscale_gui.worker.qimage import qimage_to_pil
+
+        clipboard = QApplication.clipboard()
+        mime = clipboard.mimeData()
+        if mime is not None and mime.hasUrls():
+            paths = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
+            if paths:
+                self.load_paths(paths)
+                return
+        image = clipboard.image()
+        if image.isNull():
+            self.show_message(Message("warning", "The clipboard holds no image to paste."))
+            return
+        self.session.cutouts.add_image(qimage_to_pil(image), "pasted")
+
+    # -- current cutout and its scene -----------------------------------------------------
+
+    @Slot(object)
+    def _on_current_cutout(self, cutout: Cutout | None) -> None:
+        from fbupscale_gui.core.scene import Scene
+
+        self._store_editor()
+        self._current = cutout
+        self.candidates.set_cutout(cutout)
+        if cutout is not None:
+            scene = cutout.scene or self.session.cutouts.last_scene or Scene()
+            self.scene_editor.set_scene(scene, cutout.prompt if cutout.prompt_manual else None)
+            self._store_editor()
+        self._update_actions()
+
+    def _store_editor(self) -> None:
+        """Copy the editor's scene and prompt into the current cutout."""
+        cutout = self._current
+        if cutout is None:
+            return
+        cutout.scene = self.scene_editor.scene()
+        cutout.prompt = self.scene_editor.prompt()
+        cutout.prompt_manual = self.scene_editor.is_prompt_manual()
+        self.session.cutouts.last_scene = cutout.scene
+
+    @Slot(str)
+    def _on_prompt_changed(self, _prompt: str) -> None:
+        self._store_editor()
+
+    def next_cutout(self) -> None:
+        self.cutouts.step(+1)
+
+    def previous_cutout(self) -> None:
+        self.cutouts.step(-1)
+
+    # -- engine ---------------------------------------------------------------------------
+
+    @Slot(int)
+    def _on_engine_combo(self, index: int) -> None:
+        engine = self.engine_combo.itemData(index)
+        if isinstance(engine, str) and engine != self.session.engine.engine:
+            self.session.engine.set_engine(engine)
+            self.session.settings.update(engine=engine)  # the operator's choice, kept
+
+    @Slot(str)
+    def _on_engine_changed(self, engine: str) -> None:
+        index = self.engine_combo.findData(engine)
+        if index >= 0 and index != self.engine_combo.currentIndex():
+            self.engine_combo.setCurrentIndex(index)
+
+    @Slot(str)
+    def _on_flux_status(self, status: str) -> None:
+        from fbupscale_gui.models.engine_choice import ENGINE_LABELS, FluxStatus
+
+        index = self.engine_combo.findData("flux")
+        label = ENGINE_LABELS["flux"]
+        if status == FluxStatus.MISSING:
+            label = "FLUX (weights missing)"
+        self.engine_combo.setItemText(index, label)
+
+    # -- running --------------------------------------------------------------------------
+
+    def run_selected(self) -> list[Job]:
+        self._store_editor()
+        return self.session.run(self.cutouts.selected(), self.params.apply_to)
+
+    def cancel(self) -> None:
+        if self.session.jobs.is_busy():
+            self.session.jobs.cancel()
+
+    @Slot()
+    def _on_pick_action(self) -> None:
+        from PySide6.QtGui import QAction
+
+        action = self.sender()
+        if isinstance(action, QAction) and self._current is not None:
+            index = action.data()
+            if isinstance(index, int):
+                self.session.candidates.pick_index(self._current.id, index)
+
+    # -- export ---------------------------------------------------------------------------
+
+    def export_all(self) -> None:
+        self.session.export_in_background()
+
+    def export_current(self) -> None:
+        if self._current is not None:
+            self.session.export_in_background([self._current.id])
+
+    # -- settings -------------------------------------------------------------------------
+
+    def open_settings(self) -> None:
+        from .settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.session.settings.settings, self)
+        if dialog.exec() and (result := dialog.result_settings()) is not None:
+            old = self.session.settings.settings
+            self.session.settings.set(result)
+            self._params_from_settings(result)
+            if (old.flux_dir, old.controlnet_dir, old.hf_cache) != (
+                result.flux_dir,
+                result.controlnet_dir,
+                result.hf_cache,
+            ):
+                self.session.check_models()
+
+    @Slot(object)
+    def _params_from_settings(self, settings: Settings) -> None:
+        """The settings' LoRA file and memory mode become the Advanced panel's defaults."""
+        from fbupscale_gui.core.errors import FbError
+        from fbupscale_gui.core.request import ModelRef, ReconstructionRequest
+
+        try:
+            current = self.params.apply_to(ReconstructionRequest())
+        except FbError:
+            current = ReconstructionRequest()
+        lora = current.lora
+        if settings.lora_path:
+            lora = dataclasses.replace(lora, model=ModelRef(path=settings.lora_path))
+        self.params.set_from(current.replace(lora=lora, memory_mode=settings.memory_mode))
+
+    # -- messages and state ---------------------------------------------------------------
+
+    @Slot(object)
+    def show_message(self, message: Message) -> None:
+        action = None
+        if message.retry is not None:
+            action = (message.retry_label or "Retry", lambda: self.session.retry(message))
+        row = self.messages.show_message(message.level, message.text, action)
+        if message.details:
+            row.setToolTip(message.details)
+        if message.level == "info":
+            self.statusBar().showMessage(message.text, 8000)
+
+    def _update_actions(self, *_args: object) -> None:
+        has_cutouts = len(self.session.cutouts) > 0
+        busy = self.session.jobs.is_busy()
+        self.run_action.setEnabled(has_cutouts)
+        self.cancel_action.setEnabled(busy)
+        self.export_action.setEnabled(bool(self.session.candidates.all_picks()))
+        self.export_current_action.setEnabled(
+            self._current is not None
+            and self.session.candidates.picked(self._current.id) is not None
+        )
+        self.next_action.setEnabled(has_cutouts)
+        self.prev_action.setEnabled(has_cutouts)

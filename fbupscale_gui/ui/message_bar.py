@@ -1,0 +1,110 @@
+"""Messages for the operator, inside the window: errors, warnings and notices.
+
+Non-modal, so a failure never blocks the queue or the keyboard. Each message can carry one
+action button (e.g. "Retry with 'sequential'") and is dismissed with ×.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from .theme import set_style_property
+
+__all__ = ["MessageBar", "MessageRow"]
+
+_ICONS = {"info": "ℹ", "warning": "⚠", "error": "✖"}
+
+
+class MessageRow(QFrame):
+    dismissed = Signal()
+
+    def __init__(
+        self,
+        level: str,
+        text: str,
+        action: tuple[str, Callable[[], object]] | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.level = level
+        self.setObjectName("messageRow")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 4, 4)
+        icon = QLabel(_ICONS.get(level, "•"))
+        set_style_property(
+            icon,
+            "role",
+            "error" if level == "error" else "warning" if level == "warning" else "hint",
+        )
+        icon.setAlignment(Qt.AlignmentFlag.AlignTop)
+        self.label = QLabel(text)
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        if level in ("error", "warning"):
+            set_style_property(self.label, "role", level)
+        layout.addWidget(icon)
+        layout.addWidget(self.label, 1)
+        self.action_button: QPushButton | None = None
+        if action is not None:
+            label, callback = action
+            self.action_button = QPushButton(label)
+            self.action_button.clicked.connect(callback)
+            self.action_button.clicked.connect(self.dismissed)
+            layout.addWidget(self.action_button, 0, Qt.AlignmentFlag.AlignTop)
+        close = QPushButton("×")
+        close.setToolTip("Dismiss")
+        close.setFixedWidth(32)
+        close.clicked.connect(self.dismissed)
+        layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+
+
+class MessageBar(QWidget):
+    """A stack of the latest messages (newest at the bottom, at most ``limit``)."""
+
+    def __init__(self, limit: int = 4, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._limit = limit
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(6, 2, 6, 2)
+        self._layout.setSpacing(2)
+        self._rows: list[MessageRow] = []
+        self.setVisible(False)
+
+    def rows(self) -> list[MessageRow]:
+        return list(self._rows)
+
+    def texts(self) -> list[str]:
+        return [r.label.text() for r in self._rows]
+
+    def show_message(
+        self, level: str, text: str, action: tuple[str, Callable[[], object]] | None = None
+    ) -> MessageRow:
+        row = MessageRow(level, text, action, self)
+        row.dismissed.connect(self._on_dismissed)
+        self._rows.append(row)
+        self._layout.addWidget(row)
+        while len(self._rows) > self._limit:
+            self._remove(self._rows[0])
+        self.setVisible(True)
+        return row
+
+    def _on_dismissed(self) -> None:
+        sender = self.sender()
+        if isinstance(sender, MessageRow):
+            self._remove(sender)
+
+    def _remove(self, row: MessageRow) -> None:
+        if row in self._rows:
+            self._rows.remove(row)
+            self._layout.removeWidget(row)
+            row.hide()
+            row.setParent(None)  # Python owns it now; collected when unreferenced
+        self.setVisible(bool(self._rows))
+
+    def clear(self) -> None:
+        for row in list(self._rows):
+            self._remove(row)

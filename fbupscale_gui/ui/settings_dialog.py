@@ -1,0 +1,127 @@
+"""The settings dialog: model folders, Hugging Face cache, memory mode, export options."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from fbupscale_gui.core.export import TEMPLATE_FIELDS, ExportError, validate_template
+from fbupscale_gui.core.request import MemoryMode
+from fbupscale_gui.core.settings import Settings, SettingsError
+
+from .theme import set_style_property
+
+__all__ = ["SettingsDialog"]
+
+_FOLDERS = ("flux_dir", "controlnet_dir", "hf_cache", "export_dir")
+
+
+class SettingsDialog(QDialog):
+    """Edits a :class:`Settings`; :meth:`result_settings` is validated (or None)."""
+
+    def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("fbupscale — Settings")
+        self.setMinimumWidth(640)
+        self._settings = settings
+        self._result: Settings | None = None
+        self.edits: dict[str, QLineEdit] = {}
+        form = QFormLayout()
+        for name in ("flux_dir", "controlnet_dir", "lora_path", "hf_cache", "export_dir"):
+            form.addRow(Settings.describe(name), self._path_row(name))
+        self.memory = QComboBox()
+        self.memory.addItems(list(get_args(MemoryMode)))
+        self.memory.setCurrentText(settings.memory_mode)
+        form.addRow(Settings.describe("memory_mode"), self.memory)
+        self.template = QLineEdit(settings.export_template)
+        self.template.setToolTip(
+            "Fields: " + ", ".join(f"{{{k}}} ({v})" for k, v in TEMPLATE_FIELDS.items())
+        )
+        self.template.textChanged.connect(self._validate)
+        form.addRow(Settings.describe("export_template"), self.template)
+        self.format = QComboBox()
+        self.format.addItems(["png", "jpeg"])
+        self.format.setCurrentText(settings.export_format)
+        form.addRow(Settings.describe("export_format"), self.format)
+        self.match = QLineEdit(settings.match_name)
+        form.addRow(Settings.describe("match_name"), self.match)
+
+        self.error = QLabel("")
+        self.error.setWordWrap(True)
+        set_style_property(self.error, "role", "error")
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.error)
+        layout.addWidget(self.buttons)
+
+    def _path_row(self, name: str) -> QWidget:
+        edit = QLineEdit(getattr(self._settings, name))
+        edit.setPlaceholderText("(not set)")
+        self.edits[name] = edit
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(lambda: self._browse(name))
+        row = QWidget()
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(edit, 1)
+        layout.addWidget(browse)
+        return row
+
+    def _browse(self, name: str) -> None:
+        edit = self.edits[name]
+        if name in _FOLDERS:
+            path = QFileDialog.getExistingDirectory(self, Settings.describe(name), edit.text())
+        else:
+            path, _ = QFileDialog.getOpenFileName(
+                self, Settings.describe(name), edit.text(), "LoRA (*.safetensors)"
+            )
+        if path:
+            edit.setText(path)
+
+    def _validate(self) -> bool:
+        try:
+            validate_template(self.template.text())
+        except ExportError as exc:
+            self.error.setText(str(exc))
+            return False
+        self.error.setText("")
+        return True
+
+    def values(self) -> dict[str, object]:
+        values: dict[str, object] = {name: edit.text() for name, edit in self.edits.items()}
+        values.update(
+            memory_mode=self.memory.currentText(),
+            export_template=self.template.text(),
+            export_format=self.format.currentText(),
+            match_name=self.match.text(),
+        )
+        return values
+
+    def result_settings(self) -> Settings | None:
+        return self._result
+
+    def accept(self) -> None:
+        try:
+            self._result = self._settings.replace(**self.values())
+        except SettingsError as exc:
+            self.error.setText(str(exc))
+            return
+        super().accept()

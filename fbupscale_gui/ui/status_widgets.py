@@ -1,0 +1,73 @@
+"""Status-bar widgets: job progress (stage, step/total, ETA) and the GPU reading."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
+
+from fbupscale_gui.models.jobs import Job, JobQueue, ProgressInfo
+
+from .theme import set_style_property
+
+__all__ = ["GpuLabel", "JobProgress"]
+
+
+class JobProgress(QWidget):
+    """Bound to a :class:`JobQueue`: one bar for the running job, with a text line."""
+
+    def __init__(self, queue: JobQueue, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._queue = queue
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.bar.setTextVisible(True)
+        self.bar.setFormat("%p%")
+        self.bar.setFixedWidth(180)
+        self.label = QLabel("Idle")
+        set_style_property(self.label, "role", "hint")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.label, 1)
+        queue.jobStarted.connect(self._on_started)
+        queue.progressed.connect(self._on_progress)
+        queue.jobEnded.connect(self._on_ended)
+        queue.jobQueued.connect(self._on_queued)
+        self.bar.setValue(0)
+
+    def _queued_suffix(self) -> str:
+        n = len(self._queue.pending)
+        return f" · {n} queued" if n else ""
+
+    def _on_queued(self, _job: Job) -> None:
+        if self._queue.current is None:
+            self.label.setText(f"Starting…{self._queued_suffix()}")
+
+    def _on_started(self, job: Job) -> None:
+        self.bar.setValue(0)
+        self.label.setText(
+            f"{job.cutout_name} — starting ({job.request.engine}){self._queued_suffix()}"
+        )
+
+    def _on_progress(self, _job: Job, info: ProgressInfo) -> None:
+        self.bar.setValue(round(info.progress.fraction * 1000))
+        self.label.setText(info.text + self._queued_suffix())
+
+    def _on_ended(self, job: Job) -> None:
+        if self._queue.is_busy():
+            return
+        self.bar.setValue(1000 if job.state.value == "done" else 0)
+        outcome = {
+            "done": f"Done: {job.cutout_name} ({job.candidates} candidate(s))",
+            "failed": f"Failed: {job.cutout_name}",
+            "cancelled": f"Cancelled: {job.cutout_name}",
+        }.get(job.state.value, "Idle")
+        self.label.setText(outcome)
+
+
+class GpuLabel(QLabel):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("GPU: …", parent)
+        self.setToolTip("GPU device, VRAM used/total, temperature and power (NVML, 1 s)")
+
+    def set_status(self, text: str) -> None:
+        self.setText(text)

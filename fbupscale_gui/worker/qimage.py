@@ -1,0 +1,41 @@
+"""PIL <-> QImage conversion. QImage (unlike QPixmap) is safe to build in any thread."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = ["pil_to_qimage", "qimage_to_pil", "thumbnail"]
+
+
+def pil_to_qimage(image: Image.Image) -> QImage:
+    """A deep-copied RGB888 QImage of a PIL image (any mode)."""
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    data = rgb.tobytes("raw", "RGB")
+    qimg = QImage(data, rgb.width, rgb.height, rgb.width * 3, QImage.Format.Format_RGB888)
+    return qimg.copy()  # own the pixels: `data` dies with this frame
+
+
+def qimage_to_pil(qimage: QImage) -> Image.Image:
+    """A PIL RGB image from a QImage (used for pasted clipboard images); alpha is dropped."""
+    from PIL import Image
+
+    rgb = qimage.convertToFormat(QImage.Format.Format_RGB888)
+    data = bytes(rgb.constBits())[: rgb.sizeInBytes()]
+    size = (rgb.width(), rgb.height())
+    return Image.frombuffer("RGB", size, data, "raw", "RGB", rgb.bytesPerLine(), 1).copy()
+
+
+def thumbnail(qimage: QImage, side: int) -> QImage:
+    """Fit within ``side`` x ``side``, smooth-scaled (for candidate tiles)."""
+    return qimage.scaled(
+        side,
+        side,
+        Qt.AspectRatioMode.KeepAspectRatio,
+        Qt.TransformationMode.SmoothTransformation,
+    )

@@ -1,0 +1,156 @@
+"""FLUX weights missing (said once, fast engines keep working) and the GPU status bar."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from PySide6.QtCore import QSettings
+
+from fbupscale_gui.core.errors import ModelNotFoundError
+from fbupscale_gui.models.gpu import NO_GPU_TEXT, GpuMonitor, GpuReading, format_reading, read_nvml
+from fbupscale_gui.models.jobs import JobState
+from fbupscale_gui.models.session import Session
+from fbupscale_gui.models.settings_model import SettingsModel
+from fbupscale_gui.ui.main_window import MainWindow
+from fbupscale_gui.worker.testing import FakeRunner
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
+    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    settings = SettingsModel(store)
+    settings.update(flux_dir=str(tmp_path / "no-flux-here"))
+    runner = FakeRunner(steps=1)
+    win = MainWindow(Session(settings, runner_factory=lambda: runner))
+    win.confirm_on_close = False
+    win.show()
+    p = tmp_path / "a.png"
+    Image.new("RGB", (64, 80), (20, 110, 40)).save(p)
+    win.session.cutouts.add_paths([p])
+    win.runner = runner  # type: ignore[attr-defined]
+    yield win
+    win.close()
+    del win
+    gc.collect()  # cyclic garbage freed in the GUI thread (see models.gc_guard)
+
+
+def test_missing_flux_is_said_once_and_falls_back(
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    assert window.session.engine.engine == "flux"
+    window.session.check_models()  # in the engine thread
+    qtbot.waitUntil(lambda: window.session.engine.flux_status == "missing", timeout=10_000)
+    assert window.session.engine.engine == "realesrgan"
+    assert window.engine_combo.currentData() == "realesrgan"
+    assert "missing" in window.engine_combo.itemText(window.engine_combo.findData("flux"))
+    texts = window.messages.texts()
+    assert len(texts) == 1
+    assert str(tmp_path / "no-flux-here") in texts[0]
+    assert "fbupscale doctor" in texts[0]
+    # asked again (e.g. a job fails the same way): not said twice
+    window.session.check_models()
+    window.session.engine.report_missing(
+        ModelNotFoundError("FLUX.1-dev model folder", None, [], "")
+    )
+    qtbot.wait(50)
+    assert len([t for t in window.messages.texts() if "fbupscale doctor" in t]) == 1
+    # the fast engine still runs
+    (job,) = window.run_selected()
+    qtbot.waitUntil(lambda: not window.session.jobs.is_busy(), timeout=10_000)
+    assert job.state is JobState.DONE and job.request.engine == "realesrgan"
+
+
+def test_a_flux_job_without_weights_reports_once(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    runner = window.runner  # type: ignore[attr-defined]
+    runner.fail_after = 0
+    runner.error = ModelNotFoundError(
+        "FLUX.1-dev model folder", "black-forest-labs/FLUX.1-dev", ["/x"], "hint"
+    )
+    window.run_selected()
+    qtbot.waitUntil(lambda: not window.session.jobs.is_busy(), timeout=10_000)
+    window.session.engine.set_engine("flux")
+    window.run_selected()
+    qtbot.waitUntil(lambda: not window.session.jobs.is_busy(), timeout=10_000)
+    texts = window.messages.texts()
+    assert len([t for t in texts if "fbupscale doctor" in t]) == 1
+    assert window.isVisible()
+
+
+def test_no_nvml_means_cpu_mode_without_error(qapp, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    fake = types.ModuleType("pynvml")
+
+    class NVMLError(Exception):
+        pass
+
+    def init() -> None:
+        raise NVMLError("NVML Shared Library Not Found")
+
+    fake.nvmlInit = init  # type: ignore[attr-defined]
+    fake.NVMLError = NVMLError  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    monitor = GpuMonitor()
+    texts: list[str] = []
+    monitor.statusChanged.connect(texts.append)
+    monitor.poll()
+    monitor.poll()
+    assert texts == [NO_GPU_TEXT]
+    assert monitor.available is False
+
+
+def test_gpu_reading_is_formatted(qapp) -> None:  # type: ignore[no-untyped-def]
+    class Mem:
+        used, total = 6 * 1024**3, 80 * 1024**3
+
+    class FakeNvml:
+        NVML_TEMPERATURE_GPU = 0
+
+        class NVMLError(Exception):
+            pass
+
+        def nvmlDeviceGetHandleByIndex(self, i: int) -> int:
+            return i
+
+        def nvmlDeviceGetName(self, h: int) -> bytes:
+            return b"NVIDIA H100 80GB HBM3"
+
+        def nvmlDeviceGetMemoryInfo(self, h: int) -> Mem:
+            return Mem()
+
+        def nvmlDeviceGetTemperature(self, h: int, kind: int) -> int:
+            return 41
+
+        def nvmlDeviceGetPowerUsage(self, h: int) -> int:
+            raise self.NVMLError("not supported")
+
+    reading = read_nvml(FakeNvml())
+    assert reading == GpuReading("NVIDIA H100 80GB HBM3", 6 * 1024**3, 80 * 1024**3, 41, None)
+    assert format_reading(reading) == "NVIDIA H100 80GB HBM3 · VRAM 6.0/80.0 GiB · 41 °C"
+
+
+def test_garbage_is_collected_in_the_gui_thread_only(qapp) -> None:  # type: ignore[no-untyped-def]
+    import gc
+
+    from fbupscale_gui.models.gc_guard import GuiThreadGarbageCollector
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+    was_enabled = gc.isenabled()
+    guard = GuiThreadGarbageCollector()
+    guard.start()
+    try:
+        assert not gc.isenabled()
+        for _ in range(gc.get_threshold()[0] + 10):
+            Cycle()
+        assert gc.get_count()[0] > gc.get_threshold()[0]  # nothing collected automatically
+        guard.check()  # what the GUI-thread timer does
+        assert gc.get_count()[0] < gc.get_threshold()[0]
+    finally:
+        guard.stop()
+    assert gc.isenabled() == was_enabled

@@ -1,0 +1,60 @@
+"""Layering: importing (and showing) the whole UI never loads torch or diffusers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_SCRIPT = """
+import json, os, pkgutil, importlib, sys
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+import fbupscale_gui.app
+import fbupscale_gui.ui, fbupscale_gui.models, fbupscale_gui.worker
+names = []
+for pkg in (fbupscale_gui.ui, fbupscale_gui.models, fbupscale_gui.worker):
+    for info in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + "."):
+        importlib.import_module(info.name)
+        names.append(info.name)
+from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QSettings
+app = QApplication([])
+from fbupscale_gui.models.session import Session
+from fbupscale_gui.models.settings_model import SettingsModel
+from fbupscale_gui.ui.main_window import MainWindow
+settings = SettingsModel(QSettings(sys.argv[1], QSettings.Format.IniFormat))
+window = MainWindow(Session(settings))
+window.show()
+app.processEvents()
+heavy = sorted(m for m in ("torch", "diffusers", "transformers", "peft", "ncnn") if m in sys.modules)
+window.confirm_on_close = False
+window.close()
+print(json.dumps({"modules": names, "heavy": heavy}))
+"""
+
+
+def test_the_whole_ui_imports_without_torch_or_diffusers(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(tmp_path / "s.ini")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "fbupscale_gui.ui.main_window" in result["modules"]
+    assert "fbupscale_gui.models.session" in result["modules"]
+    assert result["heavy"] == []
+
+
+def test_import_linter_contracts_hold() -> None:
+    lint = Path(sys.executable).with_name("lint-imports")
+    out = subprocess.run(
+        [str(lint)], capture_output=True, text=True, cwd=ROOT, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
