@@ -152,7 +152,9 @@ class Stage1Params:
 
     @property
     def effective_steps(self) -> int:
-        return int(self.steps * self.strength)
+        """Steps diffusers really runs: its own rounding (e.g. 100 x 0.29 gives 29, not 28)."""
+        skipped = int(max(self.steps - min(self.steps * self.strength, self.steps), 0))
+        return self.steps - skipped
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,117 @@
+"""The reconstruction engine: turns a :class:`ReconstructionRequest` into candidates.
+
+:class:`Engine` owns the loaded models across jobs. It is **not thread-safe**: diffusers
+pipelines are not, so give each worker thread its own Engine (the app has one long-lived worker
+that owns one). Importing this package is cheap; torch and diffusers load on first use.
+
+``Engine.run`` is a generator: each candidate is yielded as soon as it is ready, in
+``request.candidate_keys()`` order. "flux" runs the two-stage FLUX reconstruction
+(:mod:`.flux`); "realesrgan" and "lanczos" run the fast engine (:mod:`.fast`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fbupscale_gui.core.errors import Cancelled, RequestError
+from fbupscale_gui.core.images import load_source
+from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress
+from fbupscale_gui.core.request import ReconstructionRequest
+
+if TYPE_CHECKING:
+    from .flux import FluxRunner
+
+__all__ = ["Engine", "default_engine", "run"]
+
+
+class Engine:
+    """Runs requests and keeps models loaded between them. One per worker thread.
+
+    ``search_dirs`` are extra folders to look for models in (``<dir>/<repo name>``), after
+    the request's explicit paths and the Hugging Face cache; ``hf_cache`` overrides the cache
+    folder (default: ``HF_HUB_CACHE`` / ``HF_HOME``).
+    """
+
+    def __init__(
+        self, *, search_dirs: tuple[str | Path, ...] = (), hf_cache: str | Path | None = None
+    ) -> None:
+        self.search_dirs = tuple(search_dirs)
+        self.hf_cache = hf_cache
+        self._flux: FluxRunner | None = None
+        self._fast: Any = None
+
+    @property
+    def flux(self) -> FluxRunner:
+        """The FLUX runner (created on first use)."""
+        if self._flux is None:
+            from .flux import FluxRunner
+
+            self._flux = FluxRunner(search_dirs=self.search_dirs, hf_cache=self.hf_cache)
+        return self._flux
+
+    def _fast_engine(self) -> Any:
+        if self._fast is None:
+            from .fast import FastEngine
+
+            self._fast = FastEngine()
+        return self._fast
+
+    def run(
+        self,
+        request: ReconstructionRequest,
+        on_progress: OnProgress | None = None,
+        is_cancelled: IsCancelled | None = None,
+    ) -> Iterator[Candidate]:
+        """Yield the request's candidates as they finish.
+
+        ``on_progress`` receives :class:`Progress` events; ``is_cancelled`` is polled between
+        stages and after every denoising step. Nothing runs until the first ``next()``.
+
+        Raises (from the iteration): RequestError (no source, or a device that is not there),
+        InputImageError (the cutout is unreadable or changed), ModelNotFoundError, LoraError,
+        GpuOutOfMemoryError, and Cancelled once the candidates finished before the cancel
+        have been yielded. A half-denoised image is never yielded.
+        """
+        if request.source is None:
+            raise RequestError("source: the request names no cutout to reconstruct")
+        if is_cancelled is not None and is_cancelled():
+            raise Cancelled()
+        cutout = load_source(request.source)
+        if request.engine == "flux":
+            yield from self.flux.run(request, cutout, on_progress, is_cancelled)
+            return
+        candidate = self._fast_engine().run(request, cutout, on_progress, is_cancelled)
+        yield candidate
+
+    def release(self) -> None:
+        """Free every loaded pipeline and the GPU memory it held."""
+        if self._flux is not None:
+            self._flux.release()
+        fast, self._fast = self._fast, None
+        for name in ("release", "unload"):
+            free = getattr(fast, name, None)
+            if callable(free):
+                free()
+                break
+
+
+_default: Engine | None = None
+
+
+def default_engine() -> Engine:
+    """The process-wide Engine used by :func:`run` (created on first use)."""
+    global _default
+    if _default is None:
+        _default = Engine()
+    return _default
+
+
+def run(
+    request: ReconstructionRequest,
+    on_progress: OnProgress | None = None,
+    is_cancelled: IsCancelled | None = None,
+) -> Iterator[Candidate]:
+    """Run ``request`` on the default Engine; see :meth:`Engine.run`."""
+    return default_engine().run(request, on_progress, is_cancelled)

@@ -1,0 +1,138 @@
+"""``fbupscale doctor``: what this machine can run, and which models are there.
+
+Everything is read-only and offline: versions, CUDA/MPS, the GPU and its VRAM (through NVML
+when the NVIDIA driver is present), the models :func:`core.models.locate` finds (without
+fingerprinting, so it stays fast), the Real-ESRGAN weights, and the memory mode ``auto`` picks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import sys
+from pathlib import Path
+
+from fbupscale_gui.core.errors import FbError, ModelNotFoundError
+from fbupscale_gui.core.models import locate
+from fbupscale_gui.core.request import CONTROLNET_REPO_ID, FLUX_REPO_ID, ModelRef
+
+from . import devices
+
+__all__ = ["nvml_summary", "report"]
+
+
+def _version(module: str) -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        return version(module)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def nvml_summary() -> list[str]:
+    """One line per NVIDIA GPU ("name — VRAM used / total"), or the CPU-mode line."""
+    try:
+        import pynvml
+    except ImportError:
+        return ["No NVIDIA GPU — CPU mode (nvidia-ml-py not installed)"]
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...: no usable NVIDIA GPU
+        return ["No NVIDIA GPU — CPU mode"]
+    try:
+        lines = []
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            name = pynvml.nvmlDeviceGetName(handle)
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            lines.append(
+                f"GPU {i}: {name} — VRAM {mem.used / devices.GIB:.1f} / "
+                f"{mem.total / devices.GIB:.1f} GiB used (driver {driver})"
+            )
+        return lines or ["No NVIDIA GPU — CPU mode"]
+    except Exception as exc:  # NVML errors are not worth failing a diagnostic for
+        return [f"NVIDIA GPU present but NVML failed: {exc}"]
+    finally:
+        with contextlib.suppress(Exception):
+            pynvml.nvmlShutdown()
+
+
+def _model_line(
+    label: str,
+    ref: ModelRef,
+    what: str,
+    search_dirs: tuple[str | Path, ...],
+    hf_cache: str | Path | None,
+) -> str:
+    try:
+        found = locate(
+            ref, what, search_dirs=search_dirs, hf_cache=hf_cache, compute_fingerprint=False
+        )
+    except ModelNotFoundError as exc:
+        return f"{label}: NOT FOUND — {exc}"
+    return f"{label}: {found.path} ({found.source})"
+
+
+def _realesrgan_line() -> str:
+    try:
+        from .fast import realesrgan_model_files
+
+        param, _weights = realesrgan_model_files()
+    except ModelNotFoundError as exc:
+        return f"Real-ESRGAN x4plus: NOT FOUND — {exc}"
+    except ImportError as exc:
+        return f"Real-ESRGAN x4plus: fast engine unavailable ({exc})"
+    return f"Real-ESRGAN x4plus: {param.parent}"
+
+
+def report(
+    *,
+    flux: ModelRef | None = None,
+    controlnet: ModelRef | None = None,
+    lora: ModelRef | None = None,
+    search_dirs: tuple[str | Path, ...] = (),
+    hf_cache: str | Path | None = None,
+) -> str:
+    """The doctor report as text. Never raises for a missing model or GPU: it reports them."""
+    import torch
+
+    lines = [
+        f"Python {platform.python_version()} ({sys.executable})",
+        f"torch {torch.__version__}, diffusers {_version('diffusers')}, "
+        f"transformers {_version('transformers')}, peft {_version('peft')}, "
+        f"accelerate {_version('accelerate')}",
+    ]
+    if torch.cuda.is_available():
+        lines.append(
+            f"CUDA: available (CUDA {torch.version.cuda}, {torch.cuda.device_count()} device(s))"
+        )
+    else:
+        lines.append("CUDA: not available")
+    mps = getattr(torch.backends, "mps", None)
+    lines.append(
+        f"Apple MPS: {'available' if mps is not None and mps.is_available() else 'not available'}"
+    )
+    lines.extend(nvml_summary())
+
+    flux_ref = flux or ModelRef(repo_id=FLUX_REPO_ID)
+    cn_ref = controlnet or ModelRef(repo_id=CONTROLNET_REPO_ID)
+    lines.append(_model_line("FLUX.1-dev", flux_ref, "flux", search_dirs, hf_cache))
+    lines.append(_model_line("ControlNet upscaler", cn_ref, "controlnet", search_dirs, hf_cache))
+    if lora is not None:
+        lines.append(_model_line("LoRA", lora, "lora", search_dirs, hf_cache))
+    lines.append(_realesrgan_line())
+
+    try:
+        rt = devices.resolve_runtime("auto", "auto", "auto")
+    except FbError as exc:
+        lines.append(f"Runtime: {exc}")
+    else:
+        free = devices.free_vram_bytes(rt.device)
+        free_text = f", {free / devices.GIB:.1f} GiB free" if free is not None else ""
+        why = "" if rt.is_cuda else " (offload needs CUDA)"
+        lines.append(f"Runtime (auto): {rt.device} {rt.precision}{free_text}")
+        lines.append(f"Memory mode (auto): {rt.memory_mode}{why}")
+    return "\n".join(lines)
