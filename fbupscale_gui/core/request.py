@@ -130,7 +130,7 @@ class Preprocess:
 
 @dataclass(frozen=True)
 class Stage1Params:
-    """FLUX.1-dev image-to-image. diffusers runs ``int(steps * strength)`` steps (80 x 0.75 = 60)."""
+    """FLUX.1-dev image-to-image; diffusers runs about ``steps * strength`` steps (80 x 0.75 = 60)."""
 
     strength: float = 0.75
     steps: int = 80
@@ -142,9 +142,9 @@ class Stage1Params:
         )
         _check(1 <= self.steps <= 500, "stage1.steps", f"must be 1..500, got {self.steps}")
         _check(
-            int(self.steps * self.strength) >= 1,
+            self.effective_steps >= 1,
             "stage1",
-            f"steps x strength must be at least 1 step, got {self.steps} x {self.strength}",
+            f"steps x strength must run at least 1 step, got {self.steps} x {self.strength}",
         )
         _check(
             0.0 <= self.guidance <= 30.0, "stage1.guidance", f"must be 0..30, got {self.guidance}"
