@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .errors import RequestError
-from .jsonable import check_literals, from_jsonable, to_jsonable
+from .jsonable import check_literals, from_jsonable, parse_json, to_jsonable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -288,11 +288,7 @@ class DegradeParams:
     @classmethod
     def from_json(cls, text: str | bytes) -> DegradeParams:
         """Parse JSON text; raises :class:`RequestError` for invalid JSON or parameters."""
-        try:
-            data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RequestError(f"degrade: not valid JSON ({exc})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_json(text, "degrade"))
 
 
 def _check_literals_in(obj: Any, step: str) -> None:

@@ -1,5 +1,12 @@
 """Loading cutouts and standardising them (paper 3.1), with Pillow only.
 
+Loading treats every file as hostile: :func:`load_cutout` (and :func:`load_cutout_with_notes`,
+which also returns notes for the operator) reads at most :data:`MAX_CUTOUT_BYTES`, accepts only
+:data:`ACCEPTED_FORMATS`, checks the declared size against :data:`MIN_CUTOUT_SIDE` and
+:data:`MAX_CUTOUT_SIDE` before decoding (decompression bombs never allocate; Pillow's own
+``MAX_IMAGE_PIXELS`` limit stays on), and turns every decoder failure into one
+:class:`InputImageError` naming the file. ``bench/hostile_images.py`` prints the table of cases.
+
 Standardise: fit the cutout into a square with Lanczos, keeping the aspect ratio by padding
 (never stretching); optionally pass through the paper's intermediate 256 px square first.
 The :class:`Placement` remembers where the content sits so results can be cropped back.
@@ -11,6 +18,7 @@ import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -18,20 +26,40 @@ from .errors import InputImageError
 from .request import PadMode, Preprocess, SourceRef
 
 __all__ = [
+    "ACCEPTED_FORMATS",
+    "MAX_CUTOUT_BYTES",
     "MAX_CUTOUT_SIDE",
+    "MIN_CUTOUT_SIDE",
+    "NEUTRAL_GREY",
+    "CutoutInfo",
     "Placement",
     "crop_to_content",
     "image_sha256",
     "load_cutout",
+    "load_cutout_with_notes",
     "load_source",
     "make_source",
     "standardise",
 ]
 
-#: A cutout is a small crop of a broadcast frame. Anything larger is refused as "not a cutout".
-MAX_CUTOUT_SIDE = 2048
+#: A cutout is a small crop of a broadcast frame. Anything larger (either side) is refused as
+#: "not a cutout", checked on the declared size before any pixel is decoded.
+MAX_CUTOUT_SIDE: Final = 2048
+#: Below this (either side) there is nothing to reconstruct: a 1x1 or 5x7 px file is refused
+#: with a clear message rather than turned into 1024 px of invention. Real cutouts are 60-100 px;
+#: a distant ball is still about 8 px.
+MIN_CUTOUT_SIDE: Final = 8
+#: Files larger than this are refused unread (a 2048 px 16-bit RGBA TIFF is 32 MiB).
+MAX_CUTOUT_BYTES: Final = 64 * 1024 * 1024
+#: The Pillow formats a cutout may be in. Everything else Pillow could open (EPS, which runs
+#: Ghostscript, PSD, ICO, dozens of rare formats) is refused: less attack surface. (Multi-picture
+#: JPEGs from phones, "MPO", open through the JPEG plugin.)
+ACCEPTED_FORMATS: Final = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "DIB", "TIFF")
+#: Transparent pixels are composited on this colour (neither kit-like nor pitch-like).
+NEUTRAL_GREY: Final = (128, 128, 128)
 
 _PAD_FILL: dict[str, tuple[int, int, int]] = {"black": (0, 0, 0), "gray": (128, 128, 128)}
+_FORMAT_NAMES: Final = "PNG, JPEG, WebP, GIF, BMP or TIFF"
 
 
 def image_sha256(image: Image.Image) -> str:
@@ -42,53 +70,178 @@ def image_sha256(image: Image.Image) -> str:
     return h.hexdigest()
 
 
+@dataclass(frozen=True)
+class CutoutInfo:
+    """A decoded cutout and what the caller may want to tell the operator about it."""
+
+    #: 8-bit RGB, rotation applied, transparency composited on :data:`NEUTRAL_GREY`.
+    image: Image.Image
+    #: Pillow's format name ("PNG", "JPEG", ...), or "" if unknown.
+    format: str
+    #: The file's own pixel mode before conversion ("I;16", "CMYK", "P", "RGBA", ...).
+    original_mode: str
+    #: One-line notes for the operator (animated file, rotation applied, alpha composited...).
+    notes: tuple[str, ...] = ()
+
+
 def load_cutout(source: str | Path | bytes) -> Image.Image:
     """Read a cutout as 8-bit RGB, honouring EXIF rotation and compositing alpha on grey.
 
     Raises :class:`InputImageError` naming the file for anything that is not a usable image.
+    See :func:`load_cutout_with_notes` for what is accepted and refused.
     """
-    name = "<memory>" if isinstance(source, bytes) else str(source)
+    return load_cutout_with_notes(source).image
+
+
+def load_cutout_with_notes(source: str | Path | bytes) -> CutoutInfo:
+    """Read a cutout (a path, or the file's bytes) and say what was done to it.
+
+    Accepted: PNG, JPEG, WebP, GIF, BMP and TIFF in any Pillow mode (16-bit scaled to 8-bit,
+    CMYK, grayscale, palette with or without transparency, alpha composited on
+    :data:`NEUTRAL_GREY`), EXIF orientation applied, the first frame of an animation (with a
+    note). Refused with one :class:`InputImageError` naming the file: a missing path, a folder
+    or other non-regular file, an empty, truncated or non-image file, another format, a file
+    over :data:`MAX_CUTOUT_BYTES`, a declared size over :data:`MAX_CUTOUT_SIDE` per side (before
+    decoding, so decompression bombs never allocate) or under :data:`MIN_CUTOUT_SIDE`. Pillow's
+    own ``MAX_IMAGE_PIXELS`` limit stays in force and is never changed here.
+    """
+    name = "<memory>" if isinstance(source, bytes | bytearray) else str(source)
+    data = bytes(source) if isinstance(source, bytes | bytearray) else _read_file(source)
+    if not data:
+        raise InputImageError(name, "empty file (0 bytes)")
+    if len(data) > MAX_CUTOUT_BYTES:
+        raise InputImageError(
+            name, f"{len(data)} bytes is too large for a cutout (limit {MAX_CUTOUT_BYTES} bytes)"
+        )
+    notes: list[str] = []
     try:
-        if isinstance(source, bytes):
-            if not source:
-                raise InputImageError(name, "empty data")
-            opened: Image.Image = Image.open(io.BytesIO(source))
-        else:
-            path = Path(source)
-            if not path.exists():
-                raise InputImageError(name, "no such file")
-            if path.is_dir():
-                raise InputImageError(name, "is a folder, not an image")
-            if path.stat().st_size == 0:
-                raise InputImageError(name, "empty file (0 bytes)")
-            opened = Image.open(path)
-        opened.seek(0)
-        opened.load()
-        img = ImageOps.exif_transpose(opened) or opened
+        with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as opened:
+            fmt = opened.format or ""
+            _check_declared_size(name, opened.size)  # before decoding a single pixel
+            if getattr(opened, "is_animated", False):
+                notes.append("animated or multi-frame image: only the first frame is used")
+                opened.seek(0)
+            opened.load()
+            original_mode = opened.mode
+            img = _exif_transposed(opened, notes)
+            _check_declared_size(name, img.size)
+            rgb = _to_rgb(img, notes)
     except InputImageError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise InputImageError(name, f"refused: declared size is too large ({exc})") from None
-    except UnidentifiedImageError:
-        raise InputImageError(name, "not an image Pillow can read") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise InputImageError(name, f"unreadable or truncated image ({exc})") from None
-    if max(img.size) > MAX_CUTOUT_SIDE:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # The warning is an exception only under ``-W error``; the size check refuses it anyway.
         raise InputImageError(
-            name,
-            f"{img.width}x{img.height} px is not a cutout (limit {MAX_CUTOUT_SIDE} px per side)",
+            name, f"refused as a possible decompression bomb: declared size too large ({exc})"
+        ) from None
+    except UnidentifiedImageError:
+        raise InputImageError(
+            name, f"not an image, or not in a supported format ({_FORMAT_NAMES})"
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InputImageError(name, f"unreadable or truncated image ({_short(exc)})") from None
+    except MemoryError:
+        raise InputImageError(name, "not enough memory to decode this image") from None
+    except Exception as exc:  # any other decoder failure on hostile bytes is still "unreadable"
+        raise InputImageError(
+            name, f"unreadable image ({type(exc).__name__}: {_short(exc)})"
+        ) from None
+    return CutoutInfo(image=rgb, format=fmt, original_mode=original_mode, notes=tuple(notes))
+
+
+def _read_file(source: str | Path) -> bytes:
+    name = str(source)
+    try:
+        path = Path(source)
+        if not path.exists():
+            raise InputImageError(name, "no such file")
+        if path.is_dir():
+            raise InputImageError(name, "is a folder, not an image")
+        if not path.is_file():
+            raise InputImageError(name, "not a regular file (device, pipe or socket)")
+        size = path.stat().st_size
+        if size > MAX_CUTOUT_BYTES:
+            raise InputImageError(
+                name, f"{size} bytes is too large for a cutout (limit {MAX_CUTOUT_BYTES} bytes)"
+            )
+        with path.open("rb") as fh:  # reads at most one byte past the limit
+            return fh.read(MAX_CUTOUT_BYTES + 1)
+    except InputImageError:
+        raise
+    except OSError as exc:
+        raise InputImageError(name, f"cannot read the file ({exc.strerror or exc})") from None
+    except ValueError as exc:  # e.g. an embedded NUL byte in the path
+        raise InputImageError(name, f"not a usable path ({exc})") from None
+
+
+def _check_declared_size(name: str, size: tuple[int, int]) -> None:
+    w, h = size
+    if max(w, h) > MAX_CUTOUT_SIDE:
+        raise InputImageError(
+            name, f"{w}x{h} px is not a cutout (limit {MAX_CUTOUT_SIDE} px per side)"
         )
-    return _to_rgb(img)
+    if min(w, h) < MIN_CUTOUT_SIDE:
+        raise InputImageError(
+            name, f"{w}x{h} px is too small to reconstruct (minimum {MIN_CUTOUT_SIDE} px per side)"
+        )
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        img = img.point(lambda v: v / 257).convert("L")  # 16-bit grey to 8-bit
-    if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ("RGBA", "LA", "PA"):
+def _exif_transposed(img: Image.Image, notes: list[str]) -> Image.Image:
+    """Apply the EXIF orientation; a damaged EXIF block is ignored with a note."""
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # malformed EXIF in an otherwise fine image
+        notes.append("damaged EXIF data ignored (orientation not applied)")
+        return img
+    if orientation in (None, 1):
+        return img
+    try:
+        turned = ImageOps.exif_transpose(img)
+    except Exception:
+        notes.append("damaged EXIF data ignored (orientation not applied)")
+        return img
+    if turned is None:  # pragma: no cover - only with in_place=True
+        return img
+    if isinstance(orientation, int) and 2 <= orientation <= 8:
+        notes.append(f"EXIF orientation {orientation} applied")
+    return turned
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return (text[:160] + "…") if len(text) > 160 else (text or type(exc).__name__)
+
+
+def _to_rgb(img: Image.Image, notes: list[str] | None = None) -> Image.Image:
+    """8-bit RGB: high-bit-depth scaled (not clipped), CMYK converted, alpha on grey."""
+    import numpy as np  # numpy is a Pillow-side dependency; keeps this module light to import
+
+    notes = [] if notes is None else notes
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit grey (PNG, TIFF): 0..65535 to 0..255 with rounding. "I" is 32-bit signed
+        # in Pillow, used for 16-bit data: clip to the 16-bit range first.
+        wide = np.clip(np.asarray(img).astype(np.int64), 0, 65535)
+        grey = Image.fromarray(((wide + 128) // 257).astype(np.uint8))
+        if "transparency" in img.info:  # a tRNS grey level: not representable, ignore
+            notes.append("16-bit transparency ignored")
+        return grey.convert("RGB")
+    if mode == "F":  # float TIFF: 0..1 data is scaled, anything else clipped to 0..255
+        flt = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=255, neginf=0)
+        if flt.size and float(flt.max()) <= 1.0:
+            flt = flt * 255.0
+        return Image.fromarray(np.clip(np.rint(flt), 0, 255).astype(np.uint8)).convert("RGB")
+    if mode == "CMYK":
+        notes.append("CMYK converted to RGB")
+    if mode in ("1", "L", "P", "RGB") and "transparency" in img.info:
+        img = img.convert("RGBA")  # palette or colour-key transparency becomes alpha
+    elif mode == "P":
+        img = img.convert("RGB")
+    if img.mode in ("RGBA", "RGBa", "LA", "La", "PA"):
         rgba = img.convert("RGBA")
-        base = Image.new("RGBA", rgba.size, (128, 128, 128, 255))
+        alpha_min = rgba.getchannel("A").getextrema()[0]
+        if isinstance(alpha_min, int | float) and alpha_min < 255:
+            notes.append("transparent pixels composited on neutral grey")
+        base = Image.new("RGBA", rgba.size, (*NEUTRAL_GREY, 255))
         return Image.alpha_composite(base, rgba).convert("RGB")
     return img.convert("RGB")
 

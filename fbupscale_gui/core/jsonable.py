@@ -7,6 +7,7 @@ Errors are :class:`RequestError` naming the field path ("request.stage1.strength
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -14,7 +15,22 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from .errors import RequestError
 
-__all__ = ["check_literals", "from_jsonable", "to_jsonable"]
+__all__ = ["check_literals", "from_jsonable", "parse_json", "to_jsonable"]
+
+
+def parse_json(text: str | bytes, where: str) -> Any:
+    """``json.loads`` whose every failure is a :class:`RequestError` starting with ``where``.
+
+    Besides syntax errors this covers bytes in no UTF encoding, integers over Python's digit
+    limit and nesting deep enough to exhaust the recursion limit (``[[[[...`` from a hostile
+    file raises RecursionError in ``json.loads``).
+    """
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(f"{where}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise RequestError(f"{where}: not valid JSON (nested too deeply)") from None
 
 
 def check_literals(obj: Any) -> None:
@@ -86,10 +102,17 @@ def from_jsonable(
     if tp is float:
         if not isinstance(value, int | float) or isinstance(value, bool):
             raise RequestError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer literal with hundreds of digits
+            raise RequestError(f"{where}: number out of range") from None
     if tp is str:
         if not isinstance(value, str):
             raise RequestError(f"{where}: expected a string, got {value!r}")
+        try:  # JSON "\ud800" decodes to a lone surrogate, which no file can store as UTF-8
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RequestError(f"{where}: invalid unicode (a lone surrogate escape)") from None
         return value
     raise RequestError(f"{where}: unsupported type {tp!r}")  # pragma: no cover
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from .errors import RequestError
-from .jsonable import check_literals, from_jsonable, to_jsonable
+from .jsonable import check_literals, from_jsonable, parse_json, to_jsonable
 
 __all__ = [
     "CONDITIONING_SCALE_RANGE",
@@ -337,11 +337,7 @@ class ReconstructionRequest:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ReconstructionRequest:
-        try:
-            data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RequestError(f"request: not valid JSON ({exc})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_json(text, "request"))
 
 
 # -- migration ----------------------------------------------------------------------------

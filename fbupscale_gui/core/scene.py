@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
 from .errors import RequestError
-from .jsonable import from_jsonable, to_jsonable
+from .jsonable import from_jsonable, parse_json, to_jsonable
 
 __all__ = [
     "BACKGROUND_ELEMENTS",
@@ -615,11 +615,7 @@ class Scene:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Scene:
-        try:
-            data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RequestError(f"scene: not valid JSON ({exc})") from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_json(text, "scene"))
 
 
 # -- strict dataclass <-> JSON ---------------------------------------------------------------

@@ -97,10 +97,15 @@ def report(
     hf_cache: str | Path | None = None,
 ) -> str:
     """The doctor report as text. Never raises for a missing model or GPU: it reports them."""
-    import torch
-
-    lines = [
-        f"Python {platform.python_version()} ({sys.executable})",
+    lines = [f"Python {platform.python_version()} ({sys.executable})"]
+    try:
+        import torch
+    except ImportError as exc:  # e.g. the app bundle without torch: fast engines still work
+        lines.append(f"torch: not installed ({exc}); FLUX needs it, Lanczos/Real-ESRGAN do not")
+        lines.extend(nvml_summary())
+        lines.append(_realesrgan_line())
+        return "\n".join(lines)
+    lines += [
         f"torch {torch.__version__}, diffusers {_version('diffusers')}, "
         f"transformers {_version('transformers')}, peft {_version('peft')}, "
         f"accelerate {_version('accelerate')}",
