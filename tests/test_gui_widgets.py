@@ -354,20 +354,20 @@ def test_params_invalid_combination_is_shown_not_raised(panel: ParamsPanel, qtbo
     panel.set_expanded(True)
     with qtbot.waitSignal(panel.changed):
         panel._s1_steps.setValue(1)
-    panel._s1_strength.setValue(0.5)  # int(1 * 0.5) = 0 steps
-    assert not panel.is_valid()
-    assert "stage1" in panel.error() and "at least 1 step" in panel.error()
-    assert panel._error_label.isVisibleTo(panel)
-    assert panel._error_label.text() == panel.error()
-    assert panel._s1_effective.text().endswith("0 run")
-    with pytest.raises(RequestError):
-        panel.apply_to(ReconstructionRequest())
-    panel._s1_steps.setValue(10)
-    assert panel.is_valid() and not panel._error_label.isVisibleTo(panel)
+    panel._s1_strength.setValue(0.5)  # diffusers still runs 1 step (its own rounding)
+    assert panel.is_valid()
+    assert panel._s1_effective.text().endswith("1 run")
 
     panel._size.setValue(256)  # the 256 px intermediate must be below the size
     panel._intermediate.setChecked(True)
+    assert not panel.is_valid()
     assert "intermediate" in panel.error()
+    assert panel._error_label.isVisibleTo(panel)
+    assert panel._error_label.text() == panel.error()
+    with pytest.raises(RequestError):
+        panel.apply_to(ReconstructionRequest())
+    panel._intermediate.setChecked(False)
+    assert panel.is_valid() and not panel._error_label.isVisibleTo(panel)
 
 
 def test_params_conditioning_scale_is_limited(panel: ParamsPanel) -> None:

@@ -6,7 +6,13 @@ called ``Home v Away/01`` cannot write outside the export folder; the file forma
 extension. An existing file is never overwritten: the name gets ``-2``, ``-3``... instead.
 
 Every file is written by :func:`fbupscale_gui.core.metadata.save_candidate`, which embeds the
-request JSON (``fbupscale reproduce`` reads it back) and the AI-reconstructed statement.
+request JSON (``fbupscale reproduce`` reads it back) and the AI-reconstructed statement, with
+the export's provenance (:func:`fbupscale_gui.core.provenance.provenance`): model hashes, seed,
+LR-consistency and whether the visible corner badge was burnt in.
+
+Fidelity guard: with ``min_lr_db`` set, :func:`export_candidates` refuses a batch that holds a
+candidate scoring below it (or with no score), naming each one; :func:`low_fidelity` lists them
+so a window can ask first instead.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import string
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +40,8 @@ __all__ = [
     "ExportFormat",
     "ExportItem",
     "export_candidates",
+    "low_fidelity",
+    "low_fidelity_text",
     "plan_names",
     "render_name",
     "sanitise",
@@ -142,6 +150,32 @@ class ExportItem:
     candidate: Candidate
     cutout_name: str
     cutout: Image.Image | None = None
+    #: LR-consistency in dB against the cutout (None: not scored).
+    lr_consistency: float | None = None
+    #: Models the request does not name, as ``{name: {"ref": ..., "sha256": ...}}``.
+    models: Mapping[str, Mapping[str, str]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        """``keeper.png seed 6 LoRA`` for messages."""
+        key = self.candidate.key
+        lora = "LoRA" if key.lora else "no LoRA"
+        return f"{self.cutout_name} (seed {self.candidate.seed}, {lora}, stage {key.stage})"
+
+
+def low_fidelity(items: Iterable[ExportItem], min_lr_db: float | None) -> list[ExportItem]:
+    """The items scoring below ``min_lr_db`` or not scored at all; none when it is None/0."""
+    if not min_lr_db:
+        return []
+    return [i for i in items if i.lr_consistency is None or i.lr_consistency < min_lr_db]
+
+
+def low_fidelity_text(items: Iterable[ExportItem]) -> str:
+    """One line per item: ``keeper.png (seed 6, LoRA, stage 2): 21.4 dB``."""
+    return "\n".join(
+        f"{i.title}: " + ("no score" if i.lr_consistency is None else f"{i.lr_consistency:.1f} dB")
+        for i in items
+    )
 
 
 def _fields(item: ExportItem, match: str, n: int, now: datetime) -> dict[str, object]:
@@ -217,17 +251,31 @@ def export_candidates(
     fmt: ExportFormat = "png",
     size: int = EXPORT_SIZE,
     now: datetime | None = None,
+    badge: bool = False,
+    min_lr_db: float | None = None,
 ) -> list[Path]:
     """Write each item as a ``size`` px (long side) image with embedded metadata.
 
+    ``badge`` burns the visible "AI-reconstructed" label into the corner (recorded in the
+    metadata, with the hash of the pixels before it). ``min_lr_db`` refuses the whole batch if
+    any item scores below it (see :func:`low_fidelity`).
+
     Returns the written paths, in order. Raises :class:`ExportError` for a bad template,
-    format or an unwritable folder; nothing existing is overwritten.
+    format, an unwritable folder or a refused score; nothing existing is overwritten.
     """
+    from .images import image_sha256
     from .metadata import save_candidate
+    from .provenance import badge_text, draw_badge, provenance
 
     batch = list(items)
     if not batch:
         raise ExportError("nothing to export: pick a candidate first (keys 1-9)")
+    low = low_fidelity(batch, min_lr_db)
+    if low:
+        raise ExportError(
+            f"export refused: {len(low)} pick(s) below the LR-consistency threshold of "
+            f"{min_lr_db:g} dB (Settings):\n{low_fidelity_text(low)}"
+        )
     out = Path(folder).expanduser()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -239,9 +287,21 @@ def export_candidates(
     paths = plan_names(batch, out, template, match=match, fmt=fmt, now=now)
     written: list[Path] = []
     for item, path in zip(batch, paths, strict=True):
+        sized = _at_size(item.candidate, size)
+        label = badge_text(sized.request.engine) if badge else None
+        record = provenance(
+            sized.request,
+            seed=sized.seed,
+            lr_consistency_db=item.lr_consistency,
+            models=item.models,
+            badge=label,
+            pixels_sha256=image_sha256(sized.image.convert("RGB")),
+        )
+        if label is not None:
+            sized = dataclasses.replace(sized, image=draw_badge(sized.image, label))
         try:
             written.append(
-                save_candidate(_at_size(item.candidate, size), path, cutout=item.cutout, fmt=fmt)
+                save_candidate(sized, path, cutout=item.cutout, fmt=fmt, provenance=record)
             )
         except OSError as exc:
             raise ExportError(

@@ -41,6 +41,7 @@ __all__ = [
     "Stage1Params",
     "Stage2Params",
     "StageName",
+    "img2img_steps",
 ]
 
 SCHEMA_VERSION: Final = 1
@@ -128,6 +129,15 @@ class Preprocess:
             )
 
 
+def img2img_steps(steps: int, strength: float) -> int:
+    """Denoising steps diffusers' img2img really runs for ``steps`` at ``strength``.
+
+    Its own rounding, not ``int(steps * strength)``: 100 x 0.29 runs 29, 1 x 0.5 runs 1.
+    """
+    skipped = int(max(steps - min(steps * strength, steps), 0))
+    return steps - skipped
+
+
 @dataclass(frozen=True)
 class Stage1Params:
     """FLUX.1-dev image-to-image; diffusers runs about ``steps * strength`` steps (80 x 0.75 = 60)."""
@@ -152,9 +162,7 @@ class Stage1Params:
 
     @property
     def effective_steps(self) -> int:
-        """Steps diffusers really runs: its own rounding (e.g. 100 x 0.29 gives 29, not 28)."""
-        skipped = int(max(self.steps - min(self.steps * self.strength, self.steps), 0))
-        return self.steps - skipped
+        return img2img_steps(self.steps, self.strength)
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,26 @@ def _text(value: Any) -> str:
     return value.strip()
 
 
+def _db_threshold(value: Any) -> float:
+    """0 (off) or a threshold in dB, 1..99; QSettings hands back text."""
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number of dB (0 = off), got {value!r}") from None
+    if number != number or not (number == 0.0 or 1.0 <= number <= 99.0):  # NaN included
+        raise ValueError(f"must be 0 (off) or between 1 and 99 dB, got {value!r}")
+    return number
+
+
+def _flag(value: Any) -> bool:
+    """A yes/no setting; QSettings hands back ``"true"``/``"false"``."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     """One setting: its name, default, description and validator (returns the clean value)."""
@@ -143,6 +163,24 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "Match name used in export file names",
         _text,
     ),
+    SettingSpec(
+        "export_min_lr_db",
+        lambda: 0.0,
+        "Export guard: LR-consistency threshold in dB (0 = off)",
+        _db_threshold,
+    ),
+    SettingSpec(
+        "export_low_fidelity",
+        lambda: "ask",
+        "Below the threshold, export",
+        _choice(("ask", "refuse")),
+    ),
+    SettingSpec(
+        "export_badge",
+        lambda: False,
+        "Burn a visible 'AI-reconstructed' badge into exported pixels",
+        _flag,
+    ),
 )
 
 _BY_NAME: Final = {spec.name: spec for spec in SPECS}
@@ -162,6 +200,9 @@ class Settings:
     export_template: str = "{match}_{cutout}_{seed}_{lora}.png"
     export_format: str = "png"
     match_name: str = "match"
+    export_min_lr_db: float = 0.0
+    export_low_fidelity: str = "ask"
+    export_badge: bool = False
 
     @classmethod
     def defaults(cls) -> Settings:

@@ -6,12 +6,21 @@ run number), so an earlier pick stays visible and exportable.
 Grid: one row per (run, variant), i.e. per seed; columns are stage 1 (when shown), then
 **without LoRA | with LoRA** for the final (stage-2 or fast-engine) results. Tiles are numbered
 row by row; keys 1-9 pick by that number.
+
+Fidelity: every entry carries its LR-consistency (scored in the engine thread). The store can
+order the tiles by it instead (:meth:`CandidateStore.set_sort_by_score`; tiles and keys 1-9
+then follow the ranking), and :meth:`CandidateStore.suggest` marks the most faithful final
+candidate as *suggested*; the pick changes only when the operator accepts it. Deviation
+heatmaps are made on demand off the GUI thread and cached per entry (:class:`HeatmapCache`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
@@ -20,7 +29,22 @@ from fbupscale_gui.core.job import Candidate
 from fbupscale_gui.core.request import CandidateKey
 from fbupscale_gui.worker.engine_thread import ReadyCandidate
 
-__all__ = ["COLUMNS", "CandidateEntry", "CandidateStore", "Column", "Grid", "Row", "layout_grid"]
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = [
+    "COLUMNS",
+    "CandidateEntry",
+    "CandidateStore",
+    "Column",
+    "Grid",
+    "HeatmapCache",
+    "Row",
+    "layout_grid",
+    "rank_by_score",
+]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -30,6 +54,9 @@ class Column:
     lora: bool
     always: bool  # shown even when empty
 
+
+#: "Suggest pick" compares candidates of one engine, the first of these present.
+SUGGEST_ENGINES: Final = ("flux", "realesrgan", "lanczos")
 
 COLUMNS: Final = (
     Column("Stage 1", 1, False, False),
@@ -48,6 +75,10 @@ class CandidateEntry:
     candidate: Candidate
     image: QImage
     thumb: QImage
+    #: LR-consistency in dB against the cutout (None: not scored).
+    lr_consistency: float | None = None
+    #: Models the request does not name, for the export's provenance.
+    models: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def key(self) -> CandidateKey:
@@ -121,6 +152,19 @@ def layout_grid(entries: list[CandidateEntry], show_stage1: bool = True) -> Grid
     return grid
 
 
+def rank_by_score(entries: list[CandidateEntry]) -> list[CandidateEntry]:
+    """Best LR-consistency first; unscored last; ties keep the given order."""
+    indexed = list(enumerate(entries))
+    indexed.sort(
+        key=lambda item: (
+            item[1].lr_consistency is None,
+            -(item[1].lr_consistency or 0.0),
+            item[0],
+        )
+    )
+    return [e for _i, e in indexed]
+
+
 class CandidateStore(QObject):
     """All candidates by cutout, and exactly one pick per cutout that has any.
 
@@ -132,6 +176,8 @@ class CandidateStore(QObject):
     added = Signal(int, object)  # cutout id, CandidateEntry
     pickChanged = Signal(int)  # cutout id
     showStage1Changed = Signal(bool)
+    sortChanged = Signal(bool)  # True: ordered by LR-consistency
+    suggestionChanged = Signal(int)  # cutout id
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -139,6 +185,8 @@ class CandidateStore(QObject):
         self._picked: dict[int, CandidateEntry] = {}
         self._runs: dict[int, int] = {}
         self._show_stage1 = True
+        self._sort_by_score = False
+        self._suggested: dict[int, CandidateEntry] = {}
 
     # -- runs and entries -----------------------------------------------------------------
 
@@ -147,8 +195,18 @@ class CandidateStore(QObject):
         return self._runs[cutout_id]
 
     def add(self, cutout_id: int, run: int, ready: ReadyCandidate) -> CandidateEntry:
-        entry = CandidateEntry(cutout_id, run, ready.candidate, ready.image, ready.thumb)
+        entry = CandidateEntry(
+            cutout_id,
+            run,
+            ready.candidate,
+            ready.image,
+            ready.thumb,
+            ready.lr_consistency,
+            ready.models,
+        )
         self._entries.setdefault(cutout_id, []).append(entry)
+        # a suggestion is "the best of what there was": a newcomer may beat it
+        self._suggested.pop(cutout_id, None)
         self.added.emit(cutout_id, entry)
         if cutout_id not in self._picked:
             self._picked[cutout_id] = entry
@@ -170,6 +228,63 @@ class CandidateStore(QObject):
             self._show_stage1 = show
             self.showStage1Changed.emit(show)
 
+    # -- fidelity: order and suggestion ---------------------------------------------------
+
+    @property
+    def sort_by_score(self) -> bool:
+        return self._sort_by_score
+
+    def set_sort_by_score(self, on: bool) -> None:
+        if on != self._sort_by_score:
+            self._sort_by_score = on
+            self.sortChanged.emit(on)
+
+    def display_order(self, cutout_id: int) -> list[CandidateEntry]:
+        """The tiles as shown and numbered (keys 1-9): grid order, or ranked by score."""
+        order = self.grid(cutout_id).order
+        return rank_by_score(order) if self._sort_by_score else order
+
+    def suggested(self, cutout_id: int) -> CandidateEntry | None:
+        return self._suggested.get(cutout_id)
+
+    def suggestion_pool(self, cutout_id: int) -> list[CandidateEntry]:
+        """The candidates "Suggest pick" chooses among: like with like.
+
+        LR-consistency ranks candidates of similar quality (the LoRA and no-LoRA outputs of a
+        seed); it cannot rank engines (Lanczos invents nothing and always scores highest). So:
+        scored final candidates (stage 2 or a fast engine; stage 1 only if no final one is
+        scored) of the most generative engine present, FLUX before Real-ESRGAN before Lanczos.
+        """
+        shown = self.grid(cutout_id).order
+        scored = [e for e in shown if e.lr_consistency is not None]
+        final = [e for e in scored if e.key.stage == 2] or scored
+        for engine in SUGGEST_ENGINES:
+            same = [e for e in final if e.engine == engine]
+            if same:
+                return same
+        return final
+
+    def suggest(self, cutout_id: int) -> CandidateEntry | None:
+        """Mark the most faithful candidate of :meth:`suggestion_pool` as suggested (the pick
+        does not change). Returns it, or None when nothing is scored."""
+        pool = self.suggestion_pool(cutout_id)
+        best = rank_by_score(pool)[0] if pool else None
+        if best is None:
+            changed = self._suggested.pop(cutout_id, None) is not None
+        else:
+            changed = self._suggested.get(cutout_id) is not best
+            self._suggested[cutout_id] = best
+        if changed:
+            self.suggestionChanged.emit(cutout_id)
+        return best
+
+    def accept_suggestion(self, cutout_id: int) -> CandidateEntry | None:
+        """Pick the suggested candidate (the operator's decision); None if there is none."""
+        entry = self._suggested.get(cutout_id)
+        if entry is not None:
+            self.pick(entry)
+        return entry
+
     # -- picks ----------------------------------------------------------------------------
 
     def picked(self, cutout_id: int) -> CandidateEntry | None:
@@ -182,7 +297,7 @@ class CandidateStore(QObject):
 
     def pick_index(self, cutout_id: int, index: int) -> CandidateEntry | None:
         """Pick the ``index``-th tile (0-based, row by row); None if there is no such tile."""
-        order = self.grid(cutout_id).order
+        order = self.display_order(cutout_id)
         if not 0 <= index < len(order):
             return None
         self.pick(order[index])
@@ -190,3 +305,77 @@ class CandidateStore(QObject):
 
     def all_picks(self) -> list[CandidateEntry]:
         return list(self._picked.values())
+
+
+def _rgba_qimage(image: Image.Image) -> QImage:
+    rgba = image.convert("RGBA")
+    data = rgba.tobytes("raw", "RGBA")
+    q = QImage(data, rgba.width, rgba.height, rgba.width * 4, QImage.Format.Format_RGBA8888)
+    return q.copy()  # own the pixels
+
+
+def _make_heatmap(cutout: Image.Image, entry: CandidateEntry) -> QImage | None:
+    from fbupscale_gui.core.scoring import candidate_heatmap
+
+    heat = candidate_heatmap(cutout, entry.candidate)
+    return None if heat is None else _rgba_qimage(heat)
+
+
+class HeatmapCache(QObject):
+    """Deviation heatmaps (RGBA QImage at the candidate's size), one per entry, made once.
+
+    :meth:`request` returns a cached heatmap at once; otherwise it starts making it in a worker
+    thread of the running asyncio (qasync) loop, about half a second for a 1024 px candidate,
+    and emits ``ready(entry)`` when done. Without a running loop (tests, scripts) it is made in
+    the calling thread.
+    """
+
+    ready = Signal(object)  # CandidateEntry
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._cache: dict[int, tuple[CandidateEntry, QImage | None]] = {}
+        self._pending: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # referenced until done
+
+    def get(self, entry: CandidateEntry) -> QImage | None:
+        hit = self._cache.get(id(entry))
+        return hit[1] if hit is not None and hit[0] is entry else None
+
+    def has(self, entry: CandidateEntry) -> bool:
+        hit = self._cache.get(id(entry))
+        return hit is not None and hit[0] is entry
+
+    def is_pending(self, entry: CandidateEntry) -> bool:
+        return id(entry) in self._pending
+
+    def request(self, entry: CandidateEntry, cutout: Image.Image) -> QImage | None:
+        if self.has(entry):
+            return self.get(entry)
+        if id(entry) in self._pending:
+            return None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._store(entry, _make_heatmap(cutout, entry))
+            return self.get(entry)
+        self._pending.add(id(entry))
+        pixels = cutout.copy()  # the worker thread gets its own
+
+        async def work() -> None:
+            try:
+                heat = await asyncio.to_thread(_make_heatmap, pixels, entry)
+            except Exception:
+                log.exception("deviation heatmap failed")
+                heat = None
+            self._pending.discard(id(entry))
+            self._store(entry, heat)
+
+        task = loop.create_task(work())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return None
+
+    def _store(self, entry: CandidateEntry, heat: QImage | None) -> None:
+        self._cache[id(entry)] = (entry, heat)
+        self.ready.emit(entry)

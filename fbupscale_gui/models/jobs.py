@@ -15,16 +15,19 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from PySide6.QtCore import QObject, Signal, Slot
 
 from fbupscale_gui.core.errors import FbError, GpuOutOfMemoryError
 from fbupscale_gui.core.job import Progress
 from fbupscale_gui.core.request import ReconstructionRequest
-from fbupscale_gui.worker.engine_thread import EngineThread, ReadyCandidate, WorkItem
+from fbupscale_gui.worker.engine_thread import EngineThread, ReadyCandidate, Task, WorkItem
 
 from .candidates import CandidateStore
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 __all__ = ["Job", "JobQueue", "JobState", "ProgressInfo", "format_eta", "format_progress"]
 
@@ -57,6 +60,12 @@ class Job:
     run: int = 0
     candidates: int = 0
     error: BaseException | None = None
+    #: A job of another kind (a video batch): run instead of the request; no candidates, no
+    #: cutout (``cutout_id`` 0). What it returned is in ``result`` once the job is DONE.
+    task: Task | None = None
+    result: object = None
+    #: The cutout's pixels (a private copy), to score candidates against in the worker.
+    cutout: Image.Image | None = None
     #: First progress event with job_step > 0: (monotonic time, job_step), for the ETA.
     _rate_origin: tuple[float, int] | None = None
 
@@ -133,6 +142,7 @@ class JobQueue(QObject):
         w.finished.connect(self._on_finished)
         w.failed.connect(self._on_failed)
         w.cancelled.connect(self._on_cancelled)
+        w.taskDone.connect(self._on_task_done)
 
     # -- queries --------------------------------------------------------------------------
 
@@ -152,9 +162,18 @@ class JobQueue(QObject):
 
     # -- commands -------------------------------------------------------------------------
 
-    def enqueue(self, cutout_id: int, cutout_name: str, request: ReconstructionRequest) -> Job:
+    def enqueue(
+        self,
+        cutout_id: int,
+        cutout_name: str,
+        request: ReconstructionRequest,
+        *,
+        task: Task | None = None,
+        cutout: Image.Image | None = None,
+    ) -> Job:
+        """Queue ``request``; with ``cutout`` its candidates arrive scored (LR-consistency)."""
         was_busy = self.is_busy()
-        job = Job(next(self._ids), cutout_id, cutout_name, request)
+        job = Job(next(self._ids), cutout_id, cutout_name, request, task=task, cutout=cutout)
         self._jobs[job.id] = job
         self._pending.append(job)
         self.jobQueued.emit(job)
@@ -165,7 +184,12 @@ class JobQueue(QObject):
 
     def retry(self, job: Job, **changes: object) -> Job:
         """Queue ``job``'s request again, e.g. ``memory_mode=job.retry_mode``."""
-        return self.enqueue(job.cutout_id, job.cutout_name, job.request.replace(**changes))
+        return self.enqueue(
+            job.cutout_id,
+            job.cutout_name,
+            job.request.replace(**changes),
+            cutout=job.cutout,
+        )
 
     def cancel(self) -> int:
         """Stop the running job (within one diffusion step) and drop the queued ones.
@@ -186,6 +210,18 @@ class JobQueue(QObject):
             self.busyChanged.emit(False)
         return dropped
 
+    def cancel_job(self, job: Job) -> None:
+        """Cancel one job: stop it if it runs, drop it if it waits; the others go on."""
+        if job in self._pending:
+            self._pending.remove(job)
+            job.state = JobState.CANCELLED
+            job.cancel.set()
+            self.jobEnded.emit(job)
+            if not self.is_busy():
+                self.busyChanged.emit(False)
+        elif job is self._current:
+            job.cancel.set()
+
     def shutdown(self, timeout_ms: int = 60_000) -> bool:
         """Cancel everything, release the engine in its thread and wait for it."""
         self.cancel()
@@ -198,9 +234,11 @@ class JobQueue(QObject):
             return
         job = self._pending.popleft()
         job.state = JobState.RUNNING
-        job.run = self._store.new_run(job.cutout_id)
+        job.run = self._store.new_run(job.cutout_id) if job.task is None else 0
         self._current = job
-        self._engine.submit(WorkItem(job.id, job.request, job.cancel))
+        self._engine.submit(
+            WorkItem(job.id, job.request, job.cancel, cutout=job.cutout, task=job.task)
+        )
 
     def _end(self, job_id: int, state: JobState, error: BaseException | None = None) -> None:
         job = self._jobs.get(job_id)
@@ -248,6 +286,12 @@ class JobQueue(QObject):
         job.candidates += 1
         entry = self._store.add(job.cutout_id, job.run, ready)
         self.candidateReady.emit(job, entry)
+
+    @Slot(int, object)
+    def _on_task_done(self, job_id: int, result: object) -> None:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            job.result = result
 
     @Slot(int)
     def _on_finished(self, job_id: int) -> None:

@@ -18,7 +18,7 @@ from typing import Final, Literal
 from PySide6.QtCore import QObject, Signal, Slot
 
 from fbupscale_gui.core.errors import FbError, ModelNotFoundError
-from fbupscale_gui.core.export import ExportItem, export_candidates
+from fbupscale_gui.core.export import ExportItem, export_candidates, low_fidelity
 from fbupscale_gui.core.request import (
     CONTROLNET_REPO_ID,
     FLUX_REPO_ID,
@@ -160,7 +160,10 @@ class Session(QObject):
             except FbError as exc:
                 self.message.emit(Message("error", f"{cutout.name}: cannot run: {exc}"))
                 continue
-            jobs.append(self.jobs.enqueue(cutout.id, cutout.name, request))
+            # a private copy: the worker scores candidates against it in its own thread
+            jobs.append(
+                self.jobs.enqueue(cutout.id, cutout.name, request, cutout=cutout.image.copy())
+            )
         return jobs
 
     def retry(self, message: Message) -> Job | None:
@@ -216,10 +219,11 @@ class Session(QObject):
 
     def export_items(self, cutout_ids: Iterable[int] | None = None) -> list[ExportItem]:
         """The picked candidate of each cutout (all cutouts with a pick by default)."""
-        return [
-            ExportItem(entry.candidate, cutout.name, cutout.image)
-            for cutout, entry in self._picked(cutout_ids)
-        ]
+        return [_export_item(cutout, entry) for cutout, entry in self._picked(cutout_ids)]
+
+    def low_fidelity_picks(self, cutout_ids: Iterable[int] | None = None) -> list[ExportItem]:
+        """Picks below the settings' LR-consistency threshold (none when it is off)."""
+        return low_fidelity(self.export_items(cutout_ids), self.settings.settings.export_min_lr_db)
 
     def unexported_picks(self) -> list[CandidateEntry]:
         """Picks that exist only in this window (lost on quit unless exported)."""
@@ -230,11 +234,14 @@ class Session(QObject):
     ) -> list[Path]:
         s = self.settings.settings
         return export_candidates(
-            [ExportItem(e.candidate, c.name, c.image) for c, e in picked],
+            [_export_item(c, e) for c, e in picked],
             folder if folder is not None else s.export_dir,
             s.export_template,
             match=s.match_name,
             fmt="jpeg" if s.export_format == "jpeg" else "png",
+            badge=s.export_badge,
+            # "refuse" is enforced here, on every path; "ask" is the window's question
+            min_lr_db=s.export_min_lr_db if s.export_low_fidelity == "refuse" else None,
         )
 
     def export(
@@ -285,6 +292,12 @@ class Session(QObject):
     def shutdown(self, timeout_ms: int = 60_000) -> bool:
         """Cancel jobs, release the engine in its thread and wait for the thread to end."""
         return self.jobs.shutdown(timeout_ms)
+
+
+def _export_item(cutout: Cutout, entry: CandidateEntry) -> ExportItem:
+    return ExportItem(
+        entry.candidate, cutout.name, cutout.image, entry.lr_consistency, entry.models
+    )
 
 
 def _call(fn: Callable[[], list[Path]]) -> list[Path] | BaseException:

@@ -4,12 +4,19 @@ the compare view under it.
 Click a tile: compare it against the cutout, Lanczos-upscaled to the same size. Ctrl+click a
 second tile: compare the two candidates. Double-click, the tile's Pick button or keys 1-9:
 pick. Exactly one tile per cutout carries the amber "PICKED" border.
+
+Fidelity: every tile shows its LR-consistency in dB (how well the candidate, shrunk back to the
+cutout's size, matches the cutout). "Sort by fidelity" ranks the tiles by it (keys 1-9 follow
+the ranking); "Suggest pick" (S) marks the most faithful final candidate with a dashed blue
+"SUGGESTED" border and shows it in the compare view; the pick changes only when the operator
+accepts (Shift+S, or the tile's Pick button). The compare view's Heatmap toggle (H) shows where
+the compared candidate departs from the cutout; heatmaps are made off the GUI thread, once.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QImage, QMouseEvent, QPixmap
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QAction, QImage, QMouseEvent, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QFrame,
@@ -24,7 +31,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from fbupscale_gui.models.candidates import CandidateEntry, CandidateStore
+from fbupscale_gui.core.scoring import LR_TOOLTIP, format_db
+from fbupscale_gui.models.candidates import CandidateEntry, CandidateStore, HeatmapCache
 from fbupscale_gui.models.cutouts import Cutout
 from fbupscale_gui.worker.qimage import pil_to_qimage
 
@@ -43,7 +51,14 @@ class CandidateTile(QFrame):
     clicked = Signal(object, bool)  # entry, ctrl held
     pickRequested = Signal(object)
 
-    def __init__(self, entry: CandidateEntry, number: int, parent: QWidget | None = None):
+    def __init__(
+        self,
+        entry: CandidateEntry,
+        number: int,
+        parent: QWidget | None = None,
+        *,
+        min_lr_db: float = 0.0,
+    ):
         super().__init__(parent)
         self.entry = entry
         self.number = number
@@ -73,6 +88,18 @@ class CandidateTile(QFrame):
             f"Ctrl+click: compare with the last clicked candidate · "
             f"Double-click or key {key}: pick"
         )
+        self.score_label = QLabel()
+        self.score_label.setFixedWidth(TILE_SIDE)
+        self.suggested_label = QLabel("◆ SUGGESTED")
+        self.suggested_label.setToolTip(
+            "The most faithful candidate (best LR-consistency). Not picked until you accept it: "
+            "Shift+S or its Pick button."
+        )
+        self.suggested_label.setStyleSheet(f"color: {theme.LINK}; font-weight: 700;")
+        policy = self.suggested_label.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)  # every tile the same height, rows aligned
+        self.suggested_label.setSizePolicy(policy)
+        self.suggested_label.hide()
         self.pick_button = QPushButton("Pick")
         self.pick_button.setToolTip(f"Pick this candidate for export (key {key})")
         self.pick_button.clicked.connect(self._on_pick)
@@ -81,8 +108,34 @@ class CandidateTile(QFrame):
         layout.setSpacing(3)
         layout.addWidget(self.image)
         layout.addWidget(self.caption)
+        score_row = QHBoxLayout()
+        score_row.setContentsMargins(0, 0, 0, 0)
+        score_row.addWidget(self.score_label)
+        layout.addLayout(score_row)
+        layout.addWidget(self.suggested_label)
         layout.addWidget(self.pick_button)
+        self.set_min_lr_db(min_lr_db)
         self.set_picked(False)
+        self.set_suggested(False)
+
+    @property
+    def score_text(self) -> str:
+        """``"31.2 dB"`` or ``"—"`` (no score), as the tile shows it."""
+        return format_db(self.entry.lr_consistency)
+
+    def set_min_lr_db(self, min_lr_db: float) -> None:
+        """Flag the score when it is below the export threshold (0: no threshold)."""
+        score = self.entry.lr_consistency
+        low = bool(min_lr_db) and (score is None or score < min_lr_db)
+        self.score_label.setText(f"LR {self.score_text}" + ("  ⚠ low" if low else ""))
+        set_style_property(self.score_label, "role", "warning" if low else "hint")
+        limit = f"\nExport threshold: {min_lr_db:g} dB (Settings)." if min_lr_db else ""
+        self.score_label.setToolTip(f"{LR_TOOLTIP}\n\nThis candidate: {self.score_text}.{limit}")
+
+    def set_suggested(self, suggested: bool) -> None:
+        self.suggested = suggested
+        set_style_property(self, "suggested", suggested)
+        self.suggested_label.setVisible(suggested)
 
     def set_picked(self, picked: bool) -> None:
         self.picked = picked
@@ -115,6 +168,9 @@ class CandidatesPanel(QWidget):
         self._tiles: list[CandidateTile] = []
         self._compared: CandidateEntry | None = None
         self._upscaled: dict[tuple[int, int, int], QImage] = {}
+        self._min_lr_db = 0.0
+        self._compare_text = ""
+        self.heatmaps = HeatmapCache(self)
 
         self.title = QLabel("Candidates")
         font = self.title.font()
@@ -124,9 +180,43 @@ class CandidatesPanel(QWidget):
         self.stage1_box.setChecked(store.show_stage1)
         self.stage1_box.setToolTip("Show the stage-1 (img2img) results as their own column")
         self.stage1_box.toggled.connect(store.set_show_stage1)
+        self.sort_box = QCheckBox("Sort by fidelity")
+        self.sort_box.setChecked(store.sort_by_score)
+        self.sort_box.setToolTip(
+            "Order the tiles by LR-consistency, most faithful first (keys 1-9 follow). "
+            "Off: rows by seed, columns without | with LoRA.\n\n" + LR_TOOLTIP
+        )
+        self.sort_box.toggled.connect(store.set_sort_by_score)
+        self.suggest_action = QAction("Suggest pick", self)
+        self.suggest_action.setShortcut("S")
+        self.suggest_action.setToolTip(
+            "Mark the most faithful candidate (best LR-consistency) as suggested (S). "
+            "The pick does not change until you accept it."
+        )
+        self.suggest_action.triggered.connect(self.suggest)
+        self.accept_action = QAction("Accept suggestion", self)
+        self.accept_action.setShortcut("Shift+S")
+        self.accept_action.setToolTip("Pick the suggested candidate (Shift+S)")
+        self.accept_action.triggered.connect(self.accept_suggestion)
+        for action in (self.suggest_action, self.accept_action):
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            self.addAction(action)
+        self.suggest_button = QPushButton("Suggest pick")
+        self.suggest_button.setToolTip(self.suggest_action.toolTip())
+        self.suggest_button.clicked.connect(self.suggest_action.trigger)
+        self.accept_button = QPushButton("Accept")
+        self.accept_button.setToolTip(self.accept_action.toolTip())
+        self.accept_button.clicked.connect(self.accept_action.trigger)
         header = QHBoxLayout()
         header.addWidget(self.title, 1)
+        header.addWidget(self.sort_box)
+        header.addWidget(self.suggest_button)
+        header.addWidget(self.accept_button)
         header.addWidget(self.stage1_box)
+        self.note = QLabel("")
+        self.note.setWordWrap(True)
+        set_style_property(self.note, "role", "hint")
+        self.note.hide()
 
         self.empty = QLabel(
             "No candidates yet. Select a cutout, describe the scene and press Run (Ctrl+R)."
@@ -137,8 +227,10 @@ class CandidatesPanel(QWidget):
 
         self._grid_host = QWidget()
         # Tiles: a quiet border, the accent only for the pick (the theme's meaning of amber).
+        # Suggested: a dashed blue border, never the accent (the pick's colour).
         self._grid_host.setStyleSheet(
             f"QFrame#candidateTile {{ border: 1px solid {theme.BORDER}; border-radius: 4px; }}"
+            f'QFrame#candidateTile[suggested="true"] {{ border: 2px dashed {theme.LINK}; }}'
             f'QFrame#candidateTile[picked="true"] {{ border: 3px solid {theme.ACCENT}; }}'
         )
         self._grid = QGridLayout(self._grid_host)
@@ -151,10 +243,12 @@ class CandidatesPanel(QWidget):
         self.grid_scroll.setWidget(self._grid_host)
 
         grid_box = QWidget()
-        grid_box.setMinimumHeight(TILE_SIDE + 150)  # one full row: header, tile, caption, button
+        # one full row: header, tile, caption, score, suggested mark, button
+        grid_box.setMinimumHeight(TILE_SIDE + 190)
         grid_layout = QVBoxLayout(grid_box)
         grid_layout.setContentsMargins(0, 0, 0, 0)
         grid_layout.addLayout(header)
+        grid_layout.addWidget(self.note)
         grid_layout.addWidget(self.empty)
         grid_layout.addWidget(self.grid_scroll, 1)
 
@@ -172,7 +266,7 @@ class CandidatesPanel(QWidget):
         split.addWidget(compare_box)
         split.setStretchFactor(0, 1)
         split.setStretchFactor(1, 1)
-        split.setSizes([TILE_SIDE + 190, 420])
+        split.setSizes([TILE_SIDE + 230, 400])
         split.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
@@ -181,6 +275,10 @@ class CandidatesPanel(QWidget):
         store.added.connect(self._on_added)
         store.pickChanged.connect(self._on_pick_changed)
         store.showStage1Changed.connect(self._on_show_stage1)
+        store.sortChanged.connect(self._on_sort_changed)
+        store.suggestionChanged.connect(self._on_suggestion_changed)
+        self.compare.heatmapToggled.connect(self._on_heatmap_toggled)
+        self.heatmaps.ready.connect(self._on_heatmap_ready)
         self.rebuild()
 
     # -- binding --------------------------------------------------------------------------
@@ -190,7 +288,20 @@ class CandidatesPanel(QWidget):
         self._compared = None
         self.compare.clear()
         self.compare_label.setText("")
+        self._compare_text = ""
+        self.note.hide()
         self.rebuild()
+
+    def set_min_lr_db(self, min_lr_db: float) -> None:
+        """The export threshold (0: off): tiles scoring below it say so."""
+        self._min_lr_db = float(min_lr_db)
+        for tile in self._tiles:
+            tile.set_min_lr_db(self._min_lr_db)
+
+    @Slot(object)
+    def apply_settings(self, settings: object) -> None:
+        """Follow the settings' export threshold (connect to ``SettingsModel.changed``)."""
+        self.set_min_lr_db(float(getattr(settings, "export_min_lr_db", 0.0) or 0.0))
 
     def tiles(self) -> list[CandidateTile]:
         return list(self._tiles)
@@ -207,6 +318,7 @@ class CandidatesPanel(QWidget):
 
     def _on_added(self, cutout_id: int, _entry: CandidateEntry) -> None:
         if self._cutout is not None and cutout_id == self._cutout.id:
+            self.note.hide()  # a new candidate voids the suggestion
             self.rebuild()
 
     def _on_pick_changed(self, cutout_id: int) -> None:
@@ -215,10 +327,78 @@ class CandidatesPanel(QWidget):
         picked = self._store.picked(cutout_id)
         for tile in self._tiles:
             tile.set_picked(tile.entry is picked)
+        self._update_fidelity_actions()
 
     def _on_show_stage1(self, show: bool) -> None:
         self.stage1_box.setChecked(show)
         self.rebuild()
+
+    @Slot(bool)
+    def _on_sort_changed(self, on: bool) -> None:
+        self.sort_box.setChecked(on)
+        self.rebuild()
+
+    @Slot(int)
+    def _on_suggestion_changed(self, cutout_id: int) -> None:
+        if self._cutout is None or cutout_id != self._cutout.id:
+            return
+        suggested = self._store.suggested(cutout_id)
+        for tile in self._tiles:
+            tile.set_suggested(tile.entry is suggested)
+        self._update_fidelity_actions()
+
+    # -- suggestion -----------------------------------------------------------------------
+
+    def suggest(self) -> CandidateEntry | None:
+        """Mark the most faithful candidate of the current cutout and compare it; no pick."""
+        cutout = self._cutout
+        if cutout is None:
+            return None
+        best = self._store.suggest(cutout.id)
+        if best is None:
+            self._show_note("Nothing to suggest: no candidate of this cutout has a score yet.")
+            return None
+        pool = self._store.suggestion_pool(cutout.id)
+        picked = self._store.picked(cutout.id)
+        tail = (
+            "It is already your pick."
+            if picked is best
+            else "Your pick is unchanged: accept with Shift+S or the tile's Pick button."
+        )
+        self._show_note(
+            f"Suggested: {best.label} — LR-consistency {format_db(best.lr_consistency)}, "
+            f"the best of {len(pool)} {best.engine} candidate(s). {tail}"
+        )
+        self.compare_entry(best)
+        return best
+
+    def accept_suggestion(self) -> CandidateEntry | None:
+        if self._cutout is None:
+            return None
+        entry = self._store.accept_suggestion(self._cutout.id)
+        if entry is not None:
+            self._show_note(f"Picked the suggestion: {entry.label}.")
+        return entry
+
+    def _show_note(self, text: str) -> None:
+        self.note.setText(text)
+        self.note.setVisible(bool(text))
+
+    def _update_fidelity_actions(self) -> None:
+        cutout = self._cutout
+        scored = cutout is not None and any(
+            e.lr_consistency is not None for e in self._store.entries(cutout.id)
+        )
+        suggested = self._store.suggested(cutout.id) if cutout is not None else None
+        acceptable = (
+            suggested is not None
+            and cutout is not None
+            and self._store.picked(cutout.id) is not suggested
+        )
+        self.suggest_action.setEnabled(scored)
+        self.suggest_button.setEnabled(scored)
+        self.accept_action.setEnabled(acceptable)
+        self.accept_button.setEnabled(acceptable)
 
     def rebuild(self) -> None:
         while self._grid.count():
@@ -233,9 +413,40 @@ class CandidatesPanel(QWidget):
         self.title.setText(f"Candidates — {cutout.name}" if cutout is not None else "Candidates")
         self.empty.setVisible(not entries)
         self.grid_scroll.setVisible(bool(entries))
+        self._update_fidelity_actions()
         if cutout is None or not entries:
             return
         grid = self._store.grid(cutout.id)
+        picked = self._store.picked(cutout.id)
+        suggested = self._store.suggested(cutout.id)
+        order = self._store.display_order(cutout.id)
+        number = {id(e): i + 1 for i, e in enumerate(order)}
+
+        def add_tile(entry: CandidateEntry, row: int, column: int) -> None:
+            tile = CandidateTile(entry, number[id(entry)], min_lr_db=self._min_lr_db)
+            tile.set_picked(entry is picked)
+            tile.set_suggested(entry is suggested)
+            tile.clicked.connect(self._on_tile_clicked)
+            tile.pickRequested.connect(self._store.pick)
+            self._grid.addWidget(tile, row, column)
+            self._tiles.append(tile)
+
+        if self._store.sort_by_score:
+            # ranked: row by row, as wide as the normal grid; captions say seed, stage, LoRA
+            width = max(len(grid.columns), 2)
+            head = QLabel("Most faithful first (LR-consistency)")
+            head.setToolTip(LR_TOOLTIP)
+            font = head.font()
+            font.setBold(True)
+            head.setFont(font)
+            self._grid.addWidget(head, 0, 1, 1, width)
+            for i, entry in enumerate(order):
+                if i % width == 0:
+                    rank = QLabel(f"#{i + 1}")
+                    rank.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                    self._grid.addWidget(rank, i // width + 1, 0)
+                add_tile(entry, i // width + 1, i % width + 1)
+            return
         for c, column in enumerate(grid.columns):
             head = QLabel(column.title)
             head.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -247,15 +458,8 @@ class CandidatesPanel(QWidget):
             label = QLabel(row.title.replace(" · ", "\n"))
             label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self._grid.addWidget(label, r + 1, 0)
-        picked = self._store.picked(cutout.id)
-        number = {id(e): i + 1 for i, e in enumerate(grid.order)}
         for (r, c), entry in sorted(grid.cells.items()):
-            tile = CandidateTile(entry, number[id(entry)])
-            tile.set_picked(entry is picked)
-            tile.clicked.connect(self._on_tile_clicked)
-            tile.pickRequested.connect(self._store.pick)
-            self._grid.addWidget(tile, r + 1, c + 1)
-            self._tiles.append(tile)
+            add_tile(entry, r + 1, c + 1)
         for c in range(len(grid.columns)):
             if not any(pos[1] == c for pos in grid.cells):
                 placeholder = QLabel("not run")
@@ -284,14 +488,53 @@ class CandidatesPanel(QWidget):
         cutout = self._cutout
         if cutout is None:
             return
+        score = f"LR {format_db(entry.lr_consistency)}"
+        right = f"{entry.label} · {score}"
         if against is not None and against is not entry:
-            self.compare.set_pair(against.image, entry.image, against.label, entry.label)
-            text = f"{against.label}  ◀ split ▶  {entry.label}"
+            left_label = f"{against.label} · LR {format_db(against.lr_consistency)}"
+            self.compare.set_pair(against.image, entry.image, left_label, right)
+            text = f"{left_label}  ◀ split ▶  {right}"
         else:
             size = (entry.image.width(), entry.image.height())
             left = self._upscaled_cutout(cutout, size)
-            self.compare.set_pair(left, entry.image, "cutout (Lanczos)", entry.label)
-            text = f"cutout (Lanczos)  ◀ split ▶  {entry.label}   ·   Ctrl+click another tile to compare two candidates"
+            self.compare.set_pair(left, entry.image, "cutout (Lanczos)", right)
+            text = f"cutout (Lanczos)  ◀ split ▶  {right}   ·   Ctrl+click another tile to compare two candidates"
         self._compared = entry
+        self._compare_text = text
         self.compare_label.setText(text)
         self.compareChanged.emit(text)
+        self._refresh_heatmap()
+
+    # -- heatmap --------------------------------------------------------------------------
+
+    def compared(self) -> CandidateEntry | None:
+        """The candidate on the compare view's right side (the heatmap's subject)."""
+        return self._compared
+
+    @Slot(bool)
+    def _on_heatmap_toggled(self, _on: bool) -> None:
+        self._refresh_heatmap()
+
+    @Slot(object)
+    def _on_heatmap_ready(self, entry: CandidateEntry) -> None:
+        if entry is self._compared:
+            self._refresh_heatmap()
+
+    def _refresh_heatmap(self) -> None:
+        """Overlay the compared candidate's heatmap when the toggle is on (made once, off-thread)."""
+        entry, cutout = self._compared, self._cutout
+        note = ""
+        if not self.compare.heatmap_on() or entry is None or cutout is None:
+            self.compare.set_overlay(None)
+        else:
+            heat = self.heatmaps.request(entry, cutout.image)
+            self.compare.set_overlay(heat)
+            if heat is None:
+                note = (
+                    "heatmap: computing…"
+                    if self.heatmaps.is_pending(entry)
+                    else "heatmap: not available (the candidate does not match the cutout's shape)"
+                )
+        self.compare_label.setText(
+            f"{self._compare_text}   ·   {note}" if note else self._compare_text
+        )

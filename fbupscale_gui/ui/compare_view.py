@@ -12,6 +12,11 @@ Mouse, in split mode: left-drag moves the split line (a click jumps it there); C
 left-drag or middle-drag pans; the wheel zooms around the cursor. In side-by-side mode a plain
 left-drag pans. Keyboard: +/- zoom, Left/Right move the split.
 
+Heatmap: an RGBA overlay (the deviation heatmap of :mod:`fbupscale_gui.core.fidelity`) is drawn
+over the right image when the **Heatmap** toggle (key H) is on, at the opacity of the slider
+next to it, with a small legend. The view only shows it: whoever owns the candidates listens
+to ``heatmapToggled`` and hands the overlay in with :meth:`CompareView.set_overlay`.
+
 The view state (zoom, pan, split, mode) is purely visual, so it lives here; the geometry is in
 :class:`Viewport`, a plain object tests can check without painting.
 """
@@ -42,6 +47,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QSizePolicy,
+    QSlider,
     QVBoxLayout,
     QWidget,
 )
@@ -62,6 +68,13 @@ SPLIT_GRAB: Final = 8
 
 _SPLIT_HINT: Final = "Drag: move split · Ctrl+drag or middle-drag: pan · Wheel: zoom"
 _SIDE_HINT: Final = "Drag: pan · Wheel: zoom"
+#: Default heatmap opacity (slider percent).
+DEFAULT_OVERLAY_PERCENT: Final = 60
+HEATMAP_TIP: Final = (
+    "Deviation heatmap (H): where the candidate, shrunk back to the cutout's size, disagrees "
+    "with the cutout. Clear = agrees (within 4 luma levels); yellow → red = up to 32 levels "
+    "off. Look there for changed numbers, extra limbs, different logos."
+)
 
 
 class Viewport:
@@ -188,7 +201,7 @@ class _Canvas(QWidget):
         self.left_label = ""
         self.right_label = ""
         self.overlay: QImage | None = None
-        self.overlay_opacity = 0.5
+        self.overlay_opacity = DEFAULT_OVERLAY_PERCENT / 100.0
         self.viewport = Viewport()
         self.split = 0.5
         self.mode: CompareMode = "split"
@@ -375,7 +388,45 @@ class _Canvas(QWidget):
             self._draw_frame_border(p, right_pane, right_pane)
             self._draw_label(p, self.left_label, left_pane, Qt.AlignmentFlag.AlignLeft)
             self._draw_label(p, self.right_label, right_pane, Qt.AlignmentFlag.AlignLeft)
+        if self.overlay is not None and self.overlay_opacity > 0:
+            self._draw_legend(p)
         p.end()
+
+    def _draw_legend(self, p: QPainter) -> None:
+        """Bottom-left: the heatmap's scale, so the colours read without the tooltip."""
+        from PySide6.QtGui import QLinearGradient
+
+        p.save()
+        font = QFont(self.font())
+        font.setPointSizeF(max(font.pointSizeF() * 0.85, 7.0))
+        p.setFont(font)
+        fm = p.fontMetrics()
+        left_text, right_text = "agrees", "32+ levels off"
+        bar_w, bar_h, pad, margin = 90.0, 8.0, 6.0, 8.0
+        w = fm.horizontalAdvance(left_text) + bar_w + fm.horizontalAdvance(right_text) + 4 * pad
+        h = max(float(fm.height()), bar_h) + 2 * pad
+        box = QRectF(margin, self.height() - margin - h, w, h)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(QColor(0, 0, 0, 190))
+        p.drawRoundedRect(box, 4.0, 4.0)
+        p.setPen(QColor("#ffffff"))
+        x = box.left() + pad
+        text_rect = QRectF(x, box.top(), fm.horizontalAdvance(left_text), box.height())
+        p.drawText(text_rect, Qt.AlignmentFlag.AlignVCenter, left_text)
+        x = text_rect.right() + pad
+        bar = QRectF(x, box.center().y() - bar_h / 2, bar_w, bar_h)
+        grad = QLinearGradient(bar.topLeft(), bar.topRight())
+        grad.setColorAt(0.0, QColor(255, 235, 59, 0))
+        grad.setColorAt(0.5, QColor(255, 152, 0, 140))
+        grad.setColorAt(1.0, QColor(229, 28, 35, 255))
+        p.setPen(QPen(QColor(255, 255, 255, 90), 1.0))
+        p.setBrush(grad)
+        p.drawRect(bar)
+        p.setPen(QColor("#ffffff"))
+        right_rect = QRectF(bar.right() + pad, box.top(), box.right() - bar.right(), box.height())
+        p.drawText(right_rect, Qt.AlignmentFlag.AlignVCenter, right_text)
+        p.restore()
 
     def _draw_image(
         self, p: QPainter, image: QImage, pane: QRectF, clip: QRectF, opacity: float = 1.0
@@ -487,6 +538,7 @@ class CompareView(QWidget):
 
     zoomChanged = Signal(float)
     splitChanged = Signal(float)
+    heatmapToggled = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -516,6 +568,16 @@ class CompareView(QWidget):
         self._hint.setProperty("role", "hint")
         self._hint.setToolTip(_SPLIT_HINT)
         self._hint.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.heatmap_button = QPushButton("Heatmap")
+        self.heatmap_button.setCheckable(True)
+        self.heatmap_button.setShortcut("H")
+        self.heatmap_button.setToolTip(HEATMAP_TIP)
+        self.opacity_slider = QSlider(Qt.Orientation.Horizontal)
+        self.opacity_slider.setRange(0, 100)
+        self.opacity_slider.setValue(DEFAULT_OVERLAY_PERCENT)
+        self.opacity_slider.setFixedWidth(90)
+        self.opacity_slider.setToolTip("Heatmap opacity")
+        self.opacity_slider.setAccessibleName("Heatmap opacity")
 
         bar = QHBoxLayout()
         bar.setContentsMargins(0, 0, 0, 0)
@@ -526,6 +588,9 @@ class CompareView(QWidget):
         bar.addWidget(self._fit_btn)
         bar.addWidget(self._actual_btn)
         bar.addWidget(self._zoom_label)
+        bar.addSpacing(12)
+        bar.addWidget(self.heatmap_button)
+        bar.addWidget(self.opacity_slider)
         bar.addWidget(self._hint, 1)
 
         bar.addSpacing(4)
@@ -540,6 +605,8 @@ class CompareView(QWidget):
         self._actual_btn.clicked.connect(self.actual_size)
         self._canvas.zoomChanged.connect(self._on_zoom_changed)
         self._canvas.splitChanged.connect(self.splitChanged)
+        self.heatmap_button.toggled.connect(self._on_heatmap_toggled)
+        self.opacity_slider.valueChanged.connect(self._on_opacity_changed)
         self._update_enabled()
 
     # -- content ------------------------------------------------------------------------
@@ -571,14 +638,34 @@ class CompareView(QWidget):
         c.update()
         self._update_enabled()
 
-    def set_overlay(self, image: QImage | None, opacity: float = 0.5) -> None:
-        """Draw ``image`` (stretched to the frame) over the right image; ``None`` removes it."""
+    def set_overlay(self, image: QImage | None, opacity: float | None = None) -> None:
+        """Draw ``image`` (stretched to the frame) over the right image; ``None`` removes it.
+
+        ``opacity`` (0..1) also moves the slider; None keeps the slider's value.
+        """
         self._canvas.overlay = QImage(image) if image is not None and not image.isNull() else None
-        self._canvas.overlay_opacity = min(max(float(opacity), 0.0), 1.0)
+        if opacity is not None:
+            self.set_overlay_opacity(opacity)
         self._canvas.update()
 
     def overlay(self) -> QImage | None:
         return self._canvas.overlay
+
+    def overlay_opacity(self) -> float:
+        return self._canvas.overlay_opacity
+
+    def set_overlay_opacity(self, opacity: float) -> None:
+        value = min(max(float(opacity), 0.0), 1.0) if math.isfinite(opacity) else 0.5
+        self.opacity_slider.setValue(round(value * 100))  # -> _on_opacity_changed
+        self._canvas.overlay_opacity = value
+        self._canvas.update()
+
+    def heatmap_on(self) -> bool:
+        """Whether the operator asked for the heatmap (the overlay may still be on its way)."""
+        return self.heatmap_button.isChecked()
+
+    def set_heatmap_on(self, on: bool) -> None:
+        self.heatmap_button.setChecked(on)
 
     def has_pair(self) -> bool:
         return self._canvas.has_pair()
@@ -667,13 +754,29 @@ class CompareView(QWidget):
             c.refit()
         c.update()
 
+    def _on_heatmap_toggled(self, on: bool) -> None:
+        if not on:
+            self.set_overlay(None)
+        self.heatmapToggled.emit(on)
+
+    def _on_opacity_changed(self, percent: int) -> None:
+        self._canvas.overlay_opacity = percent / 100.0
+        self._canvas.update()
+
     def _on_zoom_changed(self, zoom: float) -> None:
         self._zoom_label.setText(format_zoom(zoom))
         self.zoomChanged.emit(zoom)
 
     def _update_enabled(self) -> None:
         has = self._canvas.has_pair()
-        for w in (self._fit_btn, self._actual_btn, self._split_btn, self._side_btn):
+        for w in (
+            self._fit_btn,
+            self._actual_btn,
+            self._split_btn,
+            self._side_btn,
+            self.heatmap_button,
+            self.opacity_slider,
+        ):
             w.setEnabled(has)
         self._zoom_label.setText(format_zoom(self._canvas.viewport.zoom) if has else "")
         self._hint.setVisible(has)

@@ -23,7 +23,7 @@ from .theme import set_style_property
 
 if TYPE_CHECKING:
     from PySide6.QtCore import QSettings
-    from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+    from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
     from PySide6.QtWidgets import QPushButton
 
     from fbupscale_gui.core.settings import Settings
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .params_panel import ParamsPanel
     from .scene_editor import SceneEditor
     from .status_widgets import GpuLabel, JobProgress
+    from .video_window import VideoWindow
 
 __all__ = ["WINDOW_TITLE", "MainWindow"]
 
@@ -65,6 +66,7 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.confirm_on_close = True
         self._current: Cutout | None = None
+        self._video: VideoWindow | None = None
         self._built = False
         self.gpu: GpuMonitor | None = None
         self.setWindowTitle(WINDOW_TITLE)
@@ -184,7 +186,13 @@ class MainWindow(QMainWindow):
             "Open cutout files",
         )
         self.open_folder_action = self._action(
-            "Open folder…", self.open_folder, ["Ctrl+Shift+O"], "Open a folder of cutouts"
+            "Open folder…", self.open_folder, ["Ctrl+Alt+O"], "Open a folder of cutouts"
+        )
+        self.open_clip_action = self._action(
+            "Open clip…",
+            self.open_clip,
+            ["Ctrl+Shift+O"],
+            "Open a match clip: scrub, cut regions, batch-upscale a range",
         )
         self.paste_action = self._action(
             "Paste cutout",
@@ -271,7 +279,12 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
-        for a in (self.open_action, self.open_folder_action, self.paste_action):
+        for a in (
+            self.open_action,
+            self.open_folder_action,
+            self.open_clip_action,
+            self.paste_action,
+        ):
             file_menu.addAction(a)
         file_menu.addSeparator()
         file_menu.addAction(self.export_action)
@@ -286,6 +299,9 @@ class MainWindow(QMainWindow):
         pick_menu = menu.addMenu("&Pick")
         for a in self.pick_actions:
             pick_menu.addAction(a)
+        pick_menu.addSeparator()  # fidelity (issue 5): the panel owns these actions
+        pick_menu.addAction(self.candidates.suggest_action)
+        pick_menu.addAction(self.candidates.accept_action)
 
     def _bind(self) -> None:
         s = self.session
@@ -300,6 +316,8 @@ class MainWindow(QMainWindow):
         s.candidates.pickChanged.connect(self._update_actions)
         s.cutouts.rowsInserted.connect(self._update_actions)
         s.message.connect(self.show_message)
+        s.settings.changed.connect(self.candidates.apply_settings)
+        self.candidates.apply_settings(s.settings.settings)
         self._on_engine_changed(s.engine.engine)
 
     # -- geometry -------------------------------------------------------------------------
@@ -324,6 +342,9 @@ class MainWindow(QMainWindow):
         self.save_geometry()
         if self.gpu is not None:
             self.gpu.stop()
+        if self._video is not None:
+            self._video.shutdown()
+            self._video.close()
         if not self.session.shutdown(timeout_ms=30_000):
             log.warning("the engine thread did not stop within 30 s")
         super().closeEvent(event)
@@ -359,6 +380,8 @@ class MainWindow(QMainWindow):
         box.exec()
         clicked = box.clickedButton()
         if export is not None and clicked is export:
+            if not self._fidelity_ok(None):
+                return False
             try:
                 self.session.export()
             except FbError as exc:
@@ -371,7 +394,63 @@ class MainWindow(QMainWindow):
 
     @Slot(list)
     def load_paths(self, paths: list[str]) -> None:
-        self.session.load(paths)
+        """Load cutouts; a clip among them opens in the video window instead."""
+        from fbupscale_gui.models.video import is_clip_path
+
+        clips = [p for p in paths if is_clip_path(p)]
+        images = [p for p in paths if not is_clip_path(p)]
+        if images:
+            self.session.load(images)
+        if clips:
+            self.show_clip(clips[0])
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if self._built and event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if self._built and paths:
+            event.acceptProposedAction()
+            self.load_paths(paths)
+
+    # -- clips ----------------------------------------------------------------------------
+
+    @property
+    def video_window(self) -> VideoWindow:
+        """The video window (made on first use; closing it only hides it)."""
+        if self._video is None:
+            from .video_window import VideoWindow
+
+            self._video = VideoWindow(self.session, self)
+            self._video.cutoutSent.connect(self._on_cutout_sent)
+        return self._video
+
+    def show_clip(self, path: str) -> None:
+        """Open ``path`` in the video window and bring the window up."""
+        video = self.video_window
+        video.show()
+        video.raise_()
+        video.activateWindow()
+        video.open_clip(path)
+
+    def open_clip(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        from fbupscale_gui.models.video import VIDEO_SUFFIXES
+
+        pattern = " ".join(f"*{s}" for s in VIDEO_SUFFIXES)
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Open a clip", "", f"Clips ({pattern});;All files (*)"
+        )
+        if path:
+            self.show_clip(path)
+
+    @Slot(int)
+    def _on_cutout_sent(self, cutout_id: int) -> None:
+        for row, cutout in enumerate(self.session.cutouts.cutouts()):
+            if cutout.id == cutout_id:
+                self.cutouts.select_row(row)
 
     def open_files(self) -> None:
         from PySide6.QtWidgets import QFileDialog
@@ -492,11 +571,18 @@ class MainWindow(QMainWindow):
     # -- export ---------------------------------------------------------------------------
 
     def export_all(self) -> None:
-        self.session.export_in_background()
+        if self._fidelity_ok(None):
+            self.session.export_in_background()
 
     def export_current(self) -> None:
-        if self._current is not None:
+        if self._current is not None and self._fidelity_ok([self._current.id]):
             self.session.export_in_background([self._current.id])
+
+    def _fidelity_ok(self, cutout_ids: list[int] | None) -> bool:
+        """Below the settings' LR-consistency threshold: ask, or refuse (ui/export_guard.py)."""
+        from .export_guard import confirm_fidelity
+
+        return confirm_fidelity(self, self.session, cutout_ids)
 
     # -- settings -------------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ from fbupscale_gui.core.request import (
     Stage1Params,
     Stage2Params,
     StageName,
+    img2img_steps,
 )
 
 __all__ = ["MEMORY_MODE_LABELS", "PAPER_INTERMEDIATE", "ParamsPanel"]
@@ -147,7 +148,7 @@ class ParamsPanel(QWidget):
         self._s1_steps = _int(1, 500)
         self._s1_effective = QLabel()
         self._s1_effective.setProperty("role", "hint")
-        self._s1_effective.setToolTip("Image-to-image runs int(steps × strength) steps")
+        self._s1_effective.setToolTip("Image-to-image runs about steps × strength steps")
         self._s1_guidance = _double(0.0, 30.0, 0.5, 1)
 
         # -- stage 2
@@ -471,7 +472,7 @@ class ParamsPanel(QWidget):
         self.changed.emit()
 
     def _update_dependent(self) -> None:
-        effective = int(self._s1_steps.value() * round(self._s1_strength.value(), 4))
+        effective = img2img_steps(self._s1_steps.value(), round(self._s1_strength.value(), 4))
         self._s1_effective.setText(f"→ {effective} run")
         stage2 = self._s2_enabled.isChecked()
         stage2_widgets: tuple[QWidget, ...] = (self._s2_scale, self._s2_steps, self._s2_guidance)

@@ -58,6 +58,7 @@ class SettingsDialog(QDialog):
         form.addRow(Settings.describe("export_format"), self.format)
         self.match = QLineEdit(settings.match_name)
         form.addRow(Settings.describe("match_name"), self.match)
+        self._add_fidelity_rows(form, settings)
 
         self.error = QLabel("")
         self.error.setWordWrap(True)
@@ -71,6 +72,40 @@ class SettingsDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.error)
         layout.addWidget(self.buttons)
+
+    def _add_fidelity_rows(self, form: QFormLayout, settings: Settings) -> None:
+        """Export guard and provenance badge (issue 5)."""
+        from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox
+
+        from fbupscale_gui.core.scoring import LR_TOOLTIP
+
+        self.min_lr = QDoubleSpinBox()
+        self.min_lr.setRange(0.0, 99.0)
+        self.min_lr.setDecimals(1)
+        self.min_lr.setSingleStep(0.5)
+        self.min_lr.setSuffix(" dB")
+        self.min_lr.setSpecialValueText("off")  # shown at 0
+        self.min_lr.setValue(settings.export_min_lr_db)
+        self.min_lr.setToolTip(
+            "Exporting a pick below this LR-consistency asks first, or is refused. "
+            "Real-ESRGAN scores about 25-30 dB on typical cutouts.\n\n" + LR_TOOLTIP
+        )
+        form.addRow(Settings.describe("export_min_lr_db"), self.min_lr)
+        self.low_fidelity = QComboBox()
+        self.low_fidelity.addItem("asks for confirmation", "ask")
+        self.low_fidelity.addItem("is refused", "refuse")
+        self.low_fidelity.setCurrentIndex(
+            max(0, self.low_fidelity.findData(settings.export_low_fidelity))
+        )
+        form.addRow(Settings.describe("export_low_fidelity"), self.low_fidelity)
+        self.badge = QCheckBox("Corner badge in the exported pixels")
+        self.badge.setChecked(settings.export_badge)
+        self.badge.setToolTip(
+            "Draws 'AI-reconstructed' (Lanczos: 'Upscaled') in the bottom-right corner. Every "
+            "export carries the AI statement in its metadata either way; the metadata records "
+            "whether the badge was drawn and the hash of the pixels without it."
+        )
+        form.addRow(Settings.describe("export_badge"), self.badge)
 
     def _path_row(self, name: str) -> QWidget:
         edit = QLineEdit(getattr(self._settings, name))
@@ -112,6 +147,9 @@ class SettingsDialog(QDialog):
             export_template=self.template.text(),
             export_format=self.format.currentText(),
             match_name=self.match.text(),
+            export_min_lr_db=self.min_lr.value(),
+            export_low_fidelity=self.low_fidelity.currentData(),
+            export_badge=self.badge.isChecked(),
         )
         return values
 

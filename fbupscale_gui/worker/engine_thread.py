@@ -7,6 +7,9 @@ with signals, which Qt delivers queued to the GUI thread. Cancellation is a
 
 All torch work happens here: the engine is created by the runner factory on the first job, in
 this thread, and released here at shutdown (:meth:`EngineThread.shutdown`).
+
+Each candidate is scored here too (LR-consistency against the job's cutout, a few tens of ms),
+so the GUI thread receives it ready to show and never computes it.
 """
 
 from __future__ import annotations
@@ -14,9 +17,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtGui import QImage
@@ -27,12 +30,16 @@ from fbupscale_gui.core.request import ReconstructionRequest
 
 from .qimage import pil_to_qimage, thumbnail
 
+if TYPE_CHECKING:
+    from PIL import Image
+
 __all__ = [
     "EngineThread",
     "EngineWorker",
     "JobRunner",
     "ReadyCandidate",
     "RunnerFactory",
+    "Task",
     "WorkItem",
     "default_runner_factory",
 ]
@@ -56,6 +63,9 @@ class JobRunner(Protocol):
 
 
 RunnerFactory = Callable[[], JobRunner]
+#: A job that is not a reconstruction (e.g. a video batch): called in this thread with the
+#: progress and cancel callbacks; what it returns is sent as ``EngineWorker.taskDone``.
+Task = Callable[[OnProgress, IsCancelled], object]
 
 
 def default_runner_factory() -> JobRunner:
@@ -72,6 +82,10 @@ class WorkItem:
     job_id: int
     request: ReconstructionRequest
     cancel: threading.Event
+    #: The cutout's pixels (a private copy) to score candidates against; None: no score.
+    cutout: Image.Image | None = None
+    #: Run this instead of the request (the request then only names the engine).
+    task: Task | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,6 +95,10 @@ class ReadyCandidate:
     candidate: Candidate
     image: QImage
     thumb: QImage
+    #: LR-consistency in dB against the cutout, computed in the worker (None: not scored).
+    lr_consistency: float | None = None
+    #: Models the request does not name (e.g. Real-ESRGAN's weights): {name: {ref, sha256}}.
+    models: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 class EngineWorker(QObject):
@@ -93,6 +111,7 @@ class EngineWorker(QObject):
     failed = Signal(int, object)  # job id, the exception
     cancelled = Signal(int)
     checked = Signal(object)  # result of check(), or the exception it raised
+    taskDone = Signal(int, object)  # job id, what a WorkItem's task returned (before finished)
 
     def __init__(self, factory: RunnerFactory | None = None) -> None:
         super().__init__()
@@ -100,6 +119,7 @@ class EngineWorker(QObject):
         self._runner: JobRunner | None = None
         self._last_emit = 0.0
         self._last_stage = ""
+        self._fast_models: dict[str, dict[str, str]] | None = None
 
     def _on_progress(self, job_id: int) -> OnProgress:
         def report(progress: Progress) -> None:
@@ -124,13 +144,24 @@ class EngineWorker(QObject):
         try:
             if item.cancel.is_set():
                 raise Cancelled()
+            if item.task is not None:
+                result = item.task(self._on_progress(item.job_id), item.cancel.is_set)
+                self.taskDone.emit(item.job_id, result)
+                self.finished.emit(item.job_id)
+                return
             if self._runner is None:
                 self._runner = self._factory()
             for candidate in self._runner.run(
                 item.request, self._on_progress(item.job_id), item.cancel.is_set
             ):
                 image = pil_to_qimage(candidate.image)
-                ready = ReadyCandidate(candidate, image, thumbnail(image, THUMB_SIDE))
+                ready = ReadyCandidate(
+                    candidate,
+                    image,
+                    thumbnail(image, THUMB_SIDE),
+                    _score(item.cutout, candidate),
+                    self._models_for(candidate),
+                )
                 self.candidateReady.emit(item.job_id, ready)
         except Cancelled:
             self.cancelled.emit(item.job_id)
@@ -140,6 +171,24 @@ class EngineWorker(QObject):
             self.failed.emit(item.job_id, exc)
         else:
             self.finished.emit(item.job_id)
+
+    def _models_for(self, candidate: Candidate) -> dict[str, dict[str, str]]:
+        """Real-ESRGAN's weights and their hash (once per thread); FLUX requests carry theirs."""
+        if candidate.request.engine != "realesrgan":
+            return {}
+        if self._fast_models is None:
+            try:
+                from fbupscale_gui.core.models import fingerprint
+                from fbupscale_gui.engine.fast import realesrgan_model_files
+
+                _param, weights = realesrgan_model_files()
+                self._fast_models = {
+                    "realesrgan": {"ref": str(weights), "sha256": fingerprint(weights)}
+                }
+            except Exception:  # provenance must never fail a job
+                log.exception("could not fingerprint the Real-ESRGAN weights")
+                self._fast_models = {}
+        return self._fast_models
 
     @Slot(object)
     def check(self, fn: Callable[[], object]) -> None:
@@ -163,6 +212,14 @@ class EngineWorker(QObject):
             thread = QThread.currentThread()
             if thread is not None:
                 thread.quit()
+
+
+def _score(cutout: Image.Image | None, candidate: Candidate) -> float | None:
+    if cutout is None:
+        return None
+    from fbupscale_gui.core.scoring import score_candidate
+
+    return score_candidate(cutout, candidate)
 
 
 def _is_expected(exc: BaseException) -> bool:

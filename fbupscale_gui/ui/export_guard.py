@@ -1,0 +1,68 @@
+"""The export's fidelity guard: ask (or refuse) before exporting picks below the operator's
+LR-consistency threshold (Settings: "Export guard").
+
+"ask" shows the picks below it with their scores and exports only after "Export anyway";
+"refuse" says which picks block the export and exports nothing. The session enforces "refuse"
+again on every export path (:meth:`fbupscale_gui.models.session.Session.export`), so this
+dialog is the courtesy, not the lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from PySide6.QtWidgets import QMessageBox, QWidget
+
+from fbupscale_gui.core.export import low_fidelity_text
+
+if TYPE_CHECKING:
+    from fbupscale_gui.models.session import Session
+
+__all__ = ["EXPORT_ANYWAY", "confirm_fidelity"]
+
+EXPORT_ANYWAY = "Export anyway"
+
+
+def confirm_fidelity(
+    parent: QWidget | None, session: Session, cutout_ids: Iterable[int] | None = None
+) -> bool:
+    """True if the export may go ahead (nothing below the threshold, or the operator agreed)."""
+    ids = None if cutout_ids is None else list(cutout_ids)
+    low = session.low_fidelity_picks(ids)
+    if not low:
+        return True
+    settings = session.settings.settings
+    threshold = settings.export_min_lr_db
+    listing = low_fidelity_text(low)
+    box = QMessageBox(parent)
+    box.setWindowTitle("fbupscale — export guard")
+    box.setDetailedText(
+        "LR-consistency: how well the candidate, shrunk back to the cutout's size, matches the "
+        "cutout — higher is more faithful. A low score means the candidate contradicts what the "
+        "camera recorded somewhere: check the compare view's heatmap (H)."
+    )
+    if settings.export_low_fidelity == "refuse":
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setText(
+            f"Export refused: {len(low)} pick(s) below the LR-consistency threshold of "
+            f"{threshold:g} dB."
+        )
+        box.setInformativeText(
+            f"{listing}\n\nPick a more faithful candidate (Suggest pick: S), or change the "
+            "export guard in Settings."
+        )
+        box.addButton(QMessageBox.StandardButton.Ok)
+        box.exec()
+        return False
+    box.setIcon(QMessageBox.Icon.Question)
+    box.setText(
+        f"{len(low)} pick(s) are below the LR-consistency threshold of {threshold:g} dB. "
+        "Export anyway?"
+    )
+    box.setInformativeText(listing)
+    anyway = box.addButton(EXPORT_ANYWAY, QMessageBox.ButtonRole.AcceptRole)
+    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(cancel)
+    box.exec()
+    return box.clickedButton() is anyway
