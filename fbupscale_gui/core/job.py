@@ -34,6 +34,13 @@ class Progress:
     candidates: int = 1
     message: str = ""
 
+    @classmethod
+    def single(cls, stage: ProgressStage, done: int, total: int, message: str = "") -> Progress:
+        """A job of one stage (tiles, frames): the stage's count is the job's count."""
+        return cls(
+            stage=stage, step=done, total=total, job_step=done, job_total=total, message=message
+        )
+
     @property
     def fraction(self) -> float:
         return 0.0 if self.job_total <= 0 else min(1.0, self.job_step / self.job_total)

@@ -1128,13 +1128,11 @@ def upscale_range(
                     total = max(total, done)
                     if on_progress is not None:
                         on_progress(
-                            Progress(
-                                stage="fast",
-                                step=done,
-                                total=total,
-                                job_step=done,
-                                job_total=total,
-                                message=f"frame {done}/{total} ({info.timecode(index)})",
+                            Progress.single(
+                                "fast",
+                                done,
+                                total,
+                                f"frame {done}/{total} ({info.timecode(index)})",
                             )
                         )
                 if stream is None:  # pragma: no cover - frames() yields at least the start

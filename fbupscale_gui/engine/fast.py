@@ -373,14 +373,7 @@ class FastEngine:
             done += 1
             if on_progress is not None:
                 on_progress(
-                    Progress(
-                        stage="fast",
-                        step=done,
-                        total=total,
-                        job_step=done,
-                        job_total=total,
-                        message=f"Real-ESRGAN {what} tile {i}/{n}",
-                    )
+                    Progress.single("fast", done, total, f"Real-ESRGAN {what} tile {i}/{n}")
                 )
 
         def check() -> None:
@@ -446,19 +439,10 @@ class FastEngine:
             square, placement = standardise(cutout, pre)
             runtime = "cpu pillow lanczos"
             if on_progress is not None:
-                on_progress(Progress(stage="fast", step=1, total=1, job_step=1, job_total=1))
+                on_progress(Progress.single("fast", 1, 1))
         else:
             if not self.loaded and on_progress is not None:
-                on_progress(
-                    Progress(
-                        stage="load",
-                        step=0,
-                        total=1,
-                        job_step=0,
-                        job_total=1,
-                        message="loading Real-ESRGAN x4plus",
-                    )
-                )
+                on_progress(Progress.single("load", 0, 1, "loading Real-ESRGAN x4plus"))
             upscaled = self.upscale_x4(cutout, on_progress, is_cancelled)
             # x4 already carries the detail: go straight to the target size (no intermediate).
             square, placement = standardise(upscaled, dataclasses.replace(pre, intermediate=None))
