@@ -33,8 +33,10 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, get_args
 from fbupscale_gui import __version__
 from fbupscale_gui.core.errors import Cancelled, FbError, InputImageError, ModelNotFoundError
 from fbupscale_gui.core.request import (
+    BUILTIN_ENGINES,
     CONTROLNET_REPO_ID,
     FLUX_REPO_ID,
+    MODEL_ENGINE_PREFIX,
     Device,
     LoraParams,
     MemoryMode,
@@ -45,6 +47,7 @@ from fbupscale_gui.core.request import (
     Stage1Params,
     Stage2Params,
     StageName,
+    is_model_engine,
 )
 
 if TYPE_CHECKING:
@@ -90,6 +93,14 @@ def _stages(text: str) -> tuple[StageName, ...]:
     return names  # type: ignore[return-value]
 
 
+def _engine(text: str) -> str:
+    if text in BUILTIN_ENGINES or is_model_engine(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"expected {', '.join(BUILTIN_ENGINES)} or {MODEL_ENGINE_PREFIX}NAME_OR_PATH, got {text!r}"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``fbupscale`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -108,8 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     up.add_argument(
         "--engine",
-        choices=["flux", "realesrgan", "lanczos"],
-        help="flux (default when its models are found), realesrgan (the fallback) or lanczos",
+        type=_engine,
+        metavar="ENGINE",
+        help=(
+            "flux (default when its models are found), realesrgan (the fallback), lanczos, or "
+            "model:NAME_OR_PATH for a super-resolution model from 'fbupscale models list' "
+            "or a model file"
+        ),
     )
     _add_model_args(up)
     up.add_argument("--lora-scale", type=float, default=LoraParams.scale, metavar="X")
@@ -338,8 +354,10 @@ def _template_request(args: argparse.Namespace) -> ReconstructionRequest:
     from fbupscale_gui.core.errors import RequestError
 
     try:
+        engine = args.engine or "flux"
         return ReconstructionRequest(
-            engine=args.engine or "flux",
+            # a user model is resolved later (_resolve_models), with its file and hash
+            engine="lanczos" if is_model_engine(engine) else engine,
             prompt=args.prompt or "",
             preprocess=Preprocess(
                 size=args.size, intermediate=args.intermediate, crop_to_content=not args.square
@@ -390,6 +408,8 @@ def _resolve_models(
     if engine != "flux":
         if flux_only:
             raise UsageError(f"{', '.join(flux_only)} only apply to --engine flux")
+        if is_model_engine(engine):
+            return template.replace(engine=engine, sr_model=_sr_model_ref(engine))
         return template.replace(engine=engine)
     flux = _locate(args.flux, FLUX_REPO_ID, "flux")
     controlnet = _locate(args.controlnet, CONTROLNET_REPO_ID, "controlnet")
@@ -397,6 +417,22 @@ def _resolve_models(
     if args.lora:
         lora = dataclasses.replace(lora, model=_locate(args.lora, "", "lora"))
     return template.replace(engine="flux", flux=flux, controlnet=controlnet, lora=lora)
+
+
+def _sr_model_ref(engine: str) -> ModelRef:
+    """The file and SHA-256 of ``model:NAME_OR_PATH``; raises UsageError for an unknown one."""
+    from fbupscale_gui.core.model_library import ModelLibrary
+
+    name = engine[len(MODEL_ENGINE_PREFIX) :]
+    library = ModelLibrary()
+    try:
+        return library.ref(name)
+    except ModelNotFoundError:
+        known = ", ".join(e.name for e in library.entries()) or "none yet"
+        raise UsageError(
+            f"--engine {engine}: {name!r} is neither a library model ({known}) nor a model "
+            f"file; see '{PROG} models list'"
+        ) from None
 
 
 def _cmd_upscale(args: argparse.Namespace, cancel: _CancelFlag) -> int:

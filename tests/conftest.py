@@ -17,7 +17,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 # Isolated caches: an empty Hugging Face home (so tests never see real models) and a private
-# fbupscale cache (model fingerprints). Set before anything imports huggingface_hub.
+# fbupscale cache (model fingerprints) and models folder. Set before anything imports huggingface_hub.
 _CACHE_ROOT = Path(tempfile.mkdtemp(prefix="fbupscale-tests-"))
 atexit.register(shutil.rmtree, _CACHE_ROOT, True)
 os.environ["HF_HOME"] = str(_CACHE_ROOT / "hf")
@@ -25,6 +25,7 @@ os.environ.pop("HF_HUB_CACHE", None)
 os.environ.pop("HUGGINGFACE_HUB_CACHE", None)
 os.environ["FBUPSCALE_CACHE_DIR"] = str(_CACHE_ROOT / "fbupscale")
 os.environ.pop("FBUPSCALE_MODEL_DIRS", None)
+os.environ["FBUPSCALE_MODELS_DIR"] = str(_CACHE_ROOT / "models")
 
 if TYPE_CHECKING:
     from fbupscale_gui.engine.testing import TinyFluxFiles

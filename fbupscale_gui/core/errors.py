@@ -15,6 +15,7 @@ __all__ = [
     "GpuOutOfMemoryError",
     "InputImageError",
     "LoraError",
+    "ModelFileError",
     "ModelNotFoundError",
     "RequestError",
 ]
@@ -57,6 +58,13 @@ class ModelNotFoundError(FbError):
         where = "; ".join(self.searched) if self.searched else "(nowhere configured)"
         repo = f" ({repo_id})" if repo_id else ""
         super().__init__(f"{what}{repo} not found offline. Searched: {where}. {hint}")
+
+
+class ModelFileError(FbError, ValueError):
+    """A model file is unreadable, unsafe, or not an RGB super-resolution model we can run.
+
+    The message is one line and names the file.
+    """
 
 
 class LoraError(FbError):

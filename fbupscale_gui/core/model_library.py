@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from .errors import FbError, ModelNotFoundError
+from .errors import ModelFileError, ModelNotFoundError
 from .request import ModelRef
 
 __all__ = [
@@ -56,14 +56,6 @@ MODEL_SUFFIXES: Final = (".safetensors", ".pth", ".pt", ".ckpt")
 PICKLE_SUFFIXES: Final = (".pth", ".pt", ".ckpt")
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,79}$")
 _HASH_CHUNK: Final = 4 * 1024 * 1024
-
-
-class ModelFileError(FbError, ValueError):
-    """A model file is unreadable, unsafe, or not an RGB super-resolution model we can run.
-
-    The message is one line and names the file. (Proposed for ``core/errors.py``; defined here
-    until it moves, and re-exported from here afterwards.)
-    """
 
 
 @dataclass(frozen=True)

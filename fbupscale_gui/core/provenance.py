@@ -43,7 +43,8 @@ def model_hashes(
     request: ReconstructionRequest, extra: Mapping[str, Mapping[str, str]] | None = None
 ) -> dict[str, dict[str, str]]:
     """``{name: {"ref": path or repo id, "sha256": hash or ""}}`` for the models that made the
-    candidate. FLUX requests carry their hashes (the engine fills them in); ``extra`` adds
+    candidate. FLUX requests carry their hashes (the engine fills them in), user-model requests
+    their model's (``sr_model``); ``extra`` adds
     models the request does not name (e.g. the bundled Real-ESRGAN weights)."""
     out: dict[str, dict[str, str]] = {}
     if request.engine == "flux":
@@ -54,6 +55,8 @@ def model_hashes(
         lora = request.lora.model
         if lora is not None:
             out["lora"] = {"ref": lora.label, "sha256": lora.sha256}
+    if request.sr_model is not None:
+        out["sr_model"] = {"ref": request.sr_model.label, "sha256": request.sr_model.sha256}
     for name, ref in (extra or {}).items():
         out[str(name)] = {"ref": str(ref.get("ref", "")), "sha256": str(ref.get("sha256", ""))}
     return out

@@ -23,9 +23,11 @@ from .errors import RequestError
 from .jsonable import check_literals, from_jsonable, parse_json, to_jsonable
 
 __all__ = [
+    "BUILTIN_ENGINES",
     "CONDITIONING_SCALE_RANGE",
     "CONTROLNET_REPO_ID",
     "FLUX_REPO_ID",
+    "MODEL_ENGINE_PREFIX",
     "SCHEMA_VERSION",
     "CandidateKey",
     "Device",
@@ -42,15 +44,21 @@ __all__ = [
     "Stage2Params",
     "StageName",
     "img2img_steps",
+    "is_model_engine",
 ]
 
-SCHEMA_VERSION: Final = 1
+#: 2: ``engine`` may be "model:NAME" with the user model recorded in ``sr_model``.
+SCHEMA_VERSION: Final = 2
 FLUX_REPO_ID: Final = "black-forest-labs/FLUX.1-dev"
 CONTROLNET_REPO_ID: Final = "jasperai/Flux.1-dev-Controlnet-Upscaler"
 #: The paper tuned the ControlNet conditioning scale within this range (section 3.2).
 CONDITIONING_SCALE_RANGE: Final = (0.5, 0.65)
 
+#: The engines that ship with fbupscale. A request's ``engine`` is one of these or
+#: ``"model:" + NAME`` for a user super-resolution model (see :func:`is_model_engine`).
 EngineKind = Literal["flux", "realesrgan", "lanczos"]
+BUILTIN_ENGINES: Final[tuple[str, ...]] = typing.get_args(EngineKind)
+MODEL_ENGINE_PREFIX: Final = "model:"
 Device = Literal["auto", "cuda", "mps", "cpu"]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 #: none: everything on the GPU; model: diffusers model CPU offload; group: block-level group
@@ -63,6 +71,11 @@ StageName = Literal["stage1", "stage2"]
 def _check(cond: bool, field_name: str, message: str) -> None:
     if not cond:
         raise RequestError(f"{field_name}: {message}")
+
+
+def is_model_engine(engine: str) -> bool:
+    """Whether ``engine`` names a user model ("model:NAME"), not a built-in engine."""
+    return engine.startswith(MODEL_ENGINE_PREFIX) and len(engine) > len(MODEL_ENGINE_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -238,7 +251,8 @@ class CandidateKey:
 class ReconstructionRequest:
     """Everything that affects output pixels. See the module docstring."""
 
-    engine: EngineKind = "flux"
+    #: One of :data:`BUILTIN_ENGINES`, or "model:NAME" for a user SR model (then ``sr_model``).
+    engine: str = "flux"
     prompt: str = ""
     #: The structured scene the prompt was generated from (JSON text, informational), or "".
     scene_json: str = ""
@@ -254,12 +268,32 @@ class ReconstructionRequest:
     device: Device = "auto"
     precision: Precision = "auto"
     memory_mode: MemoryMode = "auto"
+    #: The user SR model's file and SHA-256; set exactly when ``engine`` is "model:NAME".
+    sr_model: ModelRef | None = None
     #: Render only this candidate (used by reproduce). None renders all of them.
     only: CandidateKey | None = None
     version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
         check_literals(self)
+        _check(
+            isinstance(self.engine, str)
+            and (self.engine in BUILTIN_ENGINES or is_model_engine(self.engine)),
+            "engine",
+            f"must be one of {', '.join(BUILTIN_ENGINES)} or model:NAME, got {self.engine!r}",
+        )
+        if is_model_engine(self.engine):
+            _check(
+                self.sr_model is not None and bool(self.sr_model.path),
+                "sr_model",
+                f"engine {self.engine!r} needs the model's file (sr_model.path)",
+            )
+        else:
+            _check(
+                self.sr_model is None,
+                "sr_model",
+                f"only applies to a model:NAME engine, not {self.engine!r}",
+            )
         _check(1 <= self.variants <= 16, "variants", f"must be 1..16, got {self.variants}")
         _check(0 <= self.seed < 2**63 - 16, "seed", f"must be 0..2^63-17, got {self.seed}")
         _check(self.version == SCHEMA_VERSION, "version", f"must be {SCHEMA_VERSION}")
@@ -353,6 +387,10 @@ class ReconstructionRequest:
 
 def _migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
     """Bring an old request dict up to SCHEMA_VERSION, one version at a time."""
-    # Schema 1 is the first; future migrations go here as `if version == N: ...; version = N+1`.
-    data["version"] = SCHEMA_VERSION
+    # Migrations run one version at a time: `if version == N: ...; version = N + 1`.
+    if version == 1:
+        # Schema 2 added user SR models ("model:NAME" engines and ``sr_model``); a schema-1
+        # request names a built-in engine and has no sr_model, which defaults to None.
+        version = 2
+    data["version"] = version
     return data

@@ -20,7 +20,7 @@ from typing import Any, Final, get_args
 
 from .errors import FbError
 from .export import validate_template
-from .request import EngineKind, MemoryMode
+from .request import BUILTIN_ENGINES, MemoryMode, is_model_engine
 
 __all__ = ["SPECS", "ExportFormat", "SettingSpec", "Settings", "SettingsError"]
 
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 ExportFormat = str  # "png" | "jpeg" (validated below)
 _EXPORT_FORMATS: Final = ("png", "jpeg")
-_ENGINES: Final = tuple(get_args(EngineKind))
 _MEMORY_MODES: Final = tuple(get_args(MemoryMode))
 
 
@@ -57,6 +56,13 @@ def _choice(allowed: tuple[str, ...]) -> Callable[[Any], str]:
         return str(value)
 
     return check
+
+
+def _engine_value(value: Any) -> str:
+    """A built-in engine, or "model:NAME" (a library model; it may since have been removed)."""
+    if not isinstance(value, str) or not (value in BUILTIN_ENGINES or is_model_engine(value)):
+        raise ValueError(f"must be one of {list(BUILTIN_ENGINES)} or model:NAME, got {value!r}")
+    return value
 
 
 def _template(value: Any) -> str:
@@ -137,7 +143,7 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "engine",
         lambda: "flux",
         "Engine selected at start",
-        _choice(_ENGINES),
+        _engine_value,
     ),
     SettingSpec(
         "export_dir",

@@ -6,22 +6,31 @@ that owns one). Importing this package is cheap; torch and diffusers load on fir
 
 ``Engine.run`` is a generator: each candidate is yielded as soon as it is ready, in
 ``request.candidate_keys()`` order. "flux" runs the two-stage FLUX reconstruction
-(:mod:`.flux`); "realesrgan" and "lanczos" run the fast engine (:mod:`.fast`).
+(:mod:`.flux`); "realesrgan" and "lanczos" run the fast engine (:mod:`.fast`); "model:NAME"
+runs the user SR model recorded in ``request.sr_model`` (:mod:`.sr_models`).
+
+On a CUDA device, "realesrgan" runs the same x4plus weights through torch instead of ncnn
+(converted once into the models library, :func:`.convert_ncnn.ensure_realesrgan_in_library`):
+ncnn has no CUDA path, and torch fp16/bf16 on the GPU is many times faster. The candidate's
+``runtime`` says which path rendered it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fbupscale_gui.core.errors import Cancelled, RequestError
 from fbupscale_gui.core.images import load_source
 from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress
-from fbupscale_gui.core.request import ReconstructionRequest
+from fbupscale_gui.core.request import ReconstructionRequest, is_model_engine
 
 if TYPE_CHECKING:
+    from fbupscale_gui.core.model_library import ModelLibrary
+
     from .flux import FluxRunner
+    from .sr_models import SrModelEngine
 
 __all__ = ["Engine", "default_engine", "run"]
 
@@ -31,16 +40,27 @@ class Engine:
 
     ``search_dirs`` are extra folders to look for models in (``<dir>/<repo name>``), after
     the request's explicit paths and the Hugging Face cache; ``hf_cache`` overrides the cache
-    folder (default: ``HF_HUB_CACHE`` / ``HF_HOME``).
+    folder (default: ``HF_HUB_CACHE`` / ``HF_HOME``). ``library`` is the models library user
+    models and the converted Real-ESRGAN live in (default: the user's models folder).
+    ``device_of`` maps a request's device ("auto", "cuda", ...) to the torch device it resolves
+    to (default: :func:`.devices.resolve_runtime`); it decides where "realesrgan" runs.
     """
 
     def __init__(
-        self, *, search_dirs: tuple[str | Path, ...] = (), hf_cache: str | Path | None = None
+        self,
+        *,
+        search_dirs: tuple[str | Path, ...] = (),
+        hf_cache: str | Path | None = None,
+        library: ModelLibrary | None = None,
+        device_of: Callable[[str], str] | None = None,
     ) -> None:
         self.search_dirs = tuple(search_dirs)
         self.hf_cache = hf_cache
+        self.library = library
+        self._device_of = device_of or _torch_device
         self._flux: FluxRunner | None = None
         self._fast: Any = None
+        self._sr: SrModelEngine | None = None
 
     @property
     def flux(self) -> FluxRunner:
@@ -57,6 +77,24 @@ class Engine:
 
             self._fast = FastEngine()
         return self._fast
+
+    @property
+    def sr_models(self) -> SrModelEngine:
+        """The user-model engine (created on first use)."""
+        if self._sr is None:
+            from .sr_models import SrModelEngine
+
+            self._sr = SrModelEngine(library=self.library)
+        return self._sr
+
+    def realesrgan_on_torch(self, request: ReconstructionRequest) -> bool:
+        """Whether a "realesrgan" request runs through torch (its device is CUDA), not ncnn.
+
+        A request pinned to the CPU never imports torch for this question.
+        """
+        if request.engine != "realesrgan" or request.device in ("cpu", "mps"):
+            return False
+        return self._device_of(request.device).startswith("cuda")
 
     def run(
         self,
@@ -82,19 +120,52 @@ class Engine:
         if request.engine == "flux":
             yield from self.flux.run(request, cutout, on_progress, is_cancelled)
             return
+        if is_model_engine(request.engine):
+            yield self.sr_models.run(request, cutout, on_progress, is_cancelled)
+            return
+        if self.realesrgan_on_torch(request):
+            yield self._realesrgan_torch(request, cutout, on_progress, is_cancelled)
+            return
         candidate = self._fast_engine().run(request, cutout, on_progress, is_cancelled)
         yield candidate
+
+    def _realesrgan_torch(
+        self,
+        request: ReconstructionRequest,
+        cutout: Any,
+        on_progress: OnProgress | None,
+        is_cancelled: IsCancelled | None,
+    ) -> Candidate:
+        """Real-ESRGAN x4plus through torch: the converted weights, same geometry as ncnn."""
+        from .convert_ncnn import ensure_realesrgan_in_library
+
+        engine = self.sr_models
+        entry = ensure_realesrgan_in_library(engine.library)
+        model = engine.model(
+            entry.name, device=self._device_of(request.device), precision=request.precision
+        )
+        return engine.run(request, cutout, on_progress, is_cancelled, model=model)
 
     def release(self) -> None:
         """Free every loaded pipeline and the GPU memory it held."""
         if self._flux is not None:
             self._flux.release()
+        if self._sr is not None:
+            self._sr.release()
+            self._sr = None
         fast, self._fast = self._fast, None
         for name in ("release", "unload"):
             free = getattr(fast, name, None)
             if callable(free):
                 free()
                 break
+
+
+def _torch_device(device: str) -> str:
+    """The torch device a request's ``device`` resolves to (imports torch)."""
+    from .devices import resolve_runtime
+
+    return resolve_runtime(device, "fp32", "none").device  # type: ignore[arg-type]
 
 
 _default: Engine | None = None

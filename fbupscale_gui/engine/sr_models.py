@@ -48,13 +48,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from fbupscale_gui.core.errors import Cancelled, RequestError
+from fbupscale_gui.core.errors import Cancelled, ModelFileError, RequestError
 from fbupscale_gui.core.model_library import (
     MODEL_SUFFIXES,
     PICKLE_SUFFIXES,
-    ModelFileError,
     ModelInfo,
     ModelLibrary,
+    file_sha256,
 )
 
 if TYPE_CHECKING:
@@ -769,12 +769,10 @@ class SrModelEngine:
         with self._lock:
             cached = self._models.pop(key, None)
             if cached is None:
-                cached = load_model(
-                    path,
-                    device=device,
-                    precision=precision,
-                    sha256=entry.sha256 if entry is not None else "",
-                )
+                # a file outside the library is hashed once per load, so a request's
+                # recorded hash is checked for it too
+                digest = entry.sha256 if entry is not None else file_sha256(path)
+                cached = load_model(path, device=device, precision=precision, sha256=digest)
             self._models[key] = cached  # most recently used last
             while len(self._models) > self.keep:
                 self._models.pop(next(iter(self._models)))

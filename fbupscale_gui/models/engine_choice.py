@@ -1,4 +1,7 @@
-"""Which engine runs (flux / realesrgan / lanczos) and whether the FLUX weights are there.
+"""Which engine runs (flux / realesrgan / lanczos / a user model) and whether FLUX is there.
+
+User models ("model:NAME") are the models library's entries, handed in with
+:meth:`EngineChoice.set_models` whenever the library changes.
 
 The FLUX look-up (:func:`fbupscale_gui.core.models.locate`) walks folders and the Hugging Face
 cache, so it runs in the engine thread, never on the GUI thread at start-up. If the weights are
@@ -10,16 +13,20 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Final, get_args
+from collections.abc import Sequence
+from typing import Final
 
 from PySide6.QtCore import QObject, Signal, Slot
 
 from fbupscale_gui.core.errors import ModelNotFoundError
+from fbupscale_gui.core.model_library import LibraryEntry
 from fbupscale_gui.core.request import (
+    BUILTIN_ENGINES,
     CONTROLNET_REPO_ID,
     FLUX_REPO_ID,
-    EngineKind,
+    MODEL_ENGINE_PREFIX,
     ModelRef,
+    is_model_engine,
 )
 from fbupscale_gui.core.settings import Settings
 from fbupscale_gui.worker.engine_thread import EngineThread
@@ -35,7 +42,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ENGINES: Final[tuple[str, ...]] = tuple(get_args(EngineKind))
+#: The built-in engines; user models come on top (:meth:`EngineChoice.engines`).
+ENGINES: Final[tuple[str, ...]] = BUILTIN_ENGINES
 ENGINE_LABELS: Final = {
     "flux": "FLUX (two-stage, GPU)",
     "realesrgan": "Real-ESRGAN x4plus (CPU)",
@@ -85,6 +93,8 @@ class EngineChoice(QObject):
     """The selected engine, and the FLUX availability found in the background."""
 
     engineChanged = Signal(str)
+    #: The library's models changed (see :meth:`set_models`).
+    modelsChanged = Signal()
     fluxStatusChanged = Signal(str)
     #: Emitted once per distinct set of model folders: the message for the window.
     fluxMissing = Signal(str, str)  # message, install hint
@@ -94,7 +104,9 @@ class EngineChoice(QObject):
     ) -> None:
         super().__init__(parent)
         self._thread = engine_thread
-        self._engine = initial if initial in ENGINES else "flux"
+        # a user model chosen last time stays selected if the library still has it
+        self._engine = initial if initial in ENGINES or is_model_engine(initial) else "flux"
+        self._models: dict[str, LibraryEntry] = {}
         self._status = FluxStatus.UNKNOWN
         self._told_for: tuple[str, ...] | None = None
         self._pending_key: tuple[str, ...] | None = None
@@ -109,9 +121,31 @@ class EngineChoice(QObject):
     def flux_status(self) -> str:
         return self._status
 
+    @property
+    def models(self) -> list[LibraryEntry]:
+        """The library's models, sorted by name."""
+        return [self._models[name] for name in sorted(self._models)]
+
+    def engines(self) -> list[str]:
+        """Every engine that can be selected: the built-ins, then "model:NAME" per model."""
+        return [*ENGINES, *(f"{MODEL_ENGINE_PREFIX}{name}" for name in sorted(self._models))]
+
+    def model_entry(self, engine: str) -> LibraryEntry | None:
+        """The library entry a "model:NAME" engine stands for (None for built-ins)."""
+        if not is_model_engine(engine):
+            return None
+        return self._models.get(engine[len(MODEL_ENGINE_PREFIX) :])
+
+    def set_models(self, entries: Sequence[LibraryEntry]) -> None:
+        """The library's models. A selected model that is gone falls back to Real-ESRGAN."""
+        self._models = {e.name: e for e in entries}
+        self.modelsChanged.emit()
+        if is_model_engine(self._engine) and self.model_entry(self._engine) is None:
+            self.set_engine(FALLBACK_ENGINE)
+
     def set_engine(self, engine: str) -> None:
-        if engine not in ENGINES:
-            raise ValueError(f"engine must be one of {list(ENGINES)}, got {engine!r}")
+        if engine not in ENGINES and self.model_entry(engine) is None:
+            raise ValueError(f"engine must be one of {self.engines()}, got {engine!r}")
         if engine != self._engine:
             self._engine = engine
             self.engineChanged.emit(engine)

@@ -64,6 +64,9 @@ class Job:
     #: cutout (``cutout_id`` 0). What it returned is in ``result`` once the job is DONE.
     task: Task | None = None
     result: object = None
+    #: Whether the session reports this job's failure in the window's message bar (False when
+    #: the component that queued it shows the error itself, e.g. the Models dialog).
+    report_errors: bool = True
     #: The cutout's pixels (a private copy), to score candidates against in the worker.
     cutout: Image.Image | None = None
     #: First progress event with job_step > 0: (monotonic time, job_step), for the ETA.
@@ -170,10 +173,19 @@ class JobQueue(QObject):
         *,
         task: Task | None = None,
         cutout: Image.Image | None = None,
+        report_errors: bool = True,
     ) -> Job:
         """Queue ``request``; with ``cutout`` its candidates arrive scored (LR-consistency)."""
         was_busy = self.is_busy()
-        job = Job(next(self._ids), cutout_id, cutout_name, request, task=task, cutout=cutout)
+        job = Job(
+            next(self._ids),
+            cutout_id,
+            cutout_name,
+            request,
+            task=task,
+            cutout=cutout,
+            report_errors=report_errors,
+        )
         self._jobs[job.id] = job
         self._pending.append(job)
         self.jobQueued.emit(job)

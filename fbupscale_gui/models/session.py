@@ -19,12 +19,14 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from fbupscale_gui.core.errors import FbError, ModelNotFoundError
 from fbupscale_gui.core.export import ExportItem, export_candidates, low_fidelity
+from fbupscale_gui.core.model_library import ModelLibrary
 from fbupscale_gui.core.request import (
     CONTROLNET_REPO_ID,
     FLUX_REPO_ID,
     LoraParams,
     ModelRef,
     ReconstructionRequest,
+    is_model_engine,
 )
 from fbupscale_gui.core.settings import Settings
 from fbupscale_gui.worker.engine_thread import EngineThread, RunnerFactory
@@ -34,6 +36,7 @@ from .cutouts import Cutout, CutoutsModel, LoadReport
 from .engine_choice import EngineChoice
 from .jobs import Job, JobQueue, JobState
 from .settings_model import SettingsModel
+from .sr_library import SrLibrary
 
 __all__ = ["Level", "Message", "ParamsApplier", "Session", "base_request"]
 
@@ -59,13 +62,24 @@ class Message:
     details: str = ""
 
 
-def base_request(cutout: Cutout, engine: str, settings: Settings) -> ReconstructionRequest:
-    """The request for ``cutout`` before the Advanced parameters are applied."""
+def base_request(
+    cutout: Cutout, engine: str, settings: Settings, library: ModelLibrary | None = None
+) -> ReconstructionRequest:
+    """The request for ``cutout`` before the Advanced parameters are applied.
+
+    A user model ("model:NAME") is looked up in ``library`` (default: the models folder) and
+    recorded with its file and SHA-256. Raises ModelNotFoundError when it is gone.
+    """
+    sr_model = None
+    if is_model_engine(engine):
+        lib = library if library is not None else ModelLibrary()
+        sr_model = lib.ref(engine.split(":", 1)[1])
     lora = (
         LoraParams(model=ModelRef(path=settings.lora_path)) if settings.lora_path else LoraParams()
     )
     return ReconstructionRequest(
-        engine=engine,  # type: ignore[arg-type]  # validated by the request
+        engine=engine,  # validated by the request
+        sr_model=sr_model,
         prompt=cutout.prompt,
         scene_json=cutout.scene.to_json() if cutout.scene is not None else "",
         source=cutout.source,
@@ -101,6 +115,9 @@ class Session(QObject):
         self.engine_thread = EngineThread(runner_factory, self)
         self.jobs = JobQueue(self.engine_thread, self.candidates, self)
         self.engine = EngineChoice(self.engine_thread, settings.settings.engine, self)
+        self.sr_models = SrLibrary(self.jobs, parent=self)
+        self.sr_models.changed.connect(self._on_models_changed)
+        self._on_models_changed()
         self.jobs.jobEnded.connect(self._on_job_ended)
         self.cutouts.loaded.connect(self._on_loaded)
         self.engine.fluxMissing.connect(self._on_flux_missing)
@@ -141,7 +158,9 @@ class Session(QObject):
     def build_request(
         self, cutout: Cutout, apply_params: ParamsApplier | None = None
     ) -> ReconstructionRequest:
-        request = base_request(cutout, self.engine.engine, self.settings.settings)
+        request = base_request(
+            cutout, self.engine.engine, self.settings.settings, self.sr_models.library
+        )
         return apply_params(request) if apply_params is not None else request
 
     def run(
@@ -171,9 +190,13 @@ class Session(QObject):
             return None
         return self.jobs.retry(message.retry, **(message.retry_changes or {}))
 
+    @Slot()
+    def _on_models_changed(self) -> None:
+        self.engine.set_models(self.sr_models.entries())
+
     @Slot(object)
     def _on_job_ended(self, job: Job) -> None:
-        if job.state is not JobState.FAILED or job.error is None:
+        if job.state is not JobState.FAILED or job.error is None or not job.report_errors:
             return
         err = job.error
         if (

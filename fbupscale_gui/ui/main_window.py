@@ -217,6 +217,12 @@ class MainWindow(QMainWindow):
         self.settings_action = self._action(
             "Settings…", self.open_settings, [QKeySequence(QKeySequence.StandardKey.Preferences)]
         )
+        self.models_action = self._action(
+            "Models…",
+            self.open_models,
+            [],
+            "Add and remove super-resolution models (SPAN, ESRGAN, Compact, SwinIR, …)",
+        )
         self.next_action = self._action("Next cutout", self.next_cutout, ["PgDown", "Alt+Right"])
         self.prev_action = self._action(
             "Previous cutout", self.previous_cutout, ["PgUp", "Alt+Left"]
@@ -247,10 +253,13 @@ class MainWindow(QMainWindow):
         bar.addSeparator()
         bar.addWidget(QLabel(" Engine "))
         self.engine_combo = QComboBox()
-        self.engine_combo.setToolTip("Which engine Run uses")
+        self.engine_combo.setToolTip("Which engine Run uses (add models with Engine ▸ Models…)")
         for engine in ENGINES:
             self.engine_combo.addItem(ENGINE_LABELS[engine], engine)
         self.engine_combo.setMinimumContentsLength(26)
+        self.engine_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
         bar.addWidget(self.engine_combo)
         bar.addSeparator()
         self.run_button = self._button(self.run_action, "Run ▶", primary=True)
@@ -296,6 +305,8 @@ class MainWindow(QMainWindow):
         run_menu = menu.addMenu("&Run")
         for a in (self.run_action, self.cancel_action, self.next_action, self.prev_action):
             run_menu.addAction(a)
+        engine_menu = menu.addMenu("&Engine")
+        engine_menu.addAction(self.models_action)
         pick_menu = menu.addMenu("&Pick")
         for a in self.pick_actions:
             pick_menu.addAction(a)
@@ -311,6 +322,7 @@ class MainWindow(QMainWindow):
         self.scene_editor.promptChanged.connect(self._on_prompt_changed)
         self.engine_combo.currentIndexChanged.connect(self._on_engine_combo)
         s.engine.engineChanged.connect(self._on_engine_changed)
+        s.engine.modelsChanged.connect(self._on_models_changed)
         s.engine.fluxStatusChanged.connect(self._on_flux_status)
         s.jobs.busyChanged.connect(self._update_actions)
         s.candidates.pickChanged.connect(self._update_actions)
@@ -318,6 +330,7 @@ class MainWindow(QMainWindow):
         s.message.connect(self.show_message)
         s.settings.changed.connect(self.candidates.apply_settings)
         self.candidates.apply_settings(s.settings.settings)
+        self._on_models_changed()
         self._on_engine_changed(s.engine.engine)
 
     # -- geometry -------------------------------------------------------------------------
@@ -538,6 +551,26 @@ class MainWindow(QMainWindow):
         if index >= 0 and index != self.engine_combo.currentIndex():
             self.engine_combo.setCurrentIndex(index)
 
+    @Slot()
+    def _on_models_changed(self) -> None:
+        """Rebuild the user-model entries after the built-ins, keeping the selection."""
+        from fbupscale_gui.models.engine_choice import ENGINES
+        from fbupscale_gui.models.sr_library import model_engine, model_label
+
+        combo = self.engine_combo
+        blocked = combo.blockSignals(True)
+        try:
+            while combo.count() > len(ENGINES):
+                combo.removeItem(combo.count() - 1)
+            for entry in self.session.engine.models:
+                combo.addItem(model_label(entry), model_engine(entry.name))
+                tip = f"{entry.name}: {entry.summary}"
+                combo.setItemData(combo.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+            index = combo.findData(self.session.engine.engine)
+            combo.setCurrentIndex(max(0, index))
+        finally:
+            combo.blockSignals(blocked)
+
     @Slot(str)
     def _on_flux_status(self, status: str) -> None:
         from fbupscale_gui.models.engine_choice import ENGINE_LABELS, FluxStatus
@@ -585,6 +618,18 @@ class MainWindow(QMainWindow):
         return confirm_fidelity(self, self.session, cutout_ids)
 
     # -- settings -------------------------------------------------------------------------
+
+    def open_models(self) -> None:
+        """The Models dialog (non-modal: adding a model runs in the engine thread)."""
+        from .models_dialog import ModelsDialog
+
+        dialog = getattr(self, "models_dialog", None)
+        if dialog is None:
+            dialog = self.models_dialog = ModelsDialog(self.session.sr_models, self)
+        dialog.refresh()
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
 
     def open_settings(self) -> None:
         from .settings_dialog import SettingsDialog
