@@ -428,7 +428,7 @@ def test_missing_fields_take_defaults() -> None:
         ('{"field_drop": {"rebuild": "weave"}}', r"degrade\.field_drop\.rebuild: must be one of"),
         ('{"optical_blur": {"sigma": -1}}', r"degrade\.optical_blur\.sigma: must be 0\.\.10"),
         ('{"version": 2}', r"degrade\.version: written by a newer fbupscale"),
-        ('{"version": "1"}', r"degrade\.version: expected an integer"),
+        ('{"version": "1"}', r"degrade\.version: missing or not an integer"),
     ],
 )
 def test_bad_params_are_refused_naming_the_field(text: str, message: str) -> None:

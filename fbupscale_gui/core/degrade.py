@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from .errors import RequestError
-from .jsonable import check_literals, from_jsonable, parse_json, to_jsonable
+from .jsonable import check_literals, check_version, from_jsonable, parse_json, to_jsonable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -273,16 +273,13 @@ class DegradeParams:
     def from_dict(cls, data: Mapping[str, Any]) -> DegradeParams:
         """Strict: unknown fields, wrong types and out-of-range values raise :class:`RequestError`.
         Missing fields take their defaults; a newer schema version is refused."""
-        if not isinstance(data, Mapping):
-            raise RequestError(f"degrade: expected a JSON object, got {type(data).__name__}")
-        version = data.get("version", DEGRADE_SCHEMA_VERSION)
-        if not isinstance(version, int) or isinstance(version, bool):
-            raise RequestError(f"degrade.version: expected an integer, got {version!r}")
-        if version > DEGRADE_SCHEMA_VERSION:
-            raise RequestError(
-                f"degrade.version: written by a newer fbupscale (schema {version}); this release "
-                f"reads schema {DEGRADE_SCHEMA_VERSION}. Update fbupscale."
-            )
+        check_version(
+            data,
+            "degrade",
+            DEGRADE_SCHEMA_VERSION,
+            what="degradation parameters",
+            default=DEGRADE_SCHEMA_VERSION,
+        )
         return typing.cast(DegradeParams, from_jsonable(cls, data, "degrade"))
 
     @classmethod

@@ -15,7 +15,13 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from .errors import RequestError
 
-__all__ = ["check_literals", "from_jsonable", "parse_json", "to_jsonable"]
+__all__ = [
+    "check_literals",
+    "check_version",
+    "from_jsonable",
+    "parse_json",
+    "to_jsonable",
+]
 
 
 def parse_json(text: str | bytes, where: str) -> Any:
@@ -31,6 +37,29 @@ def parse_json(text: str | bytes, where: str) -> Any:
         raise RequestError(f"{where}: not valid JSON ({exc})") from None
     except RecursionError:
         raise RequestError(f"{where}: not valid JSON (nested too deeply)") from None
+
+
+def check_version(
+    data: Any, where: str, current: int, *, what: str, default: int | None = None
+) -> int:
+    """The schema version of a parsed document, refusing non-objects and newer schemas.
+
+    ``default`` is taken when the document has no version (hand-written files); without it a
+    missing version is refused as "not <what>".
+    """
+    if not isinstance(data, Mapping):
+        raise RequestError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    version = data.get("version", default)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise RequestError(f"{where}.version: missing or not an integer; this is not {what}")
+    if version > current:
+        raise RequestError(
+            f"{where}.version: written by a newer fbupscale (schema {version}); this release "
+            f"reads schema {current} and older. Update fbupscale."
+        )
+    if version < 1:
+        raise RequestError(f"{where}.version: unknown schema {version}")
+    return version
 
 
 def check_literals(obj: Any) -> None:

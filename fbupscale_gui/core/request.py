@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from .errors import RequestError
-from .jsonable import check_literals, from_jsonable, parse_json, to_jsonable
+from .jsonable import check_literals, check_version, from_jsonable, parse_json, to_jsonable
 
 __all__ = [
     "BUILTIN_ENGINES",
@@ -360,20 +360,7 @@ class ReconstructionRequest:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReconstructionRequest:
-        if not isinstance(data, Mapping):
-            raise RequestError(f"request: expected a JSON object, got {type(data).__name__}")
-        version = data.get("version", None)
-        if not isinstance(version, int) or isinstance(version, bool):
-            raise RequestError(
-                "version: missing or not an integer; this is not an fbupscale request"
-            )
-        if version > SCHEMA_VERSION:
-            raise RequestError(
-                f"version: this request was written by a newer fbupscale (schema {version}); "
-                f"this release reads schema {SCHEMA_VERSION} and older. Update fbupscale."
-            )
-        if version < 1:
-            raise RequestError(f"version: unknown schema {version}")
+        version = check_version(data, "request", SCHEMA_VERSION, what="an fbupscale request")
         migrated = _migrate(dict(data), version)
         return typing.cast(ReconstructionRequest, from_jsonable(cls, migrated, "request"))
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
 from .errors import RequestError
-from .jsonable import from_jsonable, parse_json, to_jsonable
+from .jsonable import check_version, from_jsonable, parse_json, to_jsonable
 
 __all__ = [
     "BACKGROUND_ELEMENTS",
@@ -599,26 +599,12 @@ class Scene:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Scene:
-        if not isinstance(data, Mapping):
-            raise RequestError(f"scene: expected a JSON object, got {type(data).__name__}")
-        version = data.get("version", None)
-        if not isinstance(version, int) or isinstance(version, bool):
-            raise RequestError("scene.version: missing or not an integer; this is not a scene")
-        if version > SCENE_SCHEMA_VERSION:
-            raise RequestError(
-                f"scene.version: written by a newer fbupscale (scene schema {version}); this "
-                f"release reads schema {SCENE_SCHEMA_VERSION} and older. Update fbupscale."
-            )
-        if version < 1:
-            raise RequestError(f"scene.version: unknown schema {version}")
+        check_version(data, "scene", SCENE_SCHEMA_VERSION, what="a scene")
         return typing.cast(Scene, from_jsonable(cls, dict(data), "scene", rewrap=_prefixed))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Scene:
         return cls.from_dict(parse_json(text, "scene"))
-
-
-# -- strict dataclass <-> JSON ---------------------------------------------------------------
 
 
 def _prefixed(where: str, message: str) -> str:

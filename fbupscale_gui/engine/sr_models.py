@@ -799,13 +799,8 @@ class SrModelEngine:
         def on_tile(done: int, total: int) -> None:
             if on_progress is not None:
                 on_progress(
-                    Progress(
-                        stage="fast",
-                        step=done,
-                        total=total,
-                        job_step=done,
-                        job_total=total,
-                        message=f"{model.info.arch} {model.scale}x tile {done}/{total}",
+                    Progress.single(
+                        "fast", done, total, f"{model.info.arch} {model.scale}x tile {done}/{total}"
                     )
                 )
 
@@ -843,16 +838,7 @@ class SrModelEngine:
             name, expected = model_spec(request)
             device = resolve_runtime(request.device, "fp32", "none").device
             if on_progress is not None:
-                on_progress(
-                    Progress(
-                        stage="load",
-                        step=0,
-                        total=1,
-                        job_step=0,
-                        job_total=1,
-                        message=f"loading {name}",
-                    )
-                )
+                on_progress(Progress.single("load", 0, 1, f"loading {name}"))
             model = self.model(name, device=device, precision=request.precision)
             if expected and model.sha256 and expected != model.sha256:
                 raise ModelFileError(
