@@ -133,7 +133,31 @@ def make_engines(names: Sequence[str], threads: int = 1) -> dict[str, Engine]:
         flux = make_flux()
         if flux is not None:
             engines["flux"] = flux
-    print("spandrel (user models): skipped: no spandrel engine in this build")
+    engines.update(make_user_models(threads))
+    return engines
+
+
+def make_user_models(threads: int) -> dict[str, Engine]:
+    """Every model in the user's models folder (``fbupscale models add``), by library name."""
+    from fbupscale_gui.core.model_library import ModelLibrary
+
+    entries = ModelLibrary().entries()
+    if not entries:
+        print("user models: skipped: the models folder is empty (fbupscale models add FILE)")
+        return {}
+    import torch
+
+    from fbupscale_gui.engine.sr_models import SrModelEngine
+
+    torch.set_num_threads(threads)
+    sr = SrModelEngine()
+    engines: dict[str, Engine] = {}
+    for entry in entries:
+        request = ReconstructionRequest(
+            engine=f"model:{entry.name}", sr_model=ModelLibrary().ref(entry.name)
+        )
+        sr.model(entry.name)  # load once, outside the timings
+        engines[f"model:{entry.name}"] = lambda cut, r=request: sr.run(r, cut).image
     return engines
 
 
