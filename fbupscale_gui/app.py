@@ -20,11 +20,17 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from PySide6.QtCore import QObject
     from PySide6.QtWidgets import QApplication
 
+    from fbupscale_gui.models.cutouts import LoadReport
+    from fbupscale_gui.models.session import Session
     from fbupscale_gui.ui.main_window import MainWindow
 
-__all__ = ["main"]
+__all__ = ["AUTORUN_ENV", "main"]
+
+#: Hidden test hook: run every cutout given on the command line with this engine.
+AUTORUN_ENV = "FBUPSCALE_TEST_AUTORUN"
 
 log = logging.getLogger("fbupscale_gui")
 
@@ -88,10 +94,33 @@ def _build(
         window.confirm_on_close = False
         window.close()
         return
+    resources.append(session.recorder.close)  # the session writer thread, joined
     gpu.start()
     session.check_models()  # in the engine thread; never blocks the window
+    # the last session (or a new one): its candidates, picks and interrupted jobs come back
+    session.open_session()
+    engine = os.environ.get(AUTORUN_ENV, "").strip()
+    if engine:
+        autorun = _test_autorun(session, engine)
+        autorun.setParent(session)
     if paths:
         session.load(paths)  # decoded off the GUI thread (asyncio.to_thread)
+
+
+def _test_autorun(session: Session, engine: str) -> QObject:
+    """Hidden test hook (``FBUPSCALE_TEST_AUTORUN=<engine>``, tests/test_kill_session.py):
+    run every cutout loaded from the command line with ``engine`` at once."""
+    from PySide6.QtCore import QObject, Slot
+
+    class Autorun(QObject):
+        @Slot(object)
+        def on_loaded(self, report: LoadReport) -> None:
+            session.engine.set_engine(engine)
+            session.run(report.added)
+
+    runner = Autorun()
+    session.cutouts.loaded.connect(runner.on_loaded)
+    return runner
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,6 +26,8 @@ os.environ.pop("HUGGINGFACE_HUB_CACHE", None)
 os.environ["FBUPSCALE_CACHE_DIR"] = str(_CACHE_ROOT / "fbupscale")
 os.environ.pop("FBUPSCALE_MODEL_DIRS", None)
 os.environ["FBUPSCALE_MODELS_DIR"] = str(_CACHE_ROOT / "models")
+# Sessions (the window's crash-safe record) go to a private folder too, never the user's.
+os.environ["FBUPSCALE_SESSIONS_DIR"] = str(_CACHE_ROOT / "sessions")
 
 if TYPE_CHECKING:
     from fbupscale_gui.engine.testing import TinyFluxFiles

@@ -375,6 +375,28 @@ def test_cancel_before_start_runs_nothing(engine: Engine, full_run: Any) -> None
         next(engine.run(req, None, lambda: True))
 
 
+@pytest.mark.parametrize("step", [1, 2], ids=["loading-flux", "loading-controlnet"])
+def test_cancel_during_model_load_leaves_the_engine_usable(full_run: Any, step: int) -> None:
+    """Cancel while the pipelines load (a fresh engine, so they really load): the engine
+    stops after that loading step, before any denoising, and the next run works."""
+    req, reference, _ = full_run
+    fresh = Engine()
+    try:
+        events: list[Progress] = []
+
+        def cancelled() -> bool:
+            return any(e.stage == "load" and e.step == step for e in events)
+
+        with pytest.raises(Cancelled):
+            next(fresh.run(req, events.append, cancelled))
+        assert [e.step for e in events if e.stage == "load"] == list(range(step + 1))
+        assert not any(e.stage in ("stage1", "stage2") for e in events)
+        again = run_all(fresh, req.with_only(CandidateKey(0, False, 2)))
+        assert np.array_equal(pixels(again[0]), pixels(reference[1]))
+    finally:
+        fresh.release()
+
+
 # -- errors -------------------------------------------------------------------------------
 
 

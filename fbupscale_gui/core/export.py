@@ -263,6 +263,7 @@ def export_candidates(
     Returns the written paths, in order. Raises :class:`ExportError` for a bad template,
     format, an unwritable folder or a refused score; nothing existing is overwritten.
     """
+    from .atomic import STALE_TEMP_S, clean_stale_temps
     from .images import image_sha256
     from .metadata import save_candidate
     from .provenance import badge_text, draw_badge, provenance
@@ -284,6 +285,9 @@ def export_candidates(
             f"cannot create the export folder {out}: {exc.strerror or exc}; "
             "choose another folder in Settings"
         ) from None
+    # a crash mid-write leaves a hidden ".<name>.png.<random>.tmp": remove only our own, and
+    # only old ones (another export may be writing into this folder right now)
+    clean_stale_temps(out, older_than_s=STALE_TEMP_S, final_suffixes=(".png", ".jpg", ".jpeg"))
     paths = plan_names(batch, out, template, match=match, fmt=fmt, now=now)
     written: list[Path] = []
     for item, path in zip(batch, paths, strict=True):

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from .atomic import apply_umask
 from .errors import RequestError
 from .jsonable import from_jsonable, to_jsonable
 from .scene import KIT_TYPES, Kit, KitType, Team, _check_text, _prefixed
@@ -152,6 +153,7 @@ def save_kits(presets: Iterable[KitPreset], path: str | Path, *, note: str = DEF
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        apply_umask(fd)  # mkstemp makes it 0600
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
             fh.flush()

@@ -25,7 +25,6 @@ import contextlib
 import io
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
+from .atomic import fsync_dir, temp_file
 from .errors import InputImageError, RequestError
 from .request import CandidateKey, ReconstructionRequest
 
@@ -258,8 +258,8 @@ def save_candidate(
         }
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    tmp = Path(tmp_name)
+    # mkstemp makes the file 0600: temp_file gives it the umask's permissions, like open()
+    fd, tmp = temp_file(target)
     try:
         with os.fdopen(fd, "wb") as fh:
             image.save(fh, **save_args)
@@ -276,16 +276,7 @@ def save_candidate(
 
 def _fsync_dir(folder: Path) -> None:
     """Make the rename durable where the platform allows opening a folder."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_dir(folder)
 
 
 # -- reading --------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from .atomic import apply_umask, atomic_write_bytes
 from .errors import ModelFileError, ModelNotFoundError
 from .request import ModelRef
 
@@ -173,18 +174,8 @@ def file_sha256(path: str | Path) -> str:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Temporary file in the same folder (umask permissions), fsync, rename."""
+    atomic_write_bytes(path, data)
 
 
 class ModelLibrary:
@@ -357,9 +348,12 @@ class ModelLibrary:
             self.root.mkdir(parents=True, exist_ok=True)
             target = self.root / f"{name}{suffix}"
             fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=self.root)
+            apply_umask(fd)  # mkstemp makes it 0600
             os.close(fd)
             try:
                 shutil.copyfile(src, tmp)
+                with open(tmp, "rb+") as fh:  # durable before the rename
+                    os.fsync(fh.fileno())
                 if file_sha256(tmp) != digest:
                     raise ModelFileError(f"{src}: the file changed while it was being copied")
                 old = entries.get(name)

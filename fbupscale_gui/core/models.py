@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final, Literal
 
+from .atomic import atomic_write_bytes
 from .errors import ModelNotFoundError
 from .request import ModelRef
 
@@ -356,9 +357,9 @@ class _FingerprintCache:
                 self.file.parent.mkdir(parents=True, exist_ok=True)
                 merged = _FingerprintCache.load().entries if self.file.exists() else {}
                 merged.update(self.entries)
-                tmp = self.file.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-                tmp.write_text(json.dumps(merged, indent=0, sort_keys=True), encoding="utf-8")
-                os.replace(tmp, self.file)
+                text = json.dumps(merged, indent=0, sort_keys=True)
+                # a hidden temporary file in the same folder, fsynced, then renamed
+                atomic_write_bytes(self.file, text.encode("utf-8"))
             except OSError:
                 pass  # a read-only cache only costs a re-hash next time
         self.dirty = False

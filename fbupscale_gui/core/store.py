@@ -20,6 +20,7 @@ from typing import Final
 
 from PIL import Image
 
+from .atomic import apply_umask
 from .errors import InputImageError
 from .images import image_sha256, load_cutout
 from .models import user_cache_dir
@@ -68,6 +69,7 @@ def store_cutout(image: Image.Image, name: str = "") -> SourceRef:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{digest[:16]}.", suffix=".tmp", dir=folder)
+        apply_umask(fd)  # mkstemp makes it 0600
         tmp = Path(tmp_name)
         with os.fdopen(fd, "wb") as fh:
             rgb.save(fh, format="PNG")

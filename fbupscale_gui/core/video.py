@@ -67,6 +67,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import numpy as np
 from PIL import Image
 
+from .atomic import apply_umask
 from .errors import Cancelled, InputImageError, RequestError
 from .job import IsCancelled, OnProgress, Progress
 
@@ -1071,6 +1072,7 @@ def upscale_range(
         fd, tmp_name = tempfile.mkstemp(
             prefix=f".{out.stem}.", suffix=f".partial{out.suffix}", dir=out.parent
         )
+        apply_umask(fd)  # mkstemp makes it 0600
         os.close(fd)
         tmp = Path(tmp_name)
         done = 0
@@ -1148,6 +1150,8 @@ def upscale_range(
             finally:
                 with contextlib.suppress(av.FFmpegError, OSError):
                     container.close()
+            with open(tmp, "rb+") as fh:  # durable before the rename
+                os.fsync(fh.fileno())
             os.replace(tmp, out)
         except BaseException:
             with contextlib.suppress(OSError):

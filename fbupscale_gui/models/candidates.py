@@ -213,6 +213,22 @@ class CandidateStore(QObject):
             self.pickChanged.emit(cutout_id)
         return entry
 
+    def restore(self, cutout_id: int, run: int, ready: ReadyCandidate) -> CandidateEntry:
+        """Add a candidate read back from the session (its run number as recorded)."""
+        entry = self.add(cutout_id, run, ready)
+        self._runs[cutout_id] = max(self._runs.get(cutout_id, 0), run)
+        return entry
+
+    def clear(self) -> None:
+        """Forget every candidate and pick (another session is opened)."""
+        cutout_ids = set(self._entries) | set(self._picked)
+        self._entries.clear()
+        self._picked.clear()
+        self._runs.clear()
+        self._suggested.clear()
+        for cutout_id in sorted(cutout_ids):
+            self.pickChanged.emit(cutout_id)
+
     def entries(self, cutout_id: int) -> list[CandidateEntry]:
         return list(self._entries.get(cutout_id, []))
 

@@ -263,6 +263,31 @@ class CutoutsModel(QAbstractListModel):
         self.endInsertRows()
         return cutout
 
+    def add_restored(
+        self,
+        name: str,
+        source: SourceRef,
+        image: Image.Image,
+        qimage: QImage,
+        scene: Scene | None,
+        prompt: str,
+        prompt_manual: bool,
+    ) -> Cutout:
+        """Add a cutout read back from the session, with its scene and prompt as saved."""
+        cutout = self._append(name, source, image, qimage, scene)
+        cutout.prompt = prompt
+        cutout.prompt_manual = prompt_manual
+        if scene is not None:
+            self.last_scene = scene
+        return cutout
+
+    def clear(self) -> None:
+        """Remove every cutout (another session is opened)."""
+        self.beginResetModel()
+        self._rows.clear()
+        self.last_scene = None
+        self.endResetModel()
+
     def add_decoded(self, results: Sequence[Decoded | InputImageError]) -> LoadReport:
         """Add decoded files (GUI thread), skipping pixel-identical duplicates."""
         report = LoadReport()

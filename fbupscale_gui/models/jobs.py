@@ -47,6 +47,9 @@ class JobState(enum.Enum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    #: Queued or running when the application stopped (restored from the session); re-run it
+    #: with :meth:`JobQueue.retry`.
+    INTERRUPTED = "interrupted"
 
 
 @dataclass(eq=False)
@@ -202,6 +205,36 @@ class JobQueue(QObject):
             job.request.replace(**changes),
             cutout=job.cutout,
         )
+
+    def add_interrupted(
+        self,
+        cutout_id: int,
+        cutout_name: str,
+        request: ReconstructionRequest,
+        *,
+        cutout: Image.Image | None = None,
+    ) -> Job:
+        """A job restored from the session that never finished (state INTERRUPTED, not run)."""
+        job = Job(
+            next(self._ids),
+            cutout_id,
+            cutout_name,
+            request,
+            state=JobState.INTERRUPTED,
+            cutout=cutout,
+        )
+        self._jobs[job.id] = job
+        return job
+
+    def interrupted(self) -> list[Job]:
+        """Restored jobs that never finished and were not re-run yet."""
+        return [j for j in self._jobs.values() if j.state is JobState.INTERRUPTED]
+
+    def forget(self) -> None:
+        """Drop every ended or interrupted job (a new session is opened; none may run)."""
+        self._jobs = {
+            k: j for k, j in self._jobs.items() if j is self._current or j in self._pending
+        }
 
     def cancel(self) -> int:
         """Stop the running job (within one diffusion step) and drop the queued ones.

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 from PySide6.QtCore import QObject, Signal, Slot
 
@@ -35,6 +35,10 @@ from .candidates import CandidateEntry, CandidateStore
 from .cutouts import Cutout, CutoutsModel, LoadReport
 from .engine_choice import EngineChoice
 from .jobs import Job, JobQueue, JobState
+from .session_persist import Restored, SessionRecorder, load_candidate_images
+
+if TYPE_CHECKING:
+    from fbupscale_gui.core.session_store import SessionStore
 from .settings_model import SettingsModel
 from .sr_library import SrLibrary
 
@@ -60,6 +64,8 @@ class Message:
     retry_changes: dict[str, object] | None = None
     #: Longer help (shown as a tooltip).
     details: str = ""
+    #: Interrupted jobs (restored from the session) that the action re-runs.
+    rerun: tuple[Job, ...] = ()
 
 
 def base_request(
@@ -101,6 +107,10 @@ class Session(QObject):
 
     message = Signal(object)  # Message
     exported = Signal(object)  # list[Path]
+    #: The session folder now shown (None: nothing is saved), after :meth:`open_session`.
+    sessionChanged = Signal(object)
+    #: A session finished restoring (its candidates and picks are in the models).
+    restored = Signal()
 
     def __init__(
         self,
@@ -122,7 +132,197 @@ class Session(QObject):
         self.cutouts.loaded.connect(self._on_loaded)
         self.engine.fluxMissing.connect(self._on_flux_missing)
         self._exported: set[int] = set()  # id() of exported CandidateEntry objects
+        self.recorder = SessionRecorder(self.cutouts, self.candidates, self.jobs, self)
+        self.recorder.failed.connect(self._on_save_failed)
+        self.recorder.recovered.connect(self._on_save_recovered)
+        self._generation = 0  # bumped by each open: a slow restore of an older one is dropped
+        self._restoring = False
         apply_environment(settings.settings)
+
+    # -- the session on disk ---------------------------------------------------------------
+
+    @property
+    def session_path(self) -> Path | None:
+        """The session folder being written (None: this window's work is not saved)."""
+        return self.recorder.path
+
+    @property
+    def is_restoring(self) -> bool:
+        return self._restoring
+
+    def open_session(self, path: str | Path | None = None) -> bool:
+        """Show the session in ``path`` (default: the last one, else a new one).
+
+        Refused (False, with a message) while a job runs. The current session is written out
+        and closed first; the snapshot is read and decoded off the GUI thread on a running
+        asyncio loop (now, without one). Jobs left queued or running show as interrupted.
+        """
+        from fbupscale_gui.core.session_store import (
+            SessionError,
+            create_session,
+            last_session,
+        )
+
+        if self.jobs.is_busy():
+            self.message.emit(
+                Message("warning", "Cancel or wait for the running job before switching session.")
+            )
+            return False
+        try:
+            folder = Path(path) if path is not None else (last_session() or create_session())
+        except SessionError as exc:
+            self.message.emit(Message("error", f"{exc}. This window's work is not being saved."))
+            return False
+        self._clear()
+        writer = self.recorder.start(folder)
+        writer.submit(_RememberLast())  # "reopen this one next time", in the writer thread
+        self._generation += 1
+        self._restoring = True
+        self.sessionChanged.emit(folder)
+        generation = self._generation
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._apply_restored(generation, _call_restore(self.recorder, folder))
+            return True
+
+        async def work() -> None:
+            result = await asyncio.to_thread(_call_restore, self.recorder, folder)
+            self._apply_restored(generation, result)
+
+        loop.create_task(work()).add_done_callback(self._log_task_error)
+        return True
+
+    def new_session(self, name: str = "") -> bool:
+        """Create an empty session and switch to it."""
+        from fbupscale_gui.core.session_store import SessionError, create_session
+
+        if self.jobs.is_busy():
+            self.message.emit(
+                Message("warning", "Cancel or wait for the running job before switching session.")
+            )
+            return False
+        try:
+            folder = create_session(name)
+        except SessionError as exc:
+            self.message.emit(Message("error", str(exc)))
+            return False
+        return self.open_session(folder)
+
+    def rename_session(self, path: str | Path, name: str) -> bool:
+        from fbupscale_gui.core.session_store import SessionError, rename_session
+
+        try:
+            rename_session(path, name)
+        except SessionError as exc:
+            self.message.emit(Message("error", str(exc)))
+            return False
+        if self.session_path is not None and Path(path) == self.session_path:
+            self.sessionChanged.emit(self.session_path)
+        return True
+
+    def archive_session(self, path: str | Path, archived: bool = True) -> bool:
+        from fbupscale_gui.core.session_store import SessionError, set_archived
+
+        try:
+            set_archived(path, archived)
+        except SessionError as exc:
+            self.message.emit(Message("error", str(exc)))
+            return False
+        return True
+
+    def delete_session(self, path: str | Path) -> bool:
+        """Delete a session folder. The current one only when no job runs; a new empty
+        session replaces it."""
+        from fbupscale_gui.core.session_store import SessionError, delete_session
+
+        folder = Path(path)
+        current = self.session_path is not None and folder == self.session_path
+        if current and self.jobs.is_busy():
+            self.message.emit(
+                Message("warning", "The current session cannot be deleted while a job runs.")
+            )
+            return False
+        if current:
+            self._generation += 1  # drop a restore still under way
+            self._clear()
+        try:
+            delete_session(folder)
+        except SessionError as exc:
+            self.message.emit(Message("error", str(exc)))
+            if current:
+                self.open_session(folder)
+            return False
+        if current:
+            self.new_session()
+        return True
+
+    def _clear(self) -> None:
+        self.recorder.close()
+        self.jobs.forget()
+        self.candidates.clear()
+        self.cutouts.clear()
+        self._exported.clear()
+
+    def _apply_restored(self, generation: int, result: Restored | BaseException) -> None:
+        if generation != self._generation:
+            return  # another session was opened meanwhile
+        self._restoring = False
+        if isinstance(result, BaseException):
+            if not isinstance(result, FbError):
+                log.error("session restore failed", exc_info=result)
+            self.message.emit(Message("error", f"Could not reopen the session: {result}"))
+            self.restored.emit()
+            return
+        interrupted, exported = self.recorder.apply(result)
+        self._exported.update(exported)
+        if result.problems:
+            shown = "; ".join(result.problems[:5])
+            more = f" (and {len(result.problems) - 5} more)" if len(result.problems) > 5 else ""
+            self.message.emit(
+                Message("warning", f"Some of the session could not be read: {shown}{more}.")
+            )
+        if interrupted:
+            names = ", ".join(sorted({j.cutout_name for j in interrupted})[:5])
+            self.message.emit(
+                Message(
+                    "warning",
+                    f"{len(interrupted)} job(s) were interrupted when fbupscale stopped ({names}).",
+                    retry_label="Re-run interrupted",
+                    rerun=tuple(interrupted),
+                )
+            )
+        self.restored.emit()
+
+    def rerun_interrupted(self, jobs: Iterable[Job] | None = None) -> list[Job]:
+        """Queue interrupted jobs again (all of them by default)."""
+        targets = list(jobs) if jobs is not None else self.jobs.interrupted()
+        out: list[Job] = []
+        for old in targets:
+            if old.state is not JobState.INTERRUPTED:
+                continue
+            try:
+                cutout = self.cutouts.by_id(old.cutout_id)
+            except KeyError:
+                continue
+            new = self.jobs.retry(old, source=cutout.source)  # the original file may be gone
+            old.state = JobState.CANCELLED  # replaced: no longer offered
+            self.recorder.rerun(old, new)
+            out.append(new)
+        return out
+
+    def note_cutout_changed(self, cutout: Cutout) -> None:
+        """The cutout's scene or prompt changed: record it."""
+        self.recorder.record_cutout(cutout)
+
+    @Slot(str)
+    def _on_save_failed(self, text: str) -> None:
+        self.message.emit(Message("error", text))
+
+    @Slot()
+    def _on_save_recovered(self) -> None:
+        folder = self.session_path
+        self.message.emit(Message("info", f"The session is being saved again to {folder}."))
 
     # -- loading --------------------------------------------------------------------------
 
@@ -186,6 +386,9 @@ class Session(QObject):
         return jobs
 
     def retry(self, message: Message) -> Job | None:
+        if message.rerun:
+            jobs = self.rerun_interrupted(message.rerun)
+            return jobs[0] if jobs else None
         if message.retry is None:
             return None
         return self.jobs.retry(message.retry, **(message.retry_changes or {}))
@@ -274,6 +477,7 @@ class Session(QObject):
         picked = self._picked(cutout_ids)
         paths = self._write(picked, folder)
         self._exported.update(id(e) for _c, e in picked)
+        self.recorder.record_exports([e for _c, e in picked], paths)
         return paths
 
     def export_in_background(
@@ -306,6 +510,7 @@ class Session(QObject):
             self.message.emit(Message("error", f"Export failed unexpectedly: {result}"))
             return
         self._exported.update(id(e) for _c, e in picked)
+        self.recorder.record_exports([e for _c, e in picked], result)
         self.exported.emit(result)
         folder = result[0].parent if result else ""
         self.message.emit(Message("info", f"Exported {len(result)} file(s) to {folder}"))
@@ -313,14 +518,40 @@ class Session(QObject):
     # -- shutdown -------------------------------------------------------------------------
 
     def shutdown(self, timeout_ms: int = 60_000) -> bool:
-        """Cancel jobs, release the engine in its thread and wait for the thread to end."""
-        return self.jobs.shutdown(timeout_ms)
+        """Cancel jobs, release the engine in its thread and wait for the thread to end;
+        then write out what is queued for the session and close it."""
+        ok = self.jobs.shutdown(timeout_ms)
+        self.recorder.close()
+        return ok
 
 
 def _export_item(cutout: Cutout, entry: CandidateEntry) -> ExportItem:
     return ExportItem(
         entry.candidate, cutout.name, cutout.image, entry.lr_consistency, entry.models
     )
+
+
+class _RememberLast:
+    """A writer operation: remember the store's folder as the session to reopen."""
+
+    def __call__(self, store: SessionStore) -> None:
+        from fbupscale_gui.core.session_store import set_last_session
+
+        set_last_session(store.path)
+
+
+def _call_restore(recorder: SessionRecorder, folder: Path) -> Restored | BaseException:
+    """Wait for the writer to open the session (it marks interrupted jobs), then read and
+    decode the snapshot. Runs in a worker thread; returns the error instead of raising."""
+    from fbupscale_gui.core.session_store import read_snapshot
+
+    try:
+        writer = recorder.writer
+        if writer is not None:
+            writer.flush()
+        return load_candidate_images(read_snapshot(folder))
+    except Exception as exc:  # reported by _apply_restored
+        return exc
 
 
 def _call(fn: Callable[[], list[Path]]) -> list[Path] | BaseException:

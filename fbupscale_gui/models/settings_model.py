@@ -87,6 +87,9 @@ class SettingsModel(QObject):
                 self._store.setValue(name, value)
         finally:
             self._store.endGroup()
+        # Atomic on disk: Qt 6's QSettings writes the file through QSaveFile (a temporary file
+        # in the same folder, flushed, then renamed over the old one), so a crash mid-write
+        # leaves the previous settings intact. sync() also reports a failed write (status()).
         self._store.sync()
         self.changed.emit(settings)
         return settings

@@ -217,6 +217,18 @@ class MainWindow(QMainWindow):
         self.settings_action = self._action(
             "Settings…", self.open_settings, [QKeySequence(QKeySequence.StandardKey.Preferences)]
         )
+        self.sessions_action = self._action(
+            "Sessions…",
+            self.open_sessions,
+            ["Ctrl+Shift+S"],
+            "Open, create, rename, archive or delete sessions (work is saved as it is made)",
+        )
+        self.rerun_action = self._action(
+            "Re-run interrupted jobs",
+            self.rerun_interrupted,
+            [],
+            "Queue again the jobs that were running or waiting when fbupscale stopped",
+        )
         self.models_action = self._action(
             "Models…",
             self.open_models,
@@ -296,6 +308,8 @@ class MainWindow(QMainWindow):
         ):
             file_menu.addAction(a)
         file_menu.addSeparator()
+        file_menu.addAction(self.sessions_action)
+        file_menu.addSeparator()
         file_menu.addAction(self.export_action)
         file_menu.addAction(self.export_current_action)
         file_menu.addSeparator()
@@ -303,7 +317,13 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         run_menu = menu.addMenu("&Run")
-        for a in (self.run_action, self.cancel_action, self.next_action, self.prev_action):
+        for a in (
+            self.run_action,
+            self.cancel_action,
+            self.rerun_action,
+            self.next_action,
+            self.prev_action,
+        ):
             run_menu.addAction(a)
         engine_menu = menu.addMenu("&Engine")
         engine_menu.addAction(self.models_action)
@@ -328,6 +348,10 @@ class MainWindow(QMainWindow):
         s.candidates.pickChanged.connect(self._update_actions)
         s.cutouts.rowsInserted.connect(self._update_actions)
         s.message.connect(self.show_message)
+        s.sessionChanged.connect(self._on_session_changed)
+        s.restored.connect(self._update_actions)
+        s.cutouts.modelReset.connect(self._on_cutouts_reset)
+        self._on_session_changed(s.session_path)
         s.settings.changed.connect(self.candidates.apply_settings)
         self.candidates.apply_settings(s.settings.settings)
         self._on_models_changed()
@@ -380,7 +404,12 @@ class MainWindow(QMainWindow):
         box.setIcon(QMessageBox.Icon.Question)
         box.setWindowTitle("fbupscale")
         box.setText("Quit? " + "; ".join(reasons) + ".")
-        box.setInformativeText("Candidates live only in this window until they are exported.")
+        box.setInformativeText(
+            "Candidates and picks are kept in the session and come back when it is reopened "
+            "(File ▸ Sessions…); exported files are what others can use."
+            if self.session.session_path is not None
+            else "Candidates live only in this window until they are exported."
+        )
         export = (
             box.addButton("Export picks and quit", QMessageBox.ButtonRole.AcceptRole)
             if unexported
@@ -525,6 +554,7 @@ class MainWindow(QMainWindow):
         cutout.prompt = self.scene_editor.prompt()
         cutout.prompt_manual = self.scene_editor.is_prompt_manual()
         self.session.cutouts.last_scene = cutout.scene
+        self.session.note_cutout_changed(cutout)  # queued to the session writer
 
     @Slot(str)
     def _on_prompt_changed(self, _prompt: str) -> None:
@@ -591,6 +621,9 @@ class MainWindow(QMainWindow):
         if self.session.jobs.is_busy():
             self.session.jobs.cancel()
 
+    def rerun_interrupted(self) -> list[Job]:
+        return self.session.rerun_interrupted()
+
     @Slot()
     def _on_pick_action(self) -> None:
         from PySide6.QtGui import QAction
@@ -631,6 +664,34 @@ class MainWindow(QMainWindow):
         dialog.raise_()
         dialog.activateWindow()
 
+    def open_sessions(self) -> None:
+        """The Sessions dialog (open, new, rename, archive, delete)."""
+        from .sessions_dialog import SessionsDialog
+
+        self._store_editor()  # the current cutout's edits belong to the session being left
+        dialog = SessionsDialog(self.session, self)
+        dialog.exec()
+
+    @Slot()
+    def _on_cutouts_reset(self) -> None:
+        """Another session was opened: nothing is current any more."""
+        self._current = None
+        self.candidates.set_cutout(None)
+        self._update_actions()
+
+    @Slot(object)
+    def _on_session_changed(self, path: object) -> None:
+        from fbupscale_gui.core.session_store import SessionError, read_info
+
+        name = ""
+        if path is not None:
+            try:
+                name = read_info(str(path)).name
+            except SessionError:
+                name = ""
+        self.setWindowTitle(f"{WINDOW_TITLE} — {name}" if name else WINDOW_TITLE)
+        self._update_actions()
+
     def open_settings(self) -> None:
         from .settings_dialog import SettingsDialog
 
@@ -666,7 +727,7 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def show_message(self, message: Message) -> None:
         action = None
-        if message.retry is not None:
+        if message.retry is not None or message.rerun:
             action = (message.retry_label or "Retry", lambda: self.session.retry(message))
         row = self.messages.show_message(message.level, message.text, action)
         if message.details:
@@ -684,5 +745,7 @@ class MainWindow(QMainWindow):
             self._current is not None
             and self.session.candidates.picked(self._current.id) is not None
         )
+        self.rerun_action.setEnabled(bool(self.session.jobs.interrupted()))
+        self.sessions_action.setEnabled(True)
         self.next_action.setEnabled(has_cutouts)
         self.prev_action.setEnabled(has_cutouts)

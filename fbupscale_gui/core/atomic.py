@@ -1,0 +1,147 @@
+"""Atomic file writes: a hidden temporary file in the same folder, flushed, fsynced, renamed.
+
+Every file the application writes goes through this pattern so that a crash, a kill or a full
+disk never leaves a partial file under its final name: readers see the old file or the new
+one. Temporary files are named ``.<final name>.<random>.tmp``; :func:`clean_stale_temps`
+removes the ones a crash left behind in folders the application owns.
+
+``tempfile.mkstemp`` creates files with mode 0600; :func:`apply_umask` gives them the
+permissions an ordinary ``open()`` would (0666 minus the umask). Pure Python.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Final
+
+__all__ = [
+    "STALE_TEMP_S",
+    "TEMP_SUFFIX",
+    "apply_umask",
+    "atomic_write",
+    "atomic_write_bytes",
+    "clean_stale_temps",
+    "fsync_dir",
+    "is_temp_name",
+    "temp_file",
+]
+
+TEMP_SUFFIX: Final = ".tmp"
+#: Leftover temporary files older than this are removed from export folders (an hour: no
+#: export takes that long, so nothing of a running export is touched).
+STALE_TEMP_S: Final = 3600.0
+
+_umask_lock = threading.Lock()
+_umask_value: int | None = None
+
+
+def _umask() -> int:
+    """The process umask (read once; reading it means setting it, so under a lock)."""
+    global _umask_value
+    with _umask_lock:
+        if _umask_value is None:
+            value = os.umask(0o022)
+            os.umask(value)
+            _umask_value = value
+        return _umask_value
+
+
+def apply_umask(fd: int) -> None:
+    """Give a ``mkstemp`` file (0600) the mode ``open()`` would have given it."""
+    if hasattr(os, "fchmod"):
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o666 & ~_umask())
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` looks like one of our temporary files (``.<name>.<rand>.tmp``)."""
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
+
+
+def _final_name(temp_name: str) -> str:
+    """``.shot.png.k2j3.tmp`` -> ``shot.png`` (what the temporary file was to become)."""
+    return temp_name[1 : -len(TEMP_SUFFIX)].rsplit(".", 1)[0]
+
+
+def temp_file(target: Path) -> tuple[int, Path]:
+    """A new hidden temporary file next to ``target`` (umask permissions): (fd, path)."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
+    apply_umask(fd)
+    return fd, Path(name)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename durable where the platform allows opening a folder."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
+    """Write ``path`` atomically with ``write(fh)``; raises OSError, leaving nothing partial."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = temp_file(target)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(target.parent)
+    return target
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
+def clean_stale_temps(
+    folder: str | Path,
+    *,
+    older_than_s: float = 0.0,
+    recursive: bool = False,
+    final_suffixes: tuple[str, ...] = (),
+) -> list[Path]:
+    """Remove our hidden ``.….tmp`` leftovers in ``folder`` older than ``older_than_s``.
+
+    Only names :func:`is_temp_name` accepts are touched; with ``final_suffixes`` only those
+    whose final name (``.<final>.<random>.tmp``) ends with one of them. Use ``older_than_s`` >
+    0 in folders another process may be writing to right now (an export folder). Returns what
+    was removed; errors are ignored (a read-only folder keeps its leftovers).
+    """
+    root = Path(folder)
+    removed: list[Path] = []
+    now = time.time()
+    try:
+        candidates = root.rglob("*") if recursive else root.iterdir()
+        for p in candidates:
+            if not is_temp_name(p.name) or not p.is_file():
+                continue
+            if final_suffixes and not _final_name(p.name).lower().endswith(final_suffixes):
+                continue
+            with contextlib.suppress(OSError):
+                if older_than_s <= 0 or now - p.stat().st_mtime > older_than_s:
+                    p.unlink()
+                    removed.append(p)
+    except OSError:
+        pass
+    return removed

@@ -1,0 +1,240 @@
+"""File ▸ Sessions…: open, create, rename, archive and delete the saved sessions.
+
+Every cutout, request, candidate, pick and export is written to the current session as it is
+made (:mod:`fbupscale_gui.models.session_persist`), so opening another session loses nothing.
+Deleting asks first; the current session cannot be deleted (or left) while a job runs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Final
+
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QHBoxLayout,
+    QHeaderView,
+    QInputDialog,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from fbupscale_gui.core.session_store import SessionInfo, list_sessions, sessions_dir
+from fbupscale_gui.models.session import Session
+
+from .theme import set_style_property
+
+__all__ = ["COLUMNS", "SessionsDialog"]
+
+COLUMNS: Final = ("Name", "Cutouts", "Candidates", "Created", "Status")
+_RIGHT: Final = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+_PATH_ROLE: Final = int(Qt.ItemDataRole.UserRole) + 1
+
+
+def _created(info: SessionInfo) -> str:
+    if info.created <= 0:
+        return "—"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(info.created))
+
+
+class SessionsDialog(QDialog):
+    """The saved sessions, newest first; archived ones only with "Show archived"."""
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.setWindowTitle("Sessions")
+        self.resize(760, 420)
+
+        self.tree = QTreeWidget()
+        self.tree.setColumnCount(len(COLUMNS))
+        self.tree.setHeaderLabels(list(COLUMNS))
+        self.tree.setRootIsDecorated(False)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        header = self.tree.header()
+        header.setStretchLastSection(False)  # the name takes the spare width, not "Status"
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col in range(1, len(COLUMNS)):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        self.tree.itemSelectionChanged.connect(self._update_buttons)
+        self.tree.itemDoubleClicked.connect(self._on_double_click)
+
+        self.show_archived = QCheckBox("Show archived")
+        self.show_archived.toggled.connect(self.refresh)
+        self.folder_label = QLabel(f"Saved in {sessions_dir()}")
+        self.folder_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        set_style_property(self.folder_label, "role", "hint")
+
+        self.open_button = QPushButton("Open")
+        self.new_button = QPushButton("New…")
+        self.rename_button = QPushButton("Rename…")
+        self.archive_button = QPushButton("Archive")
+        self.delete_button = QPushButton("Delete…")
+        set_style_property(self.open_button, "primary", True)
+        self.open_button.clicked.connect(self.open_selected)
+        self.new_button.clicked.connect(self.new_session)
+        self.rename_button.clicked.connect(self.rename_selected)
+        self.archive_button.clicked.connect(self.archive_selected)
+        self.delete_button.clicked.connect(self.delete_selected)
+        buttons = QHBoxLayout()
+        for b in (
+            self.open_button,
+            self.new_button,
+            self.rename_button,
+            self.archive_button,
+            self.delete_button,
+        ):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        buttons.addWidget(self.show_archived)
+
+        close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        close.rejected.connect(self.reject)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.tree, 1)
+        layout.addLayout(buttons)
+        layout.addWidget(self.folder_label)
+        layout.addWidget(close)
+        self.refresh()
+
+    # -- list -----------------------------------------------------------------------------
+
+    @Slot()
+    def refresh(self) -> None:
+        current = self.session.session_path
+        selected = self.selected_path() or current
+        self.tree.clear()
+        for info in list_sessions():
+            if info.archived and not self.show_archived.isChecked() and info.path != current:
+                continue
+            status = []
+            if current is not None and info.path == current:
+                status.append("open")
+            if info.archived:
+                status.append("archived")
+            item = QTreeWidgetItem(
+                [
+                    info.name,
+                    str(info.cutouts),
+                    str(info.candidates),
+                    _created(info),
+                    ", ".join(status),
+                ]
+            )
+            item.setData(0, _PATH_ROLE, str(info.path))
+            item.setToolTip(0, str(info.path))
+            for col in (1, 2):
+                item.setTextAlignment(col, _RIGHT)
+            if info.archived:
+                dim = self.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
+                for col in range(len(COLUMNS)):
+                    item.setForeground(col, dim)
+            if current is not None and info.path == current:
+                font = item.font(0)
+                font.setBold(True)
+                item.setFont(0, font)
+            self.tree.addTopLevelItem(item)
+            if selected is not None and info.path == selected:
+                item.setSelected(True)
+                self.tree.setCurrentItem(item)
+        self._update_buttons()
+
+    def selected_path(self) -> Path | None:
+        items = self.tree.selectedItems()
+        if not items:
+            return None
+        raw = items[0].data(0, _PATH_ROLE)
+        return Path(raw) if isinstance(raw, str) else None
+
+    def _selected_info(self) -> SessionInfo | None:
+        path = self.selected_path()
+        if path is None:
+            return None
+        return next((i for i in list_sessions() if i.path == path), None)
+
+    @Slot()
+    def _update_buttons(self) -> None:
+        path = self.selected_path()
+        current = path is not None and path == self.session.session_path
+        busy = self.session.jobs.is_busy()
+        self.open_button.setEnabled(path is not None and not current and not busy)
+        self.new_button.setEnabled(not busy)
+        self.rename_button.setEnabled(path is not None)
+        self.archive_button.setEnabled(path is not None and not current)
+        info = self._selected_info() if path is not None else None
+        self.archive_button.setText(
+            "Unarchive" if info is not None and info.archived else "Archive"
+        )
+        self.delete_button.setEnabled(path is not None and not (current and busy))
+        self.delete_button.setToolTip(
+            "The current session cannot be deleted while a job runs" if current and busy else ""
+        )
+
+    # -- actions --------------------------------------------------------------------------
+
+    @Slot(QTreeWidgetItem, int)
+    def _on_double_click(self, _item: QTreeWidgetItem, _column: int) -> None:
+        self.open_selected()
+
+    @Slot()
+    def open_selected(self) -> None:
+        path = self.selected_path()
+        current = self.session.session_path
+        if path is not None and path != current and self.session.open_session(path):
+            self.accept()
+
+    @Slot()
+    def new_session(self) -> None:
+        name, ok = QInputDialog.getText(self, "New session", "Name of the new session:")
+        if ok and self.session.new_session(name):
+            self.accept()
+
+    @Slot()
+    def rename_selected(self) -> None:
+        info = self._selected_info()
+        if info is None:
+            return
+        name, ok = QInputDialog.getText(self, "Rename session", "New name:", text=info.name)
+        if ok and name.strip():
+            self.session.rename_session(info.path, name)
+            self.refresh()
+
+    @Slot()
+    def archive_selected(self) -> None:
+        info = self._selected_info()
+        if info is not None:
+            self.session.archive_session(info.path, not info.archived)
+            self.refresh()
+
+    @Slot()
+    def delete_selected(self) -> None:
+        info = self._selected_info()
+        if info is None:
+            return
+        current = info.path == self.session.session_path
+        extra = " It is the session open now; a new empty one replaces it." if current else ""
+        answer = QMessageBox.question(
+            self,
+            "Delete session",
+            f"Delete the session “{info.name}” with its {info.cutouts} cutout(s) and "
+            f"{info.candidates} candidate(s)? This cannot be undone; exported files are "
+            f"kept.{extra}",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        if answer == QMessageBox.StandardButton.Yes:
+            self.session.delete_session(info.path)
+            self.refresh()

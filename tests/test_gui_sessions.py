@@ -1,0 +1,164 @@
+"""File ▸ Sessions… in the window: list, open, rename, archive, delete (with confirmation)."""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QInputDialog, QMessageBox
+
+from fbupscale_gui.core.session_store import create_session, list_sessions, read_snapshot
+from fbupscale_gui.models.session import Session
+from fbupscale_gui.models.settings_model import SettingsModel
+from fbupscale_gui.ui.main_window import MainWindow
+from fbupscale_gui.ui.sessions_dialog import SessionsDialog
+from fbupscale_gui.worker.testing import FakeRunner
+
+
+@pytest.fixture
+def sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "sessions"
+    monkeypatch.setenv("FBUPSCALE_SESSIONS_DIR", str(root))
+    return root
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path, sessions: Path) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
+    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    settings = SettingsModel(store)
+    settings.update(engine="lanczos")
+    gate = threading.Event()
+    runner = FakeRunner(steps=1, gate=gate)
+    session = Session(settings, runner_factory=lambda: runner)
+    win = MainWindow(session)
+    win.confirm_on_close = False
+    win.show()
+    win.gate = gate  # type: ignore[attr-defined]
+    session.new_session("Saturday")
+    yield win
+    gate.set()
+    win.close()
+    gc.collect()
+
+
+def add_cutout(win: MainWindow, folder: Path, name: str = "a.png") -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(path)
+    win.session.cutouts.add_paths([path])
+
+
+def names(dialog: SessionsDialog) -> list[str]:
+    return [dialog.tree.topLevelItem(i).text(0) for i in range(dialog.tree.topLevelItemCount())]
+
+
+def select(dialog: SessionsDialog, name: str) -> None:
+    for i in range(dialog.tree.topLevelItemCount()):
+        item = dialog.tree.topLevelItem(i)
+        if item.text(0) == name:
+            dialog.tree.setCurrentItem(item)
+            item.setSelected(True)
+            return
+    raise AssertionError(name)
+
+
+def test_file_menu_has_sessions_and_the_title_names_the_session(window: MainWindow) -> None:
+    file_menu = window.menuBar().actions()[0].menu()
+    assert window.sessions_action in file_menu.actions()
+    assert window.windowTitle().endswith("Saturday")
+
+
+def test_dialog_lists_opens_renames_and_archives(
+    qtbot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    add_cutout(window, tmp_path / "in")
+    saturday = window.session.session_path
+    other = create_session("Friday")
+    dialog = SessionsDialog(window.session, window)
+    qtbot.addWidget(dialog)
+    assert sorted(names(dialog)) == ["Friday", "Saturday"]
+    current = next(
+        dialog.tree.topLevelItem(i)
+        for i in range(2)
+        if dialog.tree.topLevelItem(i).text(0) == "Saturday"
+    )
+    assert current.text(4) == "open" and current.font(0).bold()
+
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Friday night", True))
+    select(dialog, "Friday")
+    dialog.rename_selected()
+    assert "Friday night" in names(dialog)
+
+    select(dialog, "Friday night")
+    dialog.archive_selected()
+    assert "Friday night" not in names(dialog)  # archived: hidden
+    dialog.show_archived.setChecked(True)
+    assert "Friday night" in names(dialog)
+    assert {i.name: i.archived for i in list_sessions()}["Friday night"]
+
+    select(dialog, "Friday night")
+    dialog.open_selected()
+    qtbot.waitUntil(lambda: not window.session.is_restoring, timeout=5000)
+    assert window.session.session_path == other
+    assert len(window.session.cutouts) == 0
+    assert window.windowTitle().endswith("Friday night")
+    # and back: Saturday's cutout is there again
+    window.session.open_session(saturday)
+    qtbot.waitUntil(lambda: not window.session.is_restoring, timeout=5000)
+    assert [c.name for c in window.session.cutouts.cutouts()] == ["a.png"]
+
+
+def test_delete_asks_first_and_never_while_the_current_session_runs(
+    qtbot, window: MainWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    other = create_session("Friday")
+    dialog = SessionsDialog(window.session, window)
+    qtbot.addWidget(dialog)
+    asked: list[str] = []
+
+    def answer(reply: QMessageBox.StandardButton):  # type: ignore[no-untyped-def]
+        def question(_parent, _title, text, *_a, **_k):  # type: ignore[no-untyped-def]
+            asked.append(text)
+            return reply
+
+        return question
+
+    monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.Cancel))
+    select(dialog, "Friday")
+    dialog.delete_selected()
+    assert asked and "Friday" in asked[0]
+    assert other.exists()
+    monkeypatch.setattr(QMessageBox, "question", answer(QMessageBox.StandardButton.Yes))
+    dialog.delete_selected()
+    assert not other.exists()
+    assert names(dialog) == ["Saturday"]
+
+    # a running job: the current session can be neither deleted nor left
+    add_cutout(window, tmp_path / "in")
+    window.session.run(window.session.cutouts.cutouts())
+    select(dialog, "Saturday")
+    dialog._update_buttons()
+    assert not dialog.delete_button.isEnabled()
+    assert not dialog.new_button.isEnabled()
+    window.gate.set()  # type: ignore[attr-defined]
+    qtbot.waitUntil(lambda: not window.session.jobs.is_busy(), timeout=10_000)
+    dialog._update_buttons()
+    assert dialog.delete_button.isEnabled()
+
+
+def test_prompt_edits_in_the_window_are_recorded(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    add_cutout(window, tmp_path / "in")
+    window.cutouts.select_row(0)
+    window.scene_editor._prompt_edit.setPlainText("a keeper diving to his left")
+    window._store_editor()
+    assert window.session.recorder.flush(10)
+    folder = window.session.session_path
+    assert folder is not None
+    row = read_snapshot(folder).cutouts[0]
+    assert row.prompt == "a keeper diving to his left"
+    assert row.prompt_manual
