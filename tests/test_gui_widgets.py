@@ -639,3 +639,12 @@ def test_request_fields_the_panel_ignores_are_kept(panel: ParamsPanel) -> None:
     base = ReconstructionRequest(prompt="p", device="cpu", precision="fp32", engine="flux")
     out = panel.apply_to(base)
     assert dataclasses.replace(out) == base
+
+
+def test_params_summary_says_when_the_engine_ignores_diffusion_settings(panel: ParamsPanel) -> None:
+    assert "stage 1" in panel.summary()
+    panel.set_engine("realesrgan", "Real-ESRGAN x4plus (CPU)")
+    assert panel.summary().startswith("Real-ESRGAN x4plus (CPU): one candidate at 1024 px")
+    assert "FLUX only" in panel.summary()
+    panel.set_engine("flux", "FLUX")
+    assert "stage 1" in panel.summary()

@@ -342,6 +342,7 @@ class MainWindow(QMainWindow):
         self.scene_editor.promptChanged.connect(self._on_prompt_changed)
         self.engine_combo.currentIndexChanged.connect(self._on_engine_combo)
         s.engine.engineChanged.connect(self._on_engine_changed)
+        self._on_engine_changed(s.engine.engine)  # the summary says what the engine uses
         s.engine.modelsChanged.connect(self._on_models_changed)
         s.engine.fluxStatusChanged.connect(self._on_flux_status)
         s.jobs.busyChanged.connect(self._update_actions)
@@ -580,6 +581,8 @@ class MainWindow(QMainWindow):
         index = self.engine_combo.findData(engine)
         if index >= 0 and index != self.engine_combo.currentIndex():
             self.engine_combo.setCurrentIndex(index)
+        label = self.engine_combo.itemText(index) if index >= 0 else engine
+        self.params.set_engine(engine, label)
 
     @Slot()
     def _on_models_changed(self) -> None:

@@ -109,6 +109,7 @@ class ParamsPanel(QWidget):
         super().__init__(parent)
         self._base = ReconstructionRequest()
         self._error = ""
+        self._engine, self._engine_label = "flux", "FLUX"
 
         # -- header (always visible)
         self._toggle = QToolButton()
@@ -448,6 +449,11 @@ class ParamsPanel(QWidget):
     def summary(self) -> str:
         return self._summary.text()
 
+    def set_engine(self, engine: str, label: str) -> None:
+        """Say in the summary when the chosen engine ignores the diffusion settings."""
+        self._engine, self._engine_label = engine, label
+        self._refresh_summary()
+
     # -- internals ----------------------------------------------------------------------
 
     def _browse_lora(self) -> None:
@@ -461,15 +467,24 @@ class ParamsPanel(QWidget):
 
     def _on_edit(self, *_args: object) -> None:
         self._update_dependent()
+        self._refresh_summary()
+        self.changed.emit()
+
+    def _refresh_summary(self) -> None:
         try:
             request = self.apply_to(self._base)
         except RequestError as exc:
             self._set_error(str(exc))
             self._summary.setText("Settings are not valid yet: see below.")
-        else:
-            self._set_error("")
+            return
+        self._set_error("")
+        if self._engine == "flux":
             self._summary.setText(_summarize(request))
-        self.changed.emit()
+        else:
+            self._summary.setText(
+                f"{self._engine_label}: one candidate at {request.preprocess.size} px. "
+                "The diffusion settings below apply to FLUX only."
+            )
 
     def _update_dependent(self) -> None:
         effective = img2img_steps(self._s1_steps.value(), round(self._s1_strength.value(), 4))
