@@ -81,10 +81,16 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as home:
         env = dict(os.environ)
+        # An installed app has its bytecode cached; a machine that sets PYTHONDONTWRITEBYTECODE
+        # would recompile every module at each launch and time the compiler, not the app.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         env.update(
+            PYTHONPYCACHEPREFIX=str(Path(home) / "pycache"),
             QT_QPA_PLATFORM=args.platform,
             XDG_CONFIG_HOME=str(Path(home) / "config"),  # fresh settings: no saved geometry
             FBUPSCALE_CACHE_DIR=str(Path(home) / "cache"),
+            FBUPSCALE_SESSIONS_DIR=str(Path(home) / "sessions"),
+            FBUPSCALE_MODELS_DIR=str(Path(home) / "models"),
             FBUPSCALE_QUIT_WHEN_SHOWN="1",
             FBUPSCALE_LOG="WARNING",
         )

@@ -162,3 +162,44 @@ def test_prompt_edits_in_the_window_are_recorded(qtbot, window: MainWindow, tmp_
     row = read_snapshot(folder).cutouts[0]
     assert row.prompt == "a keeper diving to his left"
     assert row.prompt_manual
+
+
+def test_restored_tiles_show_at_once_and_get_their_images_from_the_loader(
+    qtbot, window: MainWindow, tmp_path: Path, sessions: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_sessions import build_stored_session
+
+    folder, _stored, _picks = build_stored_session(sessions, tmp_path)
+    session = window.session
+    with qtbot.waitSignal(session.imagesRestored, timeout=20_000):
+        session.open_session(folder)
+        qtbot.waitUntil(lambda: not session.is_restoring, timeout=5000)
+        # the grid of the selected cutout is laid out before its images arrive
+        assert len(window.candidates.tiles()) == 3
+    assert all(not t.image.pixmap().isNull() for t in window.candidates.tiles())
+    window.cutouts.select_row(2)
+    tiles = window.candidates.tiles()
+    assert len(tiles) == 3 and all(not t.image.pixmap().isNull() for t in tiles)
+    picked = [t for t in tiles if t.picked]
+    assert len(picked) == 1 and picked[0].entry is tiles[-1].entry
+
+
+def test_the_image_loader_decodes_the_wanted_cutout_first() -> None:
+    from PySide6.QtGui import QImage
+
+    from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest, SourceRef
+    from fbupscale_gui.models.candidates import CandidateEntry, StoredCandidate
+    from fbupscale_gui.models.session_persist import ImageLoader
+
+    request = ReconstructionRequest(engine="lanczos", source=SourceRef("a.png", "0" * 64, 8, 8))
+    stored = StoredCandidate(CandidateKey(0, False, 2), 1, request, Path("x.png"))
+    entries = [
+        CandidateEntry(cid, 1, None, None, QImage(), stored=stored) for cid in (1, 1, 2, 2, 3)
+    ]
+    loader = ImageLoader(1, entries)  # not started: the order is checked by hand
+    loader.want(2)
+    order = [loader._next() for _ in range(2)]
+    loader.want(None)
+    order += [loader._next() for _ in range(3)]
+    assert [e.cutout_id for e in order if e is not None] == [2, 2, 1, 1, 3]
+    assert loader._next() is None

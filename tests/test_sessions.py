@@ -400,3 +400,199 @@ def test_a_candidate_file_written_just_before_a_crash_is_indexed_on_open(
     wait_idle(qtbot, again)
     assert again.recorder.flush(10)
     assert max(c.id for c in read_snapshot(folder).candidates) == 43
+
+
+# -- restoring a large session: structure first, pixels in the background -------------------
+
+
+def build_stored_session(
+    root: Path, tmp_path: Path, n_cutouts: int = 3, per_cutout: int = 3
+) -> tuple[Path, dict[int, bytes], dict[str, int]]:
+    """A session written by the store itself: per cutout one real Lanczos candidate (variant 0,
+    reproducible) and ``per_cutout - 1`` 1024 px synthetic ones; the pick is the last one.
+
+    Returns the folder, the stored pixels by candidate id, and the picked id by cutout key."""
+    import json
+    from dataclasses import asdict
+
+    import numpy as np
+
+    from fbupscale_gui.core.images import make_source
+    from fbupscale_gui.core.job import Candidate
+    from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+    from fbupscale_gui.core.session_store import CandidateRow, CutoutRow, JobRow, set_last_session
+    from fbupscale_gui.engine import Engine
+
+    folder = create_session("big", root)
+    store = SessionStore(folder)
+    engine = Engine()
+    stored: dict[int, bytes] = {}
+    picks: dict[str, int] = {}
+    yy, xx = np.mgrid[0:1024, 0:1024]
+    try:
+        for c in range(n_cutouts):
+            path = cutout_file(tmp_path / "in", f"c{c}.png", 10 * c)
+            cutout = Image.open(path).convert("RGB")
+            source = make_source(path, cutout)
+            row = CutoutRow(
+                source.sha256, path.name, json.dumps(asdict(source)), f"cutouts/{source.sha256}.png"
+            )
+            store.put_cutout(row, cutout)
+            request = ReconstructionRequest(engine="lanczos", source=source)
+            job = store.put_job(JobRow(0, source.sha256, path.name, request.to_json(), "done", 1))
+            (real,) = list(engine.run(request))
+            for v in range(per_cutout):
+                if v == 0:
+                    cand = real
+                else:
+                    arr = np.stack([(xx * v + c) % 256, (yy + 40 * v) % 256, (xx ^ yy) % 256], -1)
+                    image = Image.fromarray(arr.astype(np.uint8))
+                    cand = Candidate(CandidateKey(v, False, 2), 100 + v, image, request)
+                crow = CandidateRow(
+                    0, job, source.sha256, 1, "", cand.key.variant, cand.key.lora, cand.key.stage,
+                    cand.seed, 30.0 + v, request.to_json(),
+                )  # fmt: skip
+                cid = store.put_candidate(crow, cand, cutout)
+                stored[cid] = cand.image.convert("RGB").tobytes()
+            store.set_pick(source.sha256, cid)
+            picks[source.sha256] = cid
+    finally:
+        engine.release()
+        store.close()
+    set_last_session(folder)
+    return folder, stored, picks
+
+
+def test_restore_lists_everything_first_and_decodes_candidates_off_the_gui_thread(
+    qtbot, make_session, sessions: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from PIL import ImageFile
+
+    from fbupscale_gui.core import session_store
+
+    folder, stored, _picks = build_stored_session(sessions, tmp_path)
+    decoded: list[tuple[str, Path]] = []  # (thread, file) of each candidate decode
+    loads: list[tuple[str, str]] = []  # (thread, file) of every PNG pixel load
+    real_read = session_store.read_candidate_image
+    real_load = ImageFile.ImageFile.load
+
+    def read_spy(path):  # type: ignore[no-untyped-def]
+        decoded.append((threading.current_thread().name, Path(path)))
+        return real_read(path)
+
+    def load_spy(self):  # type: ignore[no-untyped-def]
+        loads.append((threading.current_thread().name, str(getattr(self, "filename", ""))))
+        return real_load(self)
+
+    monkeypatch.setattr(session_store, "read_candidate_image", read_spy)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load_spy)
+    session = make_session()
+    images_done: list[bool] = []
+    session.imagesRestored.connect(lambda: images_done.append(True))
+    session.open_session(folder)
+
+    # the structure is there at once: every cutout, every candidate, every pick
+    cutouts = session.cutouts.cutouts()
+    assert [c.name for c in cutouts] == ["c0.png", "c1.png", "c2.png"]
+    entries = [e for c in cutouts for e in session.candidates.entries(c.id)]
+    assert len(entries) == len(stored) == 9
+    assert [e.seed for e in session.candidates.entries(cutouts[0].id)][1:] == [101, 102]
+    for c in cutouts:
+        picked = session.candidates.picked(c.id)
+        assert picked is session.candidates.entries(c.id)[-1]
+        assert picked is not None and picked.lr_consistency == 32.0
+    assert session.images_pending
+
+    with qtbot.waitSignal(session.imagesRestored, timeout=20_000):
+        pass
+    assert images_done and not session.images_pending
+    main = threading.main_thread().name
+    assert len(decoded) == len(stored)  # each candidate decoded once
+    assert all(thread != main for thread, _p in decoded)
+    assert not [f for thread, f in loads if thread == main and "candidates" in f]
+    for e in entries:
+        assert e.is_loaded and e.has_thumb
+        assert max(e.thumb.width(), e.thumb.height()) <= 240
+    by_id = {-tok: e for e, tok in session.recorder._cand_ids.values()}
+    for cid, pixels in stored.items():
+        assert by_id[cid].candidate.image.tobytes() == pixels
+        assert by_id[cid].image.width() == 1024
+
+
+def test_a_restored_candidate_is_its_stored_full_resolution_image_on_demand(
+    qtbot, make_session, sessions: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    folder, stored, _picks = build_stored_session(sessions, tmp_path, n_cutouts=1)
+    session = make_session()
+    session.open_session(folder)
+    entry = session.candidates.entries(session.cutouts.at(0).id)[1]
+    # asked for before the loader delivered it: decoded now, the stored pixels
+    if not entry.is_loaded:
+        assert not entry.has_thumb
+    assert entry.candidate.image.size == (1024, 1024)
+    assert entry.candidate.image.tobytes() in set(stored.values())
+    with qtbot.waitSignal(session.imagesRestored, timeout=20_000):
+        pass
+    assert entry.has_thumb
+    assert entry.candidate.image.tobytes() in set(stored.values())
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_export_after_restore_is_the_stored_candidate_and_reproduces(
+    qtbot, make_session, sessions: Path, tmp_path: Path, background: bool
+) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from fbupscale_gui.engine import Engine
+
+    folder, stored, _picks = build_stored_session(sessions, tmp_path, n_cutouts=2)
+    session = make_session()
+    session.open_session(folder)
+    cutouts = session.cutouts.cutouts()
+    # pick the real Lanczos candidates (variant 0), then export at once, before the images
+    # of the restore have arrived
+    for c in cutouts:
+        session.candidates.pick(session.candidates.entries(c.id)[0])
+    out = tmp_path / f"exports-{background}"
+    if background:
+        with qtbot.waitSignal(session.exported, timeout=20_000) as blocker:
+            session.export_in_background(folder=out)
+        paths = blocker.args[0]
+    else:
+        paths = session.export(folder=out)
+    assert len(paths) == 2
+    first_ids = sorted(stored)[:: len(stored) // 2]  # variant 0 of each cutout
+    for path, cid in zip(sorted(paths), first_ids, strict=True):
+        exported = Image.open(path).convert("RGB")
+        assert exported.tobytes() == stored[cid]  # pixel-identical to the stored candidate
+        record = metadata.read_metadata(path)
+        engine = Engine()
+        try:
+            (again,) = list(engine.run(record.request.with_only(record.key)))
+        finally:
+            engine.release()
+        assert np.array_equal(np.asarray(again.image.convert("RGB")), np.asarray(exported))
+    with qtbot.waitSignal(session.imagesRestored, timeout=20_000):
+        pass
+
+
+def test_a_candidate_file_damaged_after_open_is_dropped_with_a_message(
+    qtbot, make_session, sessions: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    folder, stored, _picks = build_stored_session(sessions, tmp_path, n_cutouts=1)
+    last = max(stored)  # the pick
+    target = folder / "candidates" / f"{last:06d}.png"
+    data = target.read_bytes()
+    target.write_bytes(data[: len(data) // 3])  # the header reads, the pixels do not
+    session = make_session()
+    messages: list[Message] = []
+    session.message.connect(messages.append)
+    session.open_session(folder)
+    cutout = session.cutouts.at(0)
+    assert len(session.candidates.entries(cutout.id)) == 3
+    with qtbot.waitSignal(session.imagesRestored, timeout=20_000):
+        pass
+    entries = session.candidates.entries(cutout.id)
+    assert len(entries) == 2 and all(e.has_thumb for e in entries)
+    assert session.candidates.picked(cutout.id) is entries[0]
+    assert any(target.name in m.text and m.level == "warning" for m in messages)

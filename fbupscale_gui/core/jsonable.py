@@ -24,6 +24,18 @@ __all__ = [
 ]
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _type_hints(tp: type) -> dict[str, Any]:
+    """A dataclass's resolved field types, worked out once per class (a session restore
+    parses hundreds of requests). Read-only."""
+    hints = _HINTS.get(tp)
+    if hints is None:
+        hints = _HINTS[tp] = typing.get_type_hints(tp)
+    return hints
+
+
 def parse_json(text: str | bytes, where: str) -> Any:
     """``json.loads`` whose every failure is a :class:`RequestError` starting with ``where``.
 
@@ -64,7 +76,7 @@ def check_version(
 
 def check_literals(obj: Any) -> None:
     """Raise RequestError if a Literal-typed field of dataclass ``obj`` holds another value."""
-    hints = typing.get_type_hints(type(obj))
+    hints = _type_hints(type(obj))
     for f in dataclasses.fields(obj):
         hint = hints[f.name]
         if get_origin(hint) is Literal:
@@ -151,7 +163,7 @@ def _dataclass_from(
 ) -> Any:
     if not isinstance(value, Mapping):
         raise RequestError(f"{where}: expected an object, got {type(value).__name__}")
-    hints = typing.get_type_hints(tp)
+    hints = _type_hints(tp)
     fields = {f.name: f for f in dataclasses.fields(tp)}
     unknown = sorted(set(value) - set(fields))
     if unknown:

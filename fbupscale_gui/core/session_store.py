@@ -57,6 +57,7 @@ __all__ = [
     "delete_session",
     "last_session",
     "list_sessions",
+    "read_candidate_image",
     "read_info",
     "read_snapshot",
     "rename_session",
@@ -645,6 +646,22 @@ def read_snapshot(path: str | Path) -> Snapshot:
         raise SessionError(f"{folder}: unreadable session index ({exc})") from None
     finally:
         conn.close()
+
+
+def read_candidate_image(path: str | Path) -> Image.Image:
+    """Decode a stored candidate PNG at full resolution, as RGB (any thread).
+
+    The one place a session's candidate pixels are decoded. Raises SessionError naming the
+    file when it is missing, truncated or not an image (Pillow's size limits stay on)."""
+    from PIL import Image as PilImage
+
+    target = Path(path)
+    try:
+        with PilImage.open(target) as im:
+            im.load()
+            return im.convert("RGB")
+    except (OSError, ValueError, PilImage.DecompressionBombError) as exc:
+        raise SessionError(f"candidate {target.name}: {_why(exc)}") from None
 
 
 def _json_obj(text: str) -> dict[str, Any]:

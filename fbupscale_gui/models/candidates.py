@@ -17,16 +17,19 @@ heatmaps are made on demand off the GUI thread and cached per entry (:class:`Hea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
 from fbupscale_gui.core.job import Candidate
-from fbupscale_gui.core.request import CandidateKey
+from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
 from fbupscale_gui.worker.engine_thread import ReadyCandidate
 
 if TYPE_CHECKING:
@@ -40,6 +43,7 @@ __all__ = [
     "Grid",
     "HeatmapCache",
     "Row",
+    "StoredCandidate",
     "layout_grid",
     "rank_by_score",
 ]
@@ -66,30 +70,123 @@ COLUMNS: Final = (
 )
 
 
-@dataclass(eq=False)
-class CandidateEntry:
-    """A candidate as the window keeps it: which run it came from, and its images."""
+@dataclass(frozen=True, eq=False)
+class StoredCandidate:
+    """A candidate read back from a session, before its pixels are decoded.
 
-    cutout_id: int
-    run: int
-    candidate: Candidate
-    image: QImage
-    thumb: QImage
-    #: LR-consistency in dB against the cutout (None: not scored).
-    lr_consistency: float | None = None
-    #: Models the request does not name, for the export's provenance.
-    models: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    Everything but the image comes from the session index; :meth:`load` decodes the
+    full-resolution PNG (tens of ms at 1024 px: never in the GUI thread during a restore).
+    """
+
+    key: CandidateKey
+    seed: int
+    request: ReconstructionRequest
+    path: Path
+    timings: Mapping[str, float] = field(default_factory=dict)
+    runtime: str = ""
+
+    def load(self) -> Image.Image:
+        """The stored full-resolution RGB pixels. Raises SessionError naming the file."""
+        from fbupscale_gui.core import session_store
+
+        return session_store.read_candidate_image(self.path)
+
+    def with_image(self, image: Image.Image) -> Candidate:
+        return Candidate(self.key, self.seed, image, self.request, dict(self.timings), self.runtime)
+
+
+class CandidateEntry:
+    """A candidate as the window keeps it: which run it came from, and its images.
+
+    A candidate restored from a session starts without pixels (``thumb`` is a null QImage until
+    the session's image loader delivers it): its key, seed and engine come from the index, and
+    :attr:`candidate` decodes the stored full-resolution file on first use, in whichever thread
+    asks (the export thread, usually), unless the loader got there first.
+    """
+
+    def __init__(
+        self,
+        cutout_id: int,
+        run: int,
+        candidate: Candidate | None,
+        image: QImage | None,
+        thumb: QImage,
+        lr_consistency: float | None = None,
+        models: Mapping[str, Mapping[str, str]] | None = None,
+        *,
+        stored: StoredCandidate | None = None,
+    ) -> None:
+        if candidate is None and stored is None:
+            raise ValueError("a candidate entry needs its candidate or its stored file")
+        self.cutout_id = cutout_id
+        self.run = run
+        self.thumb = thumb
+        #: LR-consistency in dB against the cutout (None: not scored).
+        self.lr_consistency = lr_consistency
+        #: Models the request does not name, for the export's provenance.
+        self.models: Mapping[str, Mapping[str, str]] = dict(models or {})
+        self.stored = stored
+        self._candidate = candidate
+        self._image = image
+        self._lock = threading.Lock()
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the full-resolution pixels are in memory."""
+        return self._candidate is not None
+
+    @property
+    def has_thumb(self) -> bool:
+        return not self.thumb.isNull()
+
+    @property
+    def candidate(self) -> Candidate:
+        """The candidate with its full-resolution image (decoded now if it was not yet).
+
+        Raises SessionError when a restored candidate's file can no longer be read."""
+        candidate = self._candidate
+        if candidate is None:
+            with self._lock:
+                if self._candidate is None:
+                    assert self.stored is not None
+                    self._candidate = self.stored.with_image(self.stored.load())
+                candidate = self._candidate
+        return candidate
+
+    @property
+    def image(self) -> QImage:
+        """The full-resolution QImage (made from :attr:`candidate` on first use)."""
+        if self._image is None:
+            from fbupscale_gui.worker.qimage import pil_to_qimage
+
+            self._image = pil_to_qimage(self.candidate.image)
+        return self._image
+
+    def provide(self, image: Image.Image | None, thumb: QImage) -> None:
+        """The image loader's result: the decoded pixels (unless already loaded) and the
+        tile thumbnail."""
+        if image is not None and self.stored is not None:
+            with self._lock:
+                if self._candidate is None:
+                    self._candidate = self.stored.with_image(image)
+        self.thumb = thumb
 
     @property
     def key(self) -> CandidateKey:
+        if self._candidate is None and self.stored is not None:
+            return self.stored.key
         return self.candidate.key
 
     @property
     def seed(self) -> int:
+        if self._candidate is None and self.stored is not None:
+            return self.stored.seed
         return self.candidate.seed
 
     @property
     def engine(self) -> str:
+        if self._candidate is None and self.stored is not None:
+            return self.stored.request.engine
         return self.candidate.request.engine
 
     @property
@@ -178,6 +275,14 @@ class CandidateStore(QObject):
     showStage1Changed = Signal(bool)
     sortChanged = Signal(bool)  # True: ordered by LR-consistency
     suggestionChanged = Signal(int)  # cutout id
+    #: A restored entry's tile image (and pixels) arrived from the session's image loader.
+    imageReady = Signal(object)  # CandidateEntry
+    #: A restored entry was dropped (its file could not be read).
+    removed = Signal(int, object)  # cutout id, CandidateEntry
+    #: The window shows this cutout's grid: the image loader decodes its candidates first.
+    imagesWanted = Signal(int)  # cutout id
+    #: Many entries were added at once (a restore, see :meth:`bulk`): rebuild what shows them.
+    reset = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -187,6 +292,7 @@ class CandidateStore(QObject):
         self._show_stage1 = True
         self._sort_by_score = False
         self._suggested: dict[int, CandidateEntry] = {}
+        self._bulk = 0
 
     # -- runs and entries -----------------------------------------------------------------
 
@@ -218,6 +324,70 @@ class CandidateStore(QObject):
         entry = self.add(cutout_id, run, ready)
         self._runs[cutout_id] = max(self._runs.get(cutout_id, 0), run)
         return entry
+
+    def restore_stored(
+        self,
+        cutout_id: int,
+        run: int,
+        stored: StoredCandidate,
+        lr_consistency: float | None,
+        models: Mapping[str, Mapping[str, str]],
+    ) -> CandidateEntry:
+        """Add a candidate read back from the session without decoding its pixels (its tile
+        image arrives later, see :meth:`provide_image`)."""
+        entry = CandidateEntry(
+            cutout_id, run, None, None, QImage(), lr_consistency, models, stored=stored
+        )
+        self._entries.setdefault(cutout_id, []).append(entry)
+        self._suggested.pop(cutout_id, None)
+        self._runs[cutout_id] = max(self._runs.get(cutout_id, 0), run)
+        if not self._bulk:
+            self.added.emit(cutout_id, entry)
+        if cutout_id not in self._picked:
+            self._picked[cutout_id] = entry
+            if not self._bulk:
+                self.pickChanged.emit(cutout_id)
+        return entry
+
+    @contextlib.contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Restore many entries with one ``reset`` at the end instead of an ``added`` (and a
+        first ``pickChanged``) per entry; :meth:`pick` still signals."""
+        self._bulk += 1
+        try:
+            yield
+        finally:
+            self._bulk -= 1
+            if not self._bulk:
+                self.reset.emit()
+
+    def provide_image(
+        self, entry: CandidateEntry, image: Image.Image | None, thumb: QImage
+    ) -> None:
+        """A restored entry's decoded pixels and tile image (from the image loader)."""
+        entry.provide(image, thumb)
+        if entry in self._entries.get(entry.cutout_id, []):
+            self.imageReady.emit(entry)
+
+    def discard(self, entry: CandidateEntry) -> None:
+        """Drop a restored entry whose file cannot be read (the first left is picked)."""
+        entries = self._entries.get(entry.cutout_id, [])
+        if entry not in entries:
+            return
+        entries.remove(entry)
+        if self._suggested.get(entry.cutout_id) is entry:
+            del self._suggested[entry.cutout_id]
+            self.suggestionChanged.emit(entry.cutout_id)
+        self.removed.emit(entry.cutout_id, entry)
+        if self._picked.get(entry.cutout_id) is entry:
+            del self._picked[entry.cutout_id]
+            if entries:
+                self._picked[entry.cutout_id] = entries[0]
+            self.pickChanged.emit(entry.cutout_id)
+
+    def want_images(self, cutout_id: int) -> None:
+        """The window shows ``cutout_id``'s grid (its restored tiles are decoded first)."""
+        self.imagesWanted.emit(cutout_id)
 
     def clear(self) -> None:
         """Forget every candidate and pick (another session is opened)."""

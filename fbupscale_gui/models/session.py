@@ -35,7 +35,7 @@ from .candidates import CandidateEntry, CandidateStore
 from .cutouts import Cutout, CutoutsModel, LoadReport
 from .engine_choice import EngineChoice
 from .jobs import Job, JobQueue, JobState
-from .session_persist import Restored, SessionRecorder, load_candidate_images
+from .session_persist import ImageLoader, Restored, SessionRecorder, load_restored
 
 if TYPE_CHECKING:
     from fbupscale_gui.core.session_store import SessionStore
@@ -109,8 +109,11 @@ class Session(QObject):
     exported = Signal(object)  # list[Path]
     #: The session folder now shown (None: nothing is saved), after :meth:`open_session`.
     sessionChanged = Signal(object)
-    #: A session finished restoring (its candidates and picks are in the models).
+    #: A session finished restoring (its cutouts, candidates and picks are in the models;
+    #: the candidates' images follow, see ``imagesRestored``).
     restored = Signal()
+    #: Every restored candidate has its tile image and full-resolution pixels.
+    imagesRestored = Signal()
 
     def __init__(
         self,
@@ -137,6 +140,10 @@ class Session(QObject):
         self.recorder.recovered.connect(self._on_save_recovered)
         self._generation = 0  # bumped by each open: a slow restore of an older one is dropped
         self._restoring = False
+        self._loader: ImageLoader | None = None  # decodes the restored candidates' images
+        self._wanted: int | None = None  # the cutout whose grid is shown
+        self._image_problems: list[str] = []
+        self.candidates.imagesWanted.connect(self._on_images_wanted)
         apply_environment(settings.settings)
 
     # -- the session on disk ---------------------------------------------------------------
@@ -150,12 +157,20 @@ class Session(QObject):
     def is_restoring(self) -> bool:
         return self._restoring
 
+    @property
+    def images_pending(self) -> bool:
+        """Restored candidates whose images are still being decoded."""
+        return self._loader is not None
+
     def open_session(self, path: str | Path | None = None) -> bool:
         """Show the session in ``path`` (default: the last one, else a new one).
 
         Refused (False, with a message) while a job runs. The current session is written out
-        and closed first; the snapshot is read and decoded off the GUI thread on a running
-        asyncio loop (now, without one). Jobs left queued or running show as interrupted.
+        and closed first; the index is read and the cutouts decoded off the GUI thread on a
+        running asyncio loop (now, without one), then every cutout, candidate and pick is shown
+        at once (``restored``); the candidates' full-resolution PNGs are decoded by an
+        :class:`ImageLoader` thread, the shown cutout's first, and their tiles fill in
+        (``imagesRestored`` when all are in). Jobs left queued or running show as interrupted.
         """
         from fbupscale_gui.core.session_store import (
             SessionError,
@@ -186,9 +201,12 @@ class Session(QObject):
             self._apply_restored(generation, _call_restore(self.recorder, folder))
             return True
 
+        # submitted now (not when the task first runs): the index is read while the window
+        # lays out and paints
+        future = loop.run_in_executor(None, _call_restore, self.recorder, folder)
+
         async def work() -> None:
-            result = await asyncio.to_thread(_call_restore, self.recorder, folder)
-            self._apply_restored(generation, result)
+            self._apply_restored(generation, await future)
 
         loop.create_task(work()).add_done_callback(self._log_task_error)
         return True
@@ -258,6 +276,7 @@ class Session(QObject):
         return True
 
     def _clear(self) -> None:
+        self._stop_loader()
         self.recorder.close()
         self.jobs.forget()
         self.candidates.clear()
@@ -276,6 +295,7 @@ class Session(QObject):
             return
         interrupted, exported = self.recorder.apply(result)
         self._exported.update(exported)
+        self._start_loader(generation)
         if result.problems:
             shown = "; ".join(result.problems[:5])
             more = f" (and {len(result.problems) - 5} more)" if len(result.problems) > 5 else ""
@@ -293,6 +313,72 @@ class Session(QObject):
                 )
             )
         self.restored.emit()
+
+    # -- restored candidates' images (decoded in the loader's thread) ----------------------
+
+    def _start_loader(self, generation: int) -> None:
+        entries = [
+            e
+            for c in self.cutouts.cutouts()
+            for e in self.candidates.entries(c.id)
+            if e.stored is not None and not e.has_thumb
+        ]
+        self._image_problems = []
+        if not entries:
+            self.imagesRestored.emit()
+            return
+        loader = ImageLoader(generation, entries, self)
+        loader.decoded.connect(self._on_image_decoded)
+        loader.failed.connect(self._on_image_failed)
+        loader.finished.connect(self._on_images_finished)
+        loader.want(self._wanted)
+        self._loader = loader
+        loader.start()
+
+    def _stop_loader(self) -> None:
+        loader, self._loader = self._loader, None
+        if loader is not None:
+            loader.stop()
+            loader.decoded.disconnect(self._on_image_decoded)
+            loader.failed.disconnect(self._on_image_failed)
+            loader.finished.disconnect(self._on_images_finished)
+            loader.deleteLater()
+
+    @Slot(int)
+    def _on_images_wanted(self, cutout_id: int) -> None:
+        self._wanted = cutout_id
+        if self._loader is not None:
+            self._loader.want(cutout_id)
+
+    def _current_loader(self, generation: int) -> bool:
+        return self._loader is not None and self._loader.generation == generation
+
+    @Slot(int, object, object, object)
+    def _on_image_decoded(
+        self, generation: int, entry: CandidateEntry, image: object, thumb: object
+    ) -> None:
+        if self._current_loader(generation):
+            self.candidates.provide_image(entry, image, thumb)  # type: ignore[arg-type]
+
+    @Slot(int, object, str)
+    def _on_image_failed(self, generation: int, entry: CandidateEntry, text: str) -> None:
+        if self._current_loader(generation):
+            self._image_problems.append(text)
+            self.candidates.discard(entry)
+
+    @Slot(int)
+    def _on_images_finished(self, generation: int) -> None:
+        if not self._current_loader(generation):
+            return
+        self._stop_loader()
+        problems, self._image_problems = self._image_problems, []
+        if problems:
+            shown = "; ".join(problems[:5])
+            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+            self.message.emit(
+                Message("warning", f"Some candidates could not be read: {shown}{more}.")
+            )
+        self.imagesRestored.emit()
 
     def rerun_interrupted(self, jobs: Iterable[Job] | None = None) -> list[Job]:
         """Queue interrupted jobs again (all of them by default)."""
@@ -449,7 +535,14 @@ class Session(QObject):
 
     def low_fidelity_picks(self, cutout_ids: Iterable[int] | None = None) -> list[ExportItem]:
         """Picks below the settings' LR-consistency threshold (none when it is off)."""
-        return low_fidelity(self.export_items(cutout_ids), self.settings.settings.export_min_lr_db)
+        threshold = self.settings.settings.export_min_lr_db
+        # by score first: a restored pick's pixels are decoded only to be named here
+        low = [
+            (c, e)
+            for c, e in self._picked(cutout_ids)
+            if threshold and (e.lr_consistency is None or e.lr_consistency < threshold)
+        ]
+        return low_fidelity([_export_item(c, e) for c, e in low], threshold)
 
     def unexported_picks(self) -> list[CandidateEntry]:
         """Picks that exist only in this window (lost on quit unless exported)."""
@@ -521,6 +614,7 @@ class Session(QObject):
         """Cancel jobs, release the engine in its thread and wait for the thread to end;
         then write out what is queued for the session and close it."""
         ok = self.jobs.shutdown(timeout_ms)
+        self._stop_loader()
         self.recorder.close()
         return ok
 
@@ -541,15 +635,17 @@ class _RememberLast:
 
 
 def _call_restore(recorder: SessionRecorder, folder: Path) -> Restored | BaseException:
-    """Wait for the writer to open the session (it marks interrupted jobs), then read and
-    decode the snapshot. Runs in a worker thread; returns the error instead of raising."""
+    """Wait for the writer to open the session (it marks interrupted jobs), then read the
+    snapshot and decode its cutouts (the candidates' pixels are left to the ImageLoader).
+    Runs in a worker thread (in the calling one without an asyncio loop); returns the error
+    instead of raising."""
     from fbupscale_gui.core.session_store import read_snapshot
 
     try:
         writer = recorder.writer
         if writer is not None:
             writer.flush()
-        return load_candidate_images(read_snapshot(folder))
+        return load_restored(read_snapshot(folder))
     except Exception as exc:  # reported by _apply_restored
         return exc
 

@@ -8,7 +8,10 @@ disk, read-only folder) is reported once by the ``failed`` signal (queued to the
 naming the folder; the window's state is untouched, and later writes are tried again.
 
 :class:`SessionRecorder` connects the session's models to the writer (which row each
-cutout/candidate is) and restores a :class:`~fbupscale_gui.core.session_store.Snapshot`.
+cutout/candidate is) and restores a :class:`~fbupscale_gui.core.session_store.Snapshot`:
+cutouts, candidates (without their pixels) and picks at once; :class:`ImageLoader` then decodes
+the candidates' PNGs in its own thread (a 1024 px PNG takes tens of ms: 200 of them would hold
+the window for seconds), and a candidate asked for before that is decoded on first use.
 """
 
 from __future__ import annotations
@@ -42,16 +45,18 @@ if TYPE_CHECKING:
 
     from fbupscale_gui.core.request import SourceRef
 
-    from .candidates import CandidateEntry, CandidateStore
+    from .candidates import CandidateEntry, CandidateStore, StoredCandidate
     from .cutouts import Cutout, CutoutsModel, LoadReport
     from .jobs import Job, JobQueue
 
 __all__ = [
+    "ImageLoader",
     "Restored",
     "RestoredCandidate",
     "SessionRecorder",
     "SessionWriter",
-    "load_candidate_images",
+    "load_restored",
+    "tile_thumbnail",
     "write_error_text",
 ]
 
@@ -211,15 +216,15 @@ def candidate_row(cutout_key: str, entry: CandidateEntry) -> CandidateRow:
     )
 
 
-# -- restoring (decoding runs in a worker thread) ------------------------------------------
+# -- restoring (reading runs in a worker thread) -------------------------------------------
 
 
 @dataclass(frozen=True, eq=False)
 class RestoredCandidate:
+    """A candidate's index row and what its entry needs, its pixels not decoded yet."""
+
     row: CandidateRow
-    image: Image.Image
-    qimage: QImage
-    thumb: QImage
+    stored: StoredCandidate
 
 
 @dataclass(frozen=True, eq=False)
@@ -231,7 +236,8 @@ class RestoredCutout:
 
 @dataclass
 class Restored:
-    """A snapshot with its images decoded; what could not be read is in ``problems``."""
+    """A snapshot with its cutouts decoded and its candidates checked (not decoded); what could
+    not be read is in ``problems``."""
 
     snapshot: Snapshot
     cutouts: list[RestoredCutout]
@@ -239,15 +245,22 @@ class Restored:
     problems: list[str]
 
 
-def load_candidate_images(snapshot: Snapshot) -> Restored:
-    """Decode every cutout and candidate image of ``snapshot`` (thread-safe, no widgets).
+def load_restored(snapshot: Snapshot) -> Restored:
+    """Decode the cutouts of ``snapshot`` (small) and check its candidates (thread-safe).
 
-    A missing or damaged file skips that item with a line in ``problems``.
+    A candidate's file is only opened to check that it is a readable image (its header, well
+    under a millisecond); its full-resolution pixels are decoded later by an
+    :class:`ImageLoader`, or on first use. A missing or damaged file skips that item with a
+    line in ``problems``.
     """
+    from PIL import Image as PilImage
+
     from fbupscale_gui.core.errors import InputImageError
     from fbupscale_gui.core.images import load_cutout
-    from fbupscale_gui.worker.engine_thread import THUMB_SIDE
-    from fbupscale_gui.worker.qimage import pil_to_qimage, thumbnail
+    from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+    from fbupscale_gui.worker.qimage import pil_to_qimage
+
+    from .candidates import StoredCandidate
 
     folder = snapshot.info.path
     out = Restored(snapshot, [], [], [])
@@ -259,22 +272,113 @@ def load_candidate_images(snapshot: Snapshot) -> Restored:
             continue
         out.cutouts.append(RestoredCutout(row, image, pil_to_qimage(image)))
     known = {c.row.key for c in out.cutouts}
-    from PIL import Image as PilImage
-
+    requests: dict[str, ReconstructionRequest] = {}  # a job's candidates share its request
     for cand in snapshot.candidates:
         if cand.cutout_key not in known:
             continue
         path = folder / cand.file
         try:
-            with PilImage.open(path) as im:
-                im.load()
-                image = im.convert("RGB")
+            with PilImage.open(path) as im:  # the header only
+                if im.width <= 0 or im.height <= 0:
+                    raise ValueError("empty image")
         except (OSError, ValueError, PilImage.DecompressionBombError) as exc:
             out.problems.append(f"candidate {path.name}: {exc}")
             continue
-        q = pil_to_qimage(image)
-        out.candidates.append(RestoredCandidate(cand, image, q, thumbnail(q, THUMB_SIDE)))
+        try:
+            request = requests.get(cand.request_json) or ReconstructionRequest.from_json(
+                cand.request_json
+            )
+            requests[cand.request_json] = request
+            key = CandidateKey(cand.variant, cand.lora, cand.stage)
+        except (FbError, ValueError) as exc:
+            out.problems.append(f"candidate {cand.file}: {exc}")
+            continue
+        stored = StoredCandidate(key, cand.seed, request, path, dict(cand.timings), cand.runtime)
+        out.candidates.append(RestoredCandidate(cand, stored))
     return out
+
+
+def tile_thumbnail(image: Image.Image) -> QImage:
+    """A candidate's tile image (fits THUMB_SIDE), made from its full-resolution pixels."""
+    from fbupscale_gui.worker.engine_thread import THUMB_SIDE
+    from fbupscale_gui.worker.qimage import pil_to_qimage
+
+    small = image.copy()
+    small.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    return pil_to_qimage(small)
+
+
+class ImageLoader(QObject):
+    """Decodes restored candidates in one plain thread, the wanted cutout's first.
+
+    Each decoded candidate comes back with its tile thumbnail by ``decoded`` (queued to the
+    GUI thread, which only hands them to the entry): the GUI thread never decodes a PNG.
+    An entry already decoded on demand (an export) only gets its thumbnail made.
+    """
+
+    decoded = Signal(int, object, object, object)  # generation, entry, PIL image | None, QImage
+    failed = Signal(int, object, str)  # generation, entry, message
+    finished = Signal(int)  # generation
+
+    def __init__(
+        self, generation: int, entries: list[CandidateEntry], parent: QObject | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.generation = generation
+        self._pending = list(entries)
+        self._lock = threading.Lock()
+        self._wanted: int | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name="fbupscale-session-images", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def want(self, cutout_id: int | None) -> None:
+        """Decode ``cutout_id``'s candidates next."""
+        with self._lock:
+            self._wanted = cutout_id
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop after the image being decoded (its result is not delivered); joined."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _next(self) -> CandidateEntry | None:
+        with self._lock:
+            if not self._pending:
+                return None
+            wanted = self._wanted
+            index = next((i for i, e in enumerate(self._pending) if e.cutout_id == wanted), 0)
+            return self._pending.pop(index)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            entry = self._next()
+            if entry is None:
+                break
+            try:
+                if entry.is_loaded:
+                    image = None
+                    thumb = tile_thumbnail(entry.candidate.image)
+                else:
+                    assert entry.stored is not None
+                    image = entry.stored.load()
+                    thumb = tile_thumbnail(image)
+            except FbError as exc:
+                self.failed.emit(self.generation, entry, str(exc))
+                continue
+            except Exception as exc:  # a bug with one file must not stop the others
+                log.exception("restoring a candidate image failed")
+                self.failed.emit(self.generation, entry, str(exc))
+                continue
+            if self._stop.is_set():
+                break
+            self.decoded.emit(self.generation, entry, image, thumb)
+        self.finished.emit(self.generation)
 
 
 class SessionRecorder(QObject):
@@ -362,10 +466,8 @@ class SessionRecorder(QObject):
     def apply(self, restored: Restored) -> tuple[list[Job], set[int]]:
         """Fill the (empty) models from ``restored``. Returns the interrupted jobs and the
         ``id()`` of the entries that were exported."""
-        from fbupscale_gui.core.job import Candidate
-        from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+        from fbupscale_gui.core.request import ReconstructionRequest
         from fbupscale_gui.core.scene import Scene
-        from fbupscale_gui.worker.engine_thread import ReadyCandidate
 
         snap = restored.snapshot
         by_key: dict[str, Cutout] = {}
@@ -387,32 +489,23 @@ class SessionRecorder(QObject):
                 by_key[row.key] = self._cutouts.add_restored(
                     row.name, source, rc.image, rc.qimage, scene, row.prompt, row.prompt_manual
                 )
-            for cand in restored.candidates:
-                crow = cand.row
-                cutout = by_key.get(crow.cutout_key)
-                if cutout is None:
-                    continue
-                try:
-                    request = ReconstructionRequest.from_json(crow.request_json)
-                    key = CandidateKey(crow.variant, crow.lora, crow.stage)
-                except (FbError, ValueError) as exc:
-                    restored.problems.append(f"candidate {crow.file}: {exc}")
-                    continue
-                candidate = Candidate(
-                    key, crow.seed, cand.image, request, dict(crow.timings), crow.runtime
-                )
-                ready = ReadyCandidate(
-                    candidate, cand.qimage, cand.thumb, crow.lr_consistency, dict(crow.models)
-                )
-                entry = self._candidates.restore(cutout.id, crow.run, ready)
-                self._cand_ids[id(entry)] = (entry, -crow.id)
-                by_row[crow.id] = entry
-                if crow.id in snap.exported:
-                    exported.add(id(entry))
-            for cutout_key, cand_id in snap.picks.items():
-                picked = by_row.get(cand_id)
-                if picked is not None and cutout_key in by_key:
-                    self._candidates.pick(picked)
+            with self._candidates.bulk():
+                for cand in restored.candidates:
+                    crow = cand.row
+                    cutout = by_key.get(crow.cutout_key)
+                    if cutout is None:
+                        continue
+                    entry = self._candidates.restore_stored(
+                        cutout.id, crow.run, cand.stored, crow.lr_consistency, dict(crow.models)
+                    )
+                    self._cand_ids[id(entry)] = (entry, -crow.id)
+                    by_row[crow.id] = entry
+                    if crow.id in snap.exported:
+                        exported.add(id(entry))
+                for cutout_key, cand_id in snap.picks.items():
+                    picked = by_row.get(cand_id)
+                    if picked is not None and cutout_key in by_key:
+                        self._candidates.pick(picked)
             for jrow in snap.jobs:
                 if jrow.state not in ("interrupted", "queued", "running") or jrow.replaced_by:
                     continue

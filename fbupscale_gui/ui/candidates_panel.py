@@ -69,14 +69,7 @@ class CandidateTile(QFrame):
         self.image = QLabel()
         self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.image.setFixedSize(TILE_SIDE, TILE_SIDE)
-        self.image.setPixmap(
-            QPixmap.fromImage(entry.thumb).scaled(
-                TILE_SIDE,
-                TILE_SIDE,
-                Qt.AspectRatioMode.KeepAspectRatio,
-                Qt.TransformationMode.SmoothTransformation,
-            )
-        )
+        self.set_thumb(entry.thumb)
         key = f"{number}" if number <= 9 else "·"
         # "[1] seed 5 · stage 2" then "no LoRA": two short lines keep tiles narrow
         head, _sep, tail = entry.label.rpartition(" · ")
@@ -117,6 +110,22 @@ class CandidateTile(QFrame):
         self.set_min_lr_db(min_lr_db)
         self.set_picked(False)
         self.set_suggested(False)
+
+    def set_thumb(self, thumb: QImage) -> None:
+        """Show the candidate's image (a restored one's arrives after its tile: "loading…")."""
+        if thumb.isNull():
+            self.image.setText("loading…")
+            set_style_property(self.image, "role", "hint")
+            return
+        self.image.setPixmap(
+            QPixmap.fromImage(thumb).scaled(
+                TILE_SIDE,
+                TILE_SIDE,
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
+        )
+        set_style_property(self.image, "role", "")
 
     @property
     def score_text(self) -> str:
@@ -273,6 +282,9 @@ class CandidatesPanel(QWidget):
         layout.addWidget(split)
 
         store.added.connect(self._on_added)
+        store.imageReady.connect(self._on_image_ready)
+        store.removed.connect(self._on_removed)
+        store.reset.connect(self._on_reset)
         store.pickChanged.connect(self._on_pick_changed)
         store.showStage1Changed.connect(self._on_show_stage1)
         store.sortChanged.connect(self._on_sort_changed)
@@ -290,6 +302,8 @@ class CandidatesPanel(QWidget):
         self.compare_label.setText("")
         self._compare_text = ""
         self.note.hide()
+        if cutout is not None:
+            self._store.want_images(cutout.id)  # its restored tiles are decoded first
         self.rebuild()
 
     def set_min_lr_db(self, min_lr_db: float) -> None:
@@ -319,6 +333,20 @@ class CandidatesPanel(QWidget):
     def _on_added(self, cutout_id: int, _entry: CandidateEntry) -> None:
         if self._cutout is not None and cutout_id == self._cutout.id:
             self.note.hide()  # a new candidate voids the suggestion
+            self.rebuild()
+
+    def _on_image_ready(self, entry: CandidateEntry) -> None:
+        for tile in self._tiles:
+            if tile.entry is entry:
+                tile.set_thumb(entry.thumb)
+
+    def _on_reset(self) -> None:
+        if self._cutout is not None:
+            self.note.hide()
+            self.rebuild()
+
+    def _on_removed(self, cutout_id: int, _entry: CandidateEntry) -> None:
+        if self._cutout is not None and cutout_id == self._cutout.id:
             self.rebuild()
 
     def _on_pick_changed(self, cutout_id: int) -> None:
