@@ -517,3 +517,26 @@ def test_doctor_reports_models_and_cpu_mode(tiny_flux: TinyFluxFiles, tmp_path: 
     missing = report(search_dirs=(tmp_path,))
     assert f"NOT FOUND — FLUX.1-dev model folder ({FLUX_REPO_ID}) not found offline" in missing
     assert str(tmp_path / "FLUX.1-dev") in missing
+
+
+def test_free_memory_leaves_collection_to_a_host_that_switched_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The window disables automatic GC so Qt objects die in the GUI thread only: the engine
+    thread must not run the cyclic collector behind its back."""
+    import gc
+
+    from fbupscale_gui.engine import devices
+
+    calls: list[int] = []
+    monkeypatch.setattr(gc, "collect", lambda *a: calls.append(1) or 0)
+    was_enabled = gc.isenabled()
+    try:
+        gc.disable()
+        devices.free_memory()
+        assert calls == []
+        gc.enable()
+        devices.free_memory()
+        assert calls == [1]
+    finally:
+        (gc.enable if was_enabled else gc.disable)()

@@ -195,8 +195,16 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def free_memory() -> None:
-    """Collect garbage and return cached accelerator memory to the driver."""
-    gc.collect()
+    """Collect garbage and return cached accelerator memory to the driver.
+
+    The cyclic collector runs only where automatic collection is on. A host that switched it
+    off (the window does, so Qt objects caught in cycles are only ever destroyed in the GUI
+    thread) owns collection: collecting here, in the engine thread, could destroy a widget
+    outside its thread and crash the process. Pipelines are released by reference counting
+    either way; only cyclic garbage waits for the host's next collection.
+    """
+    if gc.isenabled():
+        gc.collect()
     import torch
 
     if torch.cuda.is_available():

@@ -232,11 +232,15 @@ def layout_grid(entries: list[CandidateEntry], show_stage1: bool = True) -> Grid
         {Row(e.run, e.key.variant, e.seed) for e in entries}, key=lambda r: (r.run, r.variant)
     )
     present = {(e.key.stage, e.key.lora) for e in entries}
+    # The LoRA A/B columns only mean something once a FLUX run is there; a cutout that only
+    # went through a fast engine shows one column, not an empty "With LoRA" one.
+    ab = any(e.engine == "flux" for e in entries)
     grid.rows = rows
     grid.columns = [
         c
         for c in COLUMNS
-        if (c.stage == 2 and c.always) or (show_stage1 and (c.stage, c.lora) in present)
+        if (c.stage == 2 and c.always and (ab or not c.lora or (2, True) in present))
+        or (show_stage1 and (c.stage, c.lora) in present)
     ]
     row_index = {(r.run, r.variant): i for i, r in enumerate(rows)}
     col_index = {(c.stage, c.lora): i for i, c in enumerate(grid.columns)}
