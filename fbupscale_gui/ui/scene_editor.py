@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLayout,
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
@@ -658,24 +659,18 @@ class SceneEditor(QWidget):
     def _sync_team_cards(self, force: bool = False) -> None:
         teams = self._model.scene().teams
         if force or len(teams) != len(self._team_cards):
-            for card in self._team_cards:
-                card.setParent(None)
-                card.deleteLater()
-            self._team_cards = [_TeamCard(self, i) for i in range(len(teams))]
-            for card in self._team_cards:
-                self._teams_layout.addWidget(card)
+            team_cards = [_TeamCard(self, i) for i in range(len(teams))]
+            _swap_cards(self._team_cards, team_cards, self._teams_layout)
+            self._team_cards = team_cards
         self._teams_empty.setVisible(not teams)
         self._add_team.setEnabled(len(teams) < MAX_TEAMS)
 
     def _sync_person_cards(self, force: bool = False) -> None:
         people = self._model.scene().people
         if force or len(people) != len(self._person_cards):
-            for card in self._person_cards:
-                card.setParent(None)
-                card.deleteLater()
-            self._person_cards = [_PersonCard(self, i) for i in range(len(people))]
-            for card in self._person_cards:
-                self._people_layout.addWidget(card)
+            person_cards = [_PersonCard(self, i) for i in range(len(people))]
+            _swap_cards(self._person_cards, person_cards, self._people_layout)
+            self._person_cards = person_cards
         self._people_empty.setVisible(not people)
         self._add_person.setEnabled(len(people) < MAX_PEOPLE)
 
@@ -753,3 +748,14 @@ class SceneEditor(QWidget):
         if isinstance(box, QCheckBox):
             element: BackgroundElement = box.property("element")
             self._model.set_background_element(element, on)
+
+
+def _swap_cards(old: Sequence[QWidget], new: Sequence[QWidget], layout: QLayout) -> None:
+    """Swap a form's cards: the old ones leave the layout and become Python-owned (released
+    when unreferenced, never through deleteLater), the new ones are added in order."""
+    for card in old:
+        layout.removeWidget(card)
+        card.hide()
+        card.setParent(None)
+    for card in new:
+        layout.addWidget(card)
