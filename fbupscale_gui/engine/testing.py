@@ -160,18 +160,7 @@ def build_tiny_components(seed: int = 0) -> dict[str, Any]:
         )
     )
     torch.manual_seed(seed + 2)
-    transformer = FluxTransformer2DModel(
-        patch_size=1,
-        in_channels=64,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=TINY_HEAD_DIM,
-        num_attention_heads=TINY_HEADS,
-        joint_attention_dim=_TEXT_DIM,
-        pooled_projection_dim=_TEXT_DIM,
-        guidance_embeds=True,
-        axes_dims_rope=(4, 6, 6),
-    )
+    transformer = FluxTransformer2DModel(**_tiny_dit_config())
     torch.manual_seed(seed + 3)
     vae = AutoencoderKL(
         in_channels=3,
@@ -201,24 +190,30 @@ def build_tiny_components(seed: int = 0) -> dict[str, Any]:
     }
 
 
+def _tiny_dit_config() -> dict[str, Any]:
+    """The 1+1-block DiT shared by the tiny transformer and its ControlNet: the ControlNet's
+    residuals are added to the transformer's blocks, so the two must match exactly."""
+    return {
+        "patch_size": 1,
+        "in_channels": 64,
+        "num_layers": 1,
+        "num_single_layers": 1,
+        "attention_head_dim": TINY_HEAD_DIM,
+        "num_attention_heads": TINY_HEADS,
+        "joint_attention_dim": _TEXT_DIM,
+        "pooled_projection_dim": _TEXT_DIM,
+        "guidance_embeds": True,
+        "axes_dims_rope": (4, 6, 6),
+    }
+
+
 def build_tiny_controlnet(seed: int = 0) -> Any:
     """A tiny FluxControlNetModel whose zero-initialised output layers are randomised."""
     import torch
     from diffusers import FluxControlNetModel
 
     torch.manual_seed(seed + 10)
-    controlnet: Any = FluxControlNetModel(
-        patch_size=1,
-        in_channels=64,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=TINY_HEAD_DIM,
-        num_attention_heads=TINY_HEADS,
-        joint_attention_dim=_TEXT_DIM,
-        pooled_projection_dim=_TEXT_DIM,
-        guidance_embeds=True,
-        axes_dims_rope=(4, 6, 6),
-    )
+    controlnet: Any = FluxControlNetModel(**_tiny_dit_config())
     controlnet.eval()
     generator = torch.Generator().manual_seed(seed + 11)
     zeroed = [
