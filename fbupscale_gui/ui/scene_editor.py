@@ -165,23 +165,36 @@ class SwatchStrip(QWidget):
 
 
 class _Card(QFrame):
-    """A bordered block for one team or one person."""
+    """A bordered block for one team or one person: a bold title and a Remove button on top."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+    def __init__(self, editor: SceneEditor, index: int, title: str) -> None:
+        super().__init__()
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.setObjectName("sceneCard")
+        self._editor = editor
+        self._model = editor.model()
+        self.index = index
+        self.title = QLabel(title)
+        self.title.setStyleSheet("font-weight: 600;")
+        self.remove = QPushButton("Remove")
+
+    def _grid(self, columns: int) -> QGridLayout:
+        """The card's grid, with the title row (title left, Remove right) in row 0."""
+        grid = QGridLayout(self)
+        grid.setContentsMargins(8, 6, 8, 8)
+        grid.setHorizontalSpacing(6)
+        grid.setVerticalSpacing(4)
+        head = QHBoxLayout()
+        head.addWidget(self.title)
+        head.addStretch(1)
+        head.addWidget(self.remove)
+        grid.addLayout(head, 0, 0, 1, columns)
+        return grid
 
 
 class _TeamCard(_Card):
     def __init__(self, editor: SceneEditor, index: int) -> None:
-        super().__init__()
-        self._editor = editor
-        self._model = editor.model()
-        self.index = index
-
-        self.title = QLabel(f"Team {index + 1}")
-        self.title.setStyleSheet("font-weight: 600;")
+        super().__init__(editor, index, f"Team {index + 1}")
         self.name = _line_edit("Team name")
         self.kit_type = _combo(7)
         for kit_type in KIT_TYPES:
@@ -189,7 +202,6 @@ class _TeamCard(_Card):
         self.kit_type.setToolTip(
             "Which kit the team wears. The team name goes into the prompt only for a home kit."
         )
-        self.remove = QPushButton("Remove")
         self.remove.setToolTip("Remove this team; its people stay, without a team")
         self.preset = _combo(10)
         self.preset.addItem(_NO_PRESET, "")
@@ -205,15 +217,7 @@ class _TeamCard(_Card):
         self.accents_swatch = SwatchStrip()
         self.name_note = _hint("")
 
-        grid = QGridLayout(self)
-        grid.setContentsMargins(8, 6, 8, 8)
-        grid.setHorizontalSpacing(6)
-        grid.setVerticalSpacing(4)
-        head = QHBoxLayout()
-        head.addWidget(self.title)
-        head.addStretch(1)
-        head.addWidget(self.remove)
-        grid.addLayout(head, 0, 0, 1, 3)
+        grid = self._grid(3)
         grid.addWidget(QLabel("Preset"), 1, 0)
         grid.addWidget(self.preset, 1, 1, 1, 2)
         grid.addWidget(QLabel("Name"), 2, 0)
@@ -306,19 +310,12 @@ class _TeamCard(_Card):
 
 class _PersonCard(_Card):
     def __init__(self, editor: SceneEditor, index: int) -> None:
-        super().__init__()
-        self._editor = editor
-        self._model = editor.model()
-        self.index = index
-
-        self.title = QLabel(f"Person {index + 1}")
-        self.title.setStyleSheet("font-weight: 600;")
+        super().__init__(editor, index, f"Person {index + 1}")
         self.role = _combo(6)
         for role in ROLES:
             self.role.addItem(_cap(role), role)
         self.team = _combo(6)
         self.team.setToolTip("The team whose kit this person wears")
-        self.remove = QPushButton("Remove")
         self.number = QSpinBox()
         self.number.setRange(-1, 99)
         self.number.setSpecialValueText("none")
@@ -346,15 +343,7 @@ class _PersonCard(_Card):
         self.own_shorts.setToolTip("The shorts colour of their own kit")
         self.own_swatch = SwatchStrip()
 
-        grid = QGridLayout(self)
-        grid.setContentsMargins(8, 6, 8, 8)
-        grid.setHorizontalSpacing(6)
-        grid.setVerticalSpacing(4)
-        head = QHBoxLayout()
-        head.addWidget(self.title)
-        head.addStretch(1)
-        head.addWidget(self.remove)
-        grid.addLayout(head, 0, 0, 1, 4)
+        grid = self._grid(4)
         grid.addWidget(QLabel("Role"), 1, 0)
         grid.addWidget(self.role, 1, 1)
         grid.addWidget(QLabel("Team"), 1, 2)
