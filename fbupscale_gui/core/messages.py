@@ -276,6 +276,8 @@ def failed_from(job_id: int, exc: BaseException, detail: str = "") -> Failed:
     expected = isinstance(exc, FbError)
     reason = str(exc) if expected else f"{type(exc).__name__}: {exc}"
     crashed = isinstance(exc, EngineCrashed)
+    if crashed and not detail:
+        detail = exc.detail  # type: ignore[attr-defined]
     return Failed(
         job_id,
         reason,

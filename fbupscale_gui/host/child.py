@@ -20,6 +20,7 @@ import importlib
 import logging
 import os
 import queue
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from multiprocessing.connection import Connection
@@ -64,6 +65,24 @@ def run_from_argv(argv: list[str]) -> int:
     return 0
 
 
+def _die_with_parent() -> None:
+    """On Linux, have the kernel SIGKILL this process when the window's process dies (a
+    window killed mid-job must not leave an engine computing on)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)
+
+
 def main(
     conn: Connection,
     factory: str = DEFAULT_FACTORY,
@@ -77,13 +96,18 @@ def main(
         level=os.environ.get("FBUPSCALE_LOG", "INFO").upper(),
         format="%(asctime)s %(levelname)s engine %(name)s: %(message)s",
     )
+    _die_with_parent()
     jobs: queue.SimpleQueue[tuple[int, JobKind] | None] = queue.SimpleQueue()
     cancels: dict[int, threading.Event] = {}
     lock = threading.Lock()
+    closing = threading.Event()
 
     def event(job_id: int) -> threading.Event:
         with lock:
-            return cancels.setdefault(job_id, threading.Event())
+            made = cancels.setdefault(job_id, threading.Event())
+            if closing.is_set():
+                made.set()
+            return made
 
     def read() -> None:
         while True:
@@ -97,6 +121,11 @@ def main(
                 event(item[1]).set()
             elif item[0] == "stop":
                 break
+        # the window is gone or said stop: whatever runs stops at its next step
+        closing.set()
+        with lock:
+            for running in cancels.values():
+                running.set()
         jobs.put(None)
 
     threading.Thread(target=read, name="fbupscale-engine-pipe", daemon=True).start()
@@ -129,6 +158,4 @@ def main(
 
 
 if __name__ == "__main__":
-    import sys
-
     raise SystemExit(run_from_argv(sys.argv[1:]))
