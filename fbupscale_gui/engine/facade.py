@@ -73,7 +73,7 @@ def handle(
     The work runs in a thread of its own so that progress streams out while a long native
     call (a tile, a denoising step) holds that thread; the caller's thread only relays.
     """
-    out: queue.SimpleQueue[Message | None] = queue.SimpleQueue()
+    out: queue.SimpleQueue[Message | _Raise | None] = queue.SimpleQueue()
 
     def work() -> None:
         try:
@@ -93,21 +93,32 @@ def handle(
                 if not isinstance(exc, FbError):
                     log.exception("job %d failed unexpectedly", job_id)
                 out.put(failed_from(job_id, exc))
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: the caller's to handle
+            out.put(_Raise(exc))
         finally:
             out.put(None)
 
     worker = threading.Thread(target=work, name=f"fbupscale-job-{job_id}", daemon=True)
     worker.start()
     while (message := out.get()) is not None:
+        if isinstance(message, _Raise):
+            raise message.exc
         yield message
     worker.join()
+
+
+class _Raise:
+    """Carries an exception that is not a job's failure to the caller's thread."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
 
 
 class _Throttle:
     """Sends progress, at most one message per :data:`PROGRESS_INTERVAL_S` (stage changes
     and the last step always)."""
 
-    def __init__(self, job_id: int, out: queue.SimpleQueue[Message | None]) -> None:
+    def __init__(self, job_id: int, out: queue.SimpleQueue[Message | _Raise | None]) -> None:
         self.job_id = job_id
         self.out = out
         self.last = 0.0
@@ -127,7 +138,7 @@ def _reconstruct(
     request: ReconstructionRequest,
     report: OnProgress,
     is_cancelled: IsCancelled,
-    out: queue.SimpleQueue[Message | None],
+    out: queue.SimpleQueue[Message | _Raise | None],
 ) -> None:
     cutout = _cutout(request)
     for candidate in runner.run(request, report, is_cancelled):
