@@ -159,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--no-stage2", action="store_true", help="stop after FLUX img2img")
     _add_runtime_args(up)
+    up.add_argument(
+        "--server",
+        metavar="URL",
+        help="run on an 'fbupscale serve' server (token from FBUPSCALE_TOKEN); models are "
+        "the server's, named",
+    )
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
 
     rep = sub.add_parser(
@@ -184,6 +190,7 @@ _PLUGINS: Final = (
     ("fbupscale_gui.cli_fidelity", "add_score_parser"),
     ("fbupscale_gui.cli_fidelity", "add_degrade_parser"),
     ("fbupscale_gui.cli_video", "add_video_parser"),
+    ("fbupscale_gui.cli_serve", "add_serve_parser"),
 )
 
 
@@ -224,7 +231,8 @@ def _candidates(
     engine: Any, request: ReconstructionRequest, on_progress: Any, cancel: Any
 ) -> Iterator[Candidate]:
     """``request``'s candidates through the engine's one entry point (``Engine.handle``, as
-    the window's engine process runs it), in this process. Raises what the job failed with
+    the window's engine process runs it), in this process, or on a server when ``engine`` is
+    a :class:`~fbupscale_gui.host.remote.ServerClient`. Raises what the job failed with
     (:class:`Cancelled` when cancelled)."""
     from fbupscale_gui.core.messages import Cancelled as CancelledMessage
     from fbupscale_gui.core.messages import (
@@ -235,9 +243,15 @@ def _candidates(
         Warning,
         rebuild_error,
     )
-    from fbupscale_gui.engine.facade import handle
+    from fbupscale_gui.host.remote import ServerClient, remote_handle
 
-    for message in handle(engine, 0, ReconstructJob(request), cancel):
+    if isinstance(engine, ServerClient):
+        messages = remote_handle(engine, 0, ReconstructJob(request), cancel)
+    else:
+        from fbupscale_gui.engine.facade import handle
+
+        messages = handle(engine, 0, ReconstructJob(request), cancel)
+    for message in messages:
         if isinstance(message, JobProgress):
             on_progress(message.progress)
         elif isinstance(message, CandidateReady):
@@ -465,6 +479,40 @@ def _sr_model_ref(engine: str) -> ModelRef:
         ) from None
 
 
+def _server(url: str) -> Any:
+    """A client for ``--server URL`` whose token the server accepted (nothing written yet)."""
+    import os
+
+    from fbupscale_gui.host.remote import ServerClient
+    from fbupscale_gui.host.serve_config import TOKEN_ENV
+
+    token = os.environ.get(TOKEN_ENV, "")
+    if not token:
+        raise UsageError(f"--server needs the server's token in {TOKEN_ENV}")
+    client = ServerClient(url, token)
+    client.health()  # RemoteAuthError (a one-line FbError) for a wrong token
+    return client
+
+
+def _server_models(
+    args: argparse.Namespace, template: ReconstructionRequest
+) -> ReconstructionRequest:
+    """The engine and models for a server: models are named (the server's files), never
+    located here; FLUX is the default engine."""
+    engine = args.engine or "flux"
+    name = engine[len(MODEL_ENGINE_PREFIX) :] if is_model_engine(engine) else ""
+    base = template.replace(engine=engine, sr_model=ModelRef(path=name) if name else None)
+    if engine != "flux":
+        return base
+    named: dict[str, Any] = {
+        "flux": ModelRef(path=args.flux) if args.flux else base.flux,
+        "controlnet": ModelRef(path=args.controlnet) if args.controlnet else base.controlnet,
+    }
+    if args.lora:
+        named["lora"] = dataclasses.replace(base.lora, model=ModelRef(path=args.lora))
+    return base.replace(**named)
+
+
 def _cmd_upscale(args: argparse.Namespace, cancel: _CancelFlag) -> int:
     from fbupscale_gui.core.images import load_cutout_with_notes, make_source
     from fbupscale_gui.core.metadata import save_candidate
@@ -474,7 +522,8 @@ def _cmd_upscale(args: argparse.Namespace, cancel: _CancelFlag) -> int:
     outdir = Path(args.output).expanduser()
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"-o {outdir}: exists and is not a folder")
-    base = _resolve_models(args, template)
+    server = _server(args.server) if args.server else None
+    base = _server_models(args, template) if server else _resolve_models(args, template)
     if args.scene:
         prompt, scene_json = _scene_prompt(args.scene)
         base = base.replace(prompt=prompt, scene_json=scene_json)
@@ -490,7 +539,7 @@ def _cmd_upscale(args: argparse.Namespace, cancel: _CancelFlag) -> int:
     except OSError as exc:
         raise InputImageError(outdir, f"cannot create the output folder ({exc.strerror})") from None
 
-    engine = _make_engine()
+    engine = server or _make_engine()
     taken: set[Path] = set()
     written = 0
     for n, (path, image, request) in enumerate(cutouts, 1):

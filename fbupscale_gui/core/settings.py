@@ -109,6 +109,16 @@ def _grace_seconds(value: Any) -> float:
     return number
 
 
+def _server_url(value: Any) -> str:
+    """ "" (this computer's engine process) or an http(s):// address of ``fbupscale serve``."""
+    text = value.strip() if isinstance(value, str) else ""
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, got {value!r}")
+    if text and not (text.startswith(("http://", "https://")) and len(text) > len("https://")):
+        raise ValueError(f"expected an http:// or https:// address, got {text!r}")
+    return text.rstrip("/")
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     """One setting: its name, default, description and validator (returns the clean value)."""
@@ -210,6 +220,18 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "Seconds a cancelled job may take before the engine is stopped hard and restarted",
         _grace_seconds,
     ),
+    SettingSpec(
+        "engine_server",
+        lambda: "",
+        "Engine: empty for this computer, or the address of an 'fbupscale serve' server",
+        _server_url,
+    ),
+    SettingSpec(
+        "engine_token",
+        lambda: "",
+        "The server's token (empty: FBUPSCALE_TOKEN)",
+        _text,
+    ),
 )
 
 _BY_NAME: Final = {spec.name: spec for spec in SPECS}
@@ -234,6 +256,8 @@ class Settings:
     export_badge: bool = False
     engine_prewarm: bool = True
     cancel_grace_s: float = 10.0
+    engine_server: str = ""
+    engine_token: str = ""
 
     @classmethod
     def defaults(cls) -> Settings:

@@ -54,6 +54,14 @@ ParamsApplier = Callable[[ReconstructionRequest], ReconstructionRequest]
 _FLUX_WHATS: Final = ("FLUX", "ControlNet")
 
 
+def engine_server(settings: Settings) -> tuple[str, str] | None:
+    """Settings › Engine: (URL, token) of the server that runs reconstructions, or None for
+    this computer's engine process. The token falls back to ``FBUPSCALE_TOKEN``."""
+    if not settings.engine_server:
+        return None
+    return settings.engine_server, settings.engine_token or os.environ.get("FBUPSCALE_TOKEN", "")
+
+
 @dataclass(frozen=True, eq=False)
 class Message:
     """Something to tell the operator. ``retry`` is a failed job that can be re-queued with
@@ -142,6 +150,7 @@ class Session(QObject):
                 factory=engine_factory,
                 kwargs=engine_kwargs,
                 grace_s=settings.settings.cancel_grace_s,
+                server=engine_server(settings.settings),
                 parent=self,
             )
         )

@@ -59,6 +59,7 @@ class SettingsDialog(QDialog):
         self.match = QLineEdit(settings.match_name)
         form.addRow(Settings.describe("match_name"), self.match)
         self._add_fidelity_rows(form, settings)
+        self._add_engine_rows(form, settings)
 
         self.error = QLabel("")
         self.error.setWordWrap(True)
@@ -107,6 +108,32 @@ class SettingsDialog(QDialog):
         )
         form.addRow(Settings.describe("export_badge"), self.badge)
 
+    def _add_engine_rows(self, form: QFormLayout, settings: Settings) -> None:
+        """Settings › Engine: this computer (the engine process) or a server (URL + token)."""
+        self.engine_where = QComboBox()
+        self.engine_where.addItem("this computer", "local")
+        self.engine_where.addItem("server", "server")
+        self.engine_where.setCurrentIndex(1 if settings.engine_server else 0)
+        self.server_url = QLineEdit(settings.engine_server)
+        self.server_url.setPlaceholderText("https://fbupscale.example.org")
+        self.server_token = QLineEdit(settings.engine_token)
+        self.server_token.setEchoMode(QLineEdit.EchoMode.Password)
+        self.server_token.setPlaceholderText("(empty: FBUPSCALE_TOKEN)")
+        self.engine_where.currentIndexChanged.connect(self._engine_where_changed)
+        self.engine_where.setToolTip(
+            "Where reconstructions run: this computer's engine process, or an "
+            "'fbupscale serve' GPU server (same jobs and candidates; applies after a restart)"
+        )
+        form.addRow("Engine", self.engine_where)
+        form.addRow("Server address", self.server_url)
+        form.addRow("Server token", self.server_token)
+        self._engine_where_changed()
+
+    def _engine_where_changed(self) -> None:
+        remote = self.engine_where.currentData() == "server"
+        self.server_url.setEnabled(remote)
+        self.server_token.setEnabled(remote)
+
     def _path_row(self, name: str) -> QWidget:
         edit = QLineEdit(getattr(self._settings, name))
         edit.setPlaceholderText("(not set)")
@@ -151,12 +178,20 @@ class SettingsDialog(QDialog):
             export_low_fidelity=self.low_fidelity.currentData(),
             export_badge=self.badge.isChecked(),
         )
+        remote = self.engine_where.currentData() == "server"
+        values.update(
+            engine_server=self.server_url.text() if remote else "",
+            engine_token=self.server_token.text() if remote else "",
+        )
         return values
 
     def result_settings(self) -> Settings | None:
         return self._result
 
     def accept(self) -> None:
+        if self.engine_where.currentData() == "server" and not self.server_url.text().strip():
+            self.error.setText("Engine: a server needs its address (http:// or https://)")
+            return
         try:
             self._result = self._settings.replace(**self.values())
         except SettingsError as exc:
