@@ -175,10 +175,10 @@ def main() -> int:
             for desks in (int(d) for d in args.desks.split(",")):
                 wall, lat = _served(url, request, desks, args.jobs)
                 p50 = _pct(lat, 0.5)
-                overhead = p50 - local if desks == 1 else float("nan")
+                overhead = f"{p50 - local:.3f}" if desks == 1 else "-"
                 print(
                     f"{engine:<11}{desks:>6}{len(lat) / wall:>9.2f}{p50:>8.3f}{_pct(lat, 0.95):>8.3f}"
-                    f"{local:>9.3f}{overhead:>12.3f}"
+                    f"{local:>9.3f}{overhead:>12}"
                 )
         print(
             "overhead: served p50 with one desk minus the local engine process's median (same run)"
