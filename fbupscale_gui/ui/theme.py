@@ -249,7 +249,7 @@ def _check_mark_png() -> bytes:
     data = QByteArray()
     buffer = QBuffer(data)
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    image.save(buffer, "PNG")
+    image.save(buffer, "PNG")  # type: ignore[call-overload]  # str at run time
     buffer.close()
     return bytes(data.data())
 
