@@ -21,6 +21,7 @@ import itertools
 import json
 import logging
 import queue
+import re
 import sqlite3
 import threading
 import time
@@ -292,8 +293,8 @@ def load_restored(snapshot: Snapshot) -> Restored:
     from PIL import Image as PilImage
 
     from fbupscale_gui.core.images import load_cutout
-    from fbupscale_gui.core.paths import contained
-    from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+    from fbupscale_gui.core.paths import PathEscapeError, contained
+    from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest, SourceRef
     from fbupscale_gui.worker.qimage import pil_to_qimage
 
     from .candidates import StoredCandidate
@@ -301,13 +302,25 @@ def load_restored(snapshot: Snapshot) -> Restored:
     folder = snapshot.info.path
     out = Restored(snapshot, [], [], list(snapshot.problems))
     for row in snapshot.cutouts:
+        # the session's own copy of the pixels, named by their hash, stands in for a bad row
+        own = f"cutouts/{row.key}.png" if re.fullmatch(r"[0-9a-f]{64}", row.key) else None
         try:
-            path = contained(folder, row.file, f"cutout {row.name}")
+            try:
+                path = contained(folder, row.file, f"cutout {row.name}")
+            except PathEscapeError as exc:
+                if own is None or not (folder / own).is_file():
+                    raise
+                out.problems.append(f"{exc}; its copy in the session is shown")
+                path = folder / own
             image = load_cutout(path)
-            source = _source_from_json(row.source_json, row.key, path)
         except Exception as exc:  # untrusted rows and files: skip this one, say why
             out.problems.append(_problem(f"cutout {row.name}", exc))
             continue
+        try:
+            source = _source_from_json(row.source_json, row.key, path)
+        except Exception as exc:
+            out.problems.append(_problem(f"cutout {row.name}: source", exc))
+            source = SourceRef(str(path), row.key, image.width, image.height, row.name)
         out.cutouts.append(RestoredCutout(row, source, image, pil_to_qimage(image)))
     known = {c.row.key for c in out.cutouts}
     requests: dict[str, ReconstructionRequest] = {}  # a job's candidates share its request
