@@ -220,7 +220,8 @@ def test_a_damaged_session_is_listed_as_damaged_and_rebuilt_from_the_dialog(
     assert sorted(names(dialog)) == ["Friday", "Saturday"]
     select(dialog, "Saturday")
     item = dialog.tree.currentItem()
-    assert item.text(4).startswith("damaged: ") and "empty" in item.text(4)
+    assert item.text(4) == "damaged" and "empty" in item.toolTip(4)
+    assert dialog.damage_label.isVisibleTo(dialog) and "empty" in dialog.damage_label.text()
     assert not dialog.open_button.isEnabled() and dialog.rebuild_button.isEnabled()
     dialog.rebuild_selected()
     qtbot.waitUntil(lambda: not window.session.is_restoring, timeout=5000)

@@ -194,7 +194,7 @@ def test_a_damaged_session_is_listed_with_its_reason_and_rebuilt(
     session.message.connect(messages.append)
     session.open_session()
     assert session.session_path != folder  # new work never goes into the damaged folder
-    assert any(folder.name in m.text and "damaged" in m.text for m in messages)
+    assert any(m.details == str(folder) and "damaged" in m.text for m in messages)
     assert sorted(p.name for p in (folder / "candidates").iterdir()) == sorted(
         f"{c.id:06d}.png" for c in snap.candidates
     )  # nothing adopted into it, nothing lost

@@ -67,6 +67,7 @@ __all__ = [
     "rebuild_index",
     "rename_session",
     "session_damage",
+    "session_name",
     "sessions_dir",
     "set_archived",
     "set_last_session",
@@ -403,6 +404,15 @@ def _damaged_info(folder: Path, reason: str) -> SessionInfo:
     )
 
 
+def session_name(path: str | Path) -> str:
+    """A session's display name, from its index or, when that is unreadable, its folder."""
+    folder = Path(path)
+    try:
+        return read_info(folder).name
+    except (SessionError, OSError):
+        return _damaged_info(folder, "").name
+
+
 def list_sessions(root: str | Path | None = None) -> list[SessionInfo]:
     """Every session, newest first; a damaged one is listed with ``damaged`` saying why."""
     base = Path(root) if root is not None else sessions_dir()
@@ -419,7 +429,8 @@ def list_sessions(root: str | Path | None = None) -> list[SessionInfo]:
                 continue
             except SessionError as exc:
                 reason = str(exc)
-        out.append(_damaged_info(folder, reason))
+        info = _damaged_info(folder, reason)
+        out.append(replace(info, name=session_name(folder)))
     out.sort(key=lambda i: (i.created, i.path.name), reverse=True)
     return out
 
@@ -460,11 +471,9 @@ def rebuild_index(path: str | Path) -> tuple[SessionInfo, list[str]]:
     folder = Path(path)
     if folder.is_symlink() or not folder.is_dir():
         raise SessionError(f"{folder}: not a session folder")
-    name = _damaged_info(folder, "x").name
+    name = session_name(folder)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     try:
-        with contextlib.suppress(SessionError):
-            name = read_info(folder).name
         for suffix in ("", "-wal", "-shm"):
             old = folder / f"{INDEX_NAME}{suffix}"
             if old.exists() or old.is_symlink():

@@ -318,7 +318,7 @@ class Session(QObject):
     def _apply_restored(
         self, generation: int, result: Restored | BaseException, fallback: bool = True
     ) -> None:
-        from fbupscale_gui.core.session_store import SessionDamagedError
+        from fbupscale_gui.core.session_store import SessionDamagedError, session_name
 
         if generation != self._generation:
             return  # another session was opened meanwhile
@@ -332,17 +332,13 @@ class Session(QObject):
             folder = self.session_path
             if damaged and fallback and folder is not None:
                 started = self.new_session(fallback=False)
-                then = (
-                    "This window now saves to a new session."
-                    if started
-                    else "This window's work is not being saved."
-                )
+                then = "New work goes to a new session." if started else "Work is not saved."
                 self.message.emit(
                     Message(
                         "error",
-                        f"Could not open the session {folder.name}: {_reason(result)}. It is "
-                        "kept as it is and listed as damaged in File ▸ Sessions, where "
-                        f"“Rebuild” recovers it from its candidate files. {then}",
+                        f"Session “{session_name(folder)}” is damaged ({_reason(result)}); it "
+                        f"is kept, and File ▸ Sessions ▸ Rebuild recovers it. {then}",
+                        details=str(folder),
                     )
                 )
                 if started:

@@ -74,6 +74,10 @@ class SessionsDialog(QDialog):
 
         self.show_archived = QCheckBox("Show archived")
         self.show_archived.toggled.connect(self.refresh)
+        self.damage_label = QLabel()
+        self.damage_label.setWordWrap(True)
+        self.damage_label.setVisible(False)
+        set_style_property(self.damage_label, "role", "error")
         self.folder_label = QLabel(f"Saved in {sessions_dir()}")
         self.folder_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         set_style_property(self.folder_label, "role", "hint")
@@ -113,6 +117,7 @@ class SessionsDialog(QDialog):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.tree, 1)
+        layout.addWidget(self.damage_label)
         layout.addLayout(buttons)
         layout.addWidget(self.folder_label)
         layout.addWidget(close)
@@ -134,7 +139,7 @@ class SessionsDialog(QDialog):
             if info.archived:
                 status.append("archived")
             if info.damaged:
-                status.append(f"damaged: {info.damaged}")
+                status.append("damaged")
             item = QTreeWidgetItem(
                 [
                     info.name,
@@ -190,6 +195,13 @@ class SessionsDialog(QDialog):
         self.rename_button.setEnabled(path is not None and not damaged)
         self.archive_button.setEnabled(path is not None and not current and not damaged)
         self.rebuild_button.setEnabled(damaged and not busy)
+        self.damage_label.setVisible(damaged)
+        if info is not None and info.damaged:
+            self.damage_label.setText(
+                f"“{info.name}” is damaged: {info.damaged}. Rebuild recovers its cutouts, "
+                "prompts and candidates from the candidate files (picks and export records "
+                "were only in the index, which is kept beside it)."
+            )
         self.archive_button.setText(
             "Unarchive" if info is not None and info.archived else "Archive"
         )
