@@ -329,7 +329,7 @@ def _holds_work(folder: Path) -> bool:
 
 
 def _is_session_folder(folder: Path) -> bool:
-    if folder.is_symlink() or not folder.is_dir():
+    if not folder.is_dir():
         return False
     index = folder / INDEX_NAME
     return index.exists() or index.is_symlink() or _holds_work(folder)
@@ -469,7 +469,7 @@ def rebuild_index(path: str | Path) -> tuple[SessionInfo, list[str]]:
     only in the index. Returns the session's info and one line per file that could not be
     used (left in place). Raises SessionError."""
     folder = Path(path)
-    if folder.is_symlink() or not folder.is_dir():
+    if not folder.is_dir():
         raise SessionError(f"{folder}: not a session folder")
     name = session_name(folder)
     stamp = time.strftime("%Y%m%d-%H%M%S")
