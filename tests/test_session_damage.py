@@ -5,6 +5,7 @@ with a slow restore never duplicates cutouts nor overwrites the operator's edits
 from __future__ import annotations
 
 import base64
+import os
 import shutil
 import sqlite3
 import struct
@@ -353,3 +354,25 @@ def test_a_relaunch_with_a_slow_restore_keeps_one_copy_and_the_operators_edits(
     # the quit dialog's count is the picks the list shows
     shown = [c for c in session.cutouts.cutouts() if session.candidates.picked(c.id) is not None]
     assert len(session.unexported_picks()) == len(shown) == 1
+
+
+# -- the hostile-sessions bench, in the test run --------------------------------------------
+
+
+def test_the_hostile_sessions_bench_handles_every_case() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, str(root / "bench" / "hostile_sessions.py")],
+        cwd=root,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    summary = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-2000:]
+    assert out.returncode == 0, summary
+    assert "0 crashed, 0 hung, 0 escaped, 0 vanished, 0 hidden" in summary
