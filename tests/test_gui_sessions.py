@@ -223,6 +223,9 @@ def test_a_damaged_session_is_listed_as_damaged_and_rebuilt_from_the_dialog(
     assert item.text(4) == "damaged" and "empty" in item.toolTip(4)
     assert dialog.damage_label.isVisibleTo(dialog) and "empty" in dialog.damage_label.text()
     assert not dialog.open_button.isEnabled() and dialog.rebuild_button.isEnabled()
+    friday = window.session.session_path
+    dialog.open_selected()  # a double click: not opened, nothing new made
+    assert window.session.session_path == friday and len(list_sessions()) == 2
     dialog.rebuild_selected()
     qtbot.waitUntil(lambda: not window.session.is_restoring, timeout=5000)
     assert window.session.session_path == saturday

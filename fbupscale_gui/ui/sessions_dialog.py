@@ -218,9 +218,10 @@ class SessionsDialog(QDialog):
 
     @Slot()
     def open_selected(self) -> None:
+        if not self.open_button.isEnabled():
+            return  # a double click on the open, a damaged (Rebuild) or a busy one
         path = self.selected_path()
-        current = self.session.session_path
-        if path is not None and path != current and self.session.open_session(path):
+        if path is not None and self.session.open_session(path):
             self.accept()
 
     @Slot()
