@@ -217,11 +217,22 @@ def _slug(name: str) -> str:
 
 
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection to the index; ``readonly`` also reads a session in a folder that cannot
+    be written (SQLite's WAL mode needs a writable folder, so it is then read as immutable:
+    no writer can be at work there)."""
     index = path / INDEX_NAME
-    if readonly:
-        conn = sqlite3.connect(f"{index.as_uri()}?mode=ro", uri=True, timeout=10)
-    else:
+    if not readonly:
         conn = sqlite3.connect(index, timeout=10)
+    else:
+        conn = sqlite3.connect(f"{index.as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            conn.close()
+            if os.access(path, os.W_OK):
+                raise
+            uri = f"{index.as_uri()}?mode=ro&immutable=1"
+            conn = sqlite3.connect(uri, uri=True, timeout=10)
     conn.row_factory = sqlite3.Row
     return conn
 
