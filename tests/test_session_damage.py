@@ -8,14 +8,13 @@ import base64
 import os
 import shutil
 import sqlite3
-import struct
-import zlib
 from pathlib import Path
 
 import pytest
 import test_sessions as base
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
+from test_images import png_header_only
 
 from fbupscale_gui.core.metadata import CUTOUT_KEY, JSON_KEY
 from fbupscale_gui.core.session_store import (
@@ -35,19 +34,7 @@ make_session = base.make_session
 cutout_file = base.cutout_file
 run_two = base.run_two
 wait_idle = base.wait_idle
-
-
-def recorded_session(qtbot, make_session, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
-    """A session with two cutouts and one candidate each, written and closed."""
-    first = make_session()
-    first.open_session()
-    folder = first.session_path
-    assert folder is not None
-    run_two(first, tmp_path)
-    wait_idle(qtbot, first)
-    assert first.recorder.flush(10)
-    first.shutdown(10_000)
-    return folder
+recorded_session = base.recorded_session
 
 
 def rewrite_texts(src: Path, dst: Path, **texts: str) -> None:
@@ -61,22 +48,6 @@ def rewrite_texts(src: Path, dst: Path, **texts: str) -> None:
     for k, v in chunks.items():
         info.add_text(k, v)
     pixels.save(dst, pnginfo=info)
-
-
-def bomb_png(side: int = 30_000) -> bytes:
-    """A PNG that declares side × side pixels (Pillow refuses it as a decompression bomb)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b""))
-        + chunk(b"IEND", b"")
-    )
 
 
 def set_meta(folder: Path, key: str, value: str) -> None:
@@ -106,7 +77,11 @@ def test_a_hostile_session_never_kills_the_writer_nor_locks_the_window(
     if hostile == "nested-json":
         rewrite_texts(first, orphan, **{JSON_KEY: "[" * 50_000 + "]" * 50_000})
     elif hostile == "bomb-cutout":
-        rewrite_texts(first, orphan, **{CUTOUT_KEY: base64.b64encode(bomb_png()).decode()})
+        rewrite_texts(
+            first,
+            orphan,
+            **{CUTOUT_KEY: base64.b64encode(png_header_only(30_000, 30_000)).decode()},
+        )
     else:
         set_meta(folder, "schema_version", "abc")
     set_last_session(folder)
