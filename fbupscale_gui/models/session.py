@@ -239,7 +239,12 @@ class Session(QObject):
         from fbupscale_gui.core.session_store import SessionError, rebuild_index
 
         folder = Path(path)
-        if self.jobs.is_busy() and folder != self.session_path:
+        if folder == self.session_path:  # its writer holds the index
+            self.message.emit(
+                Message("warning", "Open another session before rebuilding this one.")
+            )
+            return False
+        if self.jobs.is_busy():
             self.message.emit(
                 Message("warning", "Cancel or wait for the running job before switching session.")
             )
