@@ -10,6 +10,9 @@
 3. Cold start to the first Real-ESRGAN candidate: a fresh interpreter running the engine in
    its thread (the old path) against starting the engine process from a running window
    process (modules already imported there).
+4. Cancel latency: Real-ESRGAN on a 200 px cutout (several tiles) in the engine process,
+   cancelled at its first tile: seconds from the cancel to the ``Cancelled`` message (target:
+   within one tile; the hard stop after the grace period is the fallback).
 
 Prints figures, asserts nothing.
 
@@ -192,6 +195,44 @@ def cold(path: Path) -> tuple[float, float]:
     return inthread, crossed
 
 
+def cancel_latency(tmp: Path, runs: int = 3) -> list[float]:
+    from PIL import Image
+
+    from fbupscale_gui.core.images import make_source
+    from fbupscale_gui.core.messages import Cancelled, JobProgress, ReconstructJob
+    from fbupscale_gui.core.request import ReconstructionRequest
+    from fbupscale_gui.host.client import EngineProcess
+
+    src = Image.open(ROOT / "resources" / "samples" / "gk_save.png").convert("RGB")
+    path = tmp / "c200.png"
+    src.resize((200, 200), Image.Resampling.LANCZOS).save(path)
+    request = ReconstructionRequest(engine="realesrgan", source=make_source(path))
+    tiled = threading.Event()
+    ended = threading.Event()
+    at: list[float] = []
+
+    def on(message: object) -> None:
+        if isinstance(message, JobProgress) and message.progress.stage == "fast":
+            tiled.set()
+        if isinstance(message, Cancelled):
+            at.append(time.monotonic())
+            ended.set()
+
+    process = EngineProcess(on)
+    latencies: list[float] = []
+    for i in range(runs):
+        tiled.clear()
+        ended.clear()
+        process.submit(i, ReconstructJob(request))
+        tiled.wait(600)
+        t0 = time.monotonic()
+        process.cancel(i)
+        ended.wait(600)
+        latencies.append(at[-1] - t0)
+    process.shutdown(30)
+    return latencies
+
+
 def main() -> None:
     threads = os.environ["FBUPSCALE_CPU_THREADS"]
     print(f"machine: {os.cpu_count()} CPUs; FBUPSCALE_CPU_THREADS={threads}")
@@ -219,6 +260,9 @@ def main() -> None:
         a, b = cold(path)
         print("3. cold start to the first Real-ESRGAN candidate (64 -> 256)")
         print(f"   fresh interpreter, engine in-thread {a:6.2f} s   engine process {b:6.2f} s")
+        late = cancel_latency(Path(tmp))
+        print("4. cancel at the first tile to Cancelled, Real-ESRGAN 200 px in the engine process")
+        print("   " + "  ".join(f"{x * 1000:.0f} ms" for x in late))
 
 
 if __name__ == "__main__":

@@ -91,7 +91,8 @@ class Job:
     #: Whether the session reports this job's failure in the window's message bar (False when
     #: the component that queued it shows the error itself, e.g. the Models dialog).
     report_errors: bool = True
-    #: The cutout's pixels (kept for a retry's caller; the engine reads the file itself).
+    #: The cutout's pixels (a private copy), embedded in the session's candidate files; the
+    #: engine reads the source file itself.
     cutout: Image.Image | None = None
     #: First progress event with job_step > 0: (monotonic time, job_step), for the ETA.
     _rate_origin: tuple[float, int] | None = None

@@ -562,8 +562,11 @@ class Session(QObject):
             except FbError as exc:
                 self.message.emit(Message("error", f"{cutout.name}: cannot run: {exc}"))
                 continue
-            # the engine reads (and checks) the source file itself and scores against it
-            jobs.append(self.jobs.enqueue(cutout.id, cutout.name, request))
+            # the engine reads the source file itself; this private copy is embedded in the
+            # session's candidate files (a session can be rebuilt from them)
+            jobs.append(
+                self.jobs.enqueue(cutout.id, cutout.name, request, cutout=cutout.image.copy())
+            )
         return jobs
 
     def retry(self, message: Message) -> Job | None:
