@@ -147,6 +147,7 @@ class Session(QObject):
             )
         )
         self.jobs = JobQueue(self.engine_link, self.candidates, self, tasks=self.engine_thread)
+        settings.changed.connect(self._on_settings_changed)
         self.engine = EngineChoice(self.engine_thread, settings.settings.engine, self)
         self.sr_models = SrLibrary(self.jobs, parent=self)
         self.sr_models.changed.connect(self._on_models_changed)
@@ -719,6 +720,11 @@ class Session(QObject):
         self.message.emit(Message("info", f"Exported {len(result)} file(s) to {folder}"))
 
     # -- shutdown -------------------------------------------------------------------------
+
+    @Slot(object)
+    def _on_settings_changed(self, settings: Settings) -> None:
+        if isinstance(self.engine_link, ProcessLink):
+            self.engine_link.grace_s = settings.cancel_grace_s
 
     def prewarm_engine(self) -> None:
         """Start the engine process now if the settings ask for it (after the first paint)."""
