@@ -35,6 +35,7 @@ from fbupscale_gui.core.errors import Cancelled, FbError, InputImageError, Model
 from fbupscale_gui.core.request import (
     BUILTIN_ENGINES,
     CONTROLNET_REPO_ID,
+    FAST_ENGINES,
     FLUX_REPO_ID,
     MODEL_ENGINE_PREFIX,
     Device,
@@ -47,6 +48,8 @@ from fbupscale_gui.core.request import (
     Stage1Params,
     Stage2Params,
     StageName,
+    canonical_engine,
+    is_fast_engine,
     is_model_engine,
 )
 
@@ -94,10 +97,21 @@ def _stages(text: str) -> tuple[StageName, ...]:
 
 
 def _engine(text: str) -> str:
-    if text in BUILTIN_ENGINES or is_model_engine(text):
+    text = canonical_engine(text)
+    if text in BUILTIN_ENGINES or is_model_engine(text) or is_fast_engine(text):
         return text
     raise argparse.ArgumentTypeError(
-        f"expected {', '.join(BUILTIN_ENGINES)} or {MODEL_ENGINE_PREFIX}NAME_OR_PATH, got {text!r}"
+        f"expected {', '.join(BUILTIN_ENGINES)}, sharp, ncnn:NAME or "
+        f"{MODEL_ENGINE_PREFIX}NAME_OR_PATH, got {text!r}"
+    )
+
+
+def _chain(text: str) -> str:
+    text = canonical_engine(text)
+    if is_fast_engine(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"expected {', '.join(FAST_ENGINES)}, sharp or ncnn:NAME, got {text!r}"
     )
 
 
@@ -122,9 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=_engine,
         metavar="ENGINE",
         help=(
-            "flux (default when its models are found), realesrgan (the fallback), lanczos, or "
-            "model:NAME_OR_PATH for a super-resolution model from 'fbupscale models list' "
-            "or a model file"
+            "flux (default when its models are found), faithful (the fast preview closest to "
+            "the cutout, the fallback), sharp (alias realesrgan: Real-ESRGAN x4plus), lanczos, "
+            "ncnn:NAME for a wheel model (waifu2x-photo-n1, realcugan-se-conservative, "
+            "srmd-n3, ...), or model:NAME_OR_PATH for a super-resolution model from "
+            "'fbupscale models list' or a model file"
         ),
     )
     _add_model_args(up)
@@ -153,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     text.add_argument("--scene", metavar="FILE.json", help="a scene file to build the prompt")
     up.add_argument("--steps1", type=int, default=Stage1Params.steps, metavar="N")
     up.add_argument("--strength", type=float, default=Stage1Params.strength, metavar="X")
+    up.add_argument(
+        "--chain",
+        type=_chain,
+        default=Stage1Params.start,
+        metavar="ENGINE",
+        help="FLUX: the fast engine that enlarges the cutout into stage 1's start image: "
+        "lanczos (the paper's, default), faithful, sharp or ncnn:NAME (recorded in the request)",
+    )
     up.add_argument("--steps2", type=int, default=Stage2Params.steps, metavar="N")
     up.add_argument(
         "--cond-scale", type=float, default=Stage2Params.conditioning_scale, metavar="X"
@@ -362,7 +386,7 @@ def _template_request(args: argparse.Namespace) -> ReconstructionRequest:
             preprocess=Preprocess(
                 size=args.size, intermediate=args.intermediate, crop_to_content=not args.square
             ),
-            stage1=Stage1Params(strength=args.strength, steps=args.steps1),
+            stage1=Stage1Params(strength=args.strength, steps=args.steps1, start=args.chain),
             stage2=Stage2Params(
                 enabled=not args.no_stage2, conditioning_scale=args.cond_scale, steps=args.steps2
             ),
@@ -400,10 +424,10 @@ def _resolve_models(
                 controlnet = _locate(None, CONTROLNET_REPO_ID, "controlnet")
             except ModelNotFoundError as exc:
                 _note(
-                    f"note: FLUX models not found ({exc.what}); using the realesrgan engine "
+                    f"note: FLUX models not found ({exc.what}); using the faithful engine "
                     "(pass --engine flux to see where they were looked for)"
                 )
-                return template.replace(engine="realesrgan")
+                return template.replace(engine="faithful")
             return template.replace(engine="flux", flux=flux, controlnet=controlnet)
     if engine != "flux":
         if flux_only:
