@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 ENGINES: Final[tuple[str, ...]] = BUILTIN_ENGINES
 ENGINE_LABELS: Final = {
     "flux": "FLUX (two-stage, GPU)",
-    "faithful": "Faithful preview (waifu2x photo, CPU)",
+    "faithful": "Faithful preview (waifu2x + Lanczos, CPU)",
     "realesrgan": "Sharp: Real-ESRGAN x4plus (CPU)",
     "lanczos": "Lanczos (instant)",
 }
