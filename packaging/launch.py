@@ -5,8 +5,8 @@
 runs is decided by the executable's name, so both share one analysed set of modules.
 
 ``fbupscale-gui --smoke-test [OUTDIR]`` (hidden; used by ``packaging/smoke.sh``) checks a built
-bundle: the window is shown and built, then Real-ESRGAN runs on a shipped sample and the result
-is written with its metadata and read back. Exit status 0 when everything worked.
+bundle: the window is shown and built, then faithful and Real-ESRGAN run on a shipped sample;
+each result is written with its metadata and read back. Exit status 0 when everything worked.
 """
 
 from __future__ import annotations

