@@ -234,10 +234,13 @@ def cli_part(args: argparse.Namespace) -> None:
     env["PYTHONPATH"] = str(ROOT)
     env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")  # an installed app has bytecode
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the parent (this bench).
     probe = (
-        "import runpy, sys, atexit, resource\n"
-        "atexit.register(lambda: print('TORCH', 'torch' in sys.modules,\n"
-        "    resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr))\n"
+        "import runpy, sys, atexit, re\n"
+        "def hwm():\n"
+        "    text = open('/proc/self/status').read()\n"
+        "    return int(re.search(r'VmHWM:\\s+(\\d+)', text).group(1)) // 1024\n"
+        "atexit.register(lambda: print('TORCH', 'torch' in sys.modules, hwm(), file=sys.stderr))\n"
         "sys.argv = ['fbupscale', *sys.argv[1:]]\n"
         "runpy.run_module('fbupscale_gui.cli', run_name='__main__')\n"
     )
