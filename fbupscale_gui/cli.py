@@ -184,6 +184,7 @@ _PLUGINS: Final = (
     ("fbupscale_gui.cli_fidelity", "add_score_parser"),
     ("fbupscale_gui.cli_fidelity", "add_degrade_parser"),
     ("fbupscale_gui.cli_video", "add_video_parser"),
+    ("fbupscale_gui.cli_lora", "add_lora_parser"),
 )
 
 
