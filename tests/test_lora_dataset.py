@@ -140,6 +140,8 @@ def test_rules_people_first_neutral_words_and_home_kit_names() -> None:
     named = check_caption("Two players are visible. A goalkeeper from Inter Milan dives.", scene)
     assert [i.rule for i in named] == ["home-kit-name"]
     assert check_caption("", scene)[0].rule == "empty"
+    nobody = Scene(stadium="full", background=("spectators out of focus",))
+    assert [i.rule for i in check_caption(nobody.to_prompt(), nobody)] == ["people-first"]
 
 
 # -- augmentations --------------------------------------------------------------------------
@@ -328,3 +330,20 @@ def test_settings_refuse_alpha_above_rank() -> None:
         ModelFiles(), "/x/d.toml", "/x/o", "n", TrainSettings(rank=16, alpha=8)
     )
     assert "--network_dim 16" in cmd and "--network_alpha 8" in cmd
+
+
+def test_apply_shared_copies_teams_kits_and_stadium() -> None:
+    from fbupscale_gui.core.lora_dataset import apply_shared
+
+    source = _scene(away_name="Inter Milan")
+    lone = Scene(people=(Person(role="player", team=None), Person(role="referee")))
+    three = Scene(
+        people=(Person(role="player", team=2),),
+        teams=(*source.teams, Team(name="X", kit_type="third", kit=RED)),
+    )
+    for target in (None, lone, three):
+        out = apply_shared(target, source)
+        assert out.teams == source.teams and out.stadium == "half full"
+        assert all(p.team is None or p.team < 2 for p in out.people)
+    assert apply_shared(three, source).people[0].team is None
+    assert apply_shared(lone, source, stadium=False).stadium == ""

@@ -40,6 +40,7 @@ __all__ = [
     "DatasetCounts",
     "ModelFiles",
     "TrainSettings",
+    "apply_shared",
     "check_caption",
     "count_scenes",
     "dataset_toml",
@@ -142,7 +143,15 @@ def check_caption(caption: str, scene: Scene | None = None) -> list[CaptionIssue
     if not text:
         return [CaptionIssue("empty", "error", "the caption is empty")]
     first = _first_sentence(text).lower()
-    if not any(re.search(rf"\b{re.escape(w)}\b", first) for w in _ROLE_WORDS):
+    if scene is not None and not scene.people:
+        issues.append(
+            CaptionIssue(
+                "people-first",
+                "error",
+                "the scene lists nobody: add the visible people and their roles",
+            )
+        )
+    elif not any(re.search(rf"\b{re.escape(w)}\b", first) for w in _ROLE_WORDS):
         issues.append(
             CaptionIssue(
                 "people-first",
@@ -380,6 +389,33 @@ def count_scenes(scenes: Iterable[Scene | None]) -> DatasetCounts:
         roles=dict(roles.most_common()),
         without_scene=missing,
     )
+
+
+def apply_shared(
+    target: Scene | None,
+    source: Scene,
+    *,
+    teams: bool = True,
+    stadium: bool = True,
+    background: bool = True,
+) -> Scene:
+    """``target`` with ``source``'s teams (names, kit types, kits), stadium and background:
+    what frames of one match share. People keep their team index when it still exists."""
+    import dataclasses
+
+    scene = target if target is not None else Scene()
+    changes: dict[str, object] = {}
+    if teams:
+        people = tuple(
+            p if p.team is None or p.team < len(source.teams) else dataclasses.replace(p, team=None)
+            for p in scene.people
+        )
+        changes.update(teams=source.teams, people=people)
+    if stadium:
+        changes["stadium"] = source.stadium
+    if background:
+        changes.update(background=source.background, blurred_background=source.blurred_background)
+    return scene.replace(**changes)
 
 
 # -- Kohya / sd-scripts export --------------------------------------------------------------
