@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -38,6 +37,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QSplitter,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -162,7 +162,7 @@ class TrainWindow(QWidget):
         self.counts = QLabel()
         self.counts.setWordWrap(True)
         self.counts.setAlignment(Qt.AlignmentFlag.AlignTop)
-        self.apply_button = QPushButton("Apply teams, kits and stadium to selected")
+        self.apply_button = QPushButton("Apply teams, kits, stadium to selected")
         self.apply_button.setToolTip(
             "Copy this frame's teams (names, kit types, kits), stadium and background to every "
             "selected frame"
@@ -239,18 +239,17 @@ class TrainWindow(QWidget):
         self.status.setWordWrap(True)
 
         data_box = QGroupBox("Dataset")
-        data = QFormLayout(data_box)
-        data.addRow("Output folder", self.out_edit)
-        row = QHBoxLayout()
+        data = QHBoxLayout(data_box)
+        data.addWidget(QLabel("Output folder"))
+        data.addWidget(self.out_edit, 1)
         for text, spin in (
             ("Crops", self.crops),
             ("Jitters", self.jitters),
             ("Hold out", self.holdout),
         ):
-            row.addWidget(QLabel(text))
-            row.addWidget(spin)
-        data.addRow(row)
-        data.addRow(self.build_button)
+            data.addWidget(QLabel(text))
+            data.addWidget(spin)
+        data.addWidget(self.build_button)
 
         train_box = QGroupBox("Training")
         train = QGridLayout(train_box)
@@ -281,14 +280,25 @@ class TrainWindow(QWidget):
         preview.addWidget(self.without_label, 1, 0)
         preview.addWidget(self.with_label, 1, 1)
 
-        bottom = QHBoxLayout()
-        bottom.addWidget(data_box)
-        bottom.addWidget(train_box, 2)
-        bottom.addWidget(self.plot, 2)
-        bottom.addWidget(preview_box, 1)
+        # page 1: describe the frames and build the dataset
+        describe = QWidget()
+        describe_layout = QVBoxLayout(describe)
+        describe_layout.addWidget(split, 1)
+        describe_layout.addWidget(data_box)
+        # page 2: train, with the loss curve and the A/B preview
+        train_page = QWidget()
+        train_layout = QGridLayout(train_page)
+        train_layout.addWidget(train_box, 0, 0)
+        train_layout.addWidget(preview_box, 0, 1)
+        train_layout.addWidget(self.plot, 1, 0, 1, 2)
+        train_layout.setRowStretch(1, 1)
+        train_layout.setColumnStretch(0, 3)
+        train_layout.setColumnStretch(1, 2)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(describe, "1  Describe frames")
+        self.tabs.addTab(train_page, "2  Train")
         layout = QVBoxLayout(self)
-        layout.addWidget(split, 3)
-        layout.addLayout(bottom, 2)
+        layout.addWidget(self.tabs, 1)
         layout.addWidget(self.status)
 
     def _bind(self) -> None:
