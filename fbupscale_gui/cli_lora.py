@@ -4,6 +4,9 @@
   ``NAME.boxes.json``) to a Kohya dataset: ``imgs/`` with ``.txt`` captions,
   ``captions_kohya.json`` (Code 4), ``dataset.toml`` (Code 5), ``train_command.sh`` (Code 6)
   and ``dataset_report.json``. Prints each rule issue and the counts.
+* ``fbupscale lora report --dataset OUT --lora L -o DIR``: the held-out frames degraded by the
+  broadcast degradation model, reconstructed with and without the LoRA, scored (PSNR-Y,
+  SSIM-Y, LR-consistency): ``report.json``, ``report.md`` and ``report.png``.
 * ``fbupscale lora train --flux DIR --dataset OUT -o LORA.safetensors [--steps N] [--rank R]
   [--resolution PX] [--log FILE.jsonl]``: trains in this process; resumes from the last
   checkpoint of the same settings; one JSON object per line in ``--log`` (``step``, ``loss``,
@@ -97,6 +100,29 @@ def add_lora_parser(subparsers: Any) -> argparse.ArgumentParser:
     tr.add_argument("--no-resume", action="store_true", help="ignore a saved state")
     tr.add_argument("--estimate-only", action="store_true", help="print the estimate and stop")
     tr.add_argument("--log", type=Path, metavar="FILE.jsonl", help="one JSON line per event")
+
+    rep = sub.add_parser(
+        "report",
+        help="measured A/B: held-out frames degraded, reconstructed with and without the LoRA",
+        description=(
+            "Degrade each held-out frame of a dataset with the broadcast degradation model, "
+            "reconstruct it with and without the LoRA, and score PSNR-Y, SSIM-Y and "
+            "LR-consistency: report.json, report.md (table) and report.png (plot)."
+        ),
+    )
+    rep.add_argument("--dataset", required=True, type=Path, metavar="OUT")
+    rep.add_argument("--lora", required=True, type=Path, metavar="LORA.safetensors")
+    rep.add_argument("--flux", metavar="DIR", help="FLUX.1-dev folder (default: HF cache)")
+    rep.add_argument("--controlnet", metavar="DIR", help="ControlNet upscaler folder")
+    rep.add_argument("-o", "--output", required=True, type=Path, metavar="DIR")
+    rep.add_argument("--severity", choices=["light", "medium", "heavy"], default="medium")
+    rep.add_argument("--size", type=int, default=1024, help="output long side (1024)")
+    rep.add_argument("--variants", type=int, default=1)
+    rep.add_argument("--seed", type=int, default=5)
+    rep.add_argument("--steps1", type=int, default=None, metavar="N")
+    rep.add_argument("--steps2", type=int, default=None, metavar="N")
+    rep.add_argument("--lora-scale", type=float, default=0.9)
+    rep.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.set_defaults(func=cmd_lora)
     return p
 
@@ -108,6 +134,8 @@ def cmd_lora(args: argparse.Namespace, cancel: Callable[[], bool] | None = None)
     try:
         if args.lora_command == "dataset":
             return _cmd_dataset(args)
+        if args.lora_command == "report":
+            return _cmd_report(args, cancel)
         with _sigterm_cancels(cancel) as is_cancelled:
             return _cmd_train(args, is_cancelled)
     except Cancelled:
@@ -265,4 +293,54 @@ def _cmd_train(args: argparse.Namespace, is_cancelled: Callable[[], bool]) -> in
         log.close()
     if not args.estimate_only:
         print(os.fspath(result.output))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace, cancel: Callable[[], bool] | None) -> int:
+    import dataclasses
+
+    from .core.request import (
+        CONTROLNET_REPO_ID,
+        FLUX_REPO_ID,
+        LoraParams,
+        ModelRef,
+        Preprocess,
+        ReconstructionRequest,
+        Stage1Params,
+        Stage2Params,
+    )
+    from .engine.lora_report import ab_rows, write_report
+
+    stage1, stage2 = Stage1Params(), Stage2Params()
+    if args.steps1 is not None:
+        stage1 = dataclasses.replace(stage1, steps=args.steps1)
+    if args.steps2 is not None:
+        stage2 = dataclasses.replace(stage2, steps=args.steps2)
+    template = ReconstructionRequest(
+        engine="flux",
+        preprocess=Preprocess(size=args.size),
+        stage1=stage1,
+        stage2=stage2,
+        variants=args.variants,
+        seed=args.seed,
+        device=args.device,
+        flux=ModelRef(path=args.flux or "", repo_id=FLUX_REPO_ID),
+        controlnet=ModelRef(path=args.controlnet or "", repo_id=CONTROLNET_REPO_ID),
+        lora=LoraParams(model=ModelRef(path=str(args.lora)), scale=args.lora_scale),
+    )
+
+    def progress(index: int, total: int, name: str) -> None:
+        print(f"frame {index + 1}/{total}: {name}", file=sys.stderr, flush=True)
+
+    rows = ab_rows(
+        args.dataset,
+        template,
+        args.output / "images",
+        severity=args.severity,
+        on_frame=progress,
+        is_cancelled=cancel,
+    )
+    meta = {"severity": args.severity, "lora": str(args.lora), "size": args.size}
+    report = write_report(rows, args.output, meta)
+    print(report.read_text(encoding="utf-8"))
     return 0

@@ -238,3 +238,41 @@ def test_kill_9_mid_training_resumes_from_the_last_checkpoint(
     checkpoint = out.with_name(f"k-{last:06d}.safetensors")
     conversion = convert_lora(read_lora_file(checkpoint), build_tiny_components()["transformer"])
     assert conversion.matched == 13 and conversion.unmatched == 0
+
+
+def test_ab_report_on_held_out_frames(
+    tiny_flux: TinyFluxFiles, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    from fbupscale_gui.cli import main
+    from fbupscale_gui.engine.testing import tiny_cutout
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, name in enumerate(("duel", "striker", "box", "corner")):
+        tiny_cutout(144, 96, seed=i).save(frames / f"{name}.png")
+        shutil.copy(SAMPLES / f"{name}.scene.json", frames / f"{name}.scene.json")
+    report = build_dataset(frames, tmp_path / "ds", holdout=2, augment=AugmentOptions(0, 0))
+    assert len(report.held_out) == 2
+    out = tmp_path / "report"
+    code = main(["lora", "report", "--dataset", str(tmp_path / "ds"),
+                 "--lora", str(tiny_flux.lora_kohya), "--flux", str(tiny_flux.flux_dir),
+                 "--controlnet", str(tiny_flux.controlnet_dir), "-o", str(out),
+                 "--severity", "heavy", "--size", "96", "--steps1", "4", "--steps2", "2",
+                 "--device", "cpu"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    assert sorted((r["frame"], r["lora"]) for r in rows) == sorted(
+        (f, on) for f in report.held_out for on in (False, True)
+    )
+    for frame in report.held_out:
+        on = next(r for r in rows if r["frame"] == frame and r["lora"])
+        off = next(r for r in rows if r["frame"] == frame and not r["lora"])
+        assert on["psnr_y"] != off["psnr_y"] and 0 < on["ssim_y"] <= 1
+        assert on["lr_consistency"] > 0
+    table = (out / "report.md").read_text()
+    assert "| **mean** |" in table and "PSNR-Y dB without" in table
+    with Image.open(out / "report.png") as plot:
+        assert plot.size == (900, 320)
+    assert (out / "images" / f"{Path(report.held_out[0]).stem}_cutout.png").is_file()
