@@ -136,6 +136,8 @@ class TrainEstimate:
     base_params: int
     peak_memory_bytes: int
     seconds_per_step: float
+    #: The same from FLOPs and measured matmul speed (too low for tiny, overhead-bound models).
+    flops_seconds_per_step: float
     total_seconds: float
     device: str
     precision: str
@@ -344,9 +346,12 @@ def estimate(
     device: str,
     precision: str,
     optimizer: str,
+    *,
+    measured_step_s: float | None = None,
 ) -> TrainEstimate:
-    """Memory from parameter counts and token counts; time from FLOPs over measured matmul
-    throughput (half of it: training is never pure matmul)."""
+    """Memory from parameter counts and token counts. Time from ``measured_step_s`` (one timed
+    forward and backward pass) when given, else from FLOPs over measured matmul throughput
+    (half of it: training is never pure matmul); both are in the estimate."""
     import torch
 
     base = sum(p.numel() for p in transformer.parameters())
@@ -371,7 +376,8 @@ def estimate(
     passes = 4 if config.gradient_checkpointing else 3  # forward, backward (2x), recompute
     flops = (dense + attention) * passes
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    per_step = flops / (0.5 * _matmul_flops(device, dtype))
+    flops_per_step = flops / (0.5 * _matmul_flops(device, dtype))
+    per_step = measured_step_s if measured_step_s is not None else flops_per_step
     return TrainEstimate(
         steps=steps,
         steps_per_epoch=steps_per_epoch,
@@ -380,6 +386,7 @@ def estimate(
         base_params=base,
         peak_memory_bytes=peak,
         seconds_per_step=per_step,
+        flops_seconds_per_step=flops_per_step,
         total_seconds=per_step * steps,
         device=device,
         precision="nf4" if config.qlora else precision,
@@ -677,9 +684,75 @@ class _Trainer:
             opt_name = "adamw"
         steps_per_epoch = len(self.batches(items, 0))
         total = config.steps or steps_per_epoch * config.epochs
-        est = estimate(
-            transformer, config, len(items), total, steps_per_epoch, device, precision, opt_name
+        latents: dict[str, torch.Tensor] = {}
+        texts: dict[str, dict[str, torch.Tensor]] = {}
+        for it in items:
+            lk, tk = self.latent_key(it, vae_fp), self.text_key(it, te_fp)
+            lat = _load_tensors(self.cache / "latents" / f"{lk}.safetensors")
+            txt = _load_tensors(self.cache / "text" / f"{tk}.safetensors")
+            if lat is None or txt is None:
+                raise RequestError(
+                    f"{self.cache}: a cached latent or caption is unreadable; delete the cache folder"
+                )
+            latents[lk], texts[tk] = lat["latents"], txt
+        transformer.train()
+        guidance_on = bool(transformer.config.guidance_embeds)
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if precision == "bf16"
+            else torch.autocast("cpu", enabled=False)
         )
+        epoch_batches: dict[int, list[list[int]]] = {}
+
+        def loss_for(step: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+            """The flow-matching loss of training step ``step`` (deterministic), its t, epoch."""
+            nonlocal epoch_batches
+            epoch, index = divmod(step, steps_per_epoch)
+            if epoch not in epoch_batches:
+                epoch_batches = {epoch: self.batches(items, epoch)}
+            batch = [items[i] for i in epoch_batches[epoch][index]]
+            x0 = torch.stack([latents[self.latent_key(it, vae_fp)] for it in batch]).to(device)
+            emb = torch.stack([texts[self.text_key(it, te_fp)]["embeds"] for it in batch]).to(
+                device, dtype
+            )
+            pooled = torch.stack([texts[self.text_key(it, te_fp)]["pooled"] for it in batch]).to(
+                device, dtype
+            )
+            gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+            noise = torch.randn(x0.shape, generator=gen).to(device)
+            t = flow_timesteps(torch.randn(len(batch), generator=gen), config.shift).to(device)
+            tt = t.view(-1, 1, 1, 1)
+            noisy = (1 - tt) * x0 + tt * noise
+            b, c, h, w = noisy.shape
+            packed = FluxPipeline._pack_latents(noisy, b, c, h, w).to(dtype)
+            img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, device, dtype)
+            txt_ids = torch.zeros(emb.shape[1], 3, device=device, dtype=dtype)
+            guidance = torch.full((b,), config.guidance, device=device) if guidance_on else None
+            with autocast:
+                pred = transformer(
+                    hidden_states=packed,
+                    timestep=t.to(dtype),
+                    guidance=guidance,
+                    pooled_projections=pooled,
+                    encoder_hidden_states=emb,
+                    txt_ids=txt_ids,
+                    img_ids=img_ids,
+                    return_dict=False,
+                )[0]
+            pred = FluxPipeline._unpack_latents(pred, h * vsf, w * vsf, vsf)
+            return torch.nn.functional.mse_loss(pred.float(), (noise - x0).float()), t, epoch
+
+        # Estimate first: one timed forward and backward pass (no update), scaled to the run.
+        timer = time.perf_counter()
+        loss_for(0)[0].backward()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        measured = time.perf_counter() - timer
+        optimizer.zero_grad(set_to_none=True)
+        est = estimate(
+            transformer, config, len(items), total, steps_per_epoch, device, precision, opt_name,
+            measured_step_s=measured,
+        )  # fmt: skip
         self.emit({"event": "estimate", **asdict(est)})
         if estimate_only:
             return TrainResult(output=config.output, steps_done=0, resumed_from=0)
@@ -701,63 +774,11 @@ class _Trainer:
             self.emit({"event": "done", "step": start, "output": str(config.output)})
             return result
 
-        latents: dict[str, torch.Tensor] = {}
-        texts: dict[str, dict[str, torch.Tensor]] = {}
-        for it in items:
-            lk, tk = self.latent_key(it, vae_fp), self.text_key(it, te_fp)
-            lat = _load_tensors(self.cache / "latents" / f"{lk}.safetensors")
-            txt = _load_tensors(self.cache / "text" / f"{tk}.safetensors")
-            if lat is None or txt is None:
-                raise RequestError(
-                    f"{self.cache}: a cached latent or caption is unreadable; delete the cache folder"
-                )
-            latents[lk], texts[tk] = lat["latents"], txt
-        transformer.train()
-        guidance_on = bool(transformer.config.guidance_embeds)
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if precision == "bf16"
-            else torch.autocast("cpu", enabled=False)
-        )
         began = time.perf_counter()
-        epoch_batches: dict[int, list[list[int]]] = {}
         step = start
         try:
             for step in range(start, total):
-                epoch, index = divmod(step, steps_per_epoch)
-                if epoch not in epoch_batches:
-                    epoch_batches = {epoch: self.batches(items, epoch)}
-                batch = [items[i] for i in epoch_batches[epoch][index]]
-                x0 = torch.stack([latents[self.latent_key(it, vae_fp)] for it in batch]).to(device)
-                emb = torch.stack([texts[self.text_key(it, te_fp)]["embeds"] for it in batch]).to(
-                    device, dtype
-                )
-                pooled = torch.stack(
-                    [texts[self.text_key(it, te_fp)]["pooled"] for it in batch]
-                ).to(device, dtype)
-                gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-                noise = torch.randn(x0.shape, generator=gen).to(device)
-                t = flow_timesteps(torch.randn(len(batch), generator=gen), config.shift).to(device)
-                tt = t.view(-1, 1, 1, 1)
-                noisy = (1 - tt) * x0 + tt * noise
-                b, c, h, w = noisy.shape
-                packed = FluxPipeline._pack_latents(noisy, b, c, h, w).to(dtype)
-                img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, device, dtype)
-                txt_ids = torch.zeros(emb.shape[1], 3, device=device, dtype=dtype)
-                guidance = torch.full((b,), config.guidance, device=device) if guidance_on else None
-                with autocast:
-                    pred = transformer(
-                        hidden_states=packed,
-                        timestep=t.to(dtype),
-                        guidance=guidance,
-                        pooled_projections=pooled,
-                        encoder_hidden_states=emb,
-                        txt_ids=txt_ids,
-                        img_ids=img_ids,
-                        return_dict=False,
-                    )[0]
-                pred = FluxPipeline._unpack_latents(pred, h * vsf, w * vsf, vsf)
-                loss = torch.nn.functional.mse_loss(pred.float(), (noise - x0).float())
+                loss, t, epoch = loss_for(step)
                 loss.backward()
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
