@@ -107,6 +107,7 @@ def test_build_train_cancel_and_resume_in_a_child_process(
 
     window.steps.setValue(400)
     window.resolution.setValue(32)
+    assert window.train_options()[-2:] == ["--save-every-n-steps", "250"]
     with qtbot.waitSignal(window.training.finished, timeout=300_000) as stopped:
         window.start_training()
         assert window.cancel_button.isEnabled() and not window.train_button.isEnabled()

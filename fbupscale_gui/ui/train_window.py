@@ -218,6 +218,11 @@ class TrainWindow(QWidget):
         self.lr.setRange(1e-6, 0.1)
         self.lr.setSingleStep(1e-5)
         self.lr.setValue(1e-4)
+        self.every = QSpinBox()
+        self.every.setRange(0, 1_000_000)
+        self.every.setValue(250)
+        self.every.setSpecialValueText("2 epochs")
+        self.every.setToolTip("Save a checkpoint (and run the A/B preview) every N steps")
         self.lora_edit = QLineEdit()
         self.lora_edit.setPlaceholderText("LoRA output (.safetensors)")
         self.train_button = QPushButton("Train")
@@ -230,6 +235,15 @@ class TrainWindow(QWidget):
         self.cutout_edit = QLineEdit()
         self.cutout_edit.setPlaceholderText("cutout for previews (optional)")
         self.preview_button = QPushButton("Preview A/B")
+        self.cutout_button = QPushButton("Cutout…")
+        self.report_button = QPushButton("A/B report on held-out frames")
+        self.report_button.setToolTip(
+            "Degrade the held-out frames with the broadcast model, reconstruct them with and "
+            "without the LoRA, and score PSNR-Y, SSIM-Y and LR-consistency"
+        )
+        self.report_label = QLabel()
+        self.report_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.report_run = CliRun(self)
         self.without_label = QLabel("without LoRA")
         self.with_label = QLabel("with LoRA")
         for label in (self.without_label, self.with_label):
@@ -254,31 +268,35 @@ class TrainWindow(QWidget):
         train_box = QGroupBox("Training")
         train = QGridLayout(train_box)
         train.addWidget(QLabel("FLUX"), 0, 0)
-        train.addWidget(self.flux_edit, 0, 1, 1, 7)
+        train.addWidget(self.flux_edit, 0, 1, 1, 9)
         for col, (text, widget) in enumerate(
             (
                 ("Steps", self.steps),
                 ("Rank", self.rank),
                 ("Resolution", self.resolution),
                 ("LR", self.lr),
+                ("Checkpoint every", self.every),
             )
         ):
             train.addWidget(QLabel(text), 1, col * 2)
             train.addWidget(widget, 1, col * 2 + 1)
         train.addWidget(QLabel("Output"), 2, 0)
         train.addWidget(self.lora_edit, 2, 1, 1, 5)
-        train.addWidget(self.train_button, 2, 6)
-        train.addWidget(self.cancel_button, 2, 7)
+        train.addWidget(self.train_button, 2, 6, 1, 2)
+        train.addWidget(self.cancel_button, 2, 8, 1, 2)
         train.addWidget(self.progress, 3, 0, 1, 6)
-        train.addWidget(self.eta, 3, 6, 1, 2)
-        train.addWidget(self.estimate, 4, 0, 1, 8)
+        train.addWidget(self.eta, 3, 6, 1, 4)
+        train.addWidget(self.estimate, 4, 0, 1, 10)
 
         preview_box = QGroupBox("Preview (two-stage pipeline)")
         preview = QGridLayout(preview_box)
-        preview.addWidget(self.cutout_edit, 0, 0, 1, 2)
+        preview.addWidget(self.cutout_edit, 0, 0)
+        preview.addWidget(self.cutout_button, 0, 1)
         preview.addWidget(self.preview_button, 0, 2)
         preview.addWidget(self.without_label, 1, 0)
-        preview.addWidget(self.with_label, 1, 1)
+        preview.addWidget(self.with_label, 1, 1, 1, 2)
+        preview.addWidget(self.report_button, 2, 0, 1, 3)
+        preview.addWidget(self.report_label, 3, 0, 1, 3)
 
         # page 1: describe the frames and build the dataset
         describe = QWidget()
@@ -313,6 +331,10 @@ class TrainWindow(QWidget):
         self.train_button.clicked.connect(self.start_training)
         self.cancel_button.clicked.connect(self.training.cancel)
         self.preview_button.clicked.connect(self.run_preview)
+        self.cutout_button.clicked.connect(self._choose_cutout)
+        self.report_button.clicked.connect(self.run_report)
+        self.report_run.finished.connect(self._on_report_finished)
+        self.report_run.runningChanged.connect(self._update_buttons)
         self.training.lossesChanged.connect(self._on_losses)
         self.training.progressChanged.connect(self._on_progress)
         self.training.estimateReady.connect(self.estimate.setText)
@@ -444,7 +466,7 @@ class TrainWindow(QWidget):
             "--rank", str(self.rank.value()),
             "--resolution", str(self.resolution.value()),
             "--lr", f"{self.lr.value():g}",
-        ]  # fmt: skip
+        ] + (["--save-every-n-steps", str(self.every.value())] if self.every.value() else [])  # fmt: skip
 
     def start_training(self) -> None:
         dataset, output = self.out_edit.text().strip(), self.lora_edit.text().strip()
@@ -480,14 +502,28 @@ class TrainWindow(QWidget):
         else:
             self.status.setText(f"Training failed: {tail or f'exit status {code}'}")
 
+    def _lora(self) -> Path | None:
+        """The newest checkpoint of this run, else the LoRA file named, if it exists."""
+        if self.training.checkpoints:
+            return Path(self.training.checkpoints[-1])
+        named = Path(self.lora_edit.text().strip())
+        return named if self.lora_edit.text().strip() and named.is_file() else None
+
+    def _choose_cutout(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Cutout for previews", "", "Images (*.png *.jpg *.jpeg *.webp *.bmp)"
+        )
+        if path:
+            self.cutout_edit.setText(path)
+
     def run_preview(self) -> None:
-        cutout = self.cutout_edit.text().strip()
-        if not cutout or not self.training.checkpoints:
-            self.status.setText("Choose a cutout; previews need a checkpoint of this run")
+        cutout, lora = self.cutout_edit.text().strip(), self._lora()
+        if not cutout or lora is None:
+            self.status.setText("Choose a cutout; previews need a checkpoint or a LoRA file")
             return
         out = Path(self.lora_edit.text()).with_name("previews")
         self.preview.preview(
-            Path(cutout), Path(self.training.checkpoints[-1]), out,
+            Path(cutout), lora, out,
             flux=self.flux_edit.text().strip(), controlnet=self._controlnet,
         )  # fmt: skip
 
@@ -501,16 +537,46 @@ class TrainWindow(QWidget):
         if code != 0:
             self.status.setText(f"Preview failed: {tail or f'exit status {code}'}")
 
+    def report_dir(self) -> Path:
+        return Path(self.lora_edit.text().strip()).with_name("ab_report")
+
+    def run_report(self) -> None:
+        lora, dataset = self._lora(), self.out_edit.text().strip()
+        if lora is None or not dataset:
+            self.status.setText("The A/B report needs a dataset with held-out frames and a LoRA")
+            return
+        args = ["lora", "report", "--dataset", dataset, "--lora", str(lora)]
+        args += ["-o", str(self.report_dir())]
+        for flag, value in (
+            ("--flux", self.flux_edit.text().strip()),
+            ("--controlnet", self._controlnet),
+        ):
+            if value:
+                args += [flag, value]
+        self.status.setText("A/B report: reconstructing the held-out frames…")
+        self.report_run.start(args)
+
+    def _on_report_finished(self, code: int, tail: str) -> None:
+        if code != 0:
+            self.status.setText(f"A/B report failed: {tail or f'exit status {code}'}")
+            return
+        pix = QPixmap(str(self.report_dir() / "report.png"))
+        self.report_label.setPixmap(pix.scaledToWidth(max(200, self.report_label.width())))
+        table = (self.report_dir() / "report.md").read_text(encoding="utf-8", errors="replace")
+        mean = next((line for line in table.splitlines() if "**mean**" in line), "")
+        self.status.setText(f"A/B report in {self.report_dir()}  {mean}")
+
     def _update_buttons(self) -> None:
         busy = self.training.running
         self.train_button.setEnabled(not busy)
         self.cancel_button.setEnabled(busy)
         self.build_button.setEnabled(not self.dataset_run.running)
         self.preview_button.setEnabled(not self.preview.running)
+        self.report_button.setEnabled(not self.report_run.running)
         self.apply_button.setEnabled(bool(self._current) and len(self.selected_names()) > 1)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        for run in (self.training, self.dataset_run, self.preview):
+        for run in (self.training, self.dataset_run, self.preview, self.report_run):
             run.cancel()
             run.wait(3000)
         super().closeEvent(event)
