@@ -59,6 +59,7 @@ __all__ = [
     "DatasetReport",
     "Frame",
     "build_dataset",
+    "frame_size",
     "read_frames",
     "read_metadata",
 ]
@@ -102,7 +103,8 @@ def _open_frame(path: Path) -> Image.Image:
         raise InputImageError(str(path), f"unreadable image ({exc})") from None
 
 
-def _frame_size(path: Path) -> tuple[int, int]:
+def frame_size(path: Path) -> tuple[int, int]:
+    """An image's (width, height) as shown, EXIF rotation included, without decoding it."""
     try:
         with Image.open(path, formats=_FORMATS) as img:
             size = img.size
@@ -132,7 +134,7 @@ def read_frames(folder: str | Path) -> list[Frame]:
             frame.error = f"{path.name}: another frame has the same name {path.stem!r}"
             continue
         try:
-            frame.size = _frame_size(path)
+            frame.size = frame_size(path)
             scene_file = _sidecar(path, ".scene.json")
             if scene_file.is_file():
                 frame.scene = Scene.from_json(scene_file.read_bytes())

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, cast
 from fbupscale_gui.core.atomic import atomic_write_bytes
 from fbupscale_gui.core.errors import Cancelled, RequestError
 from fbupscale_gui.core.lora_dataset import DISCRETE_FLOW_SHIFT
-from fbupscale_gui.core.lora_dataset_build import METADATA_NAME, read_metadata
+from fbupscale_gui.core.lora_dataset_build import METADATA_NAME, frame_size, read_metadata
 
 from .lora import BFL_DOUBLE_BLOCK, BFL_GLOBAL, BFL_SINGLE_BLOCK
 
@@ -414,14 +414,11 @@ class _Trainer:
     # data -------------------------------------------------------------------------------
 
     def items(self, vae_step: int) -> list[_Item]:
-        from PIL import Image
-
         pairs = read_metadata(self.config.dataset)
         items = []
         for path, caption in pairs:
             data = path.read_bytes()
-            with Image.open(io.BytesIO(data)) as img:
-                size = img.size
+            size = frame_size(path)
             bucket = _bucket(size, self.config.resolution, vae_step)
             base = _Item(path, caption, _sha(data), _sha(caption.encode()), bucket)
             items.append(base)
