@@ -40,7 +40,9 @@ FLUX_REPO: Final = "black-forest-labs/FLUX.1-dev"
 
 
 def add_lora_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``lora {dataset,train}`` to an argparse subparsers object."""
+    """Add ``lora {dataset,train,report}`` to an argparse subparsers object."""
+    from .core.lora_dataset import ModelFiles
+
     p = subparsers.add_parser(
         "lora",
         help="football LoRA: build a Kohya dataset from frames, train it",
@@ -64,13 +66,27 @@ def add_lora_parser(subparsers: Any) -> argparse.ArgumentParser:
     ds.add_argument("--batch-size", type=int, default=4, help="batch size in the TOML (4)")
     ds.add_argument("--resolution", type=int, default=1024, help="TOML resolution (1024)")
     ds.add_argument("--remote-root", default="", metavar="DIR", help="OUT's path on the trainer")
-    for flag, default in (
-        ("--flux-file", "flux1-dev.safetensors"),
-        ("--clip-l", "clip_l.safetensors"),
-        ("--t5xxl", "t5xxl_fp16.safetensors"),
-        ("--ae", "ae.safetensors"),
+    defaults = ModelFiles()
+    for flag, dest in (
+        ("--flux-file", "flux"),
+        ("--clip-l", "clip_l"),
+        ("--t5xxl", "t5xxl"),
+        ("--ae", "ae"),
     ):
-        ds.add_argument(flag, default=default, metavar="FILE", help=f"for the command ({default})")
+        default = getattr(defaults, dest)
+        ds.add_argument(
+            flag,
+            dest=dest if dest != "flux" else "flux_file",
+            default=default,
+            metavar="FILE",
+            help=f"model file for the sd-scripts command ({default})",
+        )
+    ds.add_argument(
+        "--models-dir",
+        type=Path,
+        metavar="DIR",
+        help="a ComfyUI-style models folder: fills the command's model files from it",
+    )
     ds.add_argument("--json", action="store_true", help="print the report as JSON")
 
     tr = sub.add_parser(
@@ -174,8 +190,20 @@ def _sigterm_cancels(cancel: Callable[[], bool] | None) -> Iterator[Callable[[],
 
 def _cmd_dataset(args: argparse.Namespace) -> int:
     from .core.lora_dataset import AugmentOptions, ModelFiles, TrainSettings
-    from .core.lora_dataset_build import build_dataset
+    from .core.lora_dataset_build import build_dataset, find_model_files
 
+    models = ModelFiles(flux=args.flux_file, clip_l=args.clip_l, t5xxl=args.t5xxl, ae=args.ae)
+    if args.models_dir is not None:
+        found, missing = find_model_files(args.models_dir)
+        defaults = ModelFiles()
+        models = ModelFiles(
+            **{
+                k: getattr(models, k) if getattr(models, k) != getattr(defaults, k) else v
+                for k, v in vars(found).items()
+            }
+        )
+        for line in missing:
+            print(f"note: {line}", file=sys.stderr)
     report = build_dataset(
         args.folder,
         args.output,
@@ -186,7 +214,7 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             num_repeats=args.repeats,
         ),
-        models=ModelFiles(flux=args.flux_file, clip_l=args.clip_l, t5xxl=args.t5xxl, ae=args.ae),
+        models=models,
         holdout=args.holdout,
         keep_flagged=args.keep_flagged,
         remote_root=args.remote_root,

@@ -347,3 +347,33 @@ def test_apply_shared_copies_teams_kits_and_stadium() -> None:
         assert all(p.team is None or p.team < 2 for p in out.people)
     assert apply_shared(three, source).people[0].team is None
     assert apply_shared(lone, source, stadium=False).stadium == ""
+
+
+def test_command_model_files_found_in_a_comfyui_models_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fbupscale_gui.cli import main
+    from fbupscale_gui.core.lora_dataset_build import find_model_files
+
+    models = tmp_path / "models"
+    for rel in (
+        "diffusion_models/flux1-dev-fp8.safetensors",
+        "text_encoders/clip_l.safetensors",
+        "text_encoders/t5xxl_fp8_e4m3fn.safetensors",
+        "text_encoders/t5xxl_fp16.safetensors",
+    ):
+        (models / rel).parent.mkdir(parents=True, exist_ok=True)
+        (models / rel).write_bytes(b"x")
+    found, missing = find_model_files(models)
+    assert found.flux.endswith("diffusion_models/flux1-dev-fp8.safetensors")
+    assert found.t5xxl.endswith("t5xxl_fp16.safetensors")  # fp16 preferred, as in the paper
+    assert found.ae == "/path/to/ae.safetensors" and len(missing) == 1 and "ae" in missing[0]
+
+    frames = _frames(tmp_path / "frames")
+    out = tmp_path / "out"
+    args = ["lora", "dataset", str(frames), "-o", str(out), "--models-dir", str(models)]
+    assert main([*args, "--ae", "/mine/ae.safetensors"]) == 0
+    command = (out / "train_command.sh").read_text()
+    assert f"--clip_l {models / 'text_encoders' / 'clip_l.safetensors'}" in command
+    assert "--ae /mine/ae.safetensors" in command  # an explicit file wins
+    assert "note: ae:" in capsys.readouterr().err

@@ -59,6 +59,7 @@ __all__ = [
     "DatasetReport",
     "Frame",
     "build_dataset",
+    "find_model_files",
     "frame_size",
     "read_frames",
     "read_metadata",
@@ -303,6 +304,48 @@ def build_dataset(
         lambda fh: fh.write(json.dumps(report.to_dict(), indent=2, ensure_ascii=False).encode()),
     )
     return report
+
+
+#: ComfyUI's model folders (``folder_paths.py``) and the file-name patterns sd-scripts needs.
+_MODEL_FOLDERS: Final = {
+    "flux": (
+        ("diffusion_models", "unet", "checkpoints"),
+        ("flux1-dev*", "flux1_dev*", "flux*dev*"),
+    ),
+    "clip_l": (("text_encoders", "clip"), ("clip_l*",)),
+    "t5xxl": (("text_encoders", "clip"), ("t5xxl_fp16*", "t5xxl*", "t5*xxl*")),
+    "ae": (("vae",), ("ae.*", "flux*vae*", "ae*")),
+}
+
+
+def find_model_files(models_dir: str | Path) -> tuple[ModelFiles, list[str]]:
+    """The BFL single files sd-scripts wants, found in a ComfyUI-style models folder.
+
+    Looks in ``diffusion_models``/``unet``/``checkpoints``, ``text_encoders``/``clip`` and
+    ``vae`` (``.safetensors``/``.sft`` only, first match by name). Returns the files (the
+    placeholder for what is missing) and one line per missing file.
+    """
+    root = Path(models_dir)
+    found: dict[str, str] = {}
+    missing: list[str] = []
+    for key, (folders, patterns) in _MODEL_FOLDERS.items():
+        hit = None
+        for pattern in patterns:
+            for folder in folders:
+                for suffix in (".safetensors", ".sft"):
+                    matches = sorted((root / folder).glob(pattern.rstrip("*.") + "*" + suffix))
+                    if matches:
+                        hit = matches[0]
+                        break
+                if hit:
+                    break
+            if hit:
+                break
+        if hit is None:
+            missing.append(f"{key}: no {patterns[0]}.safetensors in {root}/{{{','.join(folders)}}}")
+        else:
+            found[key] = str(hit.resolve())
+    return ModelFiles(**found), missing
 
 
 def read_metadata(out: str | Path) -> list[tuple[Path, str]]:

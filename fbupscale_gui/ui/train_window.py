@@ -201,6 +201,8 @@ class TrainWindow(QWidget):
         self.jitters.setRange(0, 16)
         self.jitters.setValue(1)
         self.build_button = QPushButton("Build dataset")
+        self.models_edit = QLineEdit()
+        self.models_edit.setPlaceholderText("ComfyUI models folder (for train_command.sh)")
         self.flux_edit = QLineEdit(flux)
         self.flux_edit.setPlaceholderText("FLUX.1-dev folder (empty: Hugging Face cache)")
         self.steps = QSpinBox()
@@ -263,6 +265,7 @@ class TrainWindow(QWidget):
         ):
             data.addWidget(QLabel(text))
             data.addWidget(spin)
+        data.addWidget(self.models_edit, 1)
         data.addWidget(self.build_button)
 
         train_box = QGroupBox("Training")
@@ -450,6 +453,8 @@ class TrainWindow(QWidget):
         args = ["lora", "dataset", str(self.frames.folder), "-o", self.out_edit.text().strip()]
         args += ["--crops", str(self.crops.value()), "--jitters", str(self.jitters.value())]
         args += ["--holdout", str(self.holdout.value())]
+        if self.models_edit.text().strip():
+            args += ["--models-dir", self.models_edit.text().strip()]
         self.status.setText("Building the dataset…")
         self.dataset_run.start(args)
 
