@@ -287,7 +287,8 @@ class _JsonLog:
 def _cmd_train(args: argparse.Namespace, is_cancelled: Callable[[], bool]) -> int:
     from .core.models import locate
     from .core.request import ModelRef
-    from .engine.lora_train import TrainConfig, train_lora
+    from .engine import Engine
+    from .engine.lora_train import TrainConfig
 
     flux = locate(
         ModelRef(path=args.flux or "", repo_id=FLUX_REPO), "flux", compute_fingerprint=False
@@ -316,7 +317,7 @@ def _cmd_train(args: argparse.Namespace, is_cancelled: Callable[[], bool]) -> in
     )
     log = _JsonLog(args.log)
     try:
-        result = train_lora(config, log, is_cancelled, estimate_only=args.estimate_only)
+        result = Engine().train_lora(config, log, is_cancelled, estimate_only=args.estimate_only)
     finally:
         log.close()
     if not args.estimate_only:

@@ -117,6 +117,7 @@ def test_build_train_cancel_and_resume_in_a_child_process(
     assert "resumes" in window.status.text()
     assert window.estimate.text().startswith("Estimate:")
     done_before = len(window.training.losses)
+    before = list(window.training.losses)
     assert window.plot.losses == window.training.losses and done_before < 400
 
     window.steps.setValue(done_before + 2)
@@ -124,7 +125,8 @@ def test_build_train_cancel_and_resume_in_a_child_process(
         window.start_training()
     assert finished.args is not None and finished.args[0] == 0, window.status.text()
     assert window.progress.value() == done_before + 2
-    assert len(window.training.losses) == 2  # only the new steps: it resumed
+    assert window.training.losses[:done_before] == pytest.approx(before)
+    assert len(window.training.losses) == done_before + 2  # it resumed, curve kept
     assert (tmp_path / "lora.safetensors").is_file()
     assert window.training.checkpoints[-1] == str(tmp_path / "lora.safetensors")
     window.grab().save(str(tmp_path / "shot.png"))

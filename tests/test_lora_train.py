@@ -168,7 +168,8 @@ def test_cancel_takes_effect_within_one_step_and_resumes(
 
     more: list[dict[str, Any]] = []
     result = train_lora(_config(tiny_flux, dataset, out, steps=5), more.append)
-    assert {"event": "resumed", "step": 3} in more
+    resumed = next(e for e in more if e["event"] == "resumed")
+    assert resumed["step"] == 3 and resumed["losses"] == result.losses[:3]
     assert [e["step"] for e in more if e["event"] == "step"] == [4, 5]
     assert result.resumed_from == 3 and len(result.losses) == 5 and out.is_file()
     # the cache was reused: neither the VAE nor the text encoders ran again
@@ -232,7 +233,7 @@ def test_kill_9_mid_training_resumes_from_the_last_checkpoint(
     assert done.returncode == 0, done.stderr
     after = _log(log)[len(before) :]
     assert after[0]["event"] == "cache"
-    assert {"event": "resumed", "step": last} in after
+    assert next(e for e in after if e["event"] == "resumed")["step"] == last
     assert [e["step"] for e in after if e["event"] == "step"] == [last + 1, last + 2]
     assert after[-1]["event"] == "done" and Path(done.stdout.strip()) == out
     checkpoint = out.with_name(f"k-{last:06d}.safetensors")
@@ -276,3 +277,26 @@ def test_ab_report_on_held_out_frames(
     with Image.open(out / "report.png") as plot:
         assert plot.size == (900, 320)
     assert (out / "images" / f"{Path(report.held_out[0]).stem}_cutout.png").is_file()
+
+
+def test_cli_estimate_only_trains_nothing(
+    tiny_flux: TinyFluxFiles, dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from fbupscale_gui.cli import main
+    from fbupscale_gui.engine.lora_train import state_path_for
+
+    out, log = tmp_path / "e.safetensors", tmp_path / "e.jsonl"
+    code = main(["lora", "train", "--flux", str(tiny_flux.flux_dir), "--dataset", str(dataset),
+                 "-o", str(out), "--resolution", "32", "--max-sequence-length", "64",
+                 "--steps", "100", "--estimate-only", "--log", str(log)])  # fmt: skip
+    assert code == 0
+    events = _log(log)
+    estimate = next(e for e in events if e["event"] == "estimate")
+    assert estimate["steps"] == 100 and estimate["total_seconds"] > 0
+    assert not any(e["event"] == "step" for e in events)
+    assert not out.exists() and not state_path_for(out).exists()
+    assert "estimate: 100 steps" in capsys.readouterr().err
+    # a bad setting is one clear line, nothing written
+    assert main(["lora", "train", "--flux", str(tiny_flux.flux_dir), "--dataset", str(dataset),
+                 "-o", str(tmp_path / "x.safetensors"), "--rank", "4", "--alpha", "8"]) == 1  # fmt: skip
+    assert "alpha" in capsys.readouterr().err

@@ -762,7 +762,7 @@ class _Trainer:
             set_peft_model_state_dict(transformer, state["lora"], adapter_name=_ADAPTER)
             optimizer.load_state_dict(state["optimizer"])
             start, losses = int(state["step"]), [float(x) for x in state.get("losses", [])]
-            self.emit({"event": "resumed", "step": start})
+            self.emit({"event": "resumed", "step": start, "losses": list(losses)})
         result = TrainResult(
             output=config.output, steps_done=start, resumed_from=start, losses=losses
         )

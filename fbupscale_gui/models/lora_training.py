@@ -231,7 +231,9 @@ class TrainingRun(CliRun):
             self.progressChanged.emit(
                 int(event["step"]), int(event["total"]), float(event.get("eta_s", 0.0))
             )
-        elif kind == "resumed":
+        elif kind == "resumed":  # the curve so far, kept in the resume state
+            self.losses = [float(x) for x in event.get("losses", [])]
+            self.lossesChanged.emit()
             self.progressChanged.emit(int(event["step"]), 0, 0.0)
         elif kind == "estimate":
             gib = event["peak_memory_bytes"] / 2**30
