@@ -130,3 +130,37 @@ def test_build_train_cancel_and_resume_in_a_child_process(
     assert (tmp_path / "lora.safetensors").is_file()
     assert window.training.checkpoints[-1] == str(tmp_path / "lora.safetensors")
     window.grab().save(str(tmp_path / "shot.png"))
+
+
+def test_engine_menu_opens_the_train_window(
+    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+
+    from PySide6.QtCore import QSettings
+
+    from fbupscale_gui.models.session import Session
+    from fbupscale_gui.models.settings_model import SettingsModel
+    from fbupscale_gui.ui.main_window import MainWindow
+    from fbupscale_gui.ui.train_window import TrainWindow
+    from fbupscale_gui.worker.testing import FakeRunner
+
+    monkeypatch.setenv("FBUPSCALE_CACHE_DIR", str(tmp_path / "cache"))
+    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(Session(SettingsModel(store), runner_factory=FakeRunner))
+    win.confirm_on_close = False
+    try:
+        engine_menu = next(
+            a.menu() for a in win.menuBar().actions() if a.text().replace("&", "") == "Engine"
+        )
+        action = next(a for a in engine_menu.actions() if a.text().startswith("Train LoRA"))
+        action.trigger()
+        train = win.findChild(TrainWindow)
+        assert train is not None and train.isVisible()
+        action.trigger()  # the same window again, not a second one
+        assert win.findChildren(TrainWindow) == [train]
+        train.close()
+    finally:
+        win.close()
+        del win
+        gc.collect()
