@@ -164,3 +164,14 @@ def test_engine_menu_opens_the_train_window(
         win.close()
         del win
         gc.collect()
+
+
+def test_cli_command_in_the_packaged_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fbupscale_gui.models.lora_training import cli_command
+
+    assert cli_command(["lora", "train"]) == (
+        sys.executable, ["-m", "fbupscale_gui.cli", "lora", "train"]
+    )  # fmt: skip
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", "/opt/fbupscale/fbupscale-gui")
+    assert cli_command(["lora", "train"]) == ("/opt/fbupscale/fbupscale", ["lora", "train"])

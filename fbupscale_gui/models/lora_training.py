@@ -40,7 +40,11 @@ _ERROR_TAIL: Final = 4000
 
 
 def cli_command(args: Sequence[str]) -> tuple[str, list[str]]:
-    """The program and arguments that run ``fbupscale ARGS`` with this interpreter."""
+    """The program and arguments that run ``fbupscale ARGS``: this interpreter with ``-m``, or
+    in the packaged app the ``fbupscale`` executable next to the window's."""
+    if getattr(sys, "frozen", False):
+        exe = Path(sys.executable)
+        return str(exe.with_name("fbupscale" + exe.suffix)), list(args)
     return sys.executable, ["-m", "fbupscale_gui.cli", *args]
 
 
