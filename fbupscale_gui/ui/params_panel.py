@@ -175,7 +175,10 @@ class ParamsPanel(QWidget):
         self._lora_s1.setToolTip("The paper found the LoRA can hurt stage 1")
         self._lora_note = QLabel()
         self._lora_note.setProperty("role", "warning")
+        self._lora_note.setWordWrap(True)
         self._lora_note.hide()
+        #: The engine's report of the last LoRA load: (path, level, text).
+        self._lora_report: tuple[str, str, str] | None = None
 
         # -- output and memory
         self._size = _int(64, 4096, 16)
@@ -512,14 +515,25 @@ class ParamsPanel(QWidget):
         else:
             self._seeds_hint.setText("")
         self._intermediate.setEnabled(self._size.value() > PAPER_INTERMEDIATE)
-        note = ""
+        note, role = "", "warning"
         path = self._lora_path.text().strip()
         if path and not path.lower().endswith(".safetensors"):
             note = "This is not a .safetensors file."
         elif path and not Path(path).expanduser().is_file():
             note = "No file at this path on this computer."
+        elif self._lora_report is not None and self._lora_report[0] == path:
+            _, level, note = self._lora_report
+            role = "warning" if level == "warning" else "hint"
+        if self._lora_note.property("role") != role:
+            self._lora_note.setProperty("role", role)
+            self._lora_note.style().polish(self._lora_note)
         self._lora_note.setText(note)
         self._lora_note.setVisible(bool(note))
+
+    def show_lora_report(self, path: str, level: str, text: str) -> None:
+        """The engine's report of a LoRA load, shown under the LoRA file while it is chosen."""
+        self._lora_report = (path, level, text)
+        self._update_dependent()
 
     def _set_error(self, message: str) -> None:
         self._error = message
