@@ -59,5 +59,7 @@ def test_lora_report_and_empty_prompt_reach_the_window(qtbot, window) -> None:  
     # the run's message and the LoRA row under the file name
     assert any(REPORT in t and t.startswith("a.png") for t in texts)
     note = window.params._lora_note
-    assert not note.isHidden() and note.text() == REPORT  # the Advanced panel may be folded
+    assert not note.isHidden()  # the Advanced panel may be folded: hidden is not visible
+    assert note.text() == "12 of 14 layers applied · some left out (hover)"
+    assert note.toolTip() == REPORT
     assert note.property("role") == "warning"
