@@ -567,3 +567,22 @@ def test_require_finite_on_arrays_and_tensors() -> None:
         require_finite(np.array([0.0, np.nan]), "Real-ESRGAN")
     with pytest.raises(RenderError, match="produced 2 NaN or infinite"):
         require_finite(torch.tensor([np.inf, -np.inf, 1.0]), "model")
+
+
+@pytest.mark.parametrize(
+    ("metadata", "match"),
+    [
+        ({"r": 10**8, "lora_alpha": 4}, "rank 100000000 but its layers have rank 4"),
+        ({"r": 8, "lora_alpha": 8}, "rank 8 for .*whose weights have rank 4"),
+        ({"r": 4, "lora_alpha": 4, "alpha_pattern": {"(a+)+$": 2}}, "map of module names"),
+        ({"r": 4, "lora_alpha": 4, "use_dora": True}, "DoRA"),
+        ({"r": 4, "lora_alpha": "x"}, "finite alpha"),
+    ],
+)
+def test_a_header_that_does_not_fit_its_weights_is_refused(
+    transformer: Any, tmp_path: Path, metadata: dict[str, Any], match: str
+) -> None:
+    """Checked before PEFT allocates anything: a hostile r of 10^8 would exhaust the memory."""
+    plain = read_lora_file(make_tiny_lora(transformer, tmp_path / "d.safetensors", rank=4))
+    with pytest.raises(LoraError, match=match):
+        convert_lora(plain, transformer, metadata)

@@ -45,7 +45,6 @@ be loaded before it is enabled: PEFT wraps the Linear layers the casting hooks a
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import warnings
@@ -56,7 +55,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from fbupscale_gui.core.errors import LoraError
+from fbupscale_gui.core.errors import LoraError, RequestError
+from fbupscale_gui.core.jsonable import parse_json
 
 if TYPE_CHECKING:
     import torch
@@ -133,6 +133,9 @@ MAX_LORA_SCALING: Final = 1e3
 _DOUBLE_RE: Final = re.compile(r"^double_blocks_(\d+)_(.+)$")
 _SINGLE_RE: Final = re.compile(r"^single_blocks_(\d+)_(.+)$")
 _BLOCK_RE: Final = re.compile(r"^((?:single_)?transformer_blocks\.\d+)\.")
+#: rank_pattern / alpha_pattern keys PEFT matches as regular expressions: module names only
+#: (diffusers prefixes "^"), so a hostile header cannot hang the matching.
+_PATTERN_KEY: Final = re.compile(r"^\^?[A-Za-z0-9_.]{1,200}$")
 _KOHYA_SUFFIXES: Final = (".lora_down.weight", ".lora_up.weight", ".alpha")
 _PEFT_SUFFIXES: Final = (".lora_A.weight", ".lora_B.weight", ".alpha")
 _DIFFUSERS_PREFIXES: Final = ("transformer.", "base_model.model.")
@@ -240,9 +243,9 @@ def _adapter_metadata(path: Path, raw: str | None) -> dict[str, Any] | None:
     if not raw:
         return None
     try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):
-        raise LoraError(f"{path}: the header's {ADAPTER_METADATA_KEY} is not valid JSON") from None
+        data = parse_json(raw, f"{path}: the header's {ADAPTER_METADATA_KEY}")
+    except RequestError as exc:
+        raise LoraError(str(exc)) from None
     if not isinstance(data, dict):
         raise LoraError(f"{path}: the header's {ADAPTER_METADATA_KEY} is not a JSON object")
     prefix = "transformer."
@@ -527,16 +530,43 @@ def _config_from_metadata(
     for name, check in (("rank_pattern", _is_rank), ("alpha_pattern", _is_number)):
         pattern = config.get(name) or {}
         if not isinstance(pattern, dict) or not all(
-            isinstance(k, str) and check(v) for k, v in pattern.items()
+            isinstance(k, str) and _PATTERN_KEY.match(k) and check(v) for k, v in pattern.items()
         ):
-            raise LoraError(f"its header's {name} is not a map of module patterns to numbers")
+            raise LoraError(f"its header's {name} is not a map of module names to numbers")
         config[name] = pattern
     config["use_rslora"] = bool(config.get("use_rslora", False))
     suffix = ".lora_A.weight"
-    config["target_modules"] = sorted(
-        k[len("transformer.") : -len(suffix)] for k in state_dict if k.endswith(suffix)
-    )
+    ranks = {
+        k[len("transformer.") : -len(suffix)]: int(v.shape[0])
+        for k, v in state_dict.items()
+        if k.endswith(suffix)
+    }
+    config["target_modules"] = sorted(ranks)
+    _check_ranks(config, ranks)
     return config
+
+
+def _check_ranks(config: Mapping[str, Any], ranks: Mapping[str, int]) -> None:
+    """The header's ranks must be the tensors' (PEFT would otherwise allocate what the header
+    says before it finds the mismatch: a hostile ``r`` of 10^8 exhausts the memory)."""
+    from peft.utils.other import get_pattern_key
+
+    pattern: Mapping[str, int] = config["rank_pattern"]
+    r = config.get("r", 8)
+    ceiling = max([*ranks.values(), 64])
+    too_big = [v for v in (r, *pattern.values()) if v > ceiling]
+    if too_big:
+        raise LoraError(
+            f"its header gives rank {max(too_big)} but its layers have rank "
+            f"{max(ranks.values(), default=0)} at most: the header is damaged"
+        )
+    for module, rank in ranks.items():
+        want = pattern.get(get_pattern_key(list(pattern), module), r)  # as PEFT resolves it
+        if want != rank:
+            raise LoraError(
+                f"its header gives rank {want} for {module}, whose weights have rank {rank}: "
+                "the header does not belong to these weights"
+            )
 
 
 def _is_number(value: object) -> bool:
@@ -691,6 +721,13 @@ def lora_report(transformer: Any, sha256: str) -> LoraReport | None:
     return _REPORTS.get(transformer, {}).get(adapter_name_for(sha256))
 
 
+def _low_cpu_mem_usage() -> bool:
+    """diffusers' own default for ``load_lora_weights`` (True with recent peft and torch)."""
+    from diffusers.loaders import lora_pipeline
+
+    return bool(getattr(lora_pipeline, "_LOW_CPU_MEM_USAGE_DEFAULT_LORA", False))
+
+
 def _peft_scaling(transformer: Any, name: str) -> dict[str, float]:
     """alpha / rank (PEFT's ``scaling``) per module the adapter ``name`` patches."""
     out: dict[str, float] = {}
@@ -749,6 +786,7 @@ def ensure_lora_loaded(pipe: Any, path: str | Path, sha256: str) -> LoraReport |
                 adapter_name=name,
                 metadata=metadata,
                 _pipeline=pipe,
+                low_cpu_mem_usage=_low_cpu_mem_usage(),
             )
     except (ValueError, RuntimeError, KeyError, TypeError) as exc:
         if name in _loaded_adapters(transformer):
