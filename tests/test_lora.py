@@ -586,3 +586,17 @@ def test_a_header_that_does_not_fit_its_weights_is_refused(
     plain = read_lora_file(make_tiny_lora(transformer, tmp_path / "d.safetensors", rank=4))
     with pytest.raises(LoraError, match=match):
         convert_lora(plain, transformer, metadata)
+
+
+def test_rank_zero_and_non_scalar_alphas_are_left_out_not_a_crash(transformer: Any) -> None:
+    dim = transformer.inner_dim
+    sd = {
+        "lora_unet_double_blocks_0_img_attn_proj.lora_down.weight": torch.ones(0, dim),
+        "lora_unet_double_blocks_0_img_attn_proj.lora_up.weight": torch.ones(dim, 0),
+        "lora_unet_double_blocks_0_txt_attn_proj.lora_down.weight": torch.ones(2, dim),
+        "lora_unet_double_blocks_0_txt_attn_proj.lora_up.weight": torch.ones(dim, 2),
+        "lora_unet_double_blocks_0_txt_attn_proj.alpha": torch.ones(3),
+    }
+    conv = convert_lora(sd, transformer)
+    assert (conv.matched, conv.unmatched) == (0, 2)
+    assert [why for why, _ in conv.groups] == ["shape"]

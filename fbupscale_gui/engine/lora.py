@@ -443,6 +443,8 @@ def convert_lora(
             or down.shape[1] != in_features
             or up.shape[0] != sum(widths)
             or up.shape[1] != down.shape[0]
+            or down.shape[0] == 0
+            or ("alpha" in parts and parts["alpha"].numel() != 1)
         ):
             leave_out(
                 _WHY_SHAPE,
