@@ -600,3 +600,40 @@ def test_rank_zero_and_non_scalar_alphas_are_left_out_not_a_crash(transformer: A
     conv = convert_lora(sd, transformer)
     assert (conv.matched, conv.unmatched) == (0, 2)
     assert [why for why, _ in conv.groups] == ["shape"]
+
+
+def test_peft_save_pretrained_pair_reads_adapter_config_json(
+    tiny_flux: TinyFluxFiles,
+    diffusers_readable: dict[str, Path],
+    strength_engine: Any,
+    tmp_path: Path,
+) -> None:
+    """PEFT's own layout: ``base_model.model.`` keys, the config in adapter_config.json."""
+    from safetensors import safe_open
+
+    header_file = diffusers_readable["peft"]
+    with safe_open(str(header_file), "pt") as f:
+        config = json.loads(f.metadata()[ADAPTER_METADATA_KEY])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    folder = tmp_path / "peft_adapter"
+    folder.mkdir()
+    save_file(
+        {"base_model.model." + k.removeprefix("transformer."): v for k, v in tensors.items()},
+        str(folder / "adapter_model.safetensors"),
+    )
+    (folder / "adapter_config.json").write_text(
+        json.dumps({k.removeprefix("transformer."): v for k, v in config.items()})
+    )
+    cutout = tmp_path / "player.png"
+    tiny_cutout(40, 64, seed=3).save(cutout)
+    runs = []
+    for lora in (header_file, folder / "adapter_model.safetensors"):
+        (candidate,) = strength_engine.run(_stage1_request(tiny_flux, cutout, lora, 0.9))
+        runs.append(candidate)
+    assert np.array_equal(np.asarray(runs[0].image), np.asarray(runs[1].image))
+    record = runs[1].lora_report
+    assert record is not None and "adapter_config.json (lora_alpha 8, r 4" in record["alpha_source"]
+    # a config beside any other file name is not taken for it
+    other = folder / "other.safetensors"
+    (folder / "adapter_model.safetensors").rename(other)
+    assert read_lora(other).adapter_metadata is None

@@ -15,7 +15,8 @@ file says what alpha and rank are, as diffusers reads them:
   it) carry ``lora_alpha``, ``r`` and per-module ``alpha_pattern`` / ``rank_pattern`` in the
   safetensors header (``__metadata__["lora_adapter_metadata"]``, diffusers'
   ``LORA_ADAPTER_METADATA_KEY``). They become the PEFT config, as in diffusers'
-  ``load_lora_adapter``; alpha is not folded.
+  ``load_lora_adapter``; alpha is not folded. PEFT's own ``save_pretrained`` pair
+  (``adapter_model.safetensors`` with ``adapter_config.json`` beside it) is read the same way.
 * Without that header, ``.alpha`` tensors of a diffusers file are handed to diffusers as its
   ``network_alphas``; Kohya / BFL ``.alpha`` tensors are folded into the weights the way
   diffusers' Kohya converter does (``alpha / rank`` split between down and up by powers of two).
@@ -120,6 +121,10 @@ _SWAP_SCALE_SHIFT: Final = frozenset({"final_layer_adaLN_modulation_1"})
 #: The safetensors header entry diffusers writes its LoRA config to (its
 #: ``LORA_ADAPTER_METADATA_KEY``), as JSON with ``transformer.``-prefixed LoraConfig fields.
 ADAPTER_METADATA_KEY: Final = "lora_adapter_metadata"
+#: PEFT's own file pair (``save_pretrained``): weights, and the LoraConfig beside them.
+_PEFT_WEIGHTS: Final = "adapter_model.safetensors"
+_PEFT_CONFIG: Final = "adapter_config.json"
+_MAX_CONFIG: Final = 1 << 20
 #: The LoraConfig fields taken from that header: the ones that decide the strength per layer.
 #: The target modules are the layers that matched; other fields do not change the output of
 #: loaded weights, and DoRA is refused (its magnitude vectors are not converted).
@@ -200,12 +205,14 @@ class LoraFile:
     """A LoRA file's tensors and, when diffusers wrote it, its LoRA config from the header.
 
     ``adapter_metadata`` holds the transformer's LoraConfig fields with the ``transformer.``
-    prefix removed (None: the header has none).
+    prefix removed (None: the file has none). ``metadata_source`` says where it was read:
+    "header", or PEFT's own "adapter_config.json" beside an ``adapter_model.safetensors``.
     """
 
     path: Path
     tensors: dict[str, torch.Tensor]
     adapter_metadata: dict[str, Any] | None = None
+    metadata_source: str = "header"
 
 
 def read_lora(path: str | Path) -> LoraFile:
@@ -230,7 +237,12 @@ def read_lora(path: str | Path) -> LoraFile:
     if not tensors:
         raise LoraError(f"{p}: the LoRA file holds no tensors")
     _check_values(p, tensors)
-    return LoraFile(p, tensors, _adapter_metadata(p, header.get(ADAPTER_METADATA_KEY)))
+    metadata = _adapter_metadata(p, header.get(ADAPTER_METADATA_KEY))
+    if metadata is None and p.name == _PEFT_WEIGHTS:
+        metadata = _peft_config_beside(p)
+        if metadata is not None:
+            return LoraFile(p, tensors, metadata, _PEFT_CONFIG)
+    return LoraFile(p, tensors, metadata)
 
 
 def read_lora_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -253,6 +265,25 @@ def _adapter_metadata(path: Path, raw: str | None) -> dict[str, Any] | None:
         k[len(prefix) :]: v for k, v in data.items() if isinstance(k, str) and k.startswith(prefix)
     }
     return own or None
+
+
+def _peft_config_beside(path: Path) -> dict[str, Any] | None:
+    """PEFT's ``save_pretrained`` puts the config in ``adapter_config.json`` beside
+    ``adapter_model.safetensors`` (diffusers' loader does not read it; its header has none)."""
+    config = path.with_name(_PEFT_CONFIG)
+    try:
+        if config.is_symlink() or not config.is_file() or config.stat().st_size > _MAX_CONFIG:
+            return None
+        text = config.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        data = parse_json(text, str(config))
+    except RequestError as exc:
+        raise LoraError(str(exc)) from None
+    if not isinstance(data, dict) or data.get("peft_type", "LORA") != "LORA":
+        return None
+    return {str(k): v for k, v in data.items()}
 
 
 def _check_values(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
@@ -366,12 +397,13 @@ def convert_lora(
     state_dict: Mapping[str, torch.Tensor],
     transformer: torch.nn.Module,
     adapter_metadata: Mapping[str, Any] | None = None,
+    metadata_source: str = "header",
 ) -> LoraConversion:
     """Convert any accepted LoRA layout into diffusers keys for ``transformer``.
 
     Fused BFL layers are split by the widths of ``transformer``'s own modules, so this works
-    for any FLUX-architecture model, full size or tiny. ``adapter_metadata`` is the header's
-    LoraConfig (:attr:`LoraFile.adapter_metadata`). Never raises for unknown keys: they are
+    for any FLUX-architecture model, full size or tiny. ``adapter_metadata`` is the file's
+    LoraConfig (:attr:`LoraFile.adapter_metadata`, read from ``metadata_source``). Never raises for unknown keys: they are
     counted as unmatched (see :func:`ensure_lora_loaded` for the refusal). Raises LoraError for
     a header config that asks for DoRA or is malformed.
     """
@@ -482,8 +514,9 @@ def convert_lora(
     config: dict[str, Any] | None = None
     network_alphas: dict[str, torch.Tensor] | None = None
     if fmt == "diffusers" and adapter_metadata:
-        config = _config_from_metadata(adapter_metadata, out)
-        source = _describe_config(config)
+        where = f"its {metadata_source}"
+        config = _config_from_metadata(adapter_metadata, out, where)
+        source = _describe_config(config, where)
         if alphas:
             source += "; its .alpha tensors are ignored"
     elif with_alpha:
@@ -515,18 +548,18 @@ def _grouped(left_out: Sequence[tuple[str, str, str]]) -> tuple[tuple[str, tuple
 
 
 def _config_from_metadata(
-    metadata: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]
+    metadata: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor], where: str
 ) -> dict[str, Any]:
     """The LoraConfig fields that set the strength, checked; targets: the matched modules."""
     if metadata.get("use_dora"):
         raise LoraError(
-            "this is a DoRA adapter (use_dora in its header); only plain LoRAs are supported"
+            f"this is a DoRA adapter (use_dora in {where}); only plain LoRAs are supported"
         )
     config: dict[str, Any] = {k: metadata[k] for k in _CONFIG_FIELDS if k in metadata}
     r, alpha = config.get("r", 8), config.get("lora_alpha", 8)
     if not _is_rank(r) or not _is_number(alpha):
         raise LoraError(
-            f"its header gives r={r!r}, lora_alpha={alpha!r}: expected a positive whole rank "
+            f"{where} gives r={r!r}, lora_alpha={alpha!r}: expected a positive whole rank "
             "and a finite alpha"
         )
     for name, check in (("rank_pattern", _is_rank), ("alpha_pattern", _is_number)):
@@ -534,7 +567,7 @@ def _config_from_metadata(
         if not isinstance(pattern, dict) or not all(
             isinstance(k, str) and _PATTERN_KEY.match(k) and check(v) for k, v in pattern.items()
         ):
-            raise LoraError(f"its header's {name} is not a map of module names to numbers")
+            raise LoraError(f"{where}: {name} is not a map of module names to numbers")
         config[name] = pattern
     config["use_rslora"] = bool(config.get("use_rslora", False))
     suffix = ".lora_A.weight"
@@ -544,11 +577,11 @@ def _config_from_metadata(
         if k.endswith(suffix)
     }
     config["target_modules"] = sorted(ranks)
-    _check_ranks(config, ranks)
+    _check_ranks(config, ranks, where)
     return config
 
 
-def _check_ranks(config: Mapping[str, Any], ranks: Mapping[str, int]) -> None:
+def _check_ranks(config: Mapping[str, Any], ranks: Mapping[str, int], where: str) -> None:
     """The header's ranks must be the tensors' (PEFT would otherwise allocate what the header
     says before it finds the mismatch: a hostile ``r`` of 10^8 exhausts the memory)."""
     from peft.utils.other import get_pattern_key
@@ -559,15 +592,15 @@ def _check_ranks(config: Mapping[str, Any], ranks: Mapping[str, int]) -> None:
     too_big = [v for v in (r, *pattern.values()) if v > ceiling]
     if too_big:
         raise LoraError(
-            f"its header gives rank {max(too_big)} but its layers have rank "
-            f"{max(ranks.values(), default=0)} at most: the header is damaged"
+            f"{where} gives rank {max(too_big)} but its layers have rank "
+            f"{max(ranks.values(), default=0)} at most: the config is damaged"
         )
     for module, rank in ranks.items():
         want = pattern.get(get_pattern_key(list(pattern), module), r)  # as PEFT resolves it
         if want != rank:
             raise LoraError(
-                f"its header gives rank {want} for {module}, whose weights have rank {rank}: "
-                "the header does not belong to these weights"
+                f"{where} gives rank {want} for {module}, whose weights have rank {rank}: "
+                "the config does not belong to these weights"
             )
 
 
@@ -579,8 +612,8 @@ def _is_rank(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def _describe_config(config: Mapping[str, Any]) -> str:
-    text = f"its header (lora_alpha {config.get('lora_alpha', 8)}, r {config.get('r', 8)}"
+def _describe_config(config: Mapping[str, Any], where: str) -> str:
+    text = f"{where} (lora_alpha {config.get('lora_alpha', 8)}, r {config.get('r', 8)}"
     if config.get("alpha_pattern") or config.get("rank_pattern"):
         text += ", per-module alpha_pattern / rank_pattern"
     if config.get("use_rslora"):
@@ -755,7 +788,9 @@ def ensure_lora_loaded(pipe: Any, path: str | Path, sha256: str) -> LoraReport |
         return None
     lora = read_lora(path)
     try:
-        conversion = convert_lora(lora.tensors, transformer, lora.adapter_metadata)
+        conversion = convert_lora(
+            lora.tensors, transformer, lora.adapter_metadata, lora.metadata_source
+        )
     except LoraError as exc:
         raise LoraError(f"{path}: {exc}") from None
     if conversion.matched == 0:
