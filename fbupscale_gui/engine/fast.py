@@ -53,6 +53,8 @@ from fbupscale_gui.core.request import (
     ncnn_variant_name,
 )
 
+from .finite import require_finite
+
 if TYPE_CHECKING:
     import ncnn
 
@@ -439,6 +441,7 @@ class FastEngine:
                     (ct - rt) * SCALE : (cb - rt) * SCALE,
                     (cl - rl) * SCALE : (cr - rl) * SCALE,
                 ]
+                require_finite(core, "Real-ESRGAN")  # NaN would become black pixels
                 pixels = np.clip(np.rint(core * np.float32(255.0)), 0.0, 255.0).astype(np.uint8)
                 oy, ox = (ct - PREPAD) * SCALE, (cl - PREPAD) * SCALE
                 out[oy : oy + pixels.shape[1], ox : ox + pixels.shape[2]] = pixels.transpose(
