@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -348,8 +349,8 @@ def test_nan_from_the_network_is_refused_not_saved_black(
     net = engine.net()
     real_tail = net.tail
 
-    def overflowing(features: np.ndarray) -> np.ndarray:
-        out = real_tail(features)
+    def overflowing(features: np.ndarray, *step: Any) -> np.ndarray:
+        out = real_tail(features, *step)
         out[0, out.shape[1] // 2, out.shape[2] // 2] = np.nan  # inside the kept core
         return out
 

@@ -293,3 +293,20 @@ def test_cuda_question_does_not_import_torch_without_an_nvidia_gpu() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+@needs
+def test_nan_from_a_wheel_model_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fbupscale_gui.core.errors import RenderError
+    from fbupscale_gui.engine import ncnn_sr
+
+    real = ncnn_sr.extract_in_steps
+
+    def overflowing(*args: object, **kwargs: object) -> np.ndarray:
+        out = real(*args, **kwargs)  # type: ignore[arg-type]
+        out[0, out.shape[1] // 2, out.shape[2] // 2] = np.nan
+        return out
+
+    monkeypatch.setattr(ncnn_sr, "extract_in_steps", overflowing)
+    with pytest.raises(RenderError, match="NaN"):
+        NcnnModel(variant("srmd-n3"), num_threads=1).upscale(photo(16, 16))

@@ -49,6 +49,8 @@ from fbupscale_gui.core.errors import Cancelled, ModelNotFoundError, RequestErro
 from fbupscale_gui.core.job import IsCancelled
 from fbupscale_gui.core.request import FAITHFUL_MODEL
 
+from .finite import require_finite
+
 __all__ = [
     "FAITHFUL",
     "VARIANTS",
@@ -539,6 +541,7 @@ class NcnnModel:
                 if v.residual:
                     src = padded[top:bottom, left:right].transpose(2, 0, 1)
                     core = core + src.repeat(s, axis=1).repeat(s, axis=2)
+                require_finite(core, v.label or v.name)  # NaN would become black pixels
                 pixels = np.clip(np.floor(core * np.float32(255.0) + np.float32(0.5)), 0, 255)
                 y0, x0 = (top - p) * s, (left - p) * s
                 out[y0 : y0 + ch, x0 : x0 + cw] = pixels.astype(np.uint8).transpose(1, 2, 0)
