@@ -110,7 +110,7 @@ def _from_chunk(text: Any) -> CandidateInfo:
     """Parse the ``fbupscale`` chunk defensively: anything missing or malformed is None."""
     try:
         data = json.loads(text) if isinstance(text, str | bytes) else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply
         data = None
     if not isinstance(data, dict):
         return CandidateInfo()
