@@ -377,6 +377,23 @@ def _cli_cases() -> list[Case]:
              scene(lambda d: str(_write(d / "scene.json", _deep_json()))), nothing_written)
     )  # fmt: skip
 
+    def degrade_fifo(d: Path) -> list[list[str]]:
+        os.mkfifo(d / "params.json")
+        big = d / "clean.png"
+        Image.new("RGB", (256, 256), (90, 140, 60)).save(big)
+        return [_cli("degrade", big, "-o", d / "low.png", "--params", d / "params.json")]
+
+    cases.append(Case("cli", "degrade --params FIFO", degrade_fifo, refused_any))
+
+    def flux_fifo(d: Path) -> list[list[str]]:
+        (d / "flux").mkdir()
+        os.mkfifo(d / "flux" / "model_index.json")
+        return [_cli("upscale", _cutout(d), "-o", d / "out", "--flux", d / "flux", "-q")]
+
+    cases.append(
+        Case("cli", "--flux folder whose model_index.json is a FIFO", flux_fifo, refused_any)
+    )
+
     def nested_meta(d: Path) -> Path:
         return _rewrite_texts(_candidate(d), d / "nested.png", fbupscale=_deep_json())
 

@@ -148,8 +148,10 @@ def _looks_right(path: Path, kind: str) -> Path | None:
         if not index.is_file():
             return None
         try:
-            data = json.loads(index.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = parse_json(read_regular(index, "model_index.json"), str(index))
+        except (OSError, ValueError):  # ValueError: a FIFO, a huge or broken file
+            return None
+        if not isinstance(data, dict):
             return None
         for name, value in data.items():
             if name.startswith("_") or not isinstance(value, list) or value[0] is None:
