@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from test_cli import run_cli
 
 from fbupscale_gui import cli
 from fbupscale_gui.core import metadata
@@ -50,15 +51,6 @@ def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FBUPSCALE_CPU_THREADS", "1")
     monkeypatch.setenv("FBUPSCALE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("FBUPSCALE_MODELS_DIR", str(tmp_path / "models"))
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
-    try:
-        code = cli.main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def run_subprocess(*argv: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
