@@ -749,11 +749,20 @@ if kind == "schema":
     con = sqlite3.connect(path / "session.sqlite")
     con.execute("UPDATE meta SET value='abc' WHERE key='schema_version'"); con.commit(); con.close()
 elif kind == "outside":
+    (root.parent / "outside.png").write_bytes(candidate.read_bytes())
     con = sqlite3.connect(path / "session.sqlite")
-    cols = [r[1] for r in con.execute("PRAGMA table_info(candidates)")]
-    con.close()
-    (root / "outside.png").write_bytes(candidate.read_bytes())
-    print("columns", cols, file=sys.stderr)
+    con.execute(
+        "INSERT INTO candidates (id, job_id, cutout_key, run, file, variant, lora, stage, seed,"
+        " request) VALUES (1, 1, 'k', 0, '../../outside.png', 0, 0, 2, 5, '{}')"
+    )
+    con.commit(); con.close()
+elif kind == "last":
+    (root.parent / "elsewhere").mkdir()
+    (root.parent / "elsewhere" / "session.sqlite").write_bytes(b"")
+    (root / "last-session").write_text("../elsewhere")
+    found = s.last_session(root)
+    if found is not None and root.resolve() not in found.resolve().parents:
+        print("ESCAPED", found); sys.exit(0)
 else:
     (path / "candidates").mkdir(exist_ok=True)
     (path / "candidates" / "000007.png").write_bytes(candidate.read_bytes())
@@ -763,6 +772,9 @@ try:
     snap = s.read_snapshot(path)
 except FbError as exc:
     print("refused:", exc, file=sys.stderr); sys.exit(1)
+for row in snap.candidates:
+    if path.resolve() not in (path / row.file).resolve().parents:
+        print("ESCAPED", row.file)
 """
 
 
@@ -780,7 +792,21 @@ def _sessions_cases() -> list[Case]:
         cutout = base64.b64encode(_big_png(30000)).decode("ascii")
         return _rewrite_texts(_candidate(d), d / "bomb.png", **{"fbupscale-cutout": cutout})
 
+    def inside(d: Path, procs: list[Proc]) -> tuple[str, str] | None:
+        if "ESCAPED" in procs[0].out:
+            return "escaped", procs[0].out.strip()
+        return None
+
     return [
+        Case(
+            "sessions", "candidate row file='../../x.png'", session("outside", _candidate), inside
+        ),
+        Case(
+            "sessions",
+            "last-session pointing out of the folder",
+            session("last", _candidate),
+            inside,
+        ),
         Case("sessions", "unindexed candidate with nested metadata", session("orphan", nested)),
         Case(
             "sessions",
