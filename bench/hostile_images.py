@@ -730,6 +730,25 @@ def _video_cases() -> list[Case]:
             return "escaped", f"wrote a short clip without a word: {_last_line(procs[0].err)}"
         return None
 
+    def video_full(d: Path) -> list[list[str]]:
+        clip = _clip(d)
+        limit = "import resource,runpy,sys;resource.setrlimit(resource.RLIMIT_FSIZE,(4000,4000));"
+        run = "sys.argv=['fbupscale',*sys.argv[1:]];runpy.run_module('fbupscale_gui.cli',run_name='__main__')"
+        argv = ["video", "upscale", clip, "--engine", "lanczos", "-q", "-o", d / "o.mp4"]
+        return [_code(limit + run, *argv)]
+
+    def names_clip(d: Path, procs: list[Proc]) -> tuple[str, str] | None:
+        err = _last_line(procs[0].err)
+        if procs[0].rc != 1 or str(d / "o.mp4") not in err or "bytes" not in err:
+            return (
+                "crashed",
+                f"rc {procs[0].rc}: {err} (the file or the amount written is not named)",
+            )
+        return None
+
+    cases.append(
+        Case("video", "disk full while writing a clip (file size limit)", video_full, names_clip)
+    )
     cases.append(Case("video", "video cut --time 1e308", cut, refused_any))
     cases.append(Case("video", "video upscale --end 1e308", end, refused_any))
     cases.append(Case("video", "video upscale -o EXISTING_FOLDER", into_folder, names_given))

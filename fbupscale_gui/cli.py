@@ -494,7 +494,7 @@ def _cmd_upscale(args: argparse.Namespace, cancel: _CancelFlag) -> int:
             bars.close()
             _note(f"cancelled; {written} file(s) written to {outdir}")
             return EXIT_CANCELLED
-        except (FbError, OSError) as exc:  # one bad cutout never stops the batch
+        except (InputImageError, OSError) as exc:  # one bad cutout or file never stops the batch
             bars.close()
             failed.append(path.name)
             print(f"{PROG}: error: {shown(_one_line(exc))}", file=sys.stderr, flush=True)

@@ -1157,7 +1157,12 @@ def upscale_range(
                     if _packet_seconds(packet) < end_s:  # no audio past the last frame
                         container.mux(packet)
             except av.FFmpegError as exc:
-                raise ClipError(out, f"writing the clip failed ({_reason(exc)})") from None
+                size = tmp.stat().st_size if tmp.exists() else 0
+                raise ClipError(
+                    out,
+                    f"writing the clip failed after {done} frames, {size} bytes ({_reason(exc)}); "
+                    "nothing was saved under this name",
+                ) from None
             finally:
                 with contextlib.suppress(av.FFmpegError, OSError):
                     container.close()
