@@ -1157,10 +1157,10 @@ def upscale_range(
                     if _packet_seconds(packet) < end_s:  # no audio past the last frame
                         container.mux(packet)
             except av.FFmpegError as exc:
-                size = tmp.stat().st_size if tmp.exists() else 0
+                written = tmp.stat().st_size if tmp.exists() else 0
                 raise ClipError(
                     out,
-                    f"writing the clip failed after {done} frames, {size} bytes ({_reason(exc)}); "
+                    f"writing the clip failed after {done} frames, {written} bytes ({_reason(exc)}); "
                     "nothing was saved under this name",
                 ) from None
             finally:
