@@ -192,6 +192,7 @@ class Proc:
     out: str
     err: str
     hung: bool
+    peak_mb: float = 0.0
 
 
 @dataclass
@@ -217,6 +218,7 @@ class Row:
     outcome: str
     seconds: float
     detail: str
+    peak_mb: float = 0.0
 
 
 def _cli(*args: str | Path) -> list[str]:
@@ -242,34 +244,42 @@ def _run_procs(argvs: list[list[str]], cwd: Path, env: dict[str, str], limit: fl
         PYTHONIOENCODING="utf-8",
     )
     full_env.update(env)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, *argv],
-            cwd=cwd,
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            preexec_fn=_limits,
-        )
-        for argv in argvs
-    ]
     deadline = time.monotonic() + limit
+    running: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
+    for n, argv in enumerate(argvs):
+        out_file, err_file = cwd / f".stdout{n}", cwd / f".stderr{n}"
+        with open(out_file, "wb") as out, open(err_file, "wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, *argv],
+                cwd=cwd,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                preexec_fn=_limits,
+            )
+        running.append((proc, out_file, err_file))
     results: list[Proc] = []
-    for p in procs:
-        try:
-            out, err = p.communicate(timeout=max(0.1, deadline - time.monotonic()))
-            hung = False
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            out, err = p.communicate()
-            hung = True
+    for proc, out_file, err_file in running:
+        hung = False
+        while True:  # os.wait4 reports the child's own peak memory
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                hung = True
+                os.killpg(proc.pid, signal.SIGKILL)
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.02)
+        proc.returncode = os.waitstatus_to_exitcode(status)
         results.append(
             Proc(
-                p.returncode,
-                out.decode("utf-8", "replace"),
-                err.decode("utf-8", "replace"),
+                proc.returncode,
+                out_file.read_bytes().decode("utf-8", "replace"),
+                err_file.read_bytes().decode("utf-8", "replace"),
                 hung,
+                usage.ru_maxrss / 1024,  # Linux reports KiB
             )
         )
     return results
@@ -901,9 +911,9 @@ def run(*, fast: bool = False, surfaces: Sequence[str] = SURFACES, match: str = 
             started = time.perf_counter()  # the run, not building the input
             procs = _run_procs(argvs, folder, case.env, limit)
             outcome, detail = classify(case, folder, procs)
-            rows.append(
-                Row(case.surface, case.name, outcome, time.perf_counter() - started, detail)
-            )
+            elapsed = time.perf_counter() - started
+            peak = max(p.peak_mb for p in procs)
+            rows.append(Row(case.surface, case.name, outcome, elapsed, detail, peak))
     return rows
 
 
@@ -915,11 +925,13 @@ def counts(rows: Sequence[Row]) -> dict[str, int]:
 
 def report(rows: Sequence[Row]) -> str:
     width = max(len(r.name) for r in rows)
-    lines = [f"{'surface':<9} {'case':<{width}}  {'outcome':<8} {'s':>6}  detail"]
+    head = f"{'surface':<9} {'case':<{width}}  {'outcome':<8} {'s':>6} {'peak MB':>7}  detail"
+    lines = [head]
     for r in rows:
-        detail = " ".join(r.detail.split())[:120].encode("unicode_escape").decode("ascii")
+        detail = " ".join(r.detail.split())[:110].encode("unicode_escape").decode("ascii")
+        peak = f"{r.peak_mb:>7.0f}" if r.peak_mb else f"{'-':>7}"
         lines.append(
-            f"{r.surface:<9} {r.name:<{width}}  {r.outcome:<8} {r.seconds:>6.1f}  {detail}"
+            f"{r.surface:<9} {r.name:<{width}}  {r.outcome:<8} {r.seconds:>6.1f} {peak}  {detail}"
         )
     lines.append("")
     for surface in SURFACES:
@@ -929,6 +941,13 @@ def report(rows: Sequence[Row]) -> str:
             lines.append(f"{surface:<9} " + ", ".join(f"{c[k]} {k}" for k in c))
     c = counts(rows)
     lines.append(f"{'all':<9} " + ", ".join(f"{c[k]} {k}" for k in c))
+    slowest = max(rows, key=lambda r: r.seconds)
+    largest = max(rows, key=lambda r: r.peak_mb)
+    lines.append(
+        f"slowest case {slowest.seconds:.1f} s ({slowest.name}); largest peak "
+        f"{largest.peak_mb:.0f} MB ({largest.name}); limits {TIME_LIMIT:.0f} s "
+        f"({FAST_TIME_LIMIT:.0f} s quick), {MEMORY_LIMIT / 1024**3:.0f} GiB address space"
+    )
     return "\n".join(lines)
 
 

@@ -32,6 +32,8 @@ from fbupscale_gui.core.request import ModelRef
 from fbupscale_gui.core.video import parse_position
 
 REPO = Path(__file__).resolve().parents[1]
+#: FIFOs, /dev/zero, resource limits and process groups are POSIX.
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX hostile inputs")
 
 
 def _bench() -> ModuleType:
