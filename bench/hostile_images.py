@@ -778,11 +778,21 @@ if kind == "schema":
     con = sqlite3.connect(path / "session.sqlite")
     con.execute("UPDATE meta SET value='abc' WHERE key='schema_version'"); con.commit(); con.close()
 elif kind == "outside":
+    from fbupscale_gui.core.metadata import read_metadata
     (root.parent / "outside.png").write_bytes(candidate.read_bytes())
+    key = "a" * 64
+    (path / "cutouts").mkdir(exist_ok=True)
+    (path / "cutouts" / f"{key}.png").write_bytes((candidate.parent / "cutout.png").read_bytes())
+    request = read_metadata(candidate).request.to_json()
     con = sqlite3.connect(path / "session.sqlite")
     con.execute(
+        "INSERT INTO cutouts (key, seq, name, source, file) VALUES (?, 1, 'c.png', '{}', ?)",
+        (key, f"cutouts/{key}.png"),
+    )
+    con.execute(
         "INSERT INTO candidates (id, job_id, cutout_key, run, file, variant, lora, stage, seed,"
-        " request) VALUES (1, 1, 'k', 0, '../../outside.png', 0, 0, 2, 5, '{}')"
+        " request) VALUES (1, 1, ?, 0, '../../outside.png', 0, 0, 2, 5, ?)",
+        (key, request),
     )
     con.commit(); con.close()
 elif kind == "last":
@@ -801,9 +811,14 @@ try:
     snap = s.read_snapshot(path)
 except FbError as exc:
     print("refused:", exc, file=sys.stderr); sys.exit(1)
-for row in snap.candidates:
-    if path.resolve() not in (path / row.file).resolve().parents:
-        print("ESCAPED", row.file)
+try:  # what the window shows: the restored candidates
+    from fbupscale_gui.models.session_persist import load_restored
+    shown = [str(c.stored.path) for c in load_restored(snap).candidates]
+except ImportError:  # older releases show the index's rows as they are
+    shown = [str(path / row.file) for row in snap.candidates]
+for file in shown:
+    if path.resolve() not in Path(file).resolve().parents:
+        print("ESCAPED", file)
 """
 
 
