@@ -725,7 +725,7 @@ def _video_cases() -> list[Case]:
 
     def names_given(d: Path, procs: list[Proc]) -> tuple[str, str] | None:
         err = _last_line(procs[0].err)
-        if procs[0].rc != 1 or "-2" in err or str(d / "exists") not in err:
+        if procs[0].rc != 1 or "exists-2" in err or str(d / "exists") not in err:
             return "crashed", f"rc {procs[0].rc}: {err} (not the folder the user gave)"
         return None
 
@@ -736,7 +736,7 @@ def _video_cases() -> list[Case]:
         return [_cli("video", "upscale", clip, "--engine", "lanczos", "-q", "-o", d / "o.mp4")]
 
     def says_short(d: Path, procs: list[Proc]) -> tuple[str, str] | None:
-        if procs[0].rc == 0 and "50" not in procs[0].err:
+        if procs[0].rc == 0 and "(50 frames)" not in procs[0].err:
             return "escaped", f"wrote a short clip without a word: {_last_line(procs[0].err)}"
         return None
 
