@@ -158,6 +158,7 @@ class JobQueue(QObject):
     jobStarted = Signal(object)  # Job
     progressed = Signal(object, object)  # Job, ProgressInfo
     candidateReady = Signal(object, object)  # Job, CandidateEntry
+    noted = Signal(object, object)  # Job, Note (the engine's report, e.g. of a LoRA load)
     jobEnded = Signal(object)  # Job (state DONE, FAILED or CANCELLED)
     busyChanged = Signal(bool)
     warned = Signal(object, str)  # Job, a warning from the engine
@@ -385,6 +386,8 @@ class JobQueue(QObject):
             self._end(job.id, JobState.CANCELLED)
 
     def _on_progress(self, job: Job, progress: Progress) -> None:
+        if progress.note is not None:
+            self.noted.emit(job, progress.note)
         now = time.monotonic()
         eta: float | None = None
         if progress.job_step > 0:
