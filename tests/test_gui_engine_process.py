@@ -160,3 +160,16 @@ def test_an_engine_error_arrives_typed_and_the_engine_lives(qtbot, tmp_path: Pat
         assert not job.crashed and session.engine_link.is_running()
     finally:
         session.shutdown(20_000)
+
+
+def test_the_cancel_grace_period_is_a_setting(session: Session) -> None:
+    from fbupscale_gui.core.settings import Settings, SettingsError
+
+    link = session.engine_link
+    assert link.grace_s == 10.0  # type: ignore[union-attr]
+    session.settings.update(cancel_grace_s=3)
+    assert link.grace_s == 3.0  # type: ignore[union-attr]
+    with pytest.raises(SettingsError, match="cancel_grace_s"):
+        Settings.defaults().replace(cancel_grace_s=0)
+    assert Settings.from_mapping({"cancel_grace_s": "abc"}).cancel_grace_s == 10.0
+    assert Settings.from_mapping({"engine_prewarm": "false"}).engine_prewarm is False

@@ -64,9 +64,20 @@ def _realesrgan_available() -> bool:
     return True
 
 
-@pytest.mark.skipif(not _realesrgan_available(), reason="Real-ESRGAN weights not available")
-def test_sigkill_mid_session_loses_nothing_finished(qtbot, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    sessions = tmp_path / "sessions"
+def _first_candidate(proc: subprocess.Popen[str], sessions: Path, deadline: float) -> Path | None:
+    """The session folder once its index holds a candidate (None: the app ended or time ran
+    out)."""
+    folder: Path | None = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        folder = last_session(sessions)
+        if folder is not None and _indexed_candidates(folder) >= 1:
+            return folder
+        time.sleep(0.05)
+    return folder
+
+
+def _launch(tmp_path: Path, sessions: Path, stderr: int) -> subprocess.Popen[str]:
+    """``fbupscale-gui samples --engine realesrgan --run-all``, offscreen, private folders."""
     env = dict(
         os.environ,
         FBUPSCALE_SESSIONS_DIR=str(sessions),
@@ -77,22 +88,23 @@ def test_sigkill_mid_session_loses_nothing_finished(qtbot, tmp_path: Path, monke
     )
     env.pop("FBUPSCALE_QUIT_WHEN_SHOWN", None)
     code = "import sys; from fbupscale_gui.app import main; sys.exit(main(sys.argv[1:]))"
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-c", code, str(SAMPLES), "--engine", "realesrgan", "--run-all"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
     )
+
+
+@pytest.mark.skipif(not _realesrgan_available(), reason="Real-ESRGAN weights not available")
+def test_sigkill_mid_session_loses_nothing_finished(qtbot, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    sessions = tmp_path / "sessions"
+    proc = _launch(tmp_path, sessions, subprocess.PIPE)
     try:
         deadline = time.monotonic() + LIMIT_S
-        folder: Path | None = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            folder = last_session(sessions)
-            if folder is not None and _indexed_candidates(folder) >= 1:
-                break
-            time.sleep(0.05)
+        folder = _first_candidate(proc, sessions, deadline)
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         assert folder is not None and _indexed_candidates(folder) >= 1, "no candidate in time"
         os.kill(proc.pid, signal.SIGKILL)
@@ -184,31 +196,10 @@ def test_run_all_survives_the_engine_process_killed_after_the_first_candidate(
     after the first candidate: the window lives on, the job that was running records why, and
     every other cutout still gets its candidate (the engine restarts)."""
     sessions = tmp_path / "sessions"
-    env = dict(
-        os.environ,
-        FBUPSCALE_SESSIONS_DIR=str(sessions),
-        FBUPSCALE_CPU_THREADS="1",
-        XDG_CONFIG_HOME=str(tmp_path / "config"),
-        QT_QPA_PLATFORM="offscreen",
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("FBUPSCALE_QUIT_WHEN_SHOWN", None)
-    code = "import sys; from fbupscale_gui.app import main; sys.exit(main(sys.argv[1:]))"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(SAMPLES), "--engine", "realesrgan", "--run-all"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = _launch(tmp_path, sessions, subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + LIMIT_S
-        folder: Path | None = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            folder = last_session(sessions)
-            if folder is not None and _indexed_candidates(folder) >= 1:
-                break
-            time.sleep(0.05)
+        folder = _first_candidate(proc, sessions, deadline)
         assert folder is not None and _indexed_candidates(folder) >= 1, "no candidate in time"
         child = _engine_child(proc.pid)
         assert child is not None

@@ -165,6 +165,8 @@ class CandidateReady:
     lr_consistency: float | None = None
     #: Weights actually used that the request does not name: {name: {"ref", "sha256"}}.
     weights: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: What the LoRA touched (the engine's report), for the candidate's metadata.
+    lora_report: Mapping[str, Any] | None = None
 
     @classmethod
     def of(
@@ -186,6 +188,7 @@ class CandidateReady:
             timings=dict(candidate.timings),
             lr_consistency=lr_consistency,
             weights={k: dict(v) for k, v in weights.items()},
+            lora_report=dict(candidate.lora_report) if candidate.lora_report else None,
         )
 
     def candidate(self) -> Candidate:
@@ -197,6 +200,7 @@ class CandidateReady:
             request=self.request,
             timings=dict(self.timings),
             runtime=self.runtime_label or self.runtime.label,
+            lora_report=self.lora_report,
             resolved=self.runtime,
         )
 

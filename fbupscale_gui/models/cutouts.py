@@ -20,6 +20,7 @@ from PySide6.QtGui import QImage, QPixmap
 
 from fbupscale_gui.core.errors import FbError, InputImageError
 from fbupscale_gui.core.images import load_cutout, make_source
+from fbupscale_gui.core.paths import read_regular
 from fbupscale_gui.core.request import SourceRef
 from fbupscale_gui.worker.qimage import pil_to_qimage
 
@@ -114,7 +115,7 @@ def _read_scene(path: Path) -> tuple[Scene | None, str]:
     from fbupscale_gui.core.scene import Scene
 
     try:
-        return Scene.from_json(sidecar.read_bytes()), ""
+        return Scene.from_json(read_regular(sidecar, "scene")), ""
     except (FbError, ValueError) as exc:
         return None, f"{sidecar.name}: scene ignored ({exc})"
     except OSError as exc:
@@ -273,8 +274,19 @@ class CutoutsModel(QAbstractListModel):
         prompt: str,
         prompt_manual: bool,
     ) -> Cutout:
-        """Add a cutout read back from the session, with its scene and prompt as saved."""
-        cutout = self._append(name, source, image, qimage, scene)
+        """Add a cutout read back from the session, with its scene and prompt as saved.
+
+        A cutout with the same pixels already in the list (a file loaded while the session
+        was being read) is not added again: it takes the session's name, scene and prompt,
+        which are the operator's (a sidecar scene never overrides them), and is returned."""
+        cutout = next((c for c in self._rows if c.source.sha256 == source.sha256), None)
+        if cutout is None:
+            cutout = self._append(name, source, image, qimage, scene)
+        else:
+            cutout.name = name
+            cutout.scene = scene
+            index = self.index(self._rows.index(cutout))
+            self.dataChanged.emit(index, index)
         cutout.prompt = prompt
         cutout.prompt_manual = prompt_manual
         if scene is not None:

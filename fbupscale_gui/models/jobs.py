@@ -91,7 +91,8 @@ class Job:
     #: Whether the session reports this job's failure in the window's message bar (False when
     #: the component that queued it shows the error itself, e.g. the Models dialog).
     report_errors: bool = True
-    #: The cutout's pixels (kept for a retry's caller; the engine reads the file itself).
+    #: The cutout's pixels (a private copy), embedded in the session's candidate files; the
+    #: engine reads the source file itself.
     cutout: Image.Image | None = None
     #: First progress event with job_step > 0: (monotonic time, job_step), for the ETA.
     _rate_origin: tuple[float, int] | None = None
@@ -157,6 +158,7 @@ class JobQueue(QObject):
     jobStarted = Signal(object)  # Job
     progressed = Signal(object, object)  # Job, ProgressInfo
     candidateReady = Signal(object, object)  # Job, CandidateEntry
+    noted = Signal(object, object)  # Job, Note (the engine's report, e.g. of a LoRA load)
     jobEnded = Signal(object)  # Job (state DONE, FAILED or CANCELLED)
     busyChanged = Signal(bool)
     warned = Signal(object, str)  # Job, a warning from the engine
@@ -384,6 +386,8 @@ class JobQueue(QObject):
             self._end(job.id, JobState.CANCELLED)
 
     def _on_progress(self, job: Job, progress: Progress) -> None:
+        if progress.note is not None:
+            self.noted.emit(job, progress.note)
         now = time.monotonic()
         eta: float | None = None
         if progress.job_step > 0:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from fbupscale_gui.core.errors import Cancelled
-from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress, Progress
+from fbupscale_gui.core.job import Candidate, IsCancelled, Note, OnProgress, Progress
 from fbupscale_gui.core.request import ReconstructionRequest
 from fbupscale_gui.core.runtime import ResolvedRuntime
 
@@ -31,7 +31,8 @@ class FakeRunner:
 
     ``fail_after``: raise ``error`` after that many candidates (None: never). ``gate``: before
     the first step, wait until it is set (or the job is cancelled). ``size``: long side of the
-    images made. ``runs`` records every request, ``released`` counts release() calls.
+    images made. ``notes`` are reported (as the engine reports a LoRA load) before the first
+    candidate. ``runs`` records every request, ``released`` counts release() calls.
     """
 
     steps: int = 3
@@ -47,6 +48,7 @@ class FakeRunner:
     #: Before the first step, block this many seconds without looking at the cancel flag (a
     #: native call that cannot be interrupted).
     hang_s: float = 0.0
+    notes: list[Note] = field(default_factory=list)
 
     def run(
         self,
@@ -68,6 +70,8 @@ class FakeRunner:
         keys = request.candidate_keys()
         total = self.steps * len(keys)
         done = 0
+        for note in self.notes:
+            report(Progress("load", 0, 1, 0, total, 0, len(keys), note=note))
         for i, key in enumerate(keys):
             if self.fail_after is not None and i >= self.fail_after:
                 raise self.error or RuntimeError("scripted failure")
