@@ -35,9 +35,6 @@ if TYPE_CHECKING:
     from fbupscale_gui.ui.main_window import MainWindow
     from fbupscale_gui.worker.engine_thread import RunnerFactory
 
-#: ``make_window(runner_factory=REAL_ENGINE)`` runs the real engine in its thread.
-REAL_ENGINE = None
-
 
 @pytest.fixture(scope="module")
 def one_torch_thread() -> Iterator[None]:
@@ -85,10 +82,11 @@ def make_window(qtbot, tmp_path: Path) -> Iterator[Callable[..., MainWindow]]:  
     """Build shown main windows the way the window tests do; close them at teardown and fail
     if any top-level widget the test opened is still alive (naming its class).
 
-    ``make_window(runner=..., runner_factory=..., cutouts=[paths], **settings)``: a fresh
-    settings file in ``tmp_path`` updated with ``settings``; the engine is ``runner`` (one
-    instance for every job), else ``runner_factory`` (default :class:`FakeRunner`;
-    ``REAL_ENGINE`` for the real engine in its thread); ``cutouts`` are added to the session.
+    ``make_window(runner=..., runner_factory=..., model=..., cutouts=[paths], **settings)``:
+    the settings are ``model``, else a fresh settings file in ``tmp_path``, updated with
+    ``settings``; the engine is ``runner`` (one instance for every job), else
+    ``runner_factory`` (default :class:`FakeRunner`; ``None`` is the real engine in its
+    thread); ``cutouts`` are added to the session once the window is shown.
     """
     import shiboken6
     from PySide6.QtCore import QSettings
@@ -106,11 +104,13 @@ def make_window(qtbot, tmp_path: Path) -> Iterator[Callable[..., MainWindow]]:  
         *,
         runner: object = None,
         runner_factory: RunnerFactory | None = FakeRunner,
+        model: SettingsModel | None = None,
         cutouts: list[Path] | tuple[Path, ...] = (),
         **settings: object,
     ) -> MainWindow:
-        ini = tmp_path / f"settings{len(windows) or ''}.ini"
-        model = SettingsModel(QSettings(str(ini), QSettings.Format.IniFormat))
+        if model is None:
+            ini = tmp_path / f"settings{len(windows) or ''}.ini"
+            model = SettingsModel(QSettings(str(ini), QSettings.Format.IniFormat))
         if settings:
             model.update(**settings)
         if runner is not None:

@@ -7,47 +7,36 @@ and reproduce the candidate with ``request.with_only(key)``.
 from __future__ import annotations
 
 import dataclasses
-import gc
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QSettings
 
 from fbupscale_gui.core.metadata import read_metadata
 from fbupscale_gui.core.request import CandidateKey
 from fbupscale_gui.engine import Engine
 from fbupscale_gui.engine.testing import TinyFluxFiles, tiny_cutout
 from fbupscale_gui.models.jobs import JobState
-from fbupscale_gui.models.session import Session
-from fbupscale_gui.models.settings_model import SettingsModel
 from fbupscale_gui.ui.main_window import MainWindow
 
 
 @pytest.fixture
-def make_window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
-    windows: list[MainWindow] = []
+def make_window(make_window, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Windows on the real engine (in its thread), each with one cutout."""
 
     def make(**settings: str) -> MainWindow:
-        store = QSettings(str(tmp_path / f"settings{len(windows)}.ini"), QSettings.Format.IniFormat)
-        model = SettingsModel(store)
-        model.update(export_dir=str(tmp_path / "exports"), match_name="Home v Away", **settings)
-        window = MainWindow(Session(model))  # the real engine, in its thread
-        window.confirm_on_close = False
-        window.show()
-        windows.append(window)
         path = tmp_path / "keeper.png"
         tiny_cutout(40, 64, seed=3).save(path)
-        window.session.cutouts.add_paths([path])
-        return window
+        return make_window(  # type: ignore[no-any-return]
+            runner_factory=None,
+            cutouts=[path],
+            export_dir=str(tmp_path / "exports"),
+            match_name="Home v Away",
+            **settings,
+        )
 
-    yield make
-    for window in windows:
-        window.close()
-        assert not window.session.engine_thread.is_running()
-    windows.clear()
-    gc.collect()  # any cyclic garbage is freed here, in the GUI thread (see models.gc_guard)
+    return make
 
 
 def wait_idle(qtbot, window: MainWindow, timeout: int = 120_000) -> None:  # type: ignore[no-untyped-def]

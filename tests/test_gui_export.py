@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
 import pytest
@@ -98,17 +97,12 @@ def test_nothing_picked_and_unwritable_folder(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
-    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    settings = SettingsModel(store)
-    settings.update(export_dir=str(tmp_path / "exports"), match_name="Cup final")
-    win = MainWindow(Session(settings, runner_factory=lambda: FakeRunner(steps=1)))
-    win.confirm_on_close = False
-    win.show()
-    yield win
-    win.close()
-    del win
-    gc.collect()  # cyclic garbage freed in the GUI thread (see models.gc_guard)
+def window(make_window, tmp_path: Path) -> MainWindow:  # type: ignore[no-untyped-def]
+    return make_window(  # type: ignore[no-any-return]
+        runner_factory=lambda: FakeRunner(steps=1),
+        export_dir=str(tmp_path / "exports"),
+        match_name="Cup final",
+    )
 
 
 def test_batch_export_covers_every_pick(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

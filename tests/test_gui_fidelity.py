@@ -86,30 +86,19 @@ class ScriptedRunner:
 
 
 @pytest.fixture
-def make_window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
-    windows: list[MainWindow] = []
+def make_window(make_window, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Windows on a :class:`ScriptedRunner`, each with one textured cutout."""
 
     def make(**settings: object) -> MainWindow:
-        store = QSettings(str(tmp_path / f"settings{len(windows)}.ini"), QSettings.Format.IniFormat)
-        model = SettingsModel(store)
-        model.update(
+        return make_window(  # type: ignore[no-any-return]
+            runner=ScriptedRunner(),
+            cutouts=[textured_cutout(tmp_path / "keeper.png")],
             export_dir=str(tmp_path / "exports"),
             lora_path=str(tmp_path / "lora.safetensors"),
             **settings,
         )
-        runner = ScriptedRunner()
-        window = MainWindow(Session(model, runner_factory=lambda: runner))
-        window.confirm_on_close = False
-        window.show()
-        windows.append(window)
-        window.session.cutouts.add_paths([textured_cutout(tmp_path / "keeper.png")])
-        return window
 
-    yield make
-    for window in windows:
-        window.close()
-    windows.clear()
-    gc.collect()  # cyclic garbage freed in the GUI thread (see models.gc_guard)
+    return make
 
 
 def run_two_seeds(qtbot, window: MainWindow) -> list[CandidateEntry]:  # type: ignore[no-untyped-def]

@@ -2,38 +2,27 @@
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from PySide6.QtCore import QSettings
 
 from fbupscale_gui.core.scene import Person
-from fbupscale_gui.models.session import Session
-from fbupscale_gui.models.settings_model import SettingsModel
 from fbupscale_gui.ui.main_window import MainWindow
 from fbupscale_gui.worker.testing import FakeRunner
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
-    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    runner = FakeRunner(steps=1)
-    win = MainWindow(Session(SettingsModel(store), runner_factory=lambda: runner))
-    win.confirm_on_close = False
-    win.show()
+def window(make_window, tmp_path: Path) -> MainWindow:  # type: ignore[no-untyped-def]
     paths = []
     for i in range(2):
         p = tmp_path / f"cutout{i}.png"
         Image.new("RGB", (64, 80), (20 + 60 * i, 110, 40)).save(p)
         paths.append(p)
-    win.session.cutouts.add_paths(paths)
-    win.runner = runner  # type: ignore[attr-defined]
-    yield win
-    win.close()
-    del win
-    gc.collect()  # cyclic garbage freed in the GUI thread (see models.gc_guard)
+    runner = FakeRunner(steps=1)
+    win = make_window(runner=runner, cutouts=paths)
+    win.runner = runner
+    return win  # type: ignore[no-any-return]
 
 
 def test_scene_edits_change_the_prompt_that_runs(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -119,19 +120,10 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("FBUPSCALE_CACHE_DIR", str(tmp_path / "cache"))
-    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    session = Session(SettingsModel(store), runner_factory=FakeRunner)
-    win = MainWindow(session)
-    win.confirm_on_close = False
-    win.show()
-    yield win
-    win.close()
-    assert not win.session.engine_thread.is_running()
-    assert win._video is None or not win._video.clip._thread.isRunning()
-    del win
-    gc.collect()  # cyclic garbage freed in the GUI thread (see models.gc_guard)
+def window(window: MainWindow) -> Iterator[MainWindow]:
+    """The shared window; at teardown its video clip's reader thread must have stopped."""
+    yield window
+    assert window._video is None or not window._video.clip._thread.isRunning()
 
 
 def open_in(qtbot, main: MainWindow, path: Path) -> VideoWindow:  # type: ignore[no-untyped-def]
