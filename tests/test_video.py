@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -30,8 +31,6 @@ from fbupscale_gui.core.video import (
     read_frame,
     upscale_range,
 )
-
-av = pytest.importorskip("av")
 
 W, H, N = 64, 48, 12
 
