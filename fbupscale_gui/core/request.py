@@ -40,6 +40,7 @@ __all__ = [
     "Preprocess",
     "ReconstructionRequest",
     "SourceRef",
+    "Speed",
     "Stage1Params",
     "Stage2Params",
     "StageName",
@@ -48,7 +49,8 @@ __all__ = [
 ]
 
 #: 2: ``engine`` may be "model:NAME" with the user model recorded in ``sr_model``.
-SCHEMA_VERSION: Final = 2
+#: 3: FLUX from single files (``flux_base``, ``ModelRef.format``/``quant``) and ``speed``.
+SCHEMA_VERSION: Final = 3
 FLUX_REPO_ID: Final = "black-forest-labs/FLUX.1-dev"
 CONTROLNET_REPO_ID: Final = "jasperai/Flux.1-dev-Controlnet-Upscaler"
 #: The paper tuned the ControlNet conditioning scale within this range (section 3.2).
@@ -65,6 +67,9 @@ Precision = Literal["auto", "bf16", "fp16", "fp32"]
 #: offload; sequential: sequential CPU offload (slowest, least VRAM). auto picks by free VRAM.
 MemoryMode = Literal["auto", "none", "model", "group", "sequential"]
 PadMode = Literal["edge", "reflect", "black", "gray"]
+#: exact: every step computed; fast: First Block Cache on stage 1 (stage 2 stays uncached,
+#: see engine/flux_speed.py); compiled: regional compile of the repeated transformer blocks.
+Speed = Literal["exact", "fast", "compiled"]
 StageName = Literal["stage1", "stage2"]
 
 
@@ -84,12 +89,16 @@ class ModelRef:
 
     ``path`` is a local folder or file; empty means "look ``repo_id`` up in the Hugging Face
     cache". ``sha256`` is the file's SHA-256, or for a folder the digest of its files' hashes
-    (see :mod:`fbupscale_gui.core.models`); empty when not yet computed.
+    (see :mod:`fbupscale_gui.core.models`); empty when not yet computed. ``format`` and
+    ``quant`` say what the file is ("diffusers" folder, "safetensors-bfl", "gguf-bfl"...;
+    "bf16", "fp8_scaled", "Q8_0"...), filled in when the model is located.
     """
 
     path: str = ""
     repo_id: str = ""
     sha256: str = ""
+    format: str = ""
+    quant: str = ""
 
     def __post_init__(self) -> None:
         _check(bool(self.path or self.repo_id), "model", "needs a path or a repo id")
@@ -265,6 +274,10 @@ class ReconstructionRequest:
     seed: int = 5
     flux: ModelRef = field(default_factory=lambda: ModelRef(repo_id=FLUX_REPO_ID))
     controlnet: ModelRef = field(default_factory=lambda: ModelRef(repo_id=CONTROLNET_REPO_ID))
+    #: The diffusers FLUX folder supplying what a single-file ``flux`` lacks (VAE, text
+    #: encoders, tokenizers, scheduler); None when ``flux`` is a whole folder.
+    flux_base: ModelRef | None = None
+    speed: Speed = "exact"
     device: Device = "auto"
     precision: Precision = "auto"
     memory_mode: MemoryMode = "auto"
@@ -379,5 +392,9 @@ def _migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
         # Schema 2 added user SR models ("model:NAME" engines and ``sr_model``); a schema-1
         # request names a built-in engine and has no sr_model, which defaults to None.
         version = 2
+    if version == 2:
+        # Schema 3 added single-file FLUX (flux_base, ModelRef format/quant) and the speed
+        # mode; a schema-2 request ran a FLUX folder, every step exact.
+        version = 3
     data["version"] = version
     return data

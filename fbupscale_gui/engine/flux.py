@@ -43,11 +43,12 @@ from typing import TYPE_CHECKING, Any
 from fbupscale_gui.core.errors import Cancelled, GpuOutOfMemoryError
 from fbupscale_gui.core.images import crop_to_content, standardise
 from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress, Progress
-from fbupscale_gui.core.models import LocatedModel, locate
+from fbupscale_gui.core.models import LocatedModel, check_flux_base, locate
 from fbupscale_gui.core.request import CandidateKey, ModelRef, ReconstructionRequest, Stage1Params
 
 from . import devices
 from .devices import Runtime
+from .flux_files import load_transformer_file
 from .lora import adapter_name_for, ensure_lora_loaded, is_lora_loaded, set_lora_state
 
 if TYPE_CHECKING:
@@ -87,21 +88,50 @@ class PipelinePair:
         return {k: v for k, v in pipe.components.items() if isinstance(v, torch.nn.Module)}
 
 
+def _own_storage(module: Any) -> None:
+    """Give every parameter its own fresh allocation (CPU only).
+
+    A folder's weights are memory-mapped views at whatever offset the file put them, a
+    single file's are fresh tensors; CPU matmul kernels can round differently by alignment,
+    so without this the same weights from the two sources would not be pixel-identical.
+    """
+    import torch
+
+    with torch.no_grad():
+        for param in module.parameters():
+            param.data = param.data.clone()
+
+
 def load_pipelines(
     flux_dir: str | Path,
     controlnet_dir: str | Path | None,
     runtime: Runtime,
     *,
     key: tuple[str, ...] = (),
+    base: str | Path | None = None,
 ) -> PipelinePair:
     """Load FLUX.1-dev (and the ControlNet) offline in ``runtime``'s precision, not yet placed.
 
-    Raises OSError/ValueError from diffusers when a folder is damaged.
+    ``flux_dir`` is a diffusers folder, or a single-file transformer (BFL/ComfyUI
+    .safetensors/.sft, fp8, GGUF) whose other parts come from the diffusers folder ``base``.
+    Raises OSError/ValueError from diffusers when a folder is damaged, ModelFileError for a
+    file that is not a FLUX transformer, ModelNotFoundError naming the parts ``base`` lacks.
     """
     from diffusers import FluxImg2ImgPipeline
 
     dtype = devices.torch_dtype(runtime.precision)
-    stage1 = FluxImg2ImgPipeline.from_pretrained(str(flux_dir), dtype=dtype, local_files_only=True)
+    if Path(flux_dir).is_file():
+        check_flux_base(flux_dir, base)
+        transformer, _desc = load_transformer_file(flux_dir, dtype, config_dir=base)
+        stage1 = FluxImg2ImgPipeline.from_pretrained(
+            str(base), transformer=transformer, dtype=dtype, local_files_only=True
+        )
+    else:
+        stage1 = FluxImg2ImgPipeline.from_pretrained(
+            str(flux_dir), dtype=dtype, local_files_only=True
+        )
+    if not runtime.is_cuda and getattr(stage1.transformer, "hf_quantizer", None) is None:
+        _own_storage(stage1.transformer)
     stage1.set_progress_bar_config(disable=True)
     pair = PipelinePair(key=key, runtime=runtime, stage1=stage1)
     if controlnet_dir is not None:
@@ -292,6 +322,12 @@ class FluxRunner:
         )
         tracker.emit("load", 0, 3, 0, "locating models")
         flux = self._locate(request.flux, "flux")
+        base: LocatedModel | None = None
+        if flux.path.is_file():
+            if request.flux_base is None:
+                check_flux_base(flux.path, None)  # raises, naming every missing part
+            else:
+                base = self._locate(request.flux_base, "flux_base")
         cn = self._locate(request.controlnet, "controlnet") if needs_stage2 else None
         lora_model = request.lora.model
         lora = self._locate(lora_model, "lora") if (needs_lora and lora_model) else None
@@ -300,6 +336,7 @@ class FluxRunner:
         key = (
             flux.ref.sha256,
             str(flux.path),
+            str(base.path) if base is not None else "",
             runtime.device,
             runtime.precision,
             runtime.memory_mode,
@@ -308,7 +345,9 @@ class FluxRunner:
         if pair is None or pair.key != key:
             self.release()
             tracker.emit("load", 1, 3, 0, f"loading {request.flux.repo_id or flux.path.name}")
-            pair = load_pipelines(flux.path, None, runtime, key=key)
+            pair = load_pipelines(
+                flux.path, None, runtime, key=key, base=base.path if base is not None else None
+            )
             self._pair = pair
             tracker.check()
         if cn is not None:
@@ -329,7 +368,14 @@ class FluxRunner:
         tracker.emit("load", 3, 3, 0, "models ready")
 
         resolved = request.replace(
-            flux=dataclasses.replace(request.flux, sha256=flux.ref.sha256),
+            flux=dataclasses.replace(
+                request.flux, sha256=flux.ref.sha256, format=flux.ref.format, quant=flux.ref.quant
+            ),
+            flux_base=(
+                dataclasses.replace(request.flux_base, sha256=base.ref.sha256)
+                if base is not None and request.flux_base is not None
+                else request.flux_base
+            ),
             controlnet=(
                 dataclasses.replace(request.controlnet, sha256=cn.ref.sha256)
                 if cn is not None
@@ -348,6 +394,7 @@ class FluxRunner:
             name
             for name, asked, found in (
                 ("FLUX", request.flux, flux),
+                ("FLUX base", request.flux_base if base else None, base),
                 ("ControlNet", request.controlnet if cn else None, cn),
                 ("LoRA", lora_model if lora else None, lora),
             )
