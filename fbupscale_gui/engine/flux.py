@@ -49,6 +49,7 @@ from fbupscale_gui.core.request import CandidateKey, ModelRef, ReconstructionReq
 from . import devices
 from .devices import Runtime
 from .flux_files import load_transformer_file
+from .flux_speed import compile_blocks, stage1_cache
 from .lora import adapter_name_for, ensure_lora_loaded, is_lora_loaded, set_lora_state
 
 if TYPE_CHECKING:
@@ -340,6 +341,8 @@ class FluxRunner:
             runtime.device,
             runtime.precision,
             runtime.memory_mode,
+            # compiled blocks stay compiled: exact/fast runs need an uncompiled transformer
+            "compiled" if request.speed == "compiled" else "eager",
         )
         pair = self._pair
         if pair is None or pair.key != key:
@@ -365,6 +368,8 @@ class FluxRunner:
                 ensure_lora_loaded(pair.stage1, lora.path, lora.ref.sha256)
             adapter = adapter_name_for(lora.ref.sha256)
         place(pair)
+        if request.speed == "compiled":
+            compile_blocks(pair.transformer)
         tracker.emit("load", 3, 3, 0, "models ready")
 
         resolved = request.replace(
@@ -495,18 +500,19 @@ class FluxRunner:
                 activate(pair, pair.stage1)
                 set_lora(s1_lora, request.lora.scale)
                 start = time.perf_counter()
-                image1 = pair.stage1(
-                    prompt_embeds=prompt_embeds,
-                    pooled_prompt_embeds=pooled,
-                    image=square,
-                    strength=s1.strength,
-                    num_inference_steps=s1.steps,
-                    guidance_scale=s1.guidance,
-                    height=pre.size,
-                    width=pre.size,
-                    generator=torch.Generator("cpu").manual_seed(seed),
-                    callback_on_step_end=tracker.callback("stage1", index),
-                ).images[0]
+                with stage1_cache(pair.transformer, request.speed):
+                    image1 = pair.stage1(
+                        prompt_embeds=prompt_embeds,
+                        pooled_prompt_embeds=pooled,
+                        image=square,
+                        strength=s1.strength,
+                        num_inference_steps=s1.steps,
+                        guidance_scale=s1.guidance,
+                        height=pre.size,
+                        width=pre.size,
+                        generator=torch.Generator("cpu").manual_seed(seed),
+                        callback_on_step_end=tracker.callback("stage1", index),
+                    ).images[0]
                 stage1_results[s1_key] = (image1, time.perf_counter() - start)
             image1, t1 = stage1_results[s1_key]
             timings: dict[str, float] = {}
