@@ -44,12 +44,14 @@ __all__ = [
     "Stage1Params",
     "Stage2Params",
     "StageName",
+    "Storage",
     "img2img_steps",
     "is_model_engine",
 ]
 
 #: 2: ``engine`` may be "model:NAME" with the user model recorded in ``sr_model``.
-#: 3: FLUX from single files (``flux_base``, ``ModelRef.format``/``quant``) and ``speed``.
+#: 3: FLUX from single files (``flux_base``, ``ModelRef.format``/``quant``), ``speed`` and
+#: ``storage``.
 SCHEMA_VERSION: Final = 3
 FLUX_REPO_ID: Final = "black-forest-labs/FLUX.1-dev"
 CONTROLNET_REPO_ID: Final = "jasperai/Flux.1-dev-Controlnet-Upscaler"
@@ -70,6 +72,10 @@ PadMode = Literal["edge", "reflect", "black", "gray"]
 #: exact: every step computed; fast: First Block Cache on stage 1 (stage 2 stays uncached,
 #: see engine/flux_speed.py); compiled: regional compile of the repeated transformer blocks.
 Speed = Literal["exact", "fast", "compiled"]
+#: How the FLUX transformer's weights are held: native (the file's own precision: bf16, fp8
+#: upcast, GGUF kept quantised), fp8 (layerwise casting: fp8 storage, computed in the
+#: precision, LoRAs loaded first). auto picks by free VRAM; the engine records its choice.
+Storage = Literal["auto", "native", "fp8"]
 StageName = Literal["stage1", "stage2"]
 
 
@@ -278,6 +284,7 @@ class ReconstructionRequest:
     #: encoders, tokenizers, scheduler); None when ``flux`` is a whole folder.
     flux_base: ModelRef | None = None
     speed: Speed = "exact"
+    storage: Storage = "auto"
     device: Device = "auto"
     precision: Precision = "auto"
     memory_mode: MemoryMode = "auto"
@@ -393,8 +400,10 @@ def _migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
         # request names a built-in engine and has no sr_model, which defaults to None.
         version = 2
     if version == 2:
-        # Schema 3 added single-file FLUX (flux_base, ModelRef format/quant) and the speed
-        # mode; a schema-2 request ran a FLUX folder, every step exact.
+        # Schema 3 added single-file FLUX (flux_base, ModelRef format/quant), the speed mode
+        # and the weight storage; a schema-2 request ran a FLUX folder, every step exact, in
+        # the folder's own precision.
+        data.setdefault("storage", "native")
         version = 3
     data["version"] = version
     return data

@@ -38,9 +38,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from fbupscale_gui.core.errors import Cancelled, GpuOutOfMemoryError
+from fbupscale_gui.core.errors import Cancelled, GpuOutOfMemoryError, RequestError
 from fbupscale_gui.core.images import crop_to_content, standardise
 from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress, Progress
 from fbupscale_gui.core.models import LocatedModel, check_flux_base, locate
@@ -49,6 +49,7 @@ from fbupscale_gui.core.request import CandidateKey, ModelRef, ReconstructionReq
 from . import devices
 from .devices import Runtime
 from .flux_files import load_transformer_file
+from .flux_plan import plan
 from .flux_speed import compile_blocks, stage1_cache
 from .lora import adapter_name_for, ensure_lora_loaded, is_lora_loaded, set_lora_state
 
@@ -77,6 +78,10 @@ class PipelinePair:
     #: group offload: ids of modules already group-offloaded
     grouped: set[int] = field(default_factory=set)
     sequential_applied: bool = False
+    #: fp8 layerwise casting applied to the transformer (LoRAs must be loaded before it)
+    fp8_cast: bool = False
+    #: prompt text -> (prompt_embeds, pooled_prompt_embeds), encoded once per loaded set
+    prompts: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
     @property
     def transformer(self) -> Any:
@@ -181,8 +186,9 @@ def place(pair: PipelinePair) -> None:
     rt = pair.runtime
     mode = rt.memory_mode
     if mode == "none":
-        for module in pair.modules().values():
-            module.to(rt.device)
+        for name, module in pair.modules().items():
+            # text encoders visit the GPU only to encode a new prompt (encode_prompt)
+            module.to("cpu" if rt.is_cuda and name in _TEXT_ENCODERS else rt.device)
     elif mode == "sequential":
         if not pair.sequential_applied:
             superset = pair.stage2 if pair.stage2 is not None else pair.stage1
@@ -221,6 +227,67 @@ def activate(pair: PipelinePair, pipe: Any) -> None:
         pair.stage2.controlnet.to("cpu")  # a cancelled stage 2 can leave it on the GPU
     pipe.enable_model_cpu_offload(device=pair.runtime.device)
     pair.hooks_owner = pipe
+
+
+_TEXT_ENCODERS: Final = ("text_encoder", "text_encoder_2")
+
+
+def cast_to_fp8(pair: PipelinePair) -> None:
+    """fp8 storage for the transformer: weights kept in float8, upcast per layer to compute.
+    Call after loading LoRAs (diffusers' rule); norms and embeddings stay in full precision."""
+    import torch
+
+    if pair.fp8_cast:
+        return
+    pair.transformer.enable_layerwise_casting(
+        storage_dtype=torch.float8_e4m3fn,
+        compute_dtype=devices.torch_dtype(pair.runtime.precision),
+    )
+    pair.fp8_cast = True
+
+
+def encode_prompt(pair: PipelinePair, prompt: str) -> tuple[Any, Any]:
+    """(prompt_embeds, pooled) for ``prompt``, encoded once per prompt text and loaded set.
+
+    Without offload on CUDA the text encoders live on the CPU and come to the GPU only here;
+    when they do not fit next to the resident weights, those step off the GPU meanwhile.
+    Encoding always runs on the pipeline's device, so embeddings do not depend on the card.
+    """
+    import torch
+
+    cached = pair.prompts.get(prompt)
+    if cached is not None:
+        return cached
+    pipe = pair.stage1
+    rt = pair.runtime
+    swap = rt.is_cuda and rt.memory_mode == "none"
+    moved: list[Any] = []
+    if swap:
+        encoders = [pipe.components[n] for n in _TEXT_ENCODERS]
+        need = sum(p.numel() * p.element_size() for e in encoders for p in e.parameters())
+        free = devices.free_vram_bytes(rt.device)
+        if free is not None and free < need * 1.2 + devices.GIB:
+            moved = [m for n, m in pair.modules().items() if n not in _TEXT_ENCODERS]
+            for module in moved:
+                module.to("cpu")
+        for encoder in encoders:
+            encoder.to(rt.device)
+    try:
+        with torch.no_grad():
+            embeds, pooled, _ = pipe.encode_prompt(
+                prompt=prompt,
+                prompt_2=None,
+                device=pipe._execution_device if not swap else torch.device(rt.device),
+                num_images_per_prompt=1,
+            )
+    finally:
+        if swap:
+            for name in _TEXT_ENCODERS:
+                pipe.components[name].to("cpu")
+            for module in moved:
+                module.to(rt.device)
+    pair.prompts[prompt] = (embeds, pooled)
+    return embeds, pooled
 
 
 # -- the runner ---------------------------------------------------------------------------
@@ -308,6 +375,28 @@ class FluxRunner:
     def _locate(self, ref: ModelRef, what: str) -> LocatedModel:
         return locate(ref, what, search_dirs=self.search_dirs, hf_cache=self.hf_cache)
 
+    def _plan(
+        self, request: ReconstructionRequest, runtime: Runtime, flux: LocatedModel
+    ) -> tuple[Runtime, str]:
+        """The runtime and weight storage: ``auto`` ones follow the memory plan on CUDA
+        (the loaded set's runtime is kept: free VRAM now excludes what it holds)."""
+        if request.storage == "fp8" and flux.ref.format.startswith("gguf"):
+            raise RequestError(
+                "storage: fp8 storage applies to 16-bit weights; a GGUF file stays quantised "
+                "(choose native or auto)"
+            )
+        storage: str = request.storage
+        held = self._pair is not None and self._pair.runtime == runtime
+        free = devices.free_vram_bytes(runtime.device) if runtime.is_cuda and not held else None
+        if free is None:
+            if storage == "auto":
+                storage = self._pair.key[-1] if held and self._pair is not None else "native"
+            return runtime, storage
+        chosen = plan(free / devices.GIB, flux.ref.quant or runtime.precision, storage=storage)
+        if request.memory_mode == "auto" and not runtime.note:
+            runtime = dataclasses.replace(runtime, memory_mode=chosen.memory_mode)
+        return runtime, chosen.storage
+
     def _prepare(
         self, request: ReconstructionRequest, runtime: Runtime, tracker: _Tracker
     ) -> tuple[PipelinePair, ReconstructionRequest, str | None, list[str]]:
@@ -333,6 +422,7 @@ class FluxRunner:
         lora_model = request.lora.model
         lora = self._locate(lora_model, "lora") if (needs_lora and lora_model) else None
         tracker.check()
+        runtime, storage = self._plan(request, runtime, flux)
 
         key = (
             flux.ref.sha256,
@@ -343,8 +433,17 @@ class FluxRunner:
             runtime.memory_mode,
             # compiled blocks stay compiled: exact/fast runs need an uncompiled transformer
             "compiled" if request.speed == "compiled" else "eager",
+            storage,
         )
         pair = self._pair
+        if (
+            pair is not None
+            and pair.fp8_cast
+            and lora is not None
+            and not is_lora_loaded(pair.transformer, lora.ref.sha256)
+        ):
+            self.release()  # a LoRA cannot be loaded into fp8 storage: reload, LoRA first
+            pair = None
         if pair is None or pair.key != key:
             self.release()
             tracker.emit("load", 1, 3, 0, f"loading {request.flux.repo_id or flux.path.name}")
@@ -367,12 +466,15 @@ class FluxRunner:
                 _strip_hooks(pair)  # load with no accelerate hooks; place() re-applies them
                 ensure_lora_loaded(pair.stage1, lora.path, lora.ref.sha256)
             adapter = adapter_name_for(lora.ref.sha256)
+        if storage == "fp8":
+            cast_to_fp8(pair)
         place(pair)
         if request.speed == "compiled":
             compile_blocks(pair.transformer)
         tracker.emit("load", 3, 3, 0, "models ready")
 
         resolved = request.replace(
+            storage=storage,
             flux=dataclasses.replace(
                 request.flux, sha256=flux.ref.sha256, format=flux.ref.format, quant=flux.ref.quant
             ),
@@ -448,6 +550,8 @@ class FluxRunner:
             out_of_memory = True
         if out_of_memory:
             # Outside the except block, so the traceback's frames (and tensors) are gone.
+            if self._pair is not None:
+                runtime = self._pair.runtime  # the memory plan may have chosen the mode
             mode = runtime.memory_mode
             nxt = devices.next_lighter_mode(mode) if runtime.is_cuda else None
             self.release()  # frees the GPU; the retry loads in the lighter mode
@@ -466,7 +570,11 @@ class FluxRunner:
         pair, resolved, adapter, changed = self._prepare(request, runtime, tracker)
         pre = request.preprocess
         square, placement = standardise(cutout, pre)
-        label = runtime.label
+        label = pair.runtime.label
+        if resolved.storage == "fp8":
+            label += " fp8-storage"
+        if request.speed != "exact":
+            label += f" {request.speed}"
         if changed:
             label += f" [{', '.join(changed)} differs from the request's]"
 
@@ -476,16 +584,10 @@ class FluxRunner:
         def set_lora(on: bool, scale: float) -> None:
             set_lora_state(pair.transformer, adapter if on else None, scale)
 
-        # The prompt is encoded once per run and shared by every call of both stages.
+        # The prompt is encoded once per prompt text and shared by every call of both stages.
         activate(pair, pair.stage1)
         tracker.check()
-        with torch.no_grad():
-            prompt_embeds, pooled, _ = pair.stage1.encode_prompt(
-                prompt=request.prompt,
-                prompt_2=None,
-                device=pair.stage1._execution_device,
-                num_images_per_prompt=1,
-            )
+        prompt_embeds, pooled = encode_prompt(pair, request.prompt)
 
         stage1_results: dict[tuple[int, bool], tuple[Image.Image, float]] = {}
         stage1_timed: set[tuple[int, bool]] = set()
