@@ -470,7 +470,8 @@ class FluxRunner:
             cast_to_fp8(pair)
         place(pair)
         if request.speed == "compiled":
-            compile_blocks(pair.transformer)
+            plain = not pair.fp8_cast and getattr(pair.transformer, "hf_quantizer", None) is None
+            compile_blocks(pair.transformer, fullgraph=plain)
         tracker.emit("load", 3, 3, 0, "models ready")
 
         resolved = request.replace(

@@ -48,8 +48,11 @@ def stage1_cache(transformer: Any, speed: str) -> Iterator[None]:
         transformer.disable_cache()  # stage 2 (ControlNet residuals) must run uncached
 
 
-def compile_blocks(transformer: Any) -> None:
-    """Regional compile of the repeated blocks, once per loaded transformer."""
+def compile_blocks(transformer: Any, *, fullgraph: bool = True) -> None:
+    """Regional compile of the repeated blocks, once per loaded transformer.
+
+    ``fullgraph=False`` where hooks rebuild parameters on the fly (fp8 layerwise casting,
+    GGUF dequantisation): dynamo then breaks the graph around them instead of failing."""
     if getattr(transformer, "_fbupscale_compiled", False):
         return
     cache = user_cache_dir() / "torch-compile"
@@ -57,5 +60,5 @@ def compile_blocks(transformer: Any) -> None:
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache / "inductor"))
     os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
     os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
-    transformer.compile_repeated_blocks(fullgraph=True)
+    transformer.compile_repeated_blocks(fullgraph=fullgraph)
     transformer._fbupscale_compiled = True
