@@ -356,6 +356,8 @@ class FluxRunner:
         self.search_dirs = search_dirs
         self.hf_cache = hf_cache
         self._pair: PipelinePair | None = None
+        #: the runtime the memory plan chose for the run in progress
+        self._planned: Runtime | None = None
 
     @property
     def pipelines(self) -> PipelinePair | None:
@@ -423,6 +425,7 @@ class FluxRunner:
         lora = self._locate(lora_model, "lora") if (needs_lora and lora_model) else None
         tracker.check()
         runtime, storage = self._plan(request, runtime, flux)
+        self._planned = runtime
 
         key = (
             flux.ref.sha256,
@@ -538,6 +541,7 @@ class FluxRunner:
         keys = request.candidate_keys()
         _, _, job_total = plan_steps(request)
         tracker = _Tracker(on_progress, is_cancelled, job_total, len(keys))
+        self._planned = None
         tracker.check()
         out_of_memory = False
         try:
@@ -551,8 +555,7 @@ class FluxRunner:
             out_of_memory = True
         if out_of_memory:
             # Outside the except block, so the traceback's frames (and tensors) are gone.
-            if self._pair is not None:
-                runtime = self._pair.runtime  # the memory plan may have chosen the mode
+            runtime = self._planned or runtime  # the memory plan may have chosen the mode
             mode = runtime.memory_mode
             nxt = devices.next_lighter_mode(mode) if runtime.is_cuda else None
             self.release()  # frees the GPU; the retry loads in the lighter mode
