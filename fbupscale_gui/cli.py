@@ -615,12 +615,17 @@ def _cmd_doctor(args: argparse.Namespace, cancel: _CancelFlag) -> int:
     from fbupscale_gui.engine.doctor import report
 
     lora = ModelRef(path=args.lora) if args.lora else None
+    try:
+        flux_path = _flux_path(args)
+    except UsageError:  # the report says what the models root lacks
+        flux_path = None
     print(
         report(
-            flux=ModelRef(path=_flux_path(args) or "", repo_id=FLUX_REPO_ID),
+            flux=ModelRef(path=flux_path or "", repo_id=FLUX_REPO_ID),
             flux_base=ModelRef(path=args.flux_base) if args.flux_base else None,
             controlnet=ModelRef(path=args.controlnet or "", repo_id=CONTROLNET_REPO_ID),
             lora=lora,
+            models_root=args.models_root,
         )
     )
     return 0

@@ -251,3 +251,17 @@ def test_schema_2_requests_read_as_exact_folder_requests() -> None:
     old = ReconstructionRequest.from_dict(data)
     assert old.speed == "exact" and old.flux_base is None and old.version == 3
     assert old.storage == "native"
+
+
+def test_doctor_reports_a_models_root_and_the_plan_for_its_file(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    from fbupscale_gui.engine.doctor import report
+
+    unet = tmp_path / "models" / "unet"
+    unet.mkdir(parents=True)
+    shutil.copy(files["gguf"], unet / "flux1-dev-Q8_0.gguf")
+    text = report(flux=ModelRef(path=str(unet / "flux1-dev-Q8_0.gguf")), models_root=tmp_path)
+    assert f"transformer: {unet / 'flux1-dev-Q8_0.gguf'}" in text
+    assert "Memory plan (Q8_0 transformer" in text
+    assert "VAE: none found" in text

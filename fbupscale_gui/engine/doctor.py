@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from fbupscale_gui.core.errors import FbError, ModelNotFoundError
+from fbupscale_gui.core.model_files import discover_models_root
 from fbupscale_gui.core.models import locate
 from fbupscale_gui.core.request import CONTROLNET_REPO_ID, FLUX_REPO_ID, ModelRef
 
@@ -97,6 +98,7 @@ def report(
     lora: ModelRef | None = None,
     search_dirs: tuple[str | Path, ...] = (),
     hf_cache: str | Path | None = None,
+    models_root: str | Path | None = None,
 ) -> str:
     """The doctor report as text. Never raises for a missing model or GPU: it reports them."""
     lines = [f"Python {platform.python_version()} ({sys.executable})"]
@@ -128,6 +130,8 @@ def report(
     cn_ref = controlnet or ModelRef(repo_id=CONTROLNET_REPO_ID)
     lines.append(_model_line("FLUX.1-dev", flux_ref, "flux", search_dirs, hf_cache))
     quant = _flux_quant(flux_ref, search_dirs, hf_cache)
+    if models_root is not None:
+        lines.extend(models_root_lines(models_root))
     if flux_base is not None:
         lines.append(_model_line("FLUX base", flux_base, "flux_base", search_dirs, hf_cache))
     lines.append(_model_line("ControlNet upscaler", cn_ref, "controlnet", search_dirs, hf_cache))
@@ -162,6 +166,27 @@ def _flux_quant(
     except FbError:
         return "bf16"
     return found.ref.quant or "bf16"
+
+
+def models_root_lines(root: str | Path) -> list[str]:
+    """What a ComfyUI/Forge models tree holds for FLUX, best candidate first."""
+    try:
+        found = discover_models_root(root)
+    except FbError as exc:
+        return [f"Models root: {exc}"]
+    lines = [
+        f"Models root {found.root}: " + ("; ".join(found.notes) or "no extra_model_paths.yaml")
+    ]
+    for label, files in (
+        ("transformer", found.transformers),
+        ("VAE", found.vaes),
+        ("CLIP-L", found.clip_l),
+        ("T5", found.t5),
+        ("ControlNet", found.controlnets),
+        ("LoRA", found.loras),
+    ):
+        lines.append(f"  {label}: {', '.join(str(f) for f in files) or 'none found'}")
+    return lines
 
 
 def plan_lines(quant: str) -> list[str]:
