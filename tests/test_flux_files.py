@@ -265,3 +265,22 @@ def test_doctor_reports_a_models_root_and_the_plan_for_its_file(
     assert f"transformer: {unet / 'flux1-dev-Q8_0.gguf'}" in text
     assert "Memory plan (Q8_0 transformer" in text
     assert "VAE: none found" in text
+
+
+def test_controlnet_from_one_file_renders_like_its_folder(
+    engine: Engine,
+    request_: ReconstructionRequest,
+    tiny_flux: TinyFluxFiles,
+    folder_run: list[Any],
+    tmp_path: Path,
+) -> None:
+    import shutil as sh
+
+    file = tmp_path / "controlnet" / "flux-upscaler.safetensors"
+    file.parent.mkdir()
+    sh.copy(tiny_flux.controlnet_dir / "diffusion_pytorch_model.safetensors", file)
+    req = request_.replace(controlnet=ModelRef(path=str(file), repo_id=CONTROLNET_REPO_ID))
+    cands = render(engine, req)
+    for a, b in zip(cands, folder_run, strict=True):
+        assert np.array_equal(np.asarray(a.image), np.asarray(b.image)), a.key.label
+    assert cands[-1].request.controlnet.format == "safetensors-controlnet"

@@ -73,7 +73,7 @@ _SHAPE: Final[dict[str, str]] = {
         "transformer (.safetensors, .sft or .gguf)"
     ),
     "flux_base": "a diffusers FLUX folder with model_index.json",
-    "controlnet": "a folder with config.json and .safetensors weights",
+    "controlnet": "a folder with config.json and .safetensors weights, or that .safetensors file",
     "lora": "a .safetensors file (or a folder holding exactly one)",
 }
 
@@ -151,7 +151,7 @@ def _looks_right(path: Path, kind: str) -> Path | None:
             if len(files) == 1:
                 return files[0]
         return None
-    if kind == "flux" and is_single_file(path):
+    if kind in ("flux", "controlnet") and is_single_file(path):
         return path
     if not path.is_dir():
         return None

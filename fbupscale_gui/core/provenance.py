@@ -57,6 +57,8 @@ def model_hashes(
         if request.stage2.enabled:
             cn = request.controlnet
             out["controlnet"] = {"ref": cn.label, "sha256": cn.sha256}
+            if cn.format:
+                out["controlnet"].update(format=cn.format, quant=cn.quant)
         lora = request.lora.model
         if lora is not None:
             out["lora"] = {"ref": lora.label, "sha256": lora.sha256}

@@ -29,6 +29,17 @@ Memory modes and shared modules (CUDA only):
 
 LoRAs are loaded with all accelerate hooks removed and the mode re-applied afterwards (diffusers
 otherwise re-applies offload on the loading pipeline only, see diffusers #10914 / #11791).
+
+Files (:mod:`.flux_files`): the transformer may be a single file (BFL/ComfyUI layout, fp8,
+fp8_scaled, GGUF) whose other parts come from ``request.flux_base``, and the ControlNet a single
+diffusers-layout file. On the CPU every loaded parameter gets its own allocation, so the same
+weights render pixel-identically whichever way they were stored.
+
+Memory plan (:mod:`.flux_plan`): ``storage`` "fp8" casts the transformer layerwise after its
+LoRAs are loaded (a LoRA arriving later reloads the set, LoRA first); the prompt is encoded once
+per prompt text per loaded set, and without offload on CUDA the text encoders visit the GPU only
+for that. Speed modes (:mod:`.flux_speed`): First Block Cache around stage-1 calls only, or
+regional compile of the repeated blocks.
 """
 
 from __future__ import annotations
@@ -48,7 +59,7 @@ from fbupscale_gui.core.request import CandidateKey, ModelRef, ReconstructionReq
 
 from . import devices
 from .devices import Runtime
-from .flux_files import load_transformer_file
+from .flux_files import load_controlnet_file, load_transformer_file
 from .flux_plan import plan
 from .flux_speed import compile_blocks, stage1_cache
 from .lora import adapter_name_for, ensure_lora_loaded, is_lora_loaded, set_lora_state
@@ -152,9 +163,16 @@ def attach_controlnet(
     from diffusers import FluxControlNetModel, FluxControlNetPipeline
 
     dtype = devices.torch_dtype(pair.runtime.precision)
-    controlnet = FluxControlNetModel.from_pretrained(
-        str(controlnet_dir), dtype=dtype, local_files_only=True
-    )
+    if Path(controlnet_dir).is_file():
+        controlnet = load_controlnet_file(
+            controlnet_dir, dtype, pair.transformer.config.axes_dims_rope
+        )
+    else:
+        controlnet = FluxControlNetModel.from_pretrained(
+            str(controlnet_dir), dtype=dtype, local_files_only=True
+        )
+    if not pair.runtime.is_cuda:
+        _own_storage(controlnet)
     # Not from_pipe: it would cast the shared modules to float32.
     stage2: Any = FluxControlNetPipeline(**pair.stage1.components, controlnet=controlnet)
     stage2.set_progress_bar_config(disable=True)
@@ -488,7 +506,12 @@ class FluxRunner:
                 else request.flux_base
             ),
             controlnet=(
-                dataclasses.replace(request.controlnet, sha256=cn.ref.sha256)
+                dataclasses.replace(
+                    request.controlnet,
+                    sha256=cn.ref.sha256,
+                    format=cn.ref.format,
+                    quant=cn.ref.quant,
+                )
                 if cn is not None
                 else request.controlnet
             ),

@@ -35,6 +35,7 @@ __all__ = [
     "bfl_to_diffusers",
     "diffusers_to_bfl",
     "infer_transformer_config",
+    "load_controlnet_file",
     "load_transformer_file",
     "shipped_flux_config_dir",
 ]
@@ -212,6 +213,34 @@ def infer_transformer_config(state: Mapping[str, Any]) -> dict[str, Any]:
         )[1],
         "guidance_embeds": "time_text_embed.guidance_embedder.linear_1.weight" in state,
     }
+
+
+def load_controlnet_file(path: str | Path, dtype: torch.dtype, axes_dims_rope: Any) -> Any:
+    """A FluxControlNetModel from one diffusers-layout .safetensors file (diffusers' single-file
+    loader does not know FLUX ControlNets). Depths and widths are read from the weights, the
+    rope axes are the transformer's. Raises ModelFileError for another layout or bad weights."""
+    from diffusers import FluxControlNetModel
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    desc = describe_file(p)
+    if desc.container != "safetensors" or desc.layout != "controlnet":
+        raise ModelFileError(
+            f"{p}: not a FLUX ControlNet in diffusers layout (layout '{desc.layout}'); use the "
+            "folder (config.json + weights) or its diffusion_pytorch_model.safetensors"
+        )
+    state = load_file(str(p))
+    arch = infer_transformer_config(state)
+    if "controlnet_mode_embedder.weight" in state:
+        arch["num_mode"] = int(state["controlnet_mode_embedder.weight"].shape[0])
+    if "input_hint_block.0.weight" in state:
+        arch["conditioning_embedding_channels"] = int(state["input_hint_block.0.weight"].shape[0])
+    model: Any = FluxControlNetModel(**arch, axes_dims_rope=list(axes_dims_rope))
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ModelFileError(f"{p}: weights do not fit a FLUX ControlNet ({exc})") from None
+    return model.to(dtype).eval()
 
 
 def _read_state(path: Path, desc: FileDescription) -> dict[str, Any]:
