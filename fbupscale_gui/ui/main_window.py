@@ -349,6 +349,7 @@ class MainWindow(QMainWindow):
         s.candidates.pickChanged.connect(self._update_actions)
         s.cutouts.rowsInserted.connect(self._update_actions)
         s.message.connect(self.show_message)
+        s.loraReported.connect(self.params.show_lora_report)
         s.sessionChanged.connect(self._on_session_changed)
         s.restored.connect(self._update_actions)
         s.cutouts.modelReset.connect(self._on_cutouts_reset)
