@@ -18,13 +18,9 @@ from fbupscale_gui.core.provenance import model_hashes
 from fbupscale_gui.core.request import (
     CONTROLNET_REPO_ID,
     FLUX_REPO_ID,
-    LoraParams,
     ModelRef,
-    Preprocess,
     ReconstructionRequest,
     SourceRef,
-    Stage1Params,
-    Stage2Params,
 )
 from fbupscale_gui.engine import Engine
 from fbupscale_gui.engine.testing import (
@@ -32,6 +28,7 @@ from fbupscale_gui.engine.testing import (
     save_tiny_gguf,
     save_tiny_transformer_file,
     tiny_cutout,
+    tiny_request,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -69,18 +66,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> SourceRef:
 
 @pytest.fixture(scope="module")
 def request_(tiny_flux: TinyFluxFiles, source: SourceRef) -> ReconstructionRequest:
-    return ReconstructionRequest(
-        source=source,
-        prompt="a goalkeeper in a green shirt",
-        preprocess=Preprocess(size=64),
-        stage1=Stage1Params(steps=4, strength=0.75),
-        stage2=Stage2Params(steps=2),
-        variants=1,
-        seed=11,
-        flux=ModelRef(path=str(tiny_flux.flux_dir), repo_id=FLUX_REPO_ID),
-        controlnet=ModelRef(path=str(tiny_flux.controlnet_dir), repo_id=CONTROLNET_REPO_ID),
-        lora=LoraParams(model=None),
-    )
+    return tiny_request(tiny_flux, source.path, variants=1, seed=11)
 
 
 @pytest.fixture()

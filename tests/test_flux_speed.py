@@ -8,39 +8,25 @@ from typing import Any
 import numpy as np
 import pytest
 
-from fbupscale_gui.core.images import make_source
 from fbupscale_gui.core.request import (
-    CONTROLNET_REPO_ID,
-    FLUX_REPO_ID,
     CandidateKey,
-    LoraParams,
-    ModelRef,
-    Preprocess,
     ReconstructionRequest,
-    Stage1Params,
     Stage2Params,
 )
 from fbupscale_gui.engine import Engine, flux_speed
-from fbupscale_gui.engine.testing import TinyFluxFiles, tiny_cutout
+from fbupscale_gui.engine.testing import TinyFluxFiles, tiny_request
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def request_(tiny_flux: TinyFluxFiles, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    path = tmp_path_factory.mktemp("cutout") / "player.png"
-    tiny_cutout(40, 64, seed=3).save(path)
-    return ReconstructionRequest(
-        source=make_source(path),
+    return tiny_request(
+        tiny_flux,
+        tmp_path_factory.mktemp("cutout") / "player.png",
         prompt="a striker in a red shirt",
-        preprocess=Preprocess(size=64),
-        stage1=Stage1Params(steps=4, strength=0.75),  # 3 steps
-        stage2=Stage2Params(steps=2),
         variants=2,
         seed=7,
-        flux=ModelRef(path=str(tiny_flux.flux_dir), repo_id=FLUX_REPO_ID),
-        controlnet=ModelRef(path=str(tiny_flux.controlnet_dir), repo_id=CONTROLNET_REPO_ID),
-        lora=LoraParams(model=None),
     )
 
 

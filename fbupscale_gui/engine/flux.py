@@ -32,8 +32,10 @@ otherwise re-applies offload on the loading pipeline only, see diffusers #10914 
 
 Files (:mod:`.flux_files`): the transformer may be a single file (BFL/ComfyUI layout, fp8,
 fp8_scaled, GGUF) whose other parts come from ``request.flux_base``, and the ControlNet a single
-diffusers-layout file. On the CPU every loaded parameter gets its own allocation, so the same
-weights render pixel-identically whichever way they were stored.
+diffusers-layout file. The same weights render pixel-identically whichever way they were
+stored: on the CPU that needs MKL's alignment-independent mode (``MKL_CBWR``, set in the
+package's ``__init__``), as a folder's weights are memory-mapped at whatever offset the file
+put them and a single file's are fresh allocations.
 
 Memory plan (:mod:`.flux_plan`): ``storage`` "fp8" casts the transformer layerwise after its
 LoRAs are loaded (a LoRA arriving later reloads the set, LoRA first); the prompt is encoded once
@@ -112,20 +114,6 @@ class PipelinePair:
         return {k: v for k, v in pipe.components.items() if isinstance(v, torch.nn.Module)}
 
 
-def _own_storage(module: Any) -> None:
-    """Give every parameter its own fresh allocation (CPU only).
-
-    A folder's weights are memory-mapped views at whatever offset the file put them, a
-    single file's are fresh tensors; CPU matmul kernels can round differently by alignment,
-    so without this the same weights from the two sources would not be pixel-identical.
-    """
-    import torch
-
-    with torch.no_grad():
-        for param in module.parameters():
-            param.data = param.data.clone()
-
-
 def load_pipelines(
     flux_dir: str | Path,
     controlnet_dir: str | Path | None,
@@ -154,8 +142,6 @@ def load_pipelines(
         stage1 = FluxImg2ImgPipeline.from_pretrained(
             str(flux_dir), dtype=dtype, local_files_only=True
         )
-    if not runtime.is_cuda and getattr(stage1.transformer, "hf_quantizer", None) is None:
-        _own_storage(stage1.transformer)
     stage1.set_progress_bar_config(disable=True)
     pair = PipelinePair(key=key, runtime=runtime, stage1=stage1)
     if controlnet_dir is not None:
@@ -178,8 +164,6 @@ def attach_controlnet(
         controlnet = FluxControlNetModel.from_pretrained(
             str(controlnet_dir), dtype=dtype, local_files_only=True
         )
-    if not pair.runtime.is_cuda:
-        _own_storage(controlnet)
     # Not from_pipe: it would cast the shared modules to float32.
     stage2: Any = FluxControlNetPipeline(**pair.stage1.components, controlnet=controlnet)
     stage2.set_progress_bar_config(disable=True)

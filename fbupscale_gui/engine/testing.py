@@ -409,3 +409,34 @@ def save_tiny_gguf(transformer: Any, path: str | Path, quant: str = "Q8_0") -> P
     writer.write_tensors_to_file()
     writer.close()
     return target
+
+
+def tiny_request(files: TinyFluxFiles, cutout: str | Path, **changes: Any) -> Any:
+    """A FLUX request for the tiny models at tiny settings: 64 px, stage 1 4 x 0.75 = 3
+    steps, stage 2 2 steps, no LoRA; ``cutout`` is written first when it does not exist."""
+    from fbupscale_gui.core.images import make_source
+    from fbupscale_gui.core.request import (
+        CONTROLNET_REPO_ID,
+        FLUX_REPO_ID,
+        LoraParams,
+        ModelRef,
+        Preprocess,
+        ReconstructionRequest,
+        Stage1Params,
+        Stage2Params,
+    )
+
+    path = Path(cutout)
+    if not path.exists():
+        tiny_cutout(40, 64, seed=3).save(path)
+    request = ReconstructionRequest(
+        source=make_source(path),
+        prompt="a goalkeeper in a green shirt",
+        preprocess=Preprocess(size=64),
+        stage1=Stage1Params(steps=4, strength=0.75),
+        stage2=Stage2Params(steps=2),
+        flux=ModelRef(path=str(files.flux_dir), repo_id=FLUX_REPO_ID),
+        controlnet=ModelRef(path=str(files.controlnet_dir), repo_id=CONTROLNET_REPO_ID),
+        lora=LoraParams(model=None),
+    )
+    return request.replace(**changes)
