@@ -227,15 +227,15 @@ def test_a_comfyui_tree_with_extra_model_paths_is_discovered(tmp_path: Path) -> 
     assert any("extra_model_paths.yaml" in n for n in found.notes)
 
 
-def test_schema_2_requests_read_as_exact_folder_requests() -> None:
+def test_schema_3_requests_read_as_exact_folder_requests() -> None:
     data = json.loads(ReconstructionRequest().to_json())
-    data["version"] = 2
+    data["version"] = 3
     for key in ("speed", "flux_base", "storage"):
         del data[key]
     for ref in ("flux", "controlnet"):
         del data[ref]["format"], data[ref]["quant"]
     old = ReconstructionRequest.from_dict(data)
-    assert old.speed == "exact" and old.flux_base is None and old.version == 3
+    assert old.speed == "exact" and old.flux_base is None and old.version == 4
     assert old.storage == "native"
 
 

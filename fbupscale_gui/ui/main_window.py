@@ -254,7 +254,7 @@ class MainWindow(QMainWindow):
     def _build_toolbar(self) -> None:
         from PySide6.QtWidgets import QComboBox, QToolBar
 
-        from fbupscale_gui.models.engine_choice import ENGINE_LABELS, ENGINES
+        from fbupscale_gui.models.engine_choice import ENGINE_LABELS, ENGINE_LICENCES, ENGINES
 
         bar = QToolBar("Main")
         bar.setObjectName("mainToolbar")
@@ -268,6 +268,11 @@ class MainWindow(QMainWindow):
         self.engine_combo.setToolTip("Which engine Run uses (add models with Engine ▸ Models…)")
         for engine in ENGINES:
             self.engine_combo.addItem(ENGINE_LABELS[engine], engine)
+            self.engine_combo.setItemData(
+                self.engine_combo.count() - 1,
+                f"Licence: {ENGINE_LICENCES[engine]}",
+                Qt.ItemDataRole.ToolTipRole,
+            )
         self.engine_combo.setMinimumContentsLength(26)
         self.engine_combo.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
@@ -327,6 +332,7 @@ class MainWindow(QMainWindow):
             run_menu.addAction(a)
         engine_menu = menu.addMenu("&Engine")
         engine_menu.addAction(self.models_action)
+        engine_menu.addAction("Train LoRA…", self.open_train_window)  # paper 3.3
         pick_menu = menu.addMenu("&Pick")
         for a in self.pick_actions:
             pick_menu.addAction(a)
@@ -459,6 +465,16 @@ class MainWindow(QMainWindow):
             self.load_paths(paths)
 
     # -- clips ----------------------------------------------------------------------------
+
+    def open_train_window(self) -> None:
+        """The Train window (its own module; training runs in a child process)."""
+        from .train_window import TrainWindow
+
+        if getattr(self, "_train", None) is None:
+            s = self.session.settings.settings
+            self._train = TrainWindow(self, flux=s.flux_dir, controlnet=s.controlnet_dir)
+        self._train.show()
+        self._train.raise_()
 
     @property
     def video_window(self) -> VideoWindow:
