@@ -369,7 +369,7 @@ def test_a_run_with_a_user_model_yields_a_tile(  # type: ignore[no-untyped-def]
     assert max(tile.entry.candidate.image.size) == 256
     assert "SPAN" in tile.entry.candidate.runtime
 
-    # removing the selected model falls back to Real-ESRGAN
+    # removing the selected model falls back to the default preview
     window.session.sr_models.remove("span2x")
-    assert window.session.engine.engine == "realesrgan"
-    assert combo.currentData() == "realesrgan"
+    assert window.session.engine.engine == "faithful"
+    assert combo.currentData() == "faithful"
