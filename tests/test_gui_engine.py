@@ -58,7 +58,7 @@ def reproduce(path: Path) -> Image.Image:
     return candidate.image
 
 
-@pytest.mark.parametrize("engine", ["realesrgan", "lanczos"])
+@pytest.mark.parametrize("engine", ["faithful", "realesrgan", "lanczos"])
 def test_fast_engine_run_pick_export_reproduce(qtbot, make_window, engine: str) -> None:  # type: ignore[no-untyped-def]
     window = make_window()
     window.session.engine.set_engine(engine)
@@ -98,6 +98,7 @@ def test_tiny_flux_grid_cancel_pick_export_reproduce(
         flux_dir=str(tiny_flux.flux_dir),
         controlnet_dir=str(tiny_flux.controlnet_dir),
         lora_path=str(tiny_flux.lora_diffusers),
+        engine="flux",  # the window opens on "faithful" unless told otherwise
     )
     assert window.session.engine.engine == "flux"
     params = window.params.apply_to(window.session.build_request(window.session.cutouts.at(0)))

@@ -22,7 +22,9 @@ def window(make_window, tmp_path: Path) -> MainWindow:  # type: ignore[no-untype
     p = tmp_path / "a.png"
     Image.new("RGB", (64, 80), (20, 110, 40)).save(p)
     runner = FakeRunner(steps=1)
-    win = make_window(runner=runner, cutouts=[p], flux_dir=str(tmp_path / "no-flux-here"))
+    win = make_window(
+        runner=runner, cutouts=[p], flux_dir=str(tmp_path / "no-flux-here"), engine="flux"
+    )
     win.runner = runner
     return win  # type: ignore[no-any-return]
 
@@ -33,8 +35,8 @@ def test_missing_flux_is_said_once_and_falls_back(
     assert window.session.engine.engine == "flux"
     window.session.check_models()  # in the engine thread
     qtbot.waitUntil(lambda: window.session.engine.flux_status == "missing", timeout=10_000)
-    assert window.session.engine.engine == "realesrgan"
-    assert window.engine_combo.currentData() == "realesrgan"
+    assert window.session.engine.engine == "faithful"
+    assert window.engine_combo.currentData() == "faithful"
     assert "missing" in window.engine_combo.itemText(window.engine_combo.findData("flux"))
     texts = window.messages.texts()
     assert len(texts) == 1
@@ -50,7 +52,7 @@ def test_missing_flux_is_said_once_and_falls_back(
     # the fast engine still runs
     (job,) = window.run_selected()
     qtbot.waitUntil(lambda: not window.session.jobs.is_busy(), timeout=10_000)
-    assert job.state is JobState.DONE and job.request.engine == "realesrgan"
+    assert job.state is JobState.DONE and job.request.engine == "faithful"
 
 
 def test_a_flux_job_without_weights_reports_once(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]

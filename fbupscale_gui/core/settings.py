@@ -20,7 +20,7 @@ from typing import Any, Final, get_args
 
 from .errors import FbError
 from .export import validate_template
-from .request import BUILTIN_ENGINES, MemoryMode, is_model_engine
+from .request import BUILTIN_ENGINES, MemoryMode, canonical_engine, is_model_engine
 
 __all__ = ["SPECS", "ExportFormat", "SettingSpec", "Settings", "SettingsError"]
 
@@ -60,6 +60,8 @@ def _choice(allowed: tuple[str, ...]) -> Callable[[Any], str]:
 
 def _engine_value(value: Any) -> str:
     """A built-in engine, or "model:NAME" (a library model; it may since have been removed)."""
+    if isinstance(value, str):
+        value = canonical_engine(value)
     if not isinstance(value, str) or not (value in BUILTIN_ENGINES or is_model_engine(value)):
         raise ValueError(f"must be one of {list(BUILTIN_ENGINES)} or model:NAME, got {value!r}")
     return value
@@ -112,7 +114,13 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
     SettingSpec(
         "flux_dir",
         lambda: "",
-        "FLUX.1-dev model folder (empty: the Hugging Face cache)",
+        "FLUX.1-dev model folder or single-file transformer (empty: the Hugging Face cache)",
+        _path_value,
+    ),
+    SettingSpec(
+        "flux_base_dir",
+        lambda: "",
+        "FLUX base folder for a single-file transformer (text encoders, tokenizers, VAE)",
         _path_value,
     ),
     SettingSpec(
@@ -141,7 +149,7 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
     ),
     SettingSpec(
         "engine",
-        lambda: "flux",
+        lambda: "faithful",
         "Engine selected at start",
         _engine_value,
     ),
@@ -197,11 +205,12 @@ class Settings:
     """The validated settings. Construct with :meth:`defaults` or :meth:`from_mapping`."""
 
     flux_dir: str = ""
+    flux_base_dir: str = ""
     controlnet_dir: str = ""
     lora_path: str = ""
     hf_cache: str = ""
     memory_mode: str = "auto"
-    engine: str = "flux"
+    engine: str = "faithful"
     export_dir: str = ""
     export_template: str = "{match}_{cutout}_{seed}_{lora}.png"
     export_format: str = "png"
