@@ -71,10 +71,9 @@ def _flush_deletes() -> None:
     """Run pending ``deleteLater`` calls and free cyclic garbage, in the GUI thread."""
     from PySide6.QtCore import QCoreApplication, QEvent
 
-    for _ in range(3):
-        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-        QCoreApplication.processEvents()
-        gc.collect()  # cyclic garbage freed in the GUI thread (see models.gc_guard)
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    gc.collect()  # cyclic garbage freed in the GUI thread (see models.gc_guard)
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
 
 
 @pytest.fixture
@@ -96,7 +95,6 @@ def make_window(qtbot, tmp_path: Path) -> Iterator[Callable[..., MainWindow]]:  
     from fbupscale_gui.ui.main_window import MainWindow
     from fbupscale_gui.worker.testing import FakeRunner
 
-    _flush_deletes()
     before = _top_level_widgets()
     windows: list[MainWindow] = []
 

@@ -70,6 +70,7 @@ def pixels(path: Path) -> str:
 # -- light start-up ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_help_is_instant_and_imports_nothing_heavy() -> None:
     code = (
         "import sys\n"
@@ -88,6 +89,7 @@ def test_help_is_instant_and_imports_nothing_heavy() -> None:
     assert "--engine" in out.stdout
 
 
+@pytest.mark.slow
 def test_python_dash_m_runs_the_cli() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "fbupscale_gui", "--help"],
@@ -308,6 +310,7 @@ def test_scene_file_becomes_the_prompt(
 # -- reproduce --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["lanczos", "realesrgan"])
 def test_reproduce_is_pixel_identical(
     capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path, engine: str
@@ -495,6 +498,7 @@ def test_doctor_prints_the_report(
 # -- FLUX, on the tiny test models -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_flux_upscale_and_reproduce_one_candidate(
     capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path, tiny_flux: TinyFluxFiles
 ) -> None:
@@ -528,6 +532,7 @@ def test_flux_upscale_and_reproduce_one_candidate(
     assert pixels(tmp_path / "again.png") == pixels(chosen)
 
 
+@pytest.mark.slow
 def test_flux_from_a_comfyui_tree_fast_and_reproduced(
     capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path, tiny_flux: TinyFluxFiles
 ) -> None:

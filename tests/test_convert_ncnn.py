@@ -42,6 +42,7 @@ def test_parse_shipped_param() -> None:
     assert first.int_param(6) == weight.size
 
 
+@pytest.mark.slow
 def test_converted_model_matches_ncnn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     library = ModelLibrary(tmp_path / "models")
     entry = ensure_realesrgan_in_library(library)

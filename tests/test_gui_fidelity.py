@@ -136,6 +136,7 @@ def answer_modal(button_text: str, seen: list[str]) -> None:
 # -- tiles ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["lanczos", "realesrgan", "faithful"])
 def test_real_engine_tile_shows_its_lr_consistency(qtbot, tmp_path: Path, engine: str) -> None:  # type: ignore[no-untyped-def]
     import dataclasses
@@ -372,6 +373,7 @@ def test_pixels_are_never_scored_in_the_gui_thread(qtbot, make_window, monkeypat
     assert np.isfinite([t.entry.lr_consistency for t in window.candidates.tiles()]).all()
 
 
+@pytest.mark.slow
 def test_suggest_compares_like_with_like(qapp) -> None:  # type: ignore[no-untyped-def]
     """Lanczos invents nothing and always scores highest: it is never suggested over an engine
     that reconstructs, and FLUX candidates are compared among themselves."""

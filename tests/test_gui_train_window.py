@@ -33,6 +33,7 @@ def _frames(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_the_window_process_never_imports_torch() -> None:
     code = (
         "import sys; import fbupscale_gui.ui.train_window, fbupscale_gui.models.lora_training;"
@@ -85,6 +86,7 @@ def test_describe_frames_bulk_apply_and_counts(qtbot: QtBot, tmp_path: Path) -> 
     assert "2 × " in window.counts.text() or "running" in window.counts.text()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_build_train_cancel_and_resume_in_a_child_process(
     qtbot: QtBot, tmp_path: Path, tiny_flux: TinyFluxFiles

@@ -316,6 +316,7 @@ def test_single_field_cut(qtbot, window, clips) -> None:  # type: ignore[no-unty
 # -- batch -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_batch_lanczos_writes_a_clip_with_fps_and_audio(qtbot, window, clips, tmp_path) -> None:  # type: ignore[no-untyped-def]
     video = open_in(qtbot, window, clips["good"])
     video.view.set_rect((8, 8, 16, 12))
@@ -361,6 +362,7 @@ def test_batch_lanczos_writes_a_clip_with_fps_and_audio(qtbot, window, clips, tm
     assert "64×48 → 256×192" in video.range_label.text()
 
 
+@pytest.mark.slow
 def test_batch_runs_in_the_engine_thread_and_cancel_leaves_no_file(
     qtbot, window, clips, tmp_path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
@@ -402,6 +404,7 @@ def test_batch_runs_in_the_engine_thread_and_cancel_leaves_no_file(
     assert video.run_button.isEnabled()
 
 
+@pytest.mark.slow
 def test_cancel_a_queued_batch_leaves_the_running_job(qtbot, tmp_path, clips, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("FBUPSCALE_CACHE_DIR", str(tmp_path / "cache"))
     gate = threading.Event()
@@ -535,6 +538,7 @@ def test_open_clip_action_and_drop(qtbot, window, clips, monkeypatch) -> None:  
     assert window.session.cutouts.at(0).name == "still.png"
 
 
+@pytest.mark.slow
 def test_batch_realesrgan_runs_in_the_engine_thread(
     qtbot, window, clips, tmp_path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]

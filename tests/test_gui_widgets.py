@@ -626,6 +626,7 @@ def test_widgets_render_offscreen(
     assert primary.kit.describe()  # sanity: the schema the editor shows is the real one
 
 
+@pytest.mark.slow
 def test_widget_modules_do_not_import_torch() -> None:
     code = (
         "import sys\n"

@@ -213,6 +213,7 @@ def test_read_regular_refuses_devices_fifos_and_large_files(tmp_path: Path) -> N
     assert read_regular(big, "scene file", limit=1000) == b"\0" * 1000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["/dev/zero", "fifo"])
 def test_scene_must_be_a_regular_file(tmp_path: Path, kind: str) -> None:
     scene = Path(kind)
@@ -228,6 +229,7 @@ def test_scene_must_be_a_regular_file(tmp_path: Path, kind: str) -> None:
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "nested"])
 def test_hostile_models_index_is_refused(tmp_path: Path, kind: str) -> None:
     root = tmp_path / "models"

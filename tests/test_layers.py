@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 _SCRIPT = """
@@ -36,6 +38,7 @@ print(json.dumps({"modules": names, "heavy": heavy}))
 """
 
 
+@pytest.mark.slow
 def test_the_whole_ui_imports_without_torch_or_diffusers(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-c", _SCRIPT, str(tmp_path / "s.ini")],
@@ -52,6 +55,7 @@ def test_the_whole_ui_imports_without_torch_or_diffusers(tmp_path: Path) -> None
     assert result["heavy"] == []
 
 
+@pytest.mark.slow
 def test_import_linter_contracts_hold() -> None:
     lint = Path(sys.executable).with_name("lint-imports")
     out = subprocess.run(

@@ -159,6 +159,7 @@ def test_spandrel_imports_without_torchvision() -> None:
     assert "LaMa" in spandrel.MAIN_REGISTRY  # the registry is complete
 
 
+@pytest.mark.slow
 def test_engine_modules_import_light() -> None:
     code = (
         "import sys\n"

@@ -345,6 +345,7 @@ def test_models_dialog_adds_refuses_and_removes(  # type: ignore[no-untyped-def]
     assert combo.findData("model:2xLiveActionV1_SPAN") == -1
 
 
+@pytest.mark.slow
 def test_a_run_with_a_user_model_yields_a_tile(  # type: ignore[no-untyped-def]
     qtbot, window: MainWindow, tmp_path: Path, library: ModelLibrary
 ) -> None:
