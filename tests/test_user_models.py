@@ -6,7 +6,6 @@ safetensors (like tests/test_sr_models.py), added to a private models folder.
 
 from __future__ import annotations
 
-import gc
 import json
 import pickle
 from pathlib import Path
@@ -16,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from PySide6.QtCore import QSettings
 
 from fbupscale_gui import cli
 from fbupscale_gui.core.errors import RequestError
@@ -34,8 +32,6 @@ from fbupscale_gui.core.request import (
 from fbupscale_gui.engine import Engine
 from fbupscale_gui.engine.sr_models import import_spandrel, inspect_model
 from fbupscale_gui.models.jobs import JobState
-from fbupscale_gui.models.session import Session
-from fbupscale_gui.models.settings_model import SettingsModel
 from fbupscale_gui.ui.main_window import MainWindow
 from fbupscale_gui.ui.models_dialog import ModelsDialog
 
@@ -281,17 +277,9 @@ def test_cli_unknown_model_is_one_line(
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path, library: ModelLibrary):  # type: ignore[no-untyped-def]
-    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    settings = SettingsModel(store)
-    settings.update(export_dir=str(tmp_path / "exports"))
-    win = MainWindow(Session(settings))  # the real engine, in its thread
-    win.confirm_on_close = False
-    win.show()
-    yield win
-    win.close()
-    assert not win.session.engine_thread.is_running()
-    gc.collect()
+def window(make_window, tmp_path: Path, library: ModelLibrary) -> MainWindow:  # type: ignore[no-untyped-def]
+    # the real engine, in its thread
+    return make_window(runner_factory=None, export_dir=str(tmp_path / "exports"))  # type: ignore[no-any-return]
 
 
 def test_models_dialog_adds_refuses_and_removes(  # type: ignore[no-untyped-def]
