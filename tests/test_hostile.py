@@ -509,6 +509,7 @@ def test_two_video_cuts_never_share_a_name(clip: Path, tmp_path: Path) -> None:
 # -- the bench's quick tier -------------------------------------------------------------------
 
 
+@pytest.mark.slow  # child processes
 def test_hostile_bench_quick_tier_handles_everything() -> None:
     """Every quick case of the surfaces this release hardens ends in a clear message."""
     rows = bench.run(fast=True, surfaces=("images", "cli", "models", "video", "sessions"))

@@ -50,6 +50,7 @@ def transformer() -> Any:
     return build_tiny_components(0)["transformer"]
 
 
+@pytest.mark.slow  # diffusers' own conversion of a full-size key set
 def test_kohya_and_diffusers_files_convert_to_the_same_weights(
     transformer: Any, tmp_path: Path
 ) -> None:

@@ -117,6 +117,7 @@ def test_a_newer_request_names_the_version_not_a_field() -> None:
 # -- the engine -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a real engine run
 def test_engine_runs_a_library_model_reproducibly(tmp_path: Path, library: ModelLibrary) -> None:
     entry = library.add(span_file(tmp_path / "span2x.safetensors"), inspect_model)
     cutout_path = tmp_path / "player.png"
@@ -216,6 +217,7 @@ def test_cli_models_add_list_remove(
     assert library.entries() == []
 
 
+@pytest.mark.slow  # a real engine run
 def test_cli_upscale_with_a_model_and_reproduce(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, library: ModelLibrary
 ) -> None:
