@@ -33,7 +33,7 @@ def make_window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
         store = QSettings(str(tmp_path / f"settings{len(windows)}.ini"), QSettings.Format.IniFormat)
         model = SettingsModel(store)
         model.update(export_dir=str(tmp_path / "exports"), match_name="Home v Away", **settings)
-        window = MainWindow(Session(model))  # the real engine, in its thread
+        window = MainWindow(Session(model))  # the real engine, in its process
         window.confirm_on_close = False
         window.show()
         windows.append(window)

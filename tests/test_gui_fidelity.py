@@ -152,7 +152,7 @@ def test_real_engine_tile_shows_its_lr_consistency(qtbot, tmp_path: Path, engine
     import dataclasses
 
     store = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
-    window = MainWindow(Session(SettingsModel(store)))  # the real engines, in their thread
+    window = MainWindow(Session(SettingsModel(store)))  # the real engines, in their process
     window.confirm_on_close = False
     window.show()
     try:

@@ -285,7 +285,7 @@ def window(qtbot, tmp_path: Path, library: ModelLibrary):  # type: ignore[no-unt
     store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     settings = SettingsModel(store)
     settings.update(export_dir=str(tmp_path / "exports"))
-    win = MainWindow(Session(settings))  # the real engine, in its thread
+    win = MainWindow(Session(settings))  # the real engine, in its process
     win.confirm_on_close = False
     win.show()
     yield win

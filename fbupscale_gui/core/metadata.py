@@ -38,6 +38,7 @@ from .errors import InputImageError, RequestError
 from .images import load_cutout_with_notes
 from .jsonable import parse_json
 from .request import CandidateKey, ReconstructionRequest
+from .runtime import ResolvedRuntime
 
 if TYPE_CHECKING:
     from .job import Candidate
@@ -90,6 +91,8 @@ class CandidateRecord:
     #: What the export added (:func:`fbupscale_gui.core.provenance.provenance`): model hashes,
     #: LR-consistency, badge; empty for files written without it.
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    #: The typed runtime it was rendered on (None: written before it was recorded).
+    resolved: ResolvedRuntime | None = None
 
 
 def _app_version() -> str:
@@ -187,6 +190,11 @@ def _payload(candidate: Candidate) -> dict[str, Any]:
         "timings": {str(k): float(v) for k, v in candidate.timings.items()},
         "app_version": _app_version(),
         **({"lora": dict(candidate.lora_report)} if candidate.lora_report else {}),
+        **(
+            {"resolved_runtime": candidate.resolved.to_dict()}
+            if candidate.resolved is not None
+            else {}
+        ),
     }
 
 
@@ -349,6 +357,8 @@ def read_metadata(path: str | Path) -> CandidateRecord:
             raise RequestError("timings: expected an object of numbers")
         timings = {str(k): float(v) for k, v in timings_raw.items()}
         version = data.get("app_version", "")
+        resolved_raw = data.get("resolved_runtime")
+        resolved = None if resolved_raw is None else ResolvedRuntime.from_dict(resolved_raw)
     except RequestError as exc:
         raise RequestError(f"{p}: broken fbupscale metadata: {exc}") from None
     encoded = texts.get(CUTOUT_KEY) or data.get(_CUTOUT_FIELD)
@@ -362,6 +372,7 @@ def read_metadata(path: str | Path) -> CandidateRecord:
         cutout=cutout,
         app_version=version if isinstance(version, str) else "",
         provenance=data["provenance"] if isinstance(data.get("provenance"), dict) else {},
+        resolved=resolved,
     )
 
 

@@ -100,6 +100,17 @@ def _flag(value: Any) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
+def _grace_seconds(value: Any) -> float:
+    """1..600 seconds; QSettings hands back text."""
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number of seconds, got {value!r}") from None
+    if number != number or not 1.0 <= number <= 600.0:  # NaN included
+        raise ValueError(f"must be between 1 and 600 seconds, got {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     """One setting: its name, default, description and validator (returns the clean value)."""
@@ -195,6 +206,18 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "Burn a visible 'AI-reconstructed' badge into exported pixels",
         _flag,
     ),
+    SettingSpec(
+        "engine_prewarm",
+        lambda: True,
+        "Start the engine process as soon as the window is shown (else on the first job)",
+        _flag,
+    ),
+    SettingSpec(
+        "cancel_grace_s",
+        lambda: 10.0,
+        "Seconds a cancelled job may take before the engine is stopped hard and restarted",
+        _grace_seconds,
+    ),
 )
 
 _BY_NAME: Final = {spec.name: spec for spec in SPECS}
@@ -218,6 +241,8 @@ class Settings:
     export_min_lr_db: float = 0.0
     export_low_fidelity: str = "ask"
     export_badge: bool = False
+    engine_prewarm: bool = True
+    cancel_grace_s: float = 10.0
 
     @classmethod
     def defaults(cls) -> Settings:
