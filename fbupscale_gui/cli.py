@@ -385,17 +385,9 @@ def candidate_filename(stem: str, candidate: Candidate) -> str:
 def _save_new(candidate: Candidate, path: Path, cutout: Image.Image) -> Path:
     """Save to ``path`` or a ``-2``, ``-3``... variant claimed exclusively (never overwriting
     a file, not even one another run is writing right now); returns where it went."""
-    from fbupscale_gui.core.atomic import claim_unique
     from fbupscale_gui.core.metadata import save_candidate
 
-    target = claim_unique(path)
-    try:
-        save_candidate(candidate, target, cutout=cutout)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            target.unlink()  # our empty placeholder
-        raise
-    return target
+    return save_candidate(candidate, path, cutout=cutout, exclusive=True)
 
 
 # -- upscale --------------------------------------------------------------------------------

@@ -219,11 +219,13 @@ def save_candidate(
     fmt: Format = "png",
     quality: int = 95,
     provenance: Mapping[str, Any] | None = None,
+    exclusive: bool = False,
 ) -> Path:
     """Write ``candidate.image`` to ``path`` with its metadata, atomically; returns the path.
 
     ``cutout`` is embedded when given (and small enough to read back). An existing file at
-    ``path`` is replaced; callers choose unique names. Raises :class:`RequestError` for an
+    ``path`` is replaced; with ``exclusive`` it never is: the file takes the first free name
+    (``stem-2.png``...), claimed atomically together with its complete content. Raises :class:`RequestError` for an
     unknown format or a quality outside 1..100, and OSError when the file cannot be written
     (nothing partial is left behind).
     """
@@ -269,7 +271,7 @@ def save_candidate(
         }
 
     # atomic, with the umask's permissions; a full disk names the file and how much was written
-    return atomic_write(target, lambda fh: image.save(fh, **save_args))
+    return atomic_write(target, lambda fh: image.save(fh, **save_args), exclusive=exclusive)
 
 
 # -- reading --------------------------------------------------------------------------------
