@@ -230,11 +230,17 @@ class CutoutsModel(QAbstractListModel):
     def by_id(self, cutout_id: int) -> Cutout:
         return self._rows[self.row_of(cutout_id)]
 
+    def starting_scene(self) -> Scene | None:
+        """The scene a new cutout starts from: the last edited scene's teams and stadium."""
+        return self.last_scene.carried_over() if self.last_scene is not None else None
+
     def ensure_scene(self, cutout: Cutout) -> None:
-        """Give a never-shown cutout the last edited scene and its generated prompt."""
-        if cutout.scene is None and self.last_scene is not None:
-            cutout.scene = self.last_scene
-            cutout.prompt = self.last_scene.to_prompt()
+        """Give a never-shown cutout what carries over from the last edited scene (teams
+        and stadium) and its generated prompt."""
+        start = self.starting_scene()
+        if cutout.scene is None and start is not None:
+            cutout.scene = start
+            cutout.prompt = start.to_prompt()
             cutout.prompt_manual = False
 
     # -- loading --------------------------------------------------------------------------

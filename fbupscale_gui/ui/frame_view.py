@@ -144,6 +144,10 @@ class FrameView(QWidget):
             return None
         return (left, top, right - left, bottom - top)
 
+    def set_zoom(self, zoom: float | None) -> None:
+        """Zoom to ``zoom`` about the middle of the view (None: fit)."""
+        self._set_zoom(zoom)
+
     def _set_zoom(self, zoom: float | None, about: QPointF | None = None) -> None:
         if self._image.isNull():
             return

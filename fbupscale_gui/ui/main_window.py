@@ -4,7 +4,8 @@ It holds no state of its own: cutouts, candidates, picks, jobs and settings live
 :class:`~fbupscale_gui.models.session.Session`; the panes are bound to it here.
 
 Scene and prompt are per cutout (each cutout is a different player and moment; a new cutout
-starts from the last scene, so teams and stadium carry over). The Advanced parameters and the
+inherits only the last scene's teams, kits and stadium, never its people, numbers, action or
+positions). The Advanced parameters and the
 engine are shared by all cutouts.
 """
 
@@ -541,7 +542,7 @@ class MainWindow(QMainWindow):
         self._current = cutout
         self.candidates.set_cutout(cutout)
         if cutout is not None:
-            scene = cutout.scene or self.session.cutouts.last_scene or Scene()
+            scene = cutout.scene or self.session.cutouts.starting_scene() or Scene()
             self.scene_editor.set_scene(scene, cutout.prompt if cutout.prompt_manual else None)
             self._store_editor()
         self._update_actions()
