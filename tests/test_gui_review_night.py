@@ -133,3 +133,117 @@ def test_a_new_cutout_inherits_only_teams_and_stadium(qtbot, window, tmp_path) -
     for word in ("7", "referee", "penalty box", "contest", "hand-written"):
         assert word not in prompt, word
     assert second.scene == scene and second.prompt == prompt
+
+
+# -- F: one banner per topic, always current ---------------------------------------------------
+
+
+def test_banners_are_one_per_topic_and_passing_news_goes_to_the_status_bar(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+    from fbupscale_gui.core.errors import ModelNotFoundError
+    from fbupscale_gui.models.session import Message
+
+    engine = window.session.engine
+    engine.report_missing(ModelNotFoundError("FLUX.1-dev model folder", None, ["/a"], ""), ("a",))
+    engine.set_engine("lanczos")
+    engine.report_missing(ModelNotFoundError("FLUX.1-dev model folder", None, ["/b"], ""), ("b",))
+    qtbot.wait(20)
+    texts = window.messages.texts()
+    assert len(texts) == 1  # replaced, not stacked
+    assert "/b" in texts[0] and "/a" not in texts[0]
+    assert "is selected" not in texts[0]  # never a stale claim about the engine
+    row = window.messages.rows()[0]
+    assert row.action_button is not None and "FLUX" in row.action_button.text()
+
+    for n in range(4):
+        window.session.message.emit(
+            Message("info", f"Exported {n + 1} file(s) to /x", topic="export")
+        )
+    assert len(window.messages.texts()) == 1  # exports add no banners
+    assert window.statusBar().currentMessage() == "Exported 4 file(s) to /x"
+    # an export failure is a banner; the next success clears it
+    window.session.message.emit(Message("error", "Export failed: disk full", topic="export"))
+    window.session.message.emit(Message("error", "Export failed: still full", topic="export"))
+    assert [t for t in window.messages.texts() if "Export" in t] == ["Export failed: still full"]
+    window.session.message.emit(Message("info", "Exported 1 file(s) to /x", topic="export"))
+    assert not [t for t in window.messages.texts() if "Export" in t]
+
+    # FLUX found after all: its banner goes
+    engine._set_status("available")
+    assert window.messages.texts() == []
+
+
+# -- I: the FLUX models page -------------------------------------------------------------------
+
+
+def _fake_flux_folder(root: Path) -> None:
+    import json
+    import struct
+
+    flux = root / "FLUX.1-dev"
+    (flux / "transformer").mkdir(parents=True)
+    (flux / "vae").mkdir()
+    (flux / "transformer" / "diffusion_pytorch_model.safetensors").write_bytes(b"\0" * 3000)
+    (flux / "vae" / "diffusion_pytorch_model.safetensors").write_bytes(b"\1" * 1000)
+    (flux / "model_index.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "FluxPipeline",
+                "transformer": ["diffusers", "FluxTransformer2DModel"],
+                "vae": ["diffusers", "AutoencoderKL"],
+            }
+        )
+    )
+    (flux / "README.md").write_text(
+        "---\nlicense: other\nlicense_name: flux-1-dev-non-commercial-license\n---\n# FLUX\n"
+    )
+    cn = root / "Flux.1-dev-Controlnet-Upscaler"
+    cn.mkdir()
+    (cn / "config.json").write_text("{}")
+    (cn / "diffusion_pytorch_model.safetensors").write_bytes(b"\2" * 2000)
+    (root / "loras").mkdir()
+    header = json.dumps({"__metadata__": {"modelspec.license": "CC-BY-4.0"}}).encode()
+    (root / "loras" / "football.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+
+
+def test_flux_models_page_lists_missing_then_adopts_a_folder(qtbot, window, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from fbupscale_gui.models.engine_choice import FluxStatus
+
+    window.session.settings.update(flux_dir="", controlnet_dir="", lora_path="")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    window.open_flux_models()
+    page = window.flux_models_dialog
+    with qtbot.waitSignal(page.setup.surveyed, timeout=10_000):
+        page.set_folder(str(empty))
+    rows = page.texts()
+    assert [r[1] for r in rows] == ["missing", "missing", "missing"]
+    commands = [e.text() for e in page.command_edits]
+    assert (
+        commands[0] == f'hf download black-forest-labs/FLUX.1-dev --local-dir "{empty}/FLUX.1-dev"'
+    )
+    assert "jasperai/Flux.1-dev-Controlnet-Upscaler" in commands[1]
+    assert "loras" in commands[2]
+    assert page.missing_box.isVisibleTo(page)
+    window.session.check_models()  # as at start-up
+    qtbot.waitUntil(lambda: window.session.engine.flux_status == FluxStatus.MISSING, timeout=10_000)
+    assert "missing" in window.engine_combo.itemText(window.engine_combo.findData("flux"))
+
+    models = tmp_path / "models"
+    _fake_flux_folder(models)
+    with qtbot.waitSignal(page.setup.hashed, timeout=10_000):
+        page.set_folder(str(models))
+    rows = page.texts()
+    assert [r[1] for r in rows] == ["found", "found", "found"]
+    assert rows[0][3] == "4 KB" and "flux-1-dev-non-commercial" in rows[0][5]
+    assert rows[2][5] == "CC-BY-4.0"
+    assert all(r[4].endswith("…") and len(r[4]) == 17 for r in rows)  # hashed
+    assert not page.missing_box.isVisibleTo(page)
+    settings = window.session.settings.settings
+    assert settings.flux_dir == str(models / "FLUX.1-dev")
+    assert settings.controlnet_dir == str(models / "Flux.1-dev-Controlnet-Upscaler")
+    assert settings.lora_path == str(models / "loras" / "football.safetensors")
+    # the engine list knows without a restart
+    qtbot.waitUntil(
+        lambda: window.session.engine.flux_status == FluxStatus.AVAILABLE, timeout=10_000
+    )
+    assert "missing" not in window.engine_combo.itemText(window.engine_combo.findData("flux"))

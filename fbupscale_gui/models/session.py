@@ -42,11 +42,13 @@ if TYPE_CHECKING:
 from .settings_model import SettingsModel
 from .sr_library import SrLibrary
 
-__all__ = ["Level", "Message", "ParamsApplier", "Session", "base_request"]
+__all__ = ["FLUX_TOPIC", "Level", "Message", "ParamsApplier", "Session", "base_request"]
 
 log = logging.getLogger(__name__)
 
 Level = Literal["info", "warning", "error"]
+#: The topic of every message about the FLUX weights (one banner, always the latest).
+FLUX_TOPIC: Final = "flux"
 ParamsApplier = Callable[[ReconstructionRequest], ReconstructionRequest]
 
 _FLUX_WHATS: Final = ("FLUX", "ControlNet")
@@ -66,6 +68,9 @@ class Message:
     details: str = ""
     #: Interrupted jobs (restored from the session) that the action re-runs.
     rerun: tuple[Job, ...] = ()
+    #: What the message is about ("flux", "export", "cutout:NAME"): the window shows one
+    #: banner per topic, the latest replacing the one before. Empty: the text is the topic.
+    topic: str = ""
 
 
 def base_request(
@@ -495,7 +500,11 @@ class Session(QObject):
         ):
             self.engine.report_missing(err)
             self.message.emit(
-                Message("error", f"{job.cutout_name}: not run, the FLUX weights are missing.")
+                Message(
+                    "error",
+                    f"{job.cutout_name}: not run, the FLUX weights are missing.",
+                    topic="flux-jobs",
+                )
             )
             return
         mode = job.retry_mode
@@ -507,14 +516,19 @@ class Session(QObject):
                     retry=job,
                     retry_label=f"Retry with '{mode}'",
                     retry_changes={"memory_mode": mode},
+                    topic=f"job:{job.cutout_name}",
                 )
             )
             return
-        self.message.emit(Message("error", f"{job.cutout_name}: {job.error_message}"))
+        self.message.emit(
+            Message(
+                "error", f"{job.cutout_name}: {job.error_message}", topic=f"job:{job.cutout_name}"
+            )
+        )
 
     @Slot(str, str)
     def _on_flux_missing(self, text: str, details: str) -> None:
-        self.message.emit(Message("warning", text, details=details))
+        self.message.emit(Message("warning", text, details=details, topic=FLUX_TOPIC))
 
     # -- export ---------------------------------------------------------------------------
 
@@ -596,17 +610,21 @@ class Session(QObject):
         result: list[Path] | BaseException,
     ) -> None:
         if isinstance(result, FbError):
-            self.message.emit(Message("error", f"Export failed: {result}"))
+            self.message.emit(Message("error", f"Export failed: {result}", topic="export"))
             return
         if isinstance(result, BaseException):
             log.error("export failed", exc_info=result)
-            self.message.emit(Message("error", f"Export failed unexpectedly: {result}"))
+            self.message.emit(
+                Message("error", f"Export failed unexpectedly: {result}", topic="export")
+            )
             return
         self._exported.update(id(e) for _c, e in picked)
         self.recorder.record_exports([e for _c, e in picked], result)
         self.exported.emit(result)
         folder = result[0].parent if result else ""
-        self.message.emit(Message("info", f"Exported {len(result)} file(s) to {folder}"))
+        self.message.emit(
+            Message("info", f"Exported {len(result)} file(s) to {folder}", topic="export")
+        )
 
     # -- shutdown -------------------------------------------------------------------------
 

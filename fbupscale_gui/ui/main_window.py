@@ -46,6 +46,8 @@ __all__ = ["WINDOW_TITLE", "MainWindow"]
 log = logging.getLogger(__name__)
 
 WINDOW_TITLE: Final = "fbupscale — football cutout reconstruction"
+#: How long passing news stays in the status bar.
+_STATUS_MS: Final = 10_000
 
 
 class MainWindow(QMainWindow):
@@ -231,10 +233,16 @@ class MainWindow(QMainWindow):
             "Queue again the jobs that were running or waiting when fbupscale stopped",
         )
         self.models_action = self._action(
-            "Models…",
+            "Super-resolution models…",
             self.open_models,
             [],
             "Add and remove super-resolution models (SPAN, ESRGAN, Compact, SwinIR, …)",
+        )
+        self.flux_models_action = self._action(
+            "FLUX models…",
+            self.open_flux_models,
+            [],
+            "FLUX.1-dev, its ControlNet and LoRAs: what is found, what is missing, how to get it",
         )
         self.next_action = self._action("Next cutout", self.next_cutout, ["PgDown", "Alt+Right"])
         self.prev_action = self._action(
@@ -266,7 +274,9 @@ class MainWindow(QMainWindow):
         bar.addSeparator()
         bar.addWidget(QLabel(" Engine "))
         self.engine_combo = QComboBox()
-        self.engine_combo.setToolTip("Which engine Run uses (add models with Engine ▸ Models…)")
+        self.engine_combo.setToolTip(
+            "Which engine Run uses (Engine ▸ Super-resolution models… and FLUX models…)"
+        )
         for engine in ENGINES:
             self.engine_combo.addItem(ENGINE_LABELS[engine], engine)
         self.engine_combo.setMinimumContentsLength(26)
@@ -328,6 +338,7 @@ class MainWindow(QMainWindow):
             run_menu.addAction(a)
         engine_menu = menu.addMenu("&Engine")
         engine_menu.addAction(self.models_action)
+        engine_menu.addAction(self.flux_models_action)
         pick_menu = menu.addMenu("&Pick")
         for a in self.pick_actions:
             pick_menu.addAction(a)
@@ -608,11 +619,15 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_flux_status(self, status: str) -> None:
         from fbupscale_gui.models.engine_choice import ENGINE_LABELS, FluxStatus
+        from fbupscale_gui.models.session import FLUX_TOPIC
 
         index = self.engine_combo.findData("flux")
         label = ENGINE_LABELS["flux"]
         if status == FluxStatus.MISSING:
             label = "FLUX (weights missing)"
+        elif status == FluxStatus.AVAILABLE:
+            self.messages.dismiss(FLUX_TOPIC)  # found now: the banner would be stale
+            self.messages.dismiss("flux-jobs")
         self.engine_combo.setItemText(index, label)
 
     # -- running --------------------------------------------------------------------------
@@ -664,6 +679,19 @@ class MainWindow(QMainWindow):
         if dialog is None:
             dialog = self.models_dialog = ModelsDialog(self.session.sr_models, self)
         dialog.refresh()
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
+
+    def open_flux_models(self) -> None:
+        """The FLUX models page (non-modal: the survey and hashing run in the background)."""
+        from .flux_models_dialog import FluxModelsDialog
+
+        dialog = getattr(self, "flux_models_dialog", None)
+        if dialog is None:
+            dialog = self.flux_models_dialog = FluxModelsDialog(self.session, self)
+        else:
+            dialog.refresh()
         dialog.show()
         dialog.raise_()
         dialog.activateWindow()
@@ -730,14 +758,22 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def show_message(self, message: Message) -> None:
+        """Errors and warnings as banners (one per topic); passing news in the status bar."""
+        from fbupscale_gui.models.session import FLUX_TOPIC
+
         action = None
         if message.retry is not None or message.rerun:
             action = (message.retry_label or "Retry", lambda: self.session.retry(message))
-        row = self.messages.show_message(message.level, message.text, action)
+        elif message.topic == FLUX_TOPIC:
+            action = ("Set up FLUX…", self.open_flux_models)
+        topic = message.topic or f"text:{message.text}"
+        if message.level == "info" and action is None:
+            self.messages.dismiss(topic)  # an older error on the same topic no longer holds
+            self.statusBar().showMessage(message.text, _STATUS_MS)
+            return
+        row = self.messages.show_message(message.level, message.text, action, topic)
         if message.details:
             row.setToolTip(message.details)
-        if message.level == "info":
-            self.statusBar().showMessage(message.text, 8000)
 
     def _update_actions(self, *_args: object) -> None:
         has_cutouts = len(self.session.cutouts) > 0
