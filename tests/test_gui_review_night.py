@@ -247,3 +247,43 @@ def test_flux_models_page_lists_missing_then_adopts_a_folder(qtbot, window, tmp_
         lambda: window.session.engine.flux_status == FluxStatus.AVAILABLE, timeout=10_000
     )
     assert "missing" not in window.engine_combo.itemText(window.engine_combo.findData("flux"))
+
+
+# -- C: the window fits common screens in every state -----------------------------------------
+
+
+@pytest.mark.parametrize("screen", [(1366, 768), (1920, 1080)])
+def test_window_fits_the_screen_in_every_state(qtbot, window, tmp_path, screen) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    from fbupscale_gui.models.session import Message
+
+    width, height = screen[0], screen[1] - 40  # a title bar and a panel take some lines
+    p = tmp_path / "cutout.png"
+    Image.new("RGB", (64, 80), (30, 120, 40)).save(p)
+    window.session.cutouts.add_paths([p])
+    window.resize(width, height)
+    qtbot.wait(20)
+
+    def check(state: str) -> None:
+        qtbot.wait(20)
+        hint = window.minimumSizeHint()
+        assert hint.width() <= width and hint.height() <= height, (state, hint)
+        assert window.width() <= width and window.height() <= height, (state, window.size())
+        bar = window.statusBar()
+        assert bar.isVisible() and bar.geometry().bottom() < window.height(), state
+        # the word count sits below the prompt box, never over it
+        editor = window.scene_editor
+        count = editor._prompt_count.geometry()
+        prompt = editor._prompt_edit.geometry()
+        assert count.top() >= prompt.bottom(), (state, count, prompt)
+        assert count.bottom() <= editor._prompt_box.contentsRect().bottom(), state
+
+    check("collapsed")
+    window.params.set_expanded(True)
+    check("Advanced expanded")
+    window.session.message.emit(Message("error", "cutout.png: the engine failed " * 4))
+    window.session.message.emit(Message("warning", "Some of the session could not be read"))
+    check("Advanced expanded, two banners")
+    window.params.set_expanded(False)
+    check("collapsed again, two banners")
