@@ -287,3 +287,75 @@ def test_window_fits_the_screen_in_every_state(qtbot, window, tmp_path, screen) 
     check("Advanced expanded, two banners")
     window.params.set_expanded(False)
     check("collapsed again, two banners")
+
+
+# -- G: every engine describes itself truthfully -----------------------------------------------
+
+
+def test_fast_engines_wear_no_flux_wording(qtbot, window, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from PIL import Image
+
+    from fbupscale_gui.core.metadata import JSON_KEY, read_metadata
+
+    p = tmp_path / "box.png"
+    Image.new("RGB", (64, 80), (30, 120, 40)).save(p)
+    window.session.cutouts.add_paths([p])
+    window.session.settings.update(export_dir=str(tmp_path / "out"), match_name="m")
+    names = []
+    for engine, title in (("lanczos", "Lanczos"), ("realesrgan", "Real-ESRGAN")):
+        window.session.engine.set_engine(engine)
+        (job,) = window.run_selected()
+        qtbot.waitUntil(lambda: not window.session.jobs.is_busy(), timeout=10_000)
+        request = job.request
+        assert request.variants == 1 and request.lora.model is None
+        panel = window.candidates
+        # the newest run only: each fast run is its own row named for its engine
+        assert not panel.stage1_box.isVisible()
+        entry = window.session.candidates.entries(window.cutouts.current().id)[-1]
+        assert entry.label == f"{title} · one pass" and "seed" not in entry.label
+        window.session.candidates.pick(entry)
+        window.export_current()
+        qtbot.waitUntil(lambda: "Exported 1 file" in window.statusBar().currentMessage())
+        (path,) = (tmp_path / "out").glob(f"*{engine}*.png")
+        names.append(path.name)
+        with Image.open(path) as img:
+            payload = json.loads(img.text[JSON_KEY])
+        assert payload["run"] == {"engine": engine, "stages": ["single pass"], "candidates": 1}
+        assert "stage" not in payload["key"]
+        assert payload["request"]["variants"] == 1
+        assert read_metadata(path).key == entry.key  # still reads back
+        window.statusBar().clearMessage()
+    # the engine is in the name; neither claims a seed or "nolora"
+    assert names == ["m_box_lanczos.png", "m_box_realesrgan.png"]
+    assert window.candidates.column_titles() == ["Result"]
+    rows = [r.title for r in window.session.candidates.grid(window.cutouts.current().id).rows]
+    assert rows == ["Lanczos", "run 2 · Real-ESRGAN"]
+
+
+def test_one_engine_column_and_guard_wording(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+    from PySide6.QtGui import QImage
+
+    from fbupscale_gui.core.export import ExportItem, low_fidelity_text
+    from fbupscale_gui.core.job import Candidate
+    from fbupscale_gui.core.metadata import run_summary
+    from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+    from fbupscale_gui.models.candidates import CandidateEntry, layout_grid
+
+    fast = ReconstructionRequest(engine="realesrgan", variants=1)
+    cand = Candidate(CandidateKey(0, False, 2), 5, Image.new("RGB", (8, 8)), fast)
+    text = low_fidelity_text([ExportItem(cand, "box.png", lr_consistency=20.0)])
+    assert text == "box.png (realesrgan): 20.0 dB"  # was "(seed 5, no LoRA, stage 2)"
+    grid = layout_grid([CandidateEntry(1, 1, cand, None, QImage())])
+    assert [c.title for c in grid.columns] == ["Real-ESRGAN"]
+    flux = ReconstructionRequest(engine="flux", variants=2)
+    summary = run_summary(flux)
+    assert summary["stages"] == [
+        "stage1: FLUX.1-dev image-to-image",
+        "stage2: FLUX ControlNet upscaler",
+    ]
+    assert summary["variants"] == 2 and summary["candidates"] == len(flux.candidate_keys())
+    one_stage = run_summary(flux.replace(stage2=flux.stage2.__class__(enabled=False)))
+    assert len(one_stage["stages"]) == 1

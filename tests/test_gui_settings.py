@@ -23,7 +23,7 @@ def ini(tmp_path: Path) -> QSettings:
 def test_defaults_and_validation() -> None:
     s = Settings.defaults()
     assert s.memory_mode == "auto" and s.export_format == "png"
-    assert s.export_template == "{match}_{cutout}_{seed}_{lora}.png"
+    assert s.export_template == "{match}_{cutout}_{engine}_{seed}_{lora}.png"
     assert s.export_dir.endswith("fbupscale-exports")
     with pytest.raises(SettingsError, match=r"memory_mode.*sequential"):
         s.replace(memory_mode="huge")

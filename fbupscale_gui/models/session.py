@@ -452,7 +452,12 @@ class Session(QObject):
         request = base_request(
             cutout, self.engine.engine, self.settings.settings, self.sr_models.library
         )
-        return apply_params(request) if apply_params is not None else request
+        request = apply_params(request) if apply_params is not None else request
+        if request.engine != "flux":
+            # one pass, one candidate, no LoRA: the request says what the engine will run,
+            # not the FLUX panel's variants and LoRA file (they never touch its pixels)
+            request = request.replace(variants=1, lora=LoraParams())
+        return request
 
     def run(
         self, cutouts: Iterable[Cutout], apply_params: ParamsApplier | None = None

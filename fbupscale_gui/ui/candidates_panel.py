@@ -193,7 +193,7 @@ class CandidatesPanel(QWidget):
         self.sort_box.setChecked(store.sort_by_score)
         self.sort_box.setToolTip(
             "Order the tiles by LR-consistency, most faithful first (keys 1-9 follow). "
-            "Off: rows by seed, columns without | with LoRA.\n\n" + LR_TOOLTIP
+            "Off: rows by seed (FLUX: columns without | with LoRA).\n\n" + LR_TOOLTIP
         )
         self.sort_box.toggled.connect(store.set_sort_by_score)
         self.suggest_action = QAction("Suggest pick", self)
@@ -441,6 +441,8 @@ class CandidatesPanel(QWidget):
         self.title.setText(f"Candidates — {cutout.name}" if cutout is not None else "Candidates")
         self.empty.setVisible(not entries)
         self.grid_scroll.setVisible(bool(entries))
+        # stage 1 exists only for FLUX: a fast engine's cutout shows no such switch
+        self.stage1_box.setVisible(any(e.engine == "flux" for e in entries))
         self._update_fidelity_actions()
         if cutout is None or not entries:
             return
