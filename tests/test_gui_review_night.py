@@ -359,3 +359,40 @@ def test_one_engine_column_and_guard_wording(tmp_path) -> None:  # type: ignore[
     assert summary["variants"] == 2 and summary["candidates"] == len(flux.candidate_keys())
     one_stage = run_summary(flux.replace(stage2=flux.stage2.__class__(enabled=False)))
     assert len(one_stage["stages"]) == 1
+
+
+# -- E (the window's side): "cancelling…" then "cancelled" -------------------------------------
+
+
+def test_cancel_reads_cancelling_then_cancelled(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from PIL import Image
+
+    from fbupscale_gui.core.job import Progress
+    from fbupscale_gui.models.jobs import JobState, ProgressInfo
+
+    runner = FakeRunner(steps=1, gate=threading.Event())
+    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(Session(SettingsModel(store), runner_factory=lambda: runner))
+    win.confirm_on_close = False
+    win.show()
+    try:
+        p = tmp_path / "box.png"
+        Image.new("RGB", (64, 80), (30, 120, 40)).save(p)
+        win.session.cutouts.add_paths([p])
+        win.session.engine.set_engine("realesrgan")
+        (job,) = win.run_selected()
+        qtbot.waitUntil(lambda: "box.png — starting" in win.progress.label.text(), timeout=10_000)
+        win.cancel_action.trigger()  # Esc
+        assert win.progress.label.text() == "box.png — cancelling…"
+        # progress that was already on its way does not make it read "running" again
+        late = Progress.single("fast", 1, 4)
+        win.session.jobs.progressed.emit(job, ProgressInfo(late, None, "tile 1/4"))
+        assert win.progress.label.text() == "box.png — cancelling…"
+        qtbot.waitUntil(lambda: not win.session.jobs.is_busy(), timeout=10_000)
+        assert job.state is JobState.CANCELLED
+        assert win.progress.label.text() == "box.png — cancelled"
+    finally:
+        win.close()
+        gc.collect()

@@ -637,7 +637,9 @@ class MainWindow(QMainWindow):
         return self.session.run(self.cutouts.selected(), self.params.apply_to)
 
     def cancel(self) -> None:
+        """Esc: the status reads "cancelling…" at once, then "cancelled" when the job stops."""
         if self.session.jobs.is_busy():
+            self.progress.set_cancelling()
             self.session.jobs.cancel()
 
     def rerun_interrupted(self) -> list[Job]:
