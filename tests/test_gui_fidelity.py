@@ -229,9 +229,9 @@ def test_suggest_marks_the_best_and_leaves_the_pick(qtbot, make_window) -> None:
     assert tiles[id(bad)].picked and not tiles[id(bad)].suggested
     assert not tiles[id(bad)].suggested_label.isVisibleTo(tiles[id(bad)])
     assert sum(t.suggested for t in panel.tiles()) == 1
-    assert "Your pick is unchanged" in panel.note.text() and format_db(best.lr_consistency) in (
-        panel.note.text()
-    )
+    assert "Your pick is another candidate" in panel.note.text() and format_db(
+        best.lr_consistency
+    ) in (panel.note.text())
     assert panel.compared() is best  # shown in the compare view
     assert panel.accept_button.isEnabled()
 
@@ -239,6 +239,12 @@ def test_suggest_marks_the_best_and_leaves_the_pick(qtbot, make_window) -> None:
     assert store.picked(cutout_id) is best
     assert tiles[id(best)].picked
     assert not panel.accept_button.isEnabled()
+    panel.suggest_action.trigger()
+    assert "It is your pick" in panel.note.text()
+    # picking another (a number key) and the note follows: it no longer says "your pick"
+    store.pick(bad)
+    assert "It is your pick" not in panel.note.text()
+    assert "Your pick is another candidate" in panel.note.text()
 
 
 # -- heatmap --------------------------------------------------------------------------------

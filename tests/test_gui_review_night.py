@@ -396,3 +396,85 @@ def test_cancel_reads_cancelling_then_cancelled(qtbot, tmp_path) -> None:  # typ
     finally:
         win.close()
         gc.collect()
+
+
+# -- J: the smaller things ---------------------------------------------------------------------
+
+
+def _wheel(widget, delta: int) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    centre = QPointF(widget.width() / 2, widget.height() / 2)
+    event = QWheelEvent(
+        centre,
+        widget.mapToGlobal(centre),
+        QPoint(0, 0),
+        QPoint(0, delta),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    QApplication.sendEvent(widget, event)
+
+
+def test_the_wheel_scrolls_the_form_not_an_unfocused_dropdown(qtbot, window, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    from fbupscale_gui.core.scene import Person
+
+    p = tmp_path / "box.png"
+    Image.new("RGB", (64, 80), (30, 120, 40)).save(p)
+    window.session.cutouts.add_paths([p])
+    window.resize(1366, 728)
+    model = window.scene_editor.model()
+    for _ in range(4):
+        model.add_person(Person(role="player"))
+    qtbot.wait(50)
+    editor = window.scene_editor
+    bar = editor._scroll.verticalScrollBar()
+    assert bar.maximum() > 0  # the form scrolls at this size
+    combo = editor._stadium
+    combo.clearFocus()
+    before_index, before_scroll = combo.currentIndex(), bar.value()
+    _wheel(combo, -120)  # down, over the dropdown
+    assert combo.currentIndex() == before_index
+    assert bar.value() > before_scroll
+
+
+def test_a_pasted_cutout_is_selected_and_said(qtbot, window, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+    from PySide6.QtGui import QImage
+    from PySide6.QtWidgets import QApplication
+
+    p = tmp_path / "box.png"
+    Image.new("RGB", (64, 80), (30, 120, 40)).save(p)
+    window.session.cutouts.add_paths([p])
+    qtbot.waitUntil(lambda: window.cutouts.current() is not None, timeout=5000)
+    image = QImage(50, 70, QImage.Format.Format_RGB32)
+    image.fill(0x3366CC)
+    QApplication.clipboard().setImage(image)
+    window.paste()
+    assert len(window.session.cutouts) == 2
+    current = window.cutouts.current()
+    assert current is not None and current is window.session.cutouts.at(1)
+    assert current.image.size == (50, 70)
+    assert "Pasted" in window.statusBar().currentMessage()
+    assert "50×70" in window.statusBar().currentMessage()
+
+
+def test_settings_path_fields_show_a_whole_path(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from fbupscale_gui.core.settings import Settings
+    from fbupscale_gui.ui.settings_dialog import SettingsDialog
+
+    path = "/home/operator/models/black-forest-labs/FLUX.1-dev"
+    dialog = SettingsDialog(Settings(flux_dir=path))
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.wait(20)
+    edit = dialog.edits["flux_dir"]
+    room = edit.contentsRect().width() - 8  # the line edit's own margins
+    assert edit.fontMetrics().horizontalAdvance(path) <= room
+    assert dialog.width() <= 1366

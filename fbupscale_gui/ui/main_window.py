@@ -146,6 +146,15 @@ class MainWindow(QMainWindow):
             if gpu.text:
                 self.gpu_label.set_status(gpu.text)
 
+        from PySide6.QtWidgets import QApplication
+
+        from .wheel_guard import WheelGuard
+
+        self._wheel_guard = WheelGuard(self)  # the wheel scrolls forms, not their dropdowns
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self._wheel_guard)
+
         self._build_actions()
         self._build_toolbar()
         self._build_menus()
@@ -503,9 +512,7 @@ class MainWindow(QMainWindow):
 
     @Slot(int)
     def _on_cutout_sent(self, cutout_id: int) -> None:
-        for row, cutout in enumerate(self.session.cutouts.cutouts()):
-            if cutout.id == cutout_id:
-                self.cutouts.select_row(row)
+        self._select_cutout(cutout_id)
 
     def open_files(self) -> None:
         from PySide6.QtWidgets import QFileDialog
@@ -541,7 +548,23 @@ class MainWindow(QMainWindow):
         if image.isNull():
             self.show_message(Message("warning", "The clipboard holds no image to paste."))
             return
-        self.session.cutouts.add_image(qimage_to_pil(image), "pasted")
+        pasted = qimage_to_pil(image)
+        report = self.session.cutouts.add_image(pasted, "pasted")
+        if report.added:
+            cutout = report.added[0]
+            self._select_cutout(cutout.id)
+            text = f"Pasted {cutout.name} ({pasted.width}×{pasted.height} px): it is selected."
+            self.show_message(Message("info", text))
+        elif report.duplicates:
+            self.show_message(Message("info", "That image is already in the cutouts list."))
+
+    def _select_cutout(self, cutout_id: int) -> None:
+        """Select and show the cutout with ``cutout_id`` in the list."""
+        try:
+            row = self.session.cutouts.row_of(cutout_id)
+        except KeyError:
+            return
+        self.cutouts.select_row(row)
 
     # -- current cutout and its scene -----------------------------------------------------
 

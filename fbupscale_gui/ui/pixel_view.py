@@ -14,9 +14,12 @@ _MAX_ZOOM = 32
 class PixelView(QWidget):
     """Integer zoom (fit by default; the wheel steps it), drawn without smoothing."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, parent: QWidget | None = None, placeholder: str = "Select a cutout to see its pixels"
+    ) -> None:
         super().__init__(parent)
         self._image = QImage()
+        self.placeholder = placeholder
         self._zoom: int | None = None  # None: fit
         self.setMinimumSize(160, 160)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -61,7 +64,9 @@ class PixelView(QWidget):
         if self._image.isNull():
             painter.setPen(pal.placeholderText().color())
             painter.drawText(
-                self.rect(), Qt.AlignmentFlag.AlignCenter, "Select a cutout to see its pixels"
+                self.rect(),
+                Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                self.placeholder,
             )
             return
         z = self.zoom()

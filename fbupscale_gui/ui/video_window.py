@@ -231,7 +231,7 @@ class VideoWindow(QWidget):
             "(Ctrl+Return)"
         )
         set_style_property(self.send_button, "primary", True)
-        self.preview = PixelView()
+        self.preview = PixelView(placeholder="Draw a region on the frame to see its pixels here")
         self.preview.setMinimumSize(150, 150)
 
         fields = QHBoxLayout()
