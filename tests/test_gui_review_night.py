@@ -478,3 +478,41 @@ def test_settings_path_fields_show_a_whole_path(qtbot, tmp_path) -> None:  # typ
     room = edit.contentsRect().width() - 8  # the line edit's own margins
     assert edit.fontMetrics().horizontalAdvance(path) <= room
     assert dialog.width() <= 1366
+
+
+def test_the_cutouts_list_marks_queued_running_done_and_picked(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from PIL import Image
+
+    runner = FakeRunner(steps=1, gate=threading.Event())
+    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(Session(SettingsModel(store), runner_factory=lambda: runner))
+    win.confirm_on_close = False
+    win.show()
+    try:
+        paths = []
+        for i in range(2):
+            p = tmp_path / f"c{i}.png"
+            Image.new("RGB", (64, 80), (30 + 90 * i, 120, 40)).save(p)
+            paths.append(p)
+        win.session.cutouts.add_paths(paths)
+        model = win.session.cutouts
+
+        def shown(row: int) -> str:
+            return str(model.index(row, 0).data(Qt.ItemDataRole.DisplayRole))
+
+        assert shown(0) == "c0.png\n64×80 px"
+        win.session.engine.set_engine("lanczos")
+        win.cutouts.list.selectAll()
+        win.run_selected()
+        qtbot.waitUntil(lambda: "running" in shown(0), timeout=10_000)
+        assert "queued" in shown(1)
+        assert runner.gate is not None
+        runner.gate.set()
+        qtbot.waitUntil(lambda: not win.session.jobs.is_busy(), timeout=10_000)
+        # a fast run's single candidate is picked at once
+        assert shown(0).endswith("★ picked") and shown(1).endswith("★ picked")
+    finally:
+        win.close()
+        gc.collect()

@@ -32,6 +32,7 @@ from fbupscale_gui.core.settings import Settings
 from fbupscale_gui.worker.engine_thread import EngineThread, RunnerFactory
 
 from .candidates import CandidateEntry, CandidateStore
+from .cutout_status import CutoutStatus
 from .cutouts import Cutout, CutoutsModel, LoadReport
 from .engine_choice import EngineChoice
 from .jobs import Job, JobQueue, JobState
@@ -137,6 +138,8 @@ class Session(QObject):
         self.sr_models.changed.connect(self._on_models_changed)
         self._on_models_changed()
         self.jobs.jobEnded.connect(self._on_job_ended)
+        self.status = CutoutStatus(self.cutouts, self.jobs, self.candidates, self)
+        self.restored.connect(self.status.refresh_all)
         self.cutouts.loaded.connect(self._on_loaded)
         self.engine.fluxMissing.connect(self._on_flux_missing)
         self._exported: set[int] = set()  # id() of exported CandidateEntry objects
