@@ -516,3 +516,72 @@ def test_the_cutouts_list_marks_queued_running_done_and_picked(qtbot, tmp_path) 
     finally:
         win.close()
         gc.collect()
+
+
+def test_the_first_export_names_the_folder_and_offers_another(
+    qtbot, window, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+    from PySide6.QtWidgets import QFileDialog
+
+    p = tmp_path / "box.png"
+    Image.new("RGB", (64, 80), (30, 120, 40)).save(p)
+    window.session.cutouts.add_paths([p])
+    first = tmp_path / "exports"
+    window.session.settings.update(export_dir=str(first))
+    window.session.engine.set_engine("lanczos")
+    window.run_selected()
+    qtbot.waitUntil(lambda: not window.session.jobs.is_busy(), timeout=10_000)
+    window.export_all()
+    qtbot.waitUntil(lambda: window.messages.row_for("export-folder") is not None, timeout=10_000)
+    row = window.messages.row_for("export-folder")
+    assert str(first) in row.label.text()
+    assert row.action_button is not None and row.action_button.text() == "Change folder…"
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(other))
+    row.action_button.click()
+    assert window.session.settings.settings.export_dir == str(other)
+    assert window.messages.row_for("export-folder") is None  # said once, then gone
+    window.export_all()
+    qtbot.waitUntil(lambda: any(other.iterdir()), timeout=10_000)
+    assert window.messages.row_for("export-folder") is None  # not again
+
+
+def test_selection_and_splitters_are_kept_across_a_relaunch(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"c{i}.png"
+        Image.new("RGB", (64, 80), (30 + 60 * i, 120, 40)).save(p)
+        paths.append(p)
+
+    def launch() -> MainWindow:
+        store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+        win = MainWindow(Session(SettingsModel(store), runner_factory=FakeRunner), store=store)
+        win.confirm_on_close = False
+        win.resize(1600, 900)
+        win.show()
+        win.session.cutouts.add_paths(paths)
+        return win
+
+    first = launch()
+    first.cutouts.select_row(2)
+    first.splitter.setSizes([330, 520, 700])
+    first.scene_editor.splitter().setSizes([250, 400])
+    qtbot.wait(20)
+    sizes, scene_sizes = first.splitter.sizes(), first.scene_editor.splitter().sizes()
+    first.close()
+    gc.collect()
+
+    second = launch()
+    try:
+        qtbot.wait(20)
+        current = second.cutouts.current()
+        assert current is not None and current.name == "c2.png"
+        assert second.splitter.sizes() == sizes
+        assert second.scene_editor.splitter().sizes() == scene_sizes
+    finally:
+        second.close()
+        gc.collect()

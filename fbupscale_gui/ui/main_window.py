@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from PySide6.QtCore import Qt, QTimer, Slot
@@ -48,6 +49,13 @@ log = logging.getLogger(__name__)
 WINDOW_TITLE: Final = "fbupscale — football cutout reconstruction"
 #: How long passing news stays in the status bar.
 _STATUS_MS: Final = 10_000
+#: Lines a title bar and a desktop panel take from the screen's height.
+_FRAME_ALLOWANCE: Final = 40
+_SPLITTERS_KEY: Final = "window/splitters"
+_SCENE_SPLITTER_KEY: Final = "window/sceneSplitter"
+_SELECTED_KEY: Final = "window/selectedCutout"
+#: Set once the operator has been shown where exports go.
+_EXPORT_TOLD_KEY: Final = "ui/export_folder_told"
 
 
 class MainWindow(QMainWindow):
@@ -71,6 +79,7 @@ class MainWindow(QMainWindow):
         self._current: Cutout | None = None
         self._video: VideoWindow | None = None
         self._built = False
+        self._wanted_sha = ""
         self.gpu: GpuMonitor | None = None
         self.setWindowTitle(WINDOW_TITLE)
         self.setAcceptDrops(True)
@@ -160,6 +169,9 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._bind()
         self._params_from_settings(session.settings.settings)
+        self._restore_layout()
+        session.cutouts.rowsInserted.connect(self._select_wanted)
+        session.restored.connect(self._select_wanted)
         self._built = True
         self._update_actions()
         # keyboard focus on the cutouts list (arrows, PgUp/PgDown, 1-9) once the window shows
@@ -370,6 +382,7 @@ class MainWindow(QMainWindow):
         s.candidates.pickChanged.connect(self._update_actions)
         s.cutouts.rowsInserted.connect(self._update_actions)
         s.message.connect(self.show_message)
+        s.exported.connect(self._on_exported)
         s.sessionChanged.connect(self._on_session_changed)
         s.restored.connect(self._update_actions)
         s.cutouts.modelReset.connect(self._on_cutouts_reset)
@@ -384,12 +397,46 @@ class MainWindow(QMainWindow):
     def _restore_geometry(self, store: QSettings | None) -> None:
         geometry, state = read_window_geometry(store) if store is not None else (None, None)
         if geometry is None or not self.restoreGeometry(geometry):
-            self.resize(1600, 960)
+            # a first start: large, but never larger than the screen (1366x768 included)
+            room = self.screen().availableGeometry()
+            self.resize(min(1600, room.width()), min(960, room.height() - _FRAME_ALLOWANCE))
         if state is not None:
             self.restoreState(state)
 
     def save_geometry(self) -> None:
+        """Window, splitters and the selected cutout, for the next start."""
+        store = self.session.settings.store
+        store.setValue(_SPLITTERS_KEY, self.splitter.saveState())
+        store.setValue(_SCENE_SPLITTER_KEY, self.scene_editor.splitter().saveState())
+        current = self.cutouts.current()
+        store.setValue(_SELECTED_KEY, current.source.sha256 if current is not None else "")
         self.session.settings.save_window_geometry(self.saveGeometry(), self.saveState())
+
+    def _restore_layout(self) -> None:
+        """Splitter positions as they were left; the cutout selected then, once it is back."""
+        from PySide6.QtCore import QByteArray
+
+        store = self.session.settings.store
+        for key, splitter in (
+            (_SPLITTERS_KEY, self.splitter),
+            (_SCENE_SPLITTER_KEY, self.scene_editor.splitter()),
+        ):
+            state = store.value(key)
+            if isinstance(state, QByteArray):
+                splitter.restoreState(state)
+        wanted = store.value(_SELECTED_KEY, "")
+        self._wanted_sha = wanted if isinstance(wanted, str) else ""
+
+    @Slot()
+    def _select_wanted(self, *_args: object) -> None:
+        """Select the cutout that was selected at the last quit, when it comes back."""
+        if not self._wanted_sha:
+            return
+        for row, cutout in enumerate(self.session.cutouts.cutouts()):
+            if cutout.source.sha256 == self._wanted_sha:
+                self._wanted_sha = ""
+                self.cutouts.select_row(row)
+                return
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self._built:
@@ -687,6 +734,30 @@ class MainWindow(QMainWindow):
     def export_current(self) -> None:
         if self._current is not None and self._fidelity_ok([self._current.id]):
             self.session.export_in_background([self._current.id])
+
+    @Slot(object)
+    def _on_exported(self, paths: object) -> None:
+        """The first export ever names the folder and offers to change it (once)."""
+        store = self.session.settings.store
+        if not isinstance(paths, list) or not paths or store.value(_EXPORT_TOLD_KEY, False):
+            return
+        store.setValue(_EXPORT_TOLD_KEY, True)
+        folder = Path(paths[0]).parent
+        self.messages.show_message(
+            "info",
+            f"Exports go to {folder}. Keep it, or choose another folder (also in Settings).",
+            ("Change folder…", self.change_export_folder),
+            "export-folder",
+        )
+
+    def change_export_folder(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        current = self.session.settings.settings.export_dir
+        folder = QFileDialog.getExistingDirectory(self, "Export picks to", current)
+        if folder:
+            self.session.settings.update(export_dir=folder)
+            self.statusBar().showMessage(f"Exports now go to {folder}", _STATUS_MS)
 
     def _fidelity_ok(self, cutout_ids: list[int] | None) -> bool:
         """Below the settings' LR-consistency threshold: ask, or refuse (ui/export_guard.py)."""

@@ -619,6 +619,10 @@ class SceneEditor(QWidget):
     def model(self) -> SceneModel:
         return self._model
 
+    def splitter(self) -> QSplitter:
+        """The splitter between the scene form and the prompt (its state is kept)."""
+        return self._splitter
+
     def scene(self) -> Scene:
         return self._model.scene()
 
