@@ -166,12 +166,12 @@ class ExportItem:
 
     @property
     def title(self) -> str:
-        """``keeper.png (FLUX seed 6, LoRA, stage 2)`` or ``keeper.png (realesrgan)``."""
+        """``keeper.png (seed 6, LoRA, stage 2)`` (FLUX) or ``keeper.png (realesrgan)``."""
         cand = self.candidate
         if cand.request.engine != "flux":
             return f"{self.cutout_name} ({engine_name(cand.request.engine)})"
         lora = "LoRA" if cand.key.lora else "no LoRA"
-        return f"{self.cutout_name} (FLUX seed {cand.seed}, {lora}, stage {cand.key.stage})"
+        return f"{self.cutout_name} (seed {cand.seed}, {lora}, stage {cand.key.stage})"
 
 
 def low_fidelity(items: Iterable[ExportItem], min_lr_db: float | None) -> list[ExportItem]:
