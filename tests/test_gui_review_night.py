@@ -585,3 +585,17 @@ def test_selection_and_splitters_are_kept_across_a_relaunch(qtbot, tmp_path) -> 
     finally:
         second.close()
         gc.collect()
+
+
+def test_with_nothing_installed_every_missing_model_has_a_real_command(
+    monkeypatch, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from fbupscale_gui.core.settings import Settings
+    from fbupscale_gui.models.flux_setup import default_folder, survey
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    statuses = survey(Settings())
+    assert [s.found for s in statuses] == [False, False, False]
+    for s in statuses:
+        assert s.command and "<" not in s.command and str(default_folder()) in s.command
+        assert s.problem

@@ -30,6 +30,7 @@ __all__ = [
     "LORA_FOLDER",
     "FluxSetup",
     "ModelStatus",
+    "default_folder",
     "download_command",
     "settings_for",
     "survey",
@@ -71,6 +72,11 @@ class ModelStatus:
     @property
     def found(self) -> bool:
         return self.path is not None
+
+
+def default_folder() -> Path:
+    """Where the page suggests putting the models when no folder is chosen or set."""
+    return Path.home() / "fbupscale-models"
 
 
 def download_command(repo_id: str, folder: str | Path) -> str:
@@ -150,9 +156,7 @@ def _flux_model(kind: str, repo_id: str, settings: Settings, folder: str) -> Mod
         return ModelStatus(
             kind, label, repo_id, found.path, where, _size(found.path), licence=licence
         )
-    target = folder or configured or "<models folder>"
-    if configured and not folder:
-        target = str(Path(configured).parent)
+    target = folder or (str(Path(configured).parent) if configured else str(default_folder()))
     return ModelStatus(
         kind,
         label,
@@ -183,7 +187,7 @@ def _loras(settings: Settings, folder: str) -> list[ModelStatus]:
         licence = _safetensors_licence(f) or "not stated in the file"
         out.append(ModelStatus("lora", f.name, "", f, source, _size(f), licence=licence))
     if not out:
-        target = Path(folder or "<models folder>") / LORA_FOLDER
+        target = Path(folder or default_folder()) / LORA_FOLDER
         out.append(
             ModelStatus(
                 "lora",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from PySide6.QtCore import Qt, Slot
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QApplication,
     QDialog,
@@ -85,6 +86,9 @@ class FluxModelsDialog(QDialog):
         header = self.table.header()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
+        # every row shows (two models and a LoRA or more) without scrolling
+        rows = self.table.fontMetrics().lineSpacing() + 8
+        self.table.setMinimumHeight(rows * 5 + header.sizeHint().height())
 
         self.missing_box = QGroupBox("How to get what is missing (on a machine with internet)")
         self._missing_layout = QGridLayout(self.missing_box)
@@ -94,6 +98,9 @@ class FluxModelsDialog(QDialog):
 
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
+        close = buttons.button(QDialogButtonBox.StandardButton.Close)
+        if close is not None:
+            close.setIcon(QIcon())  # text only, like the other buttons
 
         layout = QVBoxLayout(self)
         layout.addWidget(intro)
@@ -177,8 +184,9 @@ class FluxModelsDialog(QDialog):
             self.command_edits.append(line)
         if missing and any(s.repo_id for s in missing):
             note = QLabel(
-                "First accept the licence on the model's Hugging Face page (log in with "
-                "`hf auth login`), run the line, then copy the folder here and choose it above."
+                "On a machine with internet: accept the licence on the model's Hugging Face page, "
+                "log in with `hf auth login`, run the line, then copy the folder to the same "
+                "place on this machine and choose its parent folder above."
             )
             note.setWordWrap(True)
             set_style_property(note, "role", "hint")

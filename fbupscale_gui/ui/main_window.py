@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 WINDOW_TITLE: Final = "fbupscale — football cutout reconstruction"
 #: How long passing news stays in the status bar.
 _STATUS_MS: Final = 10_000
+#: How the middle column is shared when Advanced is expanded: scene editor : parameters.
+_SCENE_STRETCH: Final = 3
+_PARAMS_STRETCH: Final = 2
 #: Lines a title bar and a desktop panel take from the screen's height.
 _FRAME_ALLOWANCE: Final = 40
 _SPLITTERS_KEY: Final = "window/splitters"
@@ -122,8 +125,10 @@ class MainWindow(QMainWindow):
         middle = QWidget()  # the scene editor scrolls itself; the params panel folds away
         middle_layout = QVBoxLayout(middle)
         middle_layout.setContentsMargins(4, 4, 4, 4)
-        middle_layout.addWidget(self.scene_editor, 1)
+        middle_layout.addWidget(self.scene_editor, _SCENE_STRETCH)
         middle_layout.addWidget(self.params)
+        self._middle_layout = middle_layout
+        self.params.expandedChanged.connect(self._on_params_expanded)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(self.cutouts)
@@ -391,6 +396,11 @@ class MainWindow(QMainWindow):
         self.candidates.apply_settings(s.settings.settings)
         self._on_models_changed()
         self._on_engine_changed(s.engine.engine)
+
+    @Slot(bool)
+    def _on_params_expanded(self, expanded: bool) -> None:
+        """Expanded, the parameters share the column with the scene (they scroll inside)."""
+        self._middle_layout.setStretchFactor(self.params, _PARAMS_STRETCH if expanded else 0)
 
     # -- geometry -------------------------------------------------------------------------
 

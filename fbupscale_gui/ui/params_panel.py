@@ -107,6 +107,7 @@ class ParamsPanel(QWidget):
     """Stage 1/2, variants and seed, LoRA, output size and memory mode. Emits ``changed()``."""
 
     changed = Signal()
+    expandedChanged = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -264,7 +265,8 @@ class ParamsPanel(QWidget):
         self._body_scroll.setFrameShape(QFrame.Shape.NoFrame)
         self._body_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self._body_scroll.setMinimumHeight(_BODY_MIN_HEIGHT)
-        self._body_scroll.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        # its height comes from the column's stretch, not from the long form's size hint
+        self._body_scroll.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Ignored)
         self._body_scroll.setVisible(False)
 
         header = QHBoxLayout()
@@ -325,6 +327,7 @@ class ParamsPanel(QWidget):
             return
         self._toggle.setArrowType(Qt.ArrowType.DownArrow if expanded else Qt.ArrowType.RightArrow)
         self._body_scroll.setVisible(expanded)
+        self.expandedChanged.emit(expanded)
 
     def error(self) -> str:
         """The request's message for the current values, or "" when they are valid."""
