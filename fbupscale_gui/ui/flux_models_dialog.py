@@ -51,6 +51,7 @@ class FluxModelsDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("fbupscale — FLUX models")
         self.setMinimumSize(760, 420)
+        self.resize(1000, 640)  # the table, three command lines and the note, on 1366x768 too
         self._session = session
         self.setup = FluxSetup(self)
         self.setup.surveyed.connect(self._on_surveyed)
@@ -88,7 +89,7 @@ class FluxModelsDialog(QDialog):
         header.setStretchLastSection(True)
         # every row shows (two models and a LoRA or more) without scrolling
         rows = self.table.fontMetrics().lineSpacing() + 8
-        self.table.setMinimumHeight(rows * 5 + header.sizeHint().height())
+        self.table.setMinimumHeight(rows * 4 + header.sizeHint().height())
 
         self.missing_box = QGroupBox("How to get what is missing (on a machine with internet)")
         self._missing_layout = QGridLayout(self.missing_box)
@@ -193,6 +194,8 @@ class FluxModelsDialog(QDialog):
             self._missing_layout.addWidget(note, len(missing), 0, 1, 3)
         self._missing_layout.setColumnStretch(1, 1)
         self.missing_box.setVisible(bool(missing))
+        if self.height() < self.sizeHint().height():
+            self.resize(self.width(), self.sizeHint().height())  # the lines never squeeze
 
     @Slot()
     def _copy(self) -> None:
