@@ -22,18 +22,35 @@ from fbupscale_gui.ui.main_window import MainWindow
 from fbupscale_gui.worker.testing import FakeRunner
 
 
+def _window(tmp_path: Path, runner_factory: object = FakeRunner) -> MainWindow:
+    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(Session(SettingsModel(store), runner_factory=runner_factory))  # type: ignore[arg-type]
+    win.confirm_on_close = False
+    win.show()
+    return win
+
+
 @pytest.fixture
 def window(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("FBUPSCALE_CACHE_DIR", str(tmp_path / "cache"))
-    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    session = Session(SettingsModel(store), runner_factory=FakeRunner)
-    win = MainWindow(session)
-    win.confirm_on_close = False
-    win.show()
+    win = _window(tmp_path)
     yield win
     win.close()
     del win
     gc.collect()  # cyclic garbage freed in the GUI thread (see models.gc_guard)
+
+
+@pytest.fixture
+def gated(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A window whose engine waits at a gate (``runner.gate``) until a test opens it."""
+    import threading
+
+    runner = FakeRunner(steps=1, gate=threading.Event())
+    win = _window(tmp_path, lambda: runner)
+    yield win, runner
+    win.close()
+    del win
+    gc.collect()
 
 
 # -- B: the video region starts at the pressed pixel ------------------------------------------
@@ -364,38 +381,28 @@ def test_one_engine_column_and_guard_wording(tmp_path) -> None:  # type: ignore[
 # -- E (the window's side): "cancelling…" then "cancelled" -------------------------------------
 
 
-def test_cancel_reads_cancelling_then_cancelled(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import threading
-
+def test_cancel_reads_cancelling_then_cancelled(qtbot, gated, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from PIL import Image
 
     from fbupscale_gui.core.job import Progress
     from fbupscale_gui.models.jobs import JobState, ProgressInfo
 
-    runner = FakeRunner(steps=1, gate=threading.Event())
-    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(Session(SettingsModel(store), runner_factory=lambda: runner))
-    win.confirm_on_close = False
-    win.show()
-    try:
-        p = tmp_path / "box.png"
-        Image.new("RGB", (64, 80), (30, 120, 40)).save(p)
-        win.session.cutouts.add_paths([p])
-        win.session.engine.set_engine("realesrgan")
-        (job,) = win.run_selected()
-        qtbot.waitUntil(lambda: "box.png — starting" in win.progress.label.text(), timeout=10_000)
-        win.cancel_action.trigger()  # Esc
-        assert win.progress.label.text() == "box.png — cancelling…"
-        # progress that was already on its way does not make it read "running" again
-        late = Progress.single("fast", 1, 4)
-        win.session.jobs.progressed.emit(job, ProgressInfo(late, None, "tile 1/4"))
-        assert win.progress.label.text() == "box.png — cancelling…"
-        qtbot.waitUntil(lambda: not win.session.jobs.is_busy(), timeout=10_000)
-        assert job.state is JobState.CANCELLED
-        assert win.progress.label.text() == "box.png — cancelled"
-    finally:
-        win.close()
-        gc.collect()
+    win, _runner = gated
+    p = tmp_path / "box.png"
+    Image.new("RGB", (64, 80), (30, 120, 40)).save(p)
+    win.session.cutouts.add_paths([p])
+    win.session.engine.set_engine("realesrgan")
+    (job,) = win.run_selected()
+    qtbot.waitUntil(lambda: "box.png — starting" in win.progress.label.text(), timeout=10_000)
+    win.cancel_action.trigger()  # Esc
+    assert win.progress.label.text() == "box.png — cancelling…"
+    # progress that was already on its way does not make it read "running" again
+    late = Progress.single("fast", 1, 4)
+    win.session.jobs.progressed.emit(job, ProgressInfo(late, None, "tile 1/4"))
+    assert win.progress.label.text() == "box.png — cancelling…"
+    qtbot.waitUntil(lambda: not win.session.jobs.is_busy(), timeout=10_000)
+    assert job.state is JobState.CANCELLED
+    assert win.progress.label.text() == "box.png — cancelled"
 
 
 # -- J: the smaller things ---------------------------------------------------------------------
@@ -480,42 +487,31 @@ def test_settings_path_fields_show_a_whole_path(qtbot, tmp_path) -> None:  # typ
     assert dialog.width() <= 1366
 
 
-def test_the_cutouts_list_marks_queued_running_done_and_picked(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import threading
-
+def test_the_cutouts_list_marks_queued_running_done_and_picked(qtbot, gated, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from PIL import Image
 
-    runner = FakeRunner(steps=1, gate=threading.Event())
-    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(Session(SettingsModel(store), runner_factory=lambda: runner))
-    win.confirm_on_close = False
-    win.show()
-    try:
-        paths = []
-        for i in range(2):
-            p = tmp_path / f"c{i}.png"
-            Image.new("RGB", (64, 80), (30 + 90 * i, 120, 40)).save(p)
-            paths.append(p)
-        win.session.cutouts.add_paths(paths)
-        model = win.session.cutouts
+    win, runner = gated
+    paths = []
+    for i in range(2):
+        p = tmp_path / f"c{i}.png"
+        Image.new("RGB", (64, 80), (30 + 90 * i, 120, 40)).save(p)
+        paths.append(p)
+    win.session.cutouts.add_paths(paths)
+    model = win.session.cutouts
 
-        def shown(row: int) -> str:
-            return str(model.index(row, 0).data(Qt.ItemDataRole.DisplayRole))
+    def shown(row: int) -> str:
+        return str(model.index(row, 0).data(Qt.ItemDataRole.DisplayRole))
 
-        assert shown(0) == "c0.png\n64×80 px"
-        win.session.engine.set_engine("lanczos")
-        win.cutouts.list.selectAll()
-        win.run_selected()
-        qtbot.waitUntil(lambda: "running" in shown(0), timeout=10_000)
-        assert "queued" in shown(1)
-        assert runner.gate is not None
-        runner.gate.set()
-        qtbot.waitUntil(lambda: not win.session.jobs.is_busy(), timeout=10_000)
-        # a fast run's single candidate is picked at once
-        assert shown(0).endswith("★ picked") and shown(1).endswith("★ picked")
-    finally:
-        win.close()
-        gc.collect()
+    assert shown(0) == "c0.png\n64×80 px"
+    win.session.engine.set_engine("lanczos")
+    win.cutouts.list.selectAll()
+    win.run_selected()
+    qtbot.waitUntil(lambda: "running" in shown(0), timeout=10_000)
+    assert "queued" in shown(1)
+    runner.gate.set()
+    qtbot.waitUntil(lambda: not win.session.jobs.is_busy(), timeout=10_000)
+    # a fast run's single candidate is picked at once
+    assert shown(0).endswith("★ picked") and shown(1).endswith("★ picked")
 
 
 def test_the_first_export_names_the_folder_and_offers_another(
