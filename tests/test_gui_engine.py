@@ -145,7 +145,7 @@ def test_tiny_flux_grid_cancel_pick_export_reproduce(
     window.export_current_action.trigger()
     qtbot.waitUntil(lambda: "Exported 1 file" in window.statusBar().currentMessage())
     (path,) = Path(window.session.settings.settings.export_dir).glob("*.png")
-    assert path.name == "Home_v_Away_keeper_12_lora.png"
+    assert path.name == "Home_v_Away_keeper_flux_12_lora.png"
     record = read_metadata(path)
     assert record.key == CandidateKey(1, True, 2)
     assert record.request.lora.model is not None
@@ -161,5 +161,5 @@ def test_tiny_flux_grid_cancel_pick_export_reproduce(
     (job2,) = window.run_selected()
     wait_idle(qtbot, window)
     assert job2.state is JobState.CANCELLED
-    assert "Cancelled" in window.progress.label.text()
+    assert window.progress.label.text().endswith("— cancelled")
     assert len(window.session.candidates.entries(1)) == 6  # nothing half-done was added

@@ -77,8 +77,15 @@ class PixelView(QWidget):
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
         painter.drawImage(QRect(x, y, w, h), self._image)
         painter.setPen(pal.text().color())
+        caption = self.caption()
+        if painter.fontMetrics().horizontalAdvance(caption) > self.width() - 4:
+            caption = caption.split(" · ", 1)[0]  # narrow: the size alone, never clipped
         painter.drawText(
             QRect(0, self.height() - caption_h, self.width(), caption_h),
             Qt.AlignmentFlag.AlignCenter,
-            f"{self._image.width()}×{self._image.height()} px · {z}× nearest",
+            caption,
         )
+
+    def caption(self) -> str:
+        """``88×66 px · 2× nearest`` (shown under the pixels)."""
+        return f"{self._image.width()}×{self._image.height()} px · {self.zoom()}× nearest"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
 
+from fbupscale_gui.models.candidates import engine_title
 from fbupscale_gui.models.jobs import Job, JobQueue, ProgressInfo
 
 from .theme import set_style_property
@@ -57,7 +58,8 @@ class JobProgress(QWidget):
         set_style_property(self.label, "role", "hint")
         self.bar.setValue(0)
         self.label.setText(
-            f"{job.cutout_name} — starting ({job.request.engine}){self._queued_suffix()}"
+            f"{job.cutout_name} — starting {engine_title(job.request.engine)}"
+            f"{self._queued_suffix()}"
         )
 
     def _on_progress(self, job: Job, info: ProgressInfo) -> None:
