@@ -598,3 +598,11 @@ def test_with_nothing_installed_every_missing_model_has_a_real_command(
     for s in statuses:
         assert s.command and "<" not in s.command and str(default_folder()) in s.command
         assert s.problem
+
+
+def test_the_empty_clip_preview_says_how_to_fill_it(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+    preview = window.video_window.preview
+    assert preview.image().isNull()
+    assert "Draw a region" in preview.placeholder
+    assert "cutout" not in preview.placeholder  # the video window has no cutout to select
+    assert window.cutouts.pixels.placeholder == "Select a cutout to see its pixels"
