@@ -184,6 +184,12 @@ def test_banners_are_one_per_topic_and_passing_news_goes_to_the_status_bar(qtbot
     window.session.message.emit(Message("info", "Exported 1 file(s) to /x", topic="export"))
     assert not [t for t in window.messages.texts() if "Export" in t]
 
+    # the session could not be saved, then can again: the failure's banner goes
+    window.session.recorder.failed.emit("The session cannot be saved: disk full")
+    assert any("disk full" in t for t in window.messages.texts())
+    window.session.recorder.recovered.emit()
+    assert not any("disk full" in t for t in window.messages.texts())
+
     # FLUX found after all: its banner goes
     engine._set_status("available")
     assert window.messages.texts() == []

@@ -411,12 +411,14 @@ class Session(QObject):
 
     @Slot(str)
     def _on_save_failed(self, text: str) -> None:
-        self.message.emit(Message("error", text))
+        self.message.emit(Message("error", text, topic="session-save"))
 
     @Slot()
     def _on_save_recovered(self) -> None:
         folder = self.session_path
-        self.message.emit(Message("info", f"The session is being saved again to {folder}."))
+        self.message.emit(  # replaces the failure's banner: it no longer holds
+            Message("info", f"The session is being saved again to {folder}.", topic="session-save")
+        )
 
     # -- loading --------------------------------------------------------------------------
 
