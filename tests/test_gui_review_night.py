@@ -612,3 +612,22 @@ def test_the_empty_clip_preview_says_how_to_fill_it(qtbot, window) -> None:  # t
     assert "Draw a region" in preview.placeholder
     assert "cutout" not in preview.placeholder  # the video window has no cutout to select
     assert window.cutouts.pixels.placeholder == "Select a cutout to see its pixels"
+
+
+def test_a_lone_later_run_is_not_numbered(qapp) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+    from PySide6.QtGui import QImage
+
+    from fbupscale_gui.core.job import Candidate
+    from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+    from fbupscale_gui.models.candidates import CandidateEntry, layout_grid
+
+    fast = ReconstructionRequest(engine="realesrgan", variants=1)
+    cand = Candidate(CandidateKey(0, False, 2), 5, Image.new("RGB", (8, 8)), fast)
+    # run 1 was cancelled before it made anything: the one row left is just "Real-ESRGAN"
+    grid = layout_grid([CandidateEntry(1, 2, cand, None, QImage())])
+    assert [r.title for r in grid.rows] == ["Real-ESRGAN"]
+    two = layout_grid(
+        [CandidateEntry(1, 1, cand, None, QImage()), CandidateEntry(1, 2, cand, None, QImage())]
+    )
+    assert [r.title for r in two.rows] == ["Real-ESRGAN", "run 2 · Real-ESRGAN"]

@@ -214,12 +214,14 @@ class Row:
     variant: int
     seed: int
     engine: str = "flux"
+    #: Whether the grid holds more than one run (only then does the title number it).
+    numbered: bool = field(default=True, compare=False)
 
     @property
     def title(self) -> str:
         # a one-pass engine has no seed worth naming: the row says which engine made it
         what = f"seed {self.seed}" if self.engine == "flux" else engine_title(self.engine)
-        return what if self.run == 1 else f"run {self.run} · {what}"
+        return what if self.run == 1 or not self.numbered else f"run {self.run} · {what}"
 
 
 @dataclass
@@ -241,8 +243,9 @@ class Grid:
 def layout_grid(entries: list[CandidateEntry], show_stage1: bool = True) -> Grid:
     """Rows by (run, variant), columns from :data:`COLUMNS`."""
     grid = Grid()
+    several = len({e.run for e in entries}) > 1  # a lone later run is not called "run 2"
     rows = sorted(
-        {Row(e.run, e.key.variant, e.seed, e.engine) for e in entries},
+        {Row(e.run, e.key.variant, e.seed, e.engine, several) for e in entries},
         key=lambda r: (r.run, r.variant),
     )
     present = {(e.key.stage, e.key.lora) for e in entries}
