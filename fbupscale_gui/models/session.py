@@ -20,6 +20,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from fbupscale_gui.core.errors import FbError, InputImageError, ModelNotFoundError
 from fbupscale_gui.core.export import ExportItem, export_candidates, low_fidelity
+from fbupscale_gui.core.job import Note
 from fbupscale_gui.core.model_library import ModelLibrary
 from fbupscale_gui.core.request import (
     CONTROLNET_REPO_ID,
@@ -121,6 +122,8 @@ class Session(QObject):
     restored = Signal()
     #: Every restored candidate has its tile image and full-resolution pixels.
     imagesRestored = Signal()
+    #: The engine loaded a LoRA: its path, "info" or "warning", and what it applied / left out.
+    loraReported = Signal(str, str, str)
 
     def __init__(
         self,
@@ -141,6 +144,7 @@ class Session(QObject):
         self.jobs.jobEnded.connect(self._on_job_ended)
         self.status = CutoutStatus(self.cutouts, self.jobs, self.candidates, self)
         self.restored.connect(self.status.refresh_all)
+        self.jobs.noted.connect(self._on_job_note)
         self.cutouts.loaded.connect(self._on_loaded)
         self.engine.fluxMissing.connect(self._on_flux_missing)
         self._exported: set[int] = set()  # id() of exported CandidateEntry objects
@@ -551,6 +555,7 @@ class Session(QObject):
         if not targets:
             self.message.emit(Message("warning", "Nothing to run: load and select a cutout first."))
             return jobs
+        promptless: list[str] = []
         for cutout in targets:
             self.cutouts.ensure_scene(cutout)
             try:
@@ -558,9 +563,21 @@ class Session(QObject):
             except FbError as exc:
                 self.message.emit(Message("error", f"{cutout.name}: cannot run: {exc}"))
                 continue
+            if request.engine == "flux" and not request.prompt.strip():
+                promptless.append(cutout.name)
             # a private copy: the worker scores candidates against it in its own thread
             jobs.append(
                 self.jobs.enqueue(cutout.id, cutout.name, request, cutout=cutout.image.copy())
+            )
+        if promptless:  # once per run, however many cutouts
+            shown = ", ".join(promptless[:3]) + ("…" if len(promptless) > 3 else "")
+            self.message.emit(
+                Message(
+                    "warning",
+                    f"FLUX runs without a prompt for {shown}: describe the players in the "
+                    "Scene form (on the command line: --scene FILE.json). FLUX's results "
+                    "depend on the prompt.",
+                )
             )
         return jobs
 
@@ -613,6 +630,14 @@ class Session(QObject):
                 "error", f"{job.cutout_name}: {job.error_message}", topic=f"job:{job.cutout_name}"
             )
         )
+
+    @Slot(object, object)
+    def _on_job_note(self, job: Job, note: Note) -> None:
+        """What the engine reported during the run (a LoRA load): the run's message."""
+        self.message.emit(Message(note.level, f"{job.cutout_name}: {note.text}"))
+        lora = job.request.lora.model
+        if note.topic == "lora" and lora is not None:
+            self.loraReported.emit(lora.path, note.level, note.text)
 
     @Slot(str, str)
     def _on_flux_missing(self, text: str, details: str) -> None:
