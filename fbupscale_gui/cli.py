@@ -2,10 +2,14 @@
 
 ``fbupscale upscale INPUT... -o OUTDIR`` reconstructs every cutout (files, or folders of
 images) and writes one PNG per candidate, named
-``{stem}_v{variant}_s{stage}_{lora|nolora}_seed{seed}.png``, with the request, the cutout and
-the AI-reconstructed statement embedded (:mod:`fbupscale_gui.core.metadata`). Existing files
-are never overwritten: a ``-2``, ``-3``... suffix is added. Each written path is printed on
-stdout; progress bars go to stderr.
+``{stem}_v{variant}_s{stage}_{lora|nolora}_seed{seed}.png`` (a stem too long for the folder's
+name limit is shortened and ends in ``~`` and a hash), with the request, the cutout and the
+AI-reconstructed statement embedded (:mod:`fbupscale_gui.core.metadata`). Existing files are
+never overwritten: a ``-2``, ``-3``... suffix is added, and names are claimed by exclusive
+creation, so runs writing into one folder at the same time never overwrite each other. Each
+written path is printed on stdout, one per line (control characters escaped); progress bars
+go to stderr. A cutout that fails while rendering or saving is reported and the batch goes on
+with the next one (exit status 1 at the end).
 
 ``fbupscale reproduce CANDIDATE.png -o OUT.png`` renders that one candidate again from its
 embedded request (using the embedded cutout when the source file is gone or changed).
@@ -32,9 +36,11 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, get_args
 
 from fbupscale_gui import __version__
 from fbupscale_gui.core.errors import Cancelled, FbError, InputImageError, ModelNotFoundError
+from fbupscale_gui.core.paths import shown
 from fbupscale_gui.core.request import (
     BUILTIN_ENGINES,
     CONTROLNET_REPO_ID,
+    FAST_ENGINES,
     FLUX_REPO_ID,
     MODEL_ENGINE_PREFIX,
     Device,
@@ -47,6 +53,8 @@ from fbupscale_gui.core.request import (
     Stage1Params,
     Stage2Params,
     StageName,
+    canonical_engine,
+    is_fast_engine,
     is_model_engine,
 )
 
@@ -94,10 +102,21 @@ def _stages(text: str) -> tuple[StageName, ...]:
 
 
 def _engine(text: str) -> str:
-    if text in BUILTIN_ENGINES or is_model_engine(text):
+    text = canonical_engine(text)
+    if text in BUILTIN_ENGINES or is_model_engine(text) or is_fast_engine(text):
         return text
     raise argparse.ArgumentTypeError(
-        f"expected {', '.join(BUILTIN_ENGINES)} or {MODEL_ENGINE_PREFIX}NAME_OR_PATH, got {text!r}"
+        f"expected {', '.join(BUILTIN_ENGINES)}, sharp, ncnn:NAME or "
+        f"{MODEL_ENGINE_PREFIX}NAME_OR_PATH, got {text!r}"
+    )
+
+
+def _chain(text: str) -> str:
+    text = canonical_engine(text)
+    if is_fast_engine(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"expected {', '.join(FAST_ENGINES)}, sharp or ncnn:NAME, got {text!r}"
     )
 
 
@@ -122,9 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=_engine,
         metavar="ENGINE",
         help=(
-            "flux (default when its models are found), realesrgan (the fallback), lanczos, or "
-            "model:NAME_OR_PATH for a super-resolution model from 'fbupscale models list' "
-            "or a model file"
+            "flux (default when its models are found), faithful (the fast preview closest to "
+            "the cutout, the fallback), sharp (alias realesrgan: Real-ESRGAN x4plus), lanczos, "
+            "ncnn:NAME for a wheel model (waifu2x-photo-n1, realcugan-se-conservative, "
+            "srmd-n3, ...), or model:NAME_OR_PATH for a super-resolution model from "
+            "'fbupscale models list' or a model file"
         ),
     )
     _add_model_args(up)
@@ -153,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
     text.add_argument("--scene", metavar="FILE.json", help="a scene file to build the prompt")
     up.add_argument("--steps1", type=int, default=Stage1Params.steps, metavar="N")
     up.add_argument("--strength", type=float, default=Stage1Params.strength, metavar="X")
+    up.add_argument(
+        "--chain",
+        type=_chain,
+        default=Stage1Params.start,
+        metavar="ENGINE",
+        help="FLUX: the fast engine that enlarges the cutout into stage 1's start image: "
+        "lanczos (the paper's, default), faithful, sharp or ncnn:NAME (recorded in the request)",
+    )
     up.add_argument("--steps2", type=int, default=Stage2Params.steps, metavar="N")
     up.add_argument(
         "--cond-scale", type=float, default=Stage2Params.conditioning_scale, metavar="X"
@@ -222,7 +251,7 @@ def _make_engine() -> Any:
 
 
 def _note(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+    print(f"{PROG}: {shown(message)}", file=sys.stderr, flush=True)
 
 
 class _CancelFlag:
@@ -298,14 +327,20 @@ def candidate_filename(stem: str, candidate: Candidate) -> str:
     return f"{stem}_v{key.variant}_s{key.stage}_{lora}_seed{candidate.seed}.png"
 
 
-def _unique(path: Path, taken: set[Path]) -> Path:
-    """``path``, or ``stem-2.suffix``, ``stem-3.suffix``... whichever does not exist yet."""
-    candidate, i = path, 2
-    while candidate.exists() or candidate in taken:
-        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
-        i += 1
-    taken.add(candidate)
-    return candidate
+def _save_new(candidate: Candidate, path: Path, cutout: Image.Image) -> Path:
+    """Save to ``path`` or a ``-2``, ``-3``... variant claimed exclusively (never overwriting
+    a file, not even one another run is writing right now); returns where it went."""
+    from fbupscale_gui.core.atomic import claim_unique
+    from fbupscale_gui.core.metadata import save_candidate
+
+    target = claim_unique(path)
+    try:
+        save_candidate(candidate, target, cutout=cutout)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            target.unlink()  # our empty placeholder
+        raise
+    return target
 
 
 # -- upscale --------------------------------------------------------------------------------
@@ -337,13 +372,18 @@ def _locate(path: str | None, repo_id: str, what: str) -> ModelRef:
 
 
 def _scene_prompt(scene_file: str) -> tuple[str, str]:
-    """(prompt, scene JSON) from a scene file; errors name the file."""
+    """(prompt, scene JSON) from a scene file; errors name the file.
+
+    Only a regular file of bounded size is read (never a device, FIFO or huge file)."""
     from fbupscale_gui.core.errors import RequestError
+    from fbupscale_gui.core.paths import NotRegularFileError, read_regular
     from fbupscale_gui.core.scene import Scene
 
     path = Path(scene_file).expanduser()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path, "scene file").decode("utf-8")
+    except NotRegularFileError as exc:
+        raise RequestError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise RequestError(f"{path}: cannot read the scene file ({reason})") from None
@@ -367,7 +407,7 @@ def _template_request(args: argparse.Namespace) -> ReconstructionRequest:
             preprocess=Preprocess(
                 size=args.size, intermediate=args.intermediate, crop_to_content=not args.square
             ),
-            stage1=Stage1Params(strength=args.strength, steps=args.steps1),
+            stage1=Stage1Params(strength=args.strength, steps=args.steps1, start=args.chain),
             stage2=Stage2Params(
                 enabled=not args.no_stage2, conditioning_scale=args.cond_scale, steps=args.steps2
             ),
@@ -405,10 +445,10 @@ def _resolve_models(
                 controlnet = _locate(None, CONTROLNET_REPO_ID, "controlnet")
             except ModelNotFoundError as exc:
                 _note(
-                    f"note: FLUX models not found ({exc.what}); using the realesrgan engine "
+                    f"note: FLUX models not found ({exc.what}); using the faithful engine "
                     "(pass --engine flux to see where they were looked for)"
                 )
-                return template.replace(engine="realesrgan")
+                return template.replace(engine="faithful")
             return template.replace(engine="flux", flux=flux, controlnet=controlnet)
     if engine != "flux":
         if flux_only:
@@ -442,7 +482,7 @@ def _sr_model_ref(engine: str) -> ModelRef:
 
 def _cmd_upscale(args: argparse.Namespace, cancel: _CancelFlag) -> int:
     from fbupscale_gui.core.images import load_cutout_with_notes, make_source
-    from fbupscale_gui.core.metadata import save_candidate
+    from fbupscale_gui.core.paths import fit_name
 
     template = _template_request(args)
     files = _collect_inputs(args.inputs)
@@ -471,24 +511,35 @@ def _cmd_upscale(args: argparse.Namespace, cancel: _CancelFlag) -> int:
         raise InputImageError(outdir, f"cannot create the output folder ({exc.strerror})") from None
 
     engine = _make_engine()
-    taken: set[Path] = set()
     written = 0
+    failed: list[str] = []
     for n, (path, image, request) in enumerate(cutouts, 1):
-        label = f"[{n}/{len(cutouts)}] {path.name}"
+        label = f"[{n}/{len(cutouts)}] {shown(path.name)}"
         bars = _Bars(label, quiet=args.quiet)
         try:
             for candidate in engine.run(request, bars, cancel):
-                target = _unique(outdir / candidate_filename(path.stem, candidate), taken)
-                save_candidate(candidate, target, cutout=image)
+                # a name too long for the folder is shortened: it never fails after the render
+                name = fit_name(path.stem, candidate_filename("", candidate), outdir)
+                target = _save_new(candidate, outdir / name, image)
                 written += 1
                 bars.close()
-                print(target, flush=True)
+                print(shown(target), flush=True)
         except Cancelled:
             bars.close()
             _note(f"cancelled; {written} file(s) written to {outdir}")
             return EXIT_CANCELLED
+        except (InputImageError, OSError) as exc:  # one bad cutout or file never stops the batch
+            bars.close()
+            failed.append(path.name)
+            print(f"{PROG}: error: {shown(_one_line(exc))}", file=sys.stderr, flush=True)
         finally:
             bars.close()
+    if failed:
+        _note(
+            f"{len(failed)} of {len(cutouts)} cutouts failed ({', '.join(failed)}); "
+            f"{written} file(s) written to {outdir}"
+        )
+        return EXIT_ERROR
     return 0
 
 
@@ -498,7 +549,7 @@ def _cmd_upscale(args: argparse.Namespace, cancel: _CancelFlag) -> int:
 def _cmd_reproduce(args: argparse.Namespace, cancel: _CancelFlag) -> int:
     from fbupscale_gui.core.errors import RequestError
     from fbupscale_gui.core.images import image_sha256, load_source
-    from fbupscale_gui.core.metadata import read_metadata, save_candidate
+    from fbupscale_gui.core.metadata import read_metadata
     from fbupscale_gui.core.store import store_cutout
 
     src = Path(args.candidate).expanduser()
@@ -523,7 +574,7 @@ def _cmd_reproduce(args: argparse.Namespace, cancel: _CancelFlag) -> int:
         _note(f"note: {source.path} is missing or changed; using the embedded cutout")
         request = request.replace(source=store_cutout(record.cutout, source.name))
         cutout = record.cutout
-    target = _unique(Path(args.output).expanduser(), set())
+    target = Path(args.output).expanduser()
     bars = _Bars(src.name, quiet=args.quiet)
     engine = _make_engine()
     result: Candidate | None = None
@@ -539,8 +590,8 @@ def _cmd_reproduce(args: argparse.Namespace, cancel: _CancelFlag) -> int:
     if result is None:
         raise RequestError(f"{src}: the engine did not render candidate {record.key.label}")
     result = dataclasses.replace(result, request=request)
-    save_candidate(result, target, cutout=cutout)
-    print(target, flush=True)
+    target = _save_new(result, target, cutout)
+    print(shown(target), flush=True)
     _compare(src, record, result)
     return 0
 
@@ -619,7 +670,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _note("cancelled")
         return EXIT_CANCELLED
     except (FbError, OSError) as exc:
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr, flush=True)
+        print(f"{PROG}: error: {shown(_one_line(exc))}", file=sys.stderr, flush=True)
         return EXIT_ERROR
 
 

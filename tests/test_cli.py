@@ -19,7 +19,7 @@ from fbupscale_gui import cli
 from fbupscale_gui.core.errors import Cancelled
 from fbupscale_gui.core.images import image_sha256
 from fbupscale_gui.core.metadata import read_metadata
-from fbupscale_gui.core.request import CandidateKey
+from fbupscale_gui.core.request import FAITHFUL_MODEL, CandidateKey
 from fbupscale_gui.core.scene import Scene
 
 if TYPE_CHECKING:
@@ -252,17 +252,41 @@ def test_loading_notes_are_shown(
     assert any("note:" in line and "alpha.png" in line for line in err.splitlines())
 
 
-def test_default_engine_falls_back_to_realesrgan_with_a_note(
+def test_default_engine_falls_back_to_faithful_with_a_note(
     capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path
 ) -> None:
     code, out, err = run_cli(capsys, "upscale", cutout, "-o", tmp_path / "o", "--size", "128")
     assert code == 0, err
     notes = [line for line in err.splitlines() if "note:" in line]
-    assert len(notes) == 1 and "realesrgan" in notes[0]
+    assert len(notes) == 1 and "faithful" in notes[0]
     record = read_metadata(Path(out.strip()))
-    assert record.request.engine == "realesrgan"
-    assert record.runtime == "cpu ncnn fp32"
+    assert record.request.engine == "faithful"
+    assert record.runtime == f"cpu ncnn fp32 {FAITHFUL_MODEL}"
     assert record.key == CandidateKey(variant=0, lora=False, stage=2)
+
+
+@pytest.mark.parametrize(("given", "stored"), [("faithful", "faithful"), ("sharp", "realesrgan")])
+def test_upscale_with_the_named_fast_engines(
+    capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path, given: str, stored: str
+) -> None:
+    code, out, err = run_cli(
+        capsys, "upscale", cutout, "-o", tmp_path / "o", "--size", "128", "--engine", given
+    )
+    assert code == 0, err
+    record = read_metadata(Path(out.strip()))
+    assert record.request.engine == stored
+    assert max(Image.open(out.strip()).size) == 128
+
+
+def test_chain_is_recorded_and_checked(
+    capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path
+) -> None:
+    args = cli.build_parser().parse_args(
+        ["upscale", str(cutout), "-o", str(tmp_path), "--chain", "faithful"]
+    )
+    assert cli._template_request(args).stage1.start == "faithful"
+    code, _out, err = run_cli(capsys, "upscale", cutout, "-o", tmp_path, "--chain", "flux")
+    assert code == 2 and "--chain" in err
 
 
 def test_scene_file_becomes_the_prompt(

@@ -19,6 +19,7 @@ from fbupscale_gui.core.metadata import read_metadata
 from fbupscale_gui.core.request import CandidateKey
 from fbupscale_gui.engine import Engine
 from fbupscale_gui.engine.testing import TinyFluxFiles, tiny_cutout
+from fbupscale_gui.models.candidates import engine_title
 from fbupscale_gui.models.jobs import JobState
 from fbupscale_gui.models.session import Session
 from fbupscale_gui.models.settings_model import SettingsModel
@@ -69,7 +70,7 @@ def reproduce(path: Path) -> Image.Image:
     return candidate.image
 
 
-@pytest.mark.parametrize("engine", ["realesrgan", "lanczos"])
+@pytest.mark.parametrize("engine", ["faithful", "realesrgan", "lanczos"])
 def test_fast_engine_run_pick_export_reproduce(qtbot, make_window, engine: str) -> None:  # type: ignore[no-untyped-def]
     window = make_window()
     window.session.engine.set_engine(engine)
@@ -81,7 +82,7 @@ def test_fast_engine_run_pick_export_reproduce(qtbot, make_window, engine: str) 
     wait_idle(qtbot, window)
     assert job.state is JobState.DONE, window.messages.texts()
     # a fast engine renders no LoRA branch: one column, named for the engine
-    title = {"realesrgan": "Real-ESRGAN", "lanczos": "Lanczos"}[engine]
+    title = engine_title(engine)
     assert window.candidates.column_titles() == [title]
     tile = window.candidates.tile_at(0, 0)
     assert tile is not None and tile.picked
@@ -110,6 +111,7 @@ def test_tiny_flux_grid_cancel_pick_export_reproduce(
         flux_dir=str(tiny_flux.flux_dir),
         controlnet_dir=str(tiny_flux.controlnet_dir),
         lora_path=str(tiny_flux.lora_diffusers),
+        engine="flux",  # the window opens on "faithful" unless told otherwise
     )
     assert window.session.engine.engine == "flux"
     params = window.params.apply_to(window.session.build_request(window.session.cutouts.at(0)))

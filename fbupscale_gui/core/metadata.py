@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import io
 import json
-import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,8 +33,10 @@ from xml.sax.saxutils import escape, quoteattr
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from .atomic import fsync_dir, temp_file
+from .atomic import atomic_write
 from .errors import InputImageError, RequestError
+from .images import load_cutout_with_notes
+from .jsonable import parse_json
 from .request import CandidateKey, ReconstructionRequest
 
 if TYPE_CHECKING:
@@ -290,26 +291,8 @@ def save_candidate(
             "xmp": xmp.encode("utf-8"),
         }
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # mkstemp makes the file 0600: temp_file gives it the umask's permissions, like open()
-    fd, tmp = temp_file(target)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, **save_args)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(target.parent)
-    return target
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable where the platform allows opening a folder."""
-    fsync_dir(folder)
+    # atomic, with the umask's permissions; a full disk names the file and how much was written
+    return atomic_write(target, lambda fh: image.save(fh, **save_args))
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -330,6 +313,8 @@ def _texts(path: Path) -> tuple[dict[str, str], str]:
             comment = im.info.get("comment", b"")
     except UnidentifiedImageError:
         raise InputImageError(path, "not an image Pillow can read") from None
+    except Image.DecompressionBombError as exc:
+        raise InputImageError(path, f"refused as a possible decompression bomb ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputImageError(path, f"unreadable or truncated image ({exc})") from None
     if isinstance(comment, bytes):
@@ -340,13 +325,20 @@ def _texts(path: Path) -> tuple[dict[str, str], str]:
 
 
 def _decode_cutout(path: Path, encoded: str) -> Image.Image:
+    """The embedded cutout, read like any cutout: its declared size is checked before a pixel
+    is decoded, so a decompression bomb in the metadata never allocates."""
     try:
         data = base64.b64decode(encoded, validate=True)
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            return im.convert("RGB")
-    except (binascii.Error, UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise InputImageError(path, "the embedded cutout is damaged") from None
+    except (binascii.Error, ValueError):
+        raise InputImageError(path, "the embedded cutout is damaged (not base64)") from None
+    try:
+        with warnings.catch_warnings():  # the size check refuses what Pillow warns about
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return load_cutout_with_notes(data).image
+    except InputImageError as exc:
+        raise InputImageError(
+            path, f"the embedded cutout is damaged or refused ({exc.reason})"
+        ) from None
 
 
 def read_metadata(path: str | Path) -> CandidateRecord:
@@ -364,10 +356,7 @@ def read_metadata(path: str | Path) -> CandidateRecord:
             f"{p}: no fbupscale metadata in this image (was it saved by fbupscale, "
             "or edited by another program?)"
         )
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise RequestError(f"{p}: fbupscale metadata is not valid JSON ({exc})") from None
+    data = parse_json(raw, f"{p}: fbupscale metadata")
     if not isinstance(data, dict):
         raise RequestError(f"{p}: fbupscale metadata is not a JSON object")
     try:

@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Final, Literal
 
 from .atomic import atomic_write_bytes
-from .errors import ModelNotFoundError
+from .errors import ModelFileError, ModelNotFoundError
+from .jsonable import parse_json
+from .paths import read_regular
 from .request import ModelRef
 
 __all__ = [
@@ -50,6 +52,8 @@ _HASH_CHUNK: Final = 8 * 1024 * 1024
 _SHA256_RE: Final = re.compile(r"^[0-9a-f]{64}$")
 _SKIP_DIRS: Final = frozenset({".cache", ".git", "__pycache__"})
 _WEIGHT_SUFFIXES: Final = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+#: Libraries a pipeline folder's components may come from; anything else is custom code.
+_COMPONENT_LIBRARIES: Final = frozenset({"diffusers", "transformers"})
 
 _WHAT: Final[dict[str, str]] = {
     "flux": "FLUX.1-dev model folder",
@@ -144,8 +148,10 @@ def _looks_right(path: Path, kind: str) -> Path | None:
         if not index.is_file():
             return None
         try:
-            data = json.loads(index.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = parse_json(read_regular(index, "model_index.json"), str(index))
+        except (OSError, ValueError):  # ValueError: a FIFO, a huge or broken file
+            return None
+        if not isinstance(data, dict):
             return None
         for name, value in data.items():
             if name.startswith("_") or not isinstance(value, list) or value[0] is None:
@@ -238,10 +244,50 @@ def locate(
                     break
     if found is None:
         raise ModelNotFoundError(label, ref.repo_id or None, searched, _hint(kind, ref.repo_id))
+    refuse_custom_code(found)
     digest = fingerprint(found) if compute_fingerprint else ref.sha256
     return LocatedModel(
         kind=kind, path=found, ref=replace(ref, path=str(found), sha256=digest), source=source
     )
+
+
+def refuse_custom_code(folder: Path) -> None:
+    """Raise ModelFileError if a model folder asks for code of its own to be run.
+
+    A ``model_index.json`` whose pipeline class is a ``[module, class]`` pair, or whose
+    components come from a library other than diffusers and transformers, and a
+    ``config.json`` with an ``auto_map`` name Python files shipped with the folder; diffusers
+    would stop at "Pass `trust_remote_code=True`". fbupscale never runs them.
+    """
+    if not folder.is_dir():
+        return
+    for name in ("model_index.json", "config.json"):
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            data = parse_json(read_regular(path, name), str(path))
+        except (OSError, ValueError) as exc:
+            raise ModelFileError(f"{path}: unreadable ({exc})") from None
+        if not isinstance(data, dict):
+            raise ModelFileError(f"{path}: not a JSON object")
+        asks = []
+        if not isinstance(data.get("_class_name", ""), str):
+            asks.append(f"_class_name {data['_class_name']!r}")
+        if "auto_map" in data or "custom_pipeline" in data:
+            asks.append("auto_map" if "auto_map" in data else "custom_pipeline")
+        for key, value in data.items():
+            if key.startswith("_") or not isinstance(value, list) or len(value) != 2:
+                continue
+            library = value[0]
+            if library is not None and library not in _COMPONENT_LIBRARIES:
+                asks.append(f"{key} from {library!r}")
+        if asks:
+            raise ModelFileError(
+                f"{path}: refused, it asks for custom code ({', '.join(asks[:3])}); fbupscale "
+                "only loads diffusers and transformers components and never runs a model "
+                "folder's own Python files"
+            )
 
 
 # -- fingerprints -------------------------------------------------------------------------

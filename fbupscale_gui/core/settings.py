@@ -20,7 +20,7 @@ from typing import Any, Final, get_args
 
 from .errors import FbError
 from .export import validate_template
-from .request import BUILTIN_ENGINES, MemoryMode, is_model_engine
+from .request import BUILTIN_ENGINES, MemoryMode, canonical_engine, is_model_engine
 
 __all__ = ["SPECS", "ExportFormat", "SettingSpec", "Settings", "SettingsError"]
 
@@ -60,6 +60,8 @@ def _choice(allowed: tuple[str, ...]) -> Callable[[Any], str]:
 
 def _engine_value(value: Any) -> str:
     """A built-in engine, or "model:NAME" (a library model; it may since have been removed)."""
+    if isinstance(value, str):
+        value = canonical_engine(value)
     if not isinstance(value, str) or not (value in BUILTIN_ENGINES or is_model_engine(value)):
         raise ValueError(f"must be one of {list(BUILTIN_ENGINES)} or model:NAME, got {value!r}")
     return value
@@ -147,7 +149,7 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
     ),
     SettingSpec(
         "engine",
-        lambda: "flux",
+        lambda: "faithful",
         "Engine selected at start",
         _engine_value,
     ),
@@ -207,7 +209,7 @@ class Settings:
     lora_path: str = ""
     hf_cache: str = ""
     memory_mode: str = "auto"
-    engine: str = "flux"
+    engine: str = "faithful"
     export_dir: str = ""
     export_template: str = DEFAULT_TEMPLATE
     export_format: str = "png"

@@ -277,10 +277,16 @@ class FluxRunner:
     """Runs FLUX requests and keeps the loaded pipelines between them. Not thread-safe."""
 
     def __init__(
-        self, *, search_dirs: tuple[str | Path, ...] = (), hf_cache: str | Path | None = None
+        self,
+        *,
+        search_dirs: tuple[str | Path, ...] = (),
+        hf_cache: str | Path | None = None,
+        fast: Callable[[], Any] | None = None,
     ) -> None:
         self.search_dirs = search_dirs
         self.hf_cache = hf_cache
+        #: The fast engine (``FastEngine``) that makes a non-Lanczos stage-1 start image.
+        self._fast = fast
         self._pair: PipelinePair | None = None
 
     @property
@@ -440,7 +446,12 @@ class FluxRunner:
 
         pair, resolved, adapter, changed = self._prepare(request, runtime, tracker)
         pre = request.preprocess
-        square, placement = standardise(cutout, pre)
+        if request.stage1.start == "lanczos" or self._fast is None:
+            square, placement = standardise(cutout, pre)
+        else:  # the start image from a fast engine (request.stage1.start), same geometry
+            square, placement = self._fast().start_square(
+                request.stage1.start, cutout, pre, tracker.is_cancelled
+            )
         label = runtime.label
         if changed:
             label += f" [{', '.join(changed)} differs from the request's]"

@@ -60,10 +60,15 @@ class Column:
     always: bool  # shown even when empty
 
 
-_ENGINE_TITLES: Final = {"flux": "FLUX", "realesrgan": "Real-ESRGAN", "lanczos": "Lanczos"}
+_ENGINE_TITLES: Final = {
+    "flux": "FLUX",
+    "faithful": "Faithful (waifu2x)",
+    "realesrgan": "Real-ESRGAN",
+    "lanczos": "Lanczos",
+}
 
 #: "Suggest pick" compares candidates of one engine, the first of these present.
-SUGGEST_ENGINES: Final = ("flux", "realesrgan", "lanczos")
+SUGGEST_ENGINES: Final = ("flux", "realesrgan", "faithful", "lanczos")
 
 COLUMNS: Final = (
     Column("Stage 1", 1, False, False),

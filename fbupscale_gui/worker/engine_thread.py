@@ -119,7 +119,7 @@ class EngineWorker(QObject):
         self._runner: JobRunner | None = None
         self._last_emit = 0.0
         self._last_stage = ""
-        self._fast_models: dict[str, dict[str, str]] | None = None
+        self._fast_models: dict[str, dict[str, dict[str, str]]] = {}
 
     def _on_progress(self, job_id: int) -> OnProgress:
         def report(progress: Progress) -> None:
@@ -174,22 +174,24 @@ class EngineWorker(QObject):
             self.finished.emit(item.job_id)
 
     def _models_for(self, candidate: Candidate) -> dict[str, dict[str, str]]:
-        """Real-ESRGAN's weights and their hash (once per thread); FLUX requests carry theirs."""
-        if candidate.request.engine != "realesrgan":
-            return {}
-        if self._fast_models is None:
+        """A fast engine's weights and their hash (once per engine and thread); FLUX requests
+        carry theirs."""
+        engine = candidate.request.engine
+        if engine not in self._fast_models:
             try:
                 from fbupscale_gui.core.models import fingerprint
-                from fbupscale_gui.engine.fast import realesrgan_model_files
+                from fbupscale_gui.engine.fast import weights_file
 
-                _param, weights = realesrgan_model_files()
-                self._fast_models = {
-                    "realesrgan": {"ref": str(weights), "sha256": fingerprint(weights)}
-                }
+                found = weights_file(engine)
+                self._fast_models[engine] = (
+                    {}
+                    if found is None
+                    else {found[0]: {"ref": str(found[1]), "sha256": fingerprint(found[1])}}
+                )
             except Exception:  # provenance must never fail a job
-                log.exception("could not fingerprint the Real-ESRGAN weights")
-                self._fast_models = {}
-        return self._fast_models
+                log.exception("could not fingerprint the %s weights", engine)
+                self._fast_models[engine] = {}
+        return self._fast_models[engine]
 
     @Slot(object)
     def check(self, fn: Callable[[], object]) -> None:
