@@ -120,7 +120,13 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
     SettingSpec(
         "flux_dir",
         lambda: "",
-        "FLUX.1-dev model folder (empty: the Hugging Face cache)",
+        "FLUX.1-dev model folder or single-file transformer (empty: the Hugging Face cache)",
+        _path_value,
+    ),
+    SettingSpec(
+        "flux_base_dir",
+        lambda: "",
+        "FLUX base folder for a single-file transformer (text encoders, tokenizers, VAE)",
         _path_value,
     ),
     SettingSpec(
@@ -205,6 +211,7 @@ class Settings:
     """The validated settings. Construct with :meth:`defaults` or :meth:`from_mapping`."""
 
     flux_dir: str = ""
+    flux_base_dir: str = ""
     controlnet_dir: str = ""
     lora_path: str = ""
     hf_cache: str = ""

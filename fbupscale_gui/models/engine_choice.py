@@ -155,7 +155,7 @@ class EngineChoice(QObject):
         return self._models.get(engine[len(MODEL_ENGINE_PREFIX) :])
 
     def set_models(self, entries: Sequence[LibraryEntry]) -> None:
-        """The library's models. A selected model that is gone falls back to Real-ESRGAN."""
+        """The library's models. A selected model that is gone falls back to the default preview."""
         self._models = {e.name: e for e in entries}
         self.modelsChanged.emit()
         if is_model_engine(self._engine) and self.model_entry(self._engine) is None:

@@ -98,6 +98,7 @@ def base_request(
         scene_json=cutout.scene.to_json() if cutout.scene is not None else "",
         source=cutout.source,
         flux=ModelRef(path=settings.flux_dir, repo_id=FLUX_REPO_ID),
+        flux_base=ModelRef(path=settings.flux_base_dir) if settings.flux_base_dir else None,
         controlnet=ModelRef(path=settings.controlnet_dir, repo_id=CONTROLNET_REPO_ID),
         lora=lora,
         memory_mode=settings.memory_mode,  # type: ignore[arg-type]
