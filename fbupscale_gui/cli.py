@@ -275,6 +275,36 @@ def _make_engine() -> Any:
     return Engine()
 
 
+def _candidates(
+    engine: Any, request: ReconstructionRequest, on_progress: Any, cancel: Any
+) -> Iterator[Candidate]:
+    """``request``'s candidates through the engine's one entry point (``Engine.handle``, as
+    the window's engine process runs it), in this process. Raises what the job failed with
+    (:class:`Cancelled` when cancelled)."""
+    from fbupscale_gui.core.messages import Cancelled as CancelledMessage
+    from fbupscale_gui.core.messages import (
+        CandidateReady,
+        Failed,
+        JobProgress,
+        ReconstructJob,
+        Warning,
+        rebuild_error,
+    )
+    from fbupscale_gui.engine.facade import handle
+
+    for message in handle(engine, 0, ReconstructJob(request), cancel):
+        if isinstance(message, JobProgress):
+            on_progress(message.progress)
+        elif isinstance(message, CandidateReady):
+            yield message.candidate()
+        elif isinstance(message, Warning):
+            _note(f"warning: {message.text}")
+        elif isinstance(message, Failed):
+            raise rebuild_error(message)
+        elif isinstance(message, CancelledMessage):
+            raise Cancelled()
+
+
 def _note(message: str) -> None:
     print(f"{PROG}: {shown(message)}", file=sys.stderr, flush=True)
 
@@ -355,17 +385,9 @@ def candidate_filename(stem: str, candidate: Candidate) -> str:
 def _save_new(candidate: Candidate, path: Path, cutout: Image.Image) -> Path:
     """Save to ``path`` or a ``-2``, ``-3``... variant claimed exclusively (never overwriting
     a file, not even one another run is writing right now); returns where it went."""
-    from fbupscale_gui.core.atomic import claim_unique
     from fbupscale_gui.core.metadata import save_candidate
 
-    target = claim_unique(path)
-    try:
-        save_candidate(candidate, target, cutout=cutout)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            target.unlink()  # our empty placeholder
-        raise
-    return target
+    return save_candidate(candidate, path, cutout=cutout, exclusive=True)
 
 
 # -- upscale --------------------------------------------------------------------------------
@@ -565,7 +587,7 @@ def _cmd_upscale(args: argparse.Namespace, cancel: _CancelFlag) -> int:
         label = f"[{n}/{len(cutouts)}] {shown(path.name)}"
         bars = _Bars(label, quiet=args.quiet)
         try:
-            for candidate in engine.run(request, bars, cancel):
+            for candidate in _candidates(engine, request, bars, cancel):
                 # a name too long for the folder is shortened: it never fails after the render
                 name = fit_name(path.stem, candidate_filename("", candidate), outdir)
                 target = _save_new(candidate, outdir / name, image)
@@ -627,7 +649,7 @@ def _cmd_reproduce(args: argparse.Namespace, cancel: _CancelFlag) -> int:
     engine = _make_engine()
     result: Candidate | None = None
     try:
-        for candidate in engine.run(request.with_only(record.key), bars, cancel):
+        for candidate in _candidates(engine, request.with_only(record.key), bars, cancel):
             if candidate.key == record.key or request.engine != "flux":
                 result = candidate
     except Cancelled:
@@ -637,11 +659,26 @@ def _cmd_reproduce(args: argparse.Namespace, cancel: _CancelFlag) -> int:
         bars.close()
     if result is None:
         raise RequestError(f"{src}: the engine did not render candidate {record.key.label}")
+    _compare_runtime(src, record, result)
     result = dataclasses.replace(result, request=request)
     target = _save_new(result, target, cutout)
     print(shown(target), flush=True)
     _compare(src, record, result)
     return 0
+
+
+def _compare_runtime(src: Path, record: Any, result: Candidate) -> None:
+    """Say which field of the resolved runtime differs from the recorded one (a note on
+    stderr): the same request is pixel-identical only on the same runtime."""
+    if record.resolved is None or result.resolved is None:
+        return
+    changed = record.resolved.differences(result.resolved)
+    if changed:
+        _note(
+            f"today's runtime differs from the one {src.name} was rendered on: "
+            + "; ".join(changed)
+            + " (pixels may differ)"
+        )
 
 
 def _compare(src: Path, record: Any, result: Candidate) -> None:

@@ -96,6 +96,10 @@ def smoke_test(outdir: Path) -> int:
 
 def main() -> int:
     argv = sys.argv[1:]
+    if argv[:1] == ["--engine-child"]:  # the engine process (fbupscale_gui.host.client)
+        from fbupscale_gui.host.child import run_from_argv
+
+        return run_from_argv(argv[1:])
     if Path(sys.executable if getattr(sys, "frozen", False) else sys.argv[0]).stem == "fbupscale":
         from fbupscale_gui.cli import main as cli_main
 

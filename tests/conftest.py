@@ -85,7 +85,7 @@ def make_window(qtbot, tmp_path: Path) -> Iterator[Callable[..., MainWindow]]:  
     the settings are ``model``, else a fresh settings file in ``tmp_path``, updated with
     ``settings``; the engine is ``runner`` (one instance for every job), else
     ``runner_factory`` (default :class:`FakeRunner`; ``None`` is the real engine in its
-    thread); ``cutouts`` are added to the session once the window is shown.
+    process); ``cutouts`` are added to the session once the window is shown.
     """
     import shiboken6
     from PySide6.QtCore import QSettings

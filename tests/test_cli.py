@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -335,6 +336,38 @@ def test_reproduce_is_pixel_identical(
     assert again.key == read_metadata(first).key
 
 
+def test_reproduce_names_each_runtime_field_that_differs_today(
+    capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from fbupscale_gui.core.metadata import save_candidate
+    from fbupscale_gui.core.runtime import ResolvedRuntime
+
+    code, out, err = run_cli(
+        capsys, "upscale", cutout, "-o", tmp_path / "o", "--engine", "lanczos", "--size", "128"
+    )
+    assert code == 0, err
+    first = Path(out.strip())
+    record = read_metadata(first)
+    assert record.resolved == ResolvedRuntime("cpu", "uint8", "none", "pillow")
+    assert "differs" not in err
+    # the same candidate, as if rendered on a GPU with torch
+    from fbupscale_gui.core.job import Candidate
+
+    with Image.open(first) as im:
+        image = im.convert("RGB")
+    gpu = ResolvedRuntime("cuda:0", "bf16", "model", "torch", "2.13.0", "0.36.0")
+    moved = tmp_path / "gpu.png"
+    candidate = Candidate(record.key, record.seed, image, record.request, resolved=gpu)
+    save_candidate(dataclasses.replace(candidate, runtime="cuda:0 bf16 model"), moved)
+    code, out, err = run_cli(capsys, "reproduce", moved, "-o", tmp_path / "again.png")
+    assert code == 0, err
+    assert "today's runtime differs" in err
+    assert "device: cuda:0 -> cpu" in err and "backend: torch -> pillow" in err
+    assert "torch_version: 2.13.0 -> (none)" in err
+
+
 @pytest.mark.parametrize("how", ["moved", "changed"])
 def test_reproduce_uses_the_embedded_cutout(
     capsys: pytest.CaptureFixture[str],
@@ -438,6 +471,11 @@ class _InterruptingEngine:
 
     def run(self, request: Any, on_progress: Any, is_cancelled: Any) -> Iterator[Any]:
         os.kill(os.getpid(), signal.SIGINT)
+        # the engine runs beside the main thread, which handles the signal: poll, as it does
+        for _ in range(500):
+            if is_cancelled():
+                break
+            time.sleep(0.01)
         self.saw_cancel = is_cancelled()
         if self.saw_cancel:
             raise Cancelled()

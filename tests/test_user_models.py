@@ -280,7 +280,7 @@ def test_cli_unknown_model_is_one_line(
 
 @pytest.fixture
 def window(make_window, tmp_path: Path, library: ModelLibrary) -> MainWindow:  # type: ignore[no-untyped-def]
-    # the real engine, in its thread
+    # the real engine, in its process
     return make_window(runner_factory=None, export_dir=str(tmp_path / "exports"))  # type: ignore[no-any-return]
 
 

@@ -38,6 +38,7 @@ from .errors import InputImageError, RequestError
 from .images import load_cutout_with_notes
 from .jsonable import parse_json
 from .request import CandidateKey, ReconstructionRequest
+from .runtime import ResolvedRuntime
 
 if TYPE_CHECKING:
     from .job import Candidate
@@ -51,6 +52,7 @@ __all__ = [
     "CandidateRecord",
     "describe",
     "read_metadata",
+    "run_summary",
     "save_candidate",
     "xmp_packet",
 ]
@@ -90,6 +92,8 @@ class CandidateRecord:
     #: What the export added (:func:`fbupscale_gui.core.provenance.provenance`): model hashes,
     #: LR-consistency, badge; empty for files written without it.
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    #: The typed runtime it was rendered on (None: written before it was recorded).
+    resolved: ResolvedRuntime | None = None
 
 
 def _app_version() -> str:
@@ -177,16 +181,51 @@ def _xmp_extra(provenance: Mapping[str, Any] | None) -> dict[str, str]:
     return out
 
 
+def run_summary(request: ReconstructionRequest) -> dict[str, Any]:
+    """The stages and candidates as the engine ran them (the ``run`` block of the metadata).
+
+    FLUX: stage 1 (img2img), stage 2 (ControlNet upscaler) when enabled, the variants and the
+    candidates they made. Any other engine: one pass, one candidate, no seed or LoRA.
+    """
+    if request.engine != "flux":
+        return {"engine": request.engine, "stages": ["single pass"], "candidates": 1}
+    stages = ["stage1: FLUX.1-dev image-to-image"]
+    if request.stage2.enabled:
+        stages.append("stage2: FLUX ControlNet upscaler")
+    all_keys = request.replace(only=None).candidate_keys()
+    return {
+        "engine": "flux",
+        "stages": stages,
+        "variants": request.variants,
+        "lora_ab": request.lora.ab and request.lora.model is not None,
+        "candidates": len(all_keys),
+    }
+
+
 def _payload(candidate: Candidate) -> dict[str, Any]:
     key = candidate.key
+    # the stage and LoRA branch only mean something for FLUX; a one-pass engine's key is
+    # its (only) variant, and reads back as the same key
+    flux = candidate.request.engine == "flux"
+    key_data: dict[str, Any] = (
+        {"variant": key.variant, "lora": key.lora, "stage": key.stage}
+        if flux
+        else {"variant": key.variant, "lora": key.lora}
+    )
     return {
         "request": candidate.request.to_dict(),
-        "key": {"variant": key.variant, "lora": key.lora, "stage": key.stage},
+        "key": key_data,
+        "run": run_summary(candidate.request),
         "seed": candidate.seed,
         "runtime": candidate.runtime,
         "timings": {str(k): float(v) for k, v in candidate.timings.items()},
         "app_version": _app_version(),
         **({"lora": dict(candidate.lora_report)} if candidate.lora_report else {}),
+        **(
+            {"resolved_runtime": candidate.resolved.to_dict()}
+            if candidate.resolved is not None
+            else {}
+        ),
     }
 
 
@@ -211,11 +250,13 @@ def save_candidate(
     fmt: Format = "png",
     quality: int = 95,
     provenance: Mapping[str, Any] | None = None,
+    exclusive: bool = False,
 ) -> Path:
     """Write ``candidate.image`` to ``path`` with its metadata, atomically; returns the path.
 
     ``cutout`` is embedded when given (and small enough to read back). An existing file at
-    ``path`` is replaced; callers choose unique names. Raises :class:`RequestError` for an
+    ``path`` is replaced; with ``exclusive`` it never is: the file takes the first free name
+    (``stem-2.png``...), claimed atomically together with its complete content. Raises :class:`RequestError` for an
     unknown format or a quality outside 1..100, and OSError when the file cannot be written
     (nothing partial is left behind).
     """
@@ -261,7 +302,7 @@ def save_candidate(
         }
 
     # atomic, with the umask's permissions; a full disk names the file and how much was written
-    return atomic_write(target, lambda fh: image.save(fh, **save_args))
+    return atomic_write(target, lambda fh: image.save(fh, **save_args), exclusive=exclusive)
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -349,6 +390,8 @@ def read_metadata(path: str | Path) -> CandidateRecord:
             raise RequestError("timings: expected an object of numbers")
         timings = {str(k): float(v) for k, v in timings_raw.items()}
         version = data.get("app_version", "")
+        resolved_raw = data.get("resolved_runtime")
+        resolved = None if resolved_raw is None else ResolvedRuntime.from_dict(resolved_raw)
     except RequestError as exc:
         raise RequestError(f"{p}: broken fbupscale metadata: {exc}") from None
     encoded = texts.get(CUTOUT_KEY) or data.get(_CUTOUT_FIELD)
@@ -362,6 +405,7 @@ def read_metadata(path: str | Path) -> CandidateRecord:
         cutout=cutout,
         app_version=version if isinstance(version, str) else "",
         provenance=data["provenance"] if isinstance(data.get("provenance"), dict) else {},
+        resolved=resolved,
     )
 
 

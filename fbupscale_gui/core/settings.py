@@ -67,11 +67,17 @@ def _engine_value(value: Any) -> str:
     return value
 
 
+#: The default template before it named the engine; a stored copy reads as the new default.
+_OLD_DEFAULT_TEMPLATE: Final = "{match}_{cutout}_{seed}_{lora}.png"
+DEFAULT_TEMPLATE: Final = "{match}_{cutout}_{engine}_{seed}_{lora}.png"
+
+
 def _template(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be a non-empty file-name template")
     validate_template(value)  # raises ExportError (a ValueError) naming the unknown field
-    return value.strip()
+    value = value.strip()
+    return DEFAULT_TEMPLATE if value == _OLD_DEFAULT_TEMPLATE else value
 
 
 def _text(value: Any) -> str:
@@ -98,6 +104,17 @@ def _flag(value: Any) -> bool:
     if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
         return value.strip().lower() in ("true", "1")
     raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _grace_seconds(value: Any) -> float:
+    """1..600 seconds; QSettings hands back text."""
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number of seconds, got {value!r}") from None
+    if number != number or not 1.0 <= number <= 600.0:  # NaN included
+        raise ValueError(f"must be between 1 and 600 seconds, got {value!r}")
+    return number
 
 
 @dataclass(frozen=True)
@@ -161,7 +178,7 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
     ),
     SettingSpec(
         "export_template",
-        lambda: "{match}_{cutout}_{seed}_{lora}.png",
+        lambda: DEFAULT_TEMPLATE,
         "Export file-name template",
         _template,
     ),
@@ -195,6 +212,18 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "Burn a visible 'AI-reconstructed' badge into exported pixels",
         _flag,
     ),
+    SettingSpec(
+        "engine_prewarm",
+        lambda: True,
+        "Start the engine process as soon as the window is shown (else on the first job)",
+        _flag,
+    ),
+    SettingSpec(
+        "cancel_grace_s",
+        lambda: 10.0,
+        "Seconds a cancelled job may take before the engine is stopped hard and restarted",
+        _grace_seconds,
+    ),
 )
 
 _BY_NAME: Final = {spec.name: spec for spec in SPECS}
@@ -212,12 +241,14 @@ class Settings:
     memory_mode: str = "auto"
     engine: str = "faithful"
     export_dir: str = ""
-    export_template: str = "{match}_{cutout}_{seed}_{lora}.png"
+    export_template: str = DEFAULT_TEMPLATE
     export_format: str = "png"
     match_name: str = "match"
     export_min_lr_db: float = 0.0
     export_low_fidelity: str = "ask"
     export_badge: bool = False
+    engine_prewarm: bool = True
+    cancel_grace_s: float = 10.0
 
     @classmethod
     def defaults(cls) -> Settings:

@@ -29,6 +29,7 @@ from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress
 from fbupscale_gui.core.request import ReconstructionRequest, is_model_engine
 
 if TYPE_CHECKING:
+    from fbupscale_gui.core.messages import JobKind, Message
     from fbupscale_gui.core.model_library import ModelLibrary
 
     from .flux import FluxRunner
@@ -150,6 +151,12 @@ class Engine:
             entry.name, device=self._device_of(request.device), precision=request.precision
         )
         return engine.run(request, cutout, on_progress, is_cancelled, model=model)
+
+    def handle(self, job_id: int, job: JobKind, is_cancelled: IsCancelled) -> Iterator[Message]:
+        """The one entry point: run ``job`` and yield its messages (see :mod:`.facade`)."""
+        from .facade import handle
+
+        return handle(self, job_id, job, is_cancelled)
 
     def train_lora(
         self,

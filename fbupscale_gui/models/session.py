@@ -31,9 +31,12 @@ from fbupscale_gui.core.request import (
     is_model_engine,
 )
 from fbupscale_gui.core.settings import Settings
+from fbupscale_gui.host.client import DEFAULT_FACTORY
+from fbupscale_gui.worker.engine_process import ProcessLink
 from fbupscale_gui.worker.engine_thread import EngineThread, RunnerFactory
 
 from .candidates import CandidateEntry, CandidateStore
+from .cutout_status import CutoutStatus
 from .cutouts import Cutout, CutoutsModel, Decoded, LoadReport, decode_paths
 from .engine_choice import EngineChoice
 from .jobs import Job, JobQueue, JobState
@@ -44,11 +47,13 @@ if TYPE_CHECKING:
 from .settings_model import SettingsModel
 from .sr_library import SrLibrary
 
-__all__ = ["Level", "Message", "ParamsApplier", "Session", "base_request"]
+__all__ = ["FLUX_TOPIC", "Level", "Message", "ParamsApplier", "Session", "base_request"]
 
 log = logging.getLogger(__name__)
 
 Level = Literal["info", "warning", "error"]
+#: The topic of every message about the FLUX weights (one banner, always the latest).
+FLUX_TOPIC: Final = "flux"
 ParamsApplier = Callable[[ReconstructionRequest], ReconstructionRequest]
 
 _FLUX_WHATS: Final = ("FLUX", "ControlNet")
@@ -68,6 +73,9 @@ class Message:
     details: str = ""
     #: Interrupted jobs (restored from the session) that the action re-runs.
     rerun: tuple[Job, ...] = ()
+    #: What the message is about ("flux", "export", "cutout:NAME"): the window shows one
+    #: banner per topic, the latest replacing the one before. Empty: the text is the topic.
+    topic: str = ""
 
 
 def base_request(
@@ -125,18 +133,38 @@ class Session(QObject):
         settings: SettingsModel,
         runner_factory: RunnerFactory | None = None,
         parent: QObject | None = None,
+        *,
+        engine_factory: str = DEFAULT_FACTORY,
+        engine_kwargs: dict[str, object] | None = None,
     ) -> None:
+        """Jobs run in the engine process (``engine_factory``, ``module:callable``, made with
+        ``engine_kwargs`` there); with ``runner_factory`` (a test double sharing state with a
+        test) they run in a thread of this process instead, through the same facade."""
         super().__init__(parent)
         self.settings = settings
         self.cutouts = CutoutsModel(self)
         self.candidates = CandidateStore(self)
+        #: Checks and task callables; the jobs too when a runner factory is given.
         self.engine_thread = EngineThread(runner_factory, self)
-        self.jobs = JobQueue(self.engine_thread, self.candidates, self)
+        self.engine_link: EngineThread | ProcessLink = (
+            self.engine_thread
+            if runner_factory is not None
+            else ProcessLink(
+                factory=engine_factory,
+                kwargs=engine_kwargs,
+                grace_s=settings.settings.cancel_grace_s,
+                parent=self,
+            )
+        )
+        self.jobs = JobQueue(self.engine_link, self.candidates, self, tasks=self.engine_thread)
+        settings.changed.connect(self._on_settings_changed)
         self.engine = EngineChoice(self.engine_thread, settings.settings.engine, self)
         self.sr_models = SrLibrary(self.jobs, parent=self)
         self.sr_models.changed.connect(self._on_models_changed)
         self._on_models_changed()
         self.jobs.jobEnded.connect(self._on_job_ended)
+        self.status = CutoutStatus(self.cutouts, self.jobs, self.candidates, self)
+        self.restored.connect(self.status.refresh_all)
         self.jobs.noted.connect(self._on_job_note)
         self.cutouts.loaded.connect(self._on_loaded)
         self.engine.fluxMissing.connect(self._on_flux_missing)
@@ -474,12 +502,14 @@ class Session(QObject):
 
     @Slot(str)
     def _on_save_failed(self, text: str) -> None:
-        self.message.emit(Message("error", text))
+        self.message.emit(Message("error", text, topic="session-save"))
 
     @Slot()
     def _on_save_recovered(self) -> None:
         folder = self.session_path
-        self.message.emit(Message("info", f"The session is being saved again to {folder}."))
+        self.message.emit(  # replaces the failure's banner: it no longer holds
+            Message("info", f"The session is being saved again to {folder}.", topic="session-save")
+        )
 
     # -- loading --------------------------------------------------------------------------
 
@@ -530,7 +560,12 @@ class Session(QObject):
         request = base_request(
             cutout, self.engine.engine, self.settings.settings, self.sr_models.library
         )
-        return apply_params(request) if apply_params is not None else request
+        request = apply_params(request) if apply_params is not None else request
+        if request.engine != "flux":
+            # one pass, one candidate, no LoRA: the request says what the engine will run,
+            # not the FLUX panel's variants and LoRA file (they never touch its pixels)
+            request = request.replace(variants=1, lora=LoraParams())
+        return request
 
     def run(
         self, cutouts: Iterable[Cutout], apply_params: ParamsApplier | None = None
@@ -551,7 +586,8 @@ class Session(QObject):
                 continue
             if request.engine == "flux" and not request.prompt.strip():
                 promptless.append(cutout.name)
-            # a private copy: the worker scores candidates against it in its own thread
+            # the engine reads the source file itself; this private copy is embedded in the
+            # session's candidate files (a session can be rebuilt from them)
             jobs.append(
                 self.jobs.enqueue(cutout.id, cutout.name, request, cutout=cutout.image.copy())
             )
@@ -591,7 +627,23 @@ class Session(QObject):
         ):
             self.engine.report_missing(err)
             self.message.emit(
-                Message("error", f"{job.cutout_name}: not run, the FLUX weights are missing.")
+                Message(
+                    "error",
+                    f"{job.cutout_name}: not run, the FLUX weights are missing.",
+                    topic="flux-jobs",
+                )
+            )
+            return
+        if job.crashed:
+            self.message.emit(
+                Message(
+                    "error",
+                    f"{job.cutout_name}: {job.error_message}. Finished candidates are kept; "
+                    "the engine restarts for the next job.",
+                    retry=job,
+                    retry_label="Re-run",
+                    details=job.detail,
+                )
             )
             return
         mode = job.retry_mode
@@ -603,10 +655,15 @@ class Session(QObject):
                     retry=job,
                     retry_label=f"Retry with '{mode}'",
                     retry_changes={"memory_mode": mode},
+                    topic=f"job:{job.cutout_name}",
                 )
             )
             return
-        self.message.emit(Message("error", f"{job.cutout_name}: {job.error_message}"))
+        self.message.emit(
+            Message(
+                "error", f"{job.cutout_name}: {job.error_message}", topic=f"job:{job.cutout_name}"
+            )
+        )
 
     @Slot(object, object)
     def _on_job_note(self, job: Job, note: Note) -> None:
@@ -618,7 +675,7 @@ class Session(QObject):
 
     @Slot(str, str)
     def _on_flux_missing(self, text: str, details: str) -> None:
-        self.message.emit(Message("warning", text, details=details))
+        self.message.emit(Message("warning", text, details=details, topic=FLUX_TOPIC))
 
     # -- export ---------------------------------------------------------------------------
 
@@ -700,22 +757,36 @@ class Session(QObject):
         result: list[Path] | BaseException,
     ) -> None:
         if isinstance(result, FbError):
-            self.message.emit(Message("error", f"Export failed: {result}"))
+            self.message.emit(Message("error", f"Export failed: {result}", topic="export"))
             return
         if isinstance(result, BaseException):
             log.error("export failed", exc_info=result)
-            self.message.emit(Message("error", f"Export failed unexpectedly: {result}"))
+            self.message.emit(
+                Message("error", f"Export failed unexpectedly: {result}", topic="export")
+            )
             return
         self._exported.update(id(e) for _c, e in picked)
         self.recorder.record_exports([e for _c, e in picked], result)
         self.exported.emit(result)
         folder = result[0].parent if result else ""
-        self.message.emit(Message("info", f"Exported {len(result)} file(s) to {folder}"))
+        self.message.emit(
+            Message("info", f"Exported {len(result)} file(s) to {folder}", topic="export")
+        )
 
     # -- shutdown -------------------------------------------------------------------------
 
+    @Slot(object)
+    def _on_settings_changed(self, settings: Settings) -> None:
+        if isinstance(self.engine_link, ProcessLink):
+            self.engine_link.grace_s = settings.cancel_grace_s
+
+    def prewarm_engine(self) -> None:
+        """Start the engine process now if the settings ask for it (after the first paint)."""
+        if self.settings.settings.engine_prewarm and isinstance(self.engine_link, ProcessLink):
+            self.engine_link.prewarm()
+
     def shutdown(self, timeout_ms: int = 60_000) -> bool:
-        """Cancel jobs, release the engine in its thread and wait for the thread to end;
+        """Cancel jobs, stop the engine (process and thread) and wait for them to end;
         then write out what is queued for the session and close it."""
         ok = self.jobs.shutdown(timeout_ms)
         self._stop_loader()
