@@ -284,6 +284,7 @@ def window(make_window, tmp_path: Path, library: ModelLibrary) -> MainWindow:  #
     return make_window(runner_factory=None, export_dir=str(tmp_path / "exports"))  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow  # its window starts the real engine child process
 def test_models_dialog_adds_refuses_and_removes(  # type: ignore[no-untyped-def]
     qtbot, window: MainWindow, tmp_path: Path, library: ModelLibrary
 ) -> None:
