@@ -184,6 +184,7 @@ _PLUGINS: Final = (
     ("fbupscale_gui.cli_fidelity", "add_score_parser"),
     ("fbupscale_gui.cli_fidelity", "add_degrade_parser"),
     ("fbupscale_gui.cli_video", "add_video_parser"),
+    ("fbupscale_gui.cli_lora", "add_lora_parser"),
 )
 
 
@@ -261,9 +262,13 @@ class _Bars:
         self._bar: Any = None
 
     def __call__(self, progress: Progress) -> None:
+        from tqdm import tqdm
+
+        if progress.note is not None:  # shown even with --quiet: it is not progress
+            prefix = "warning: " if progress.note.level == "warning" else ""
+            tqdm.write(f"{PROG}: {prefix}{progress.note.text}", file=sys.stderr)
         if self.quiet:
             return
-        from tqdm import tqdm
 
         total = max(1, progress.job_total)
         if self._bar is None or self._bar.total != total:
@@ -448,6 +453,11 @@ def _cmd_upscale(args: argparse.Namespace, cancel: _CancelFlag) -> int:
     if args.scene:
         prompt, scene_json = _scene_prompt(args.scene)
         base = base.replace(prompt=prompt, scene_json=scene_json)
+    if base.engine == "flux" and not base.prompt.strip():
+        _note(
+            "warning: the FLUX prompt is empty: describe the scene with --scene FILE.json "
+            "(or --prompt TEXT; in the window, the Scene form). FLUX's results depend on it"
+        )
     cutouts: list[tuple[Path, Image.Image, ReconstructionRequest]] = []
     for path in files:  # read everything first: a bad file fails before hours of work
         info = load_cutout_with_notes(path)

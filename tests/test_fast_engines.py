@@ -331,3 +331,22 @@ def test_engine_module_never_imports_qt_or_the_wheel() -> None:
     )
     assert json.loads(out.stdout) == []
     assert fast.SCALE == 4
+
+
+def test_nan_from_the_network_is_refused_not_saved_black(
+    engine: FastEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever makes the network overflow, NaN never becomes black pixels of a candidate."""
+    from fbupscale_gui.core.errors import RenderError
+
+    net = engine.net()
+    real_tail = net.tail
+
+    def overflowing(features: np.ndarray) -> np.ndarray:
+        out = real_tail(features)
+        out[0, out.shape[1] // 2, out.shape[2] // 2] = np.nan  # inside the kept core
+        return out
+
+    monkeypatch.setattr(net, "tail", overflowing)
+    with pytest.raises(RenderError, match="Real-ESRGAN produced 1 NaN"):
+        engine.run(fast_request(size=64), textured(24, 24))

@@ -203,3 +203,31 @@ def test_the_image_loader_decodes_the_wanted_cutout_first() -> None:
     order += [loader._next() for _ in range(3)]
     assert [e.cutout_id for e in order if e is not None] == [2, 2, 1, 1, 3]
     assert loader._next() is None
+
+
+def test_a_damaged_session_is_listed_as_damaged_and_rebuilt_from_the_dialog(
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from fbupscale_gui.core.session_store import INDEX_NAME
+
+    add_cutout(window, tmp_path / "in")
+    saturday = window.session.session_path
+    assert saturday is not None and window.session.recorder.flush(10)
+    assert window.session.new_session("Friday")
+    (saturday / INDEX_NAME).write_bytes(b"")  # e.g. a crash while it was being created
+    dialog = SessionsDialog(window.session, window)
+    qtbot.addWidget(dialog)
+    assert sorted(names(dialog)) == ["Friday", "Saturday"]
+    select(dialog, "Saturday")
+    item = dialog.tree.currentItem()
+    assert item.text(4) == "damaged" and "empty" in item.toolTip(4)
+    assert dialog.damage_label.isVisibleTo(dialog) and "empty" in dialog.damage_label.text()
+    assert not dialog.open_button.isEnabled() and dialog.rebuild_button.isEnabled()
+    friday = window.session.session_path
+    dialog.open_selected()  # a double click: not opened, nothing new made
+    assert window.session.session_path == friday and len(list_sessions()) == 2
+    dialog.rebuild_selected()
+    qtbot.waitUntil(lambda: not window.session.is_restoring, timeout=5000)
+    assert window.session.session_path == saturday
+    assert len(window.session.cutouts) == 1
+    assert not next(i for i in list_sessions() if i.path == saturday).damaged

@@ -87,6 +87,19 @@ def run_two(session: Session, tmp_path: Path) -> None:
     session.run(session.cutouts.cutouts())
 
 
+def recorded_session(qtbot, make_session, tmp_path: Path) -> Path:  # type: ignore[no-untyped-def]
+    """A session with two cutouts and one candidate each, written and closed."""
+    first = make_session()
+    first.open_session()
+    folder = first.session_path
+    assert folder is not None
+    run_two(first, tmp_path)
+    wait_idle(qtbot, first)
+    assert first.recorder.flush(10)
+    first.shutdown(10_000)
+    return folder
+
+
 # -- core: the store -----------------------------------------------------------------------
 
 
@@ -370,14 +383,7 @@ def test_a_candidate_file_written_just_before_a_crash_is_indexed_on_open(
 ) -> None:  # type: ignore[no-untyped-def]
     """Killed between the file's rename and its row's commit: the next open indexes it
     from its embedded metadata, and new candidates never reuse its id."""
-    first = make_session()
-    first.open_session()
-    folder = first.session_path
-    assert folder is not None
-    run_two(first, tmp_path)
-    wait_idle(qtbot, first)
-    assert first.recorder.flush(10)
-    first.shutdown(10_000)
+    folder = recorded_session(qtbot, make_session, tmp_path)
     snap = read_snapshot(folder)
     row = snap.candidates[0]
     orphan = folder / "candidates" / "000042.png"

@@ -520,3 +520,14 @@ def test_cli_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_models.main(["--dir", lib, "remove", "span2x"]) == 0
     assert cli_models.main(["--dir", lib, "list"]) == 0
     assert "no models" in capsys.readouterr().out
+
+
+def test_a_model_that_outputs_nan_is_refused_not_saved_black(tmp_path: Path) -> None:
+    from fbupscale_gui.core.errors import RenderError
+
+    net = _compact()
+    with torch.no_grad():
+        next(net.parameters()).fill_(float("nan"))
+    model = load_model(save(net, tmp_path / "nan.safetensors"), precision="fp32")
+    with pytest.raises(RenderError, match="NaN or infinite"):
+        model.upscale(image(30, 20))

@@ -17,6 +17,7 @@ __all__ = [
     "LoraError",
     "ModelFileError",
     "ModelNotFoundError",
+    "RenderError",
     "RequestError",
 ]
 
@@ -69,6 +70,10 @@ class ModelFileError(FbError, ValueError):
 
 class LoraError(FbError):
     """A LoRA file is unreadable, of an unknown format, or matches nothing in the model."""
+
+
+class RenderError(FbError):
+    """An engine produced unusable pixels (NaN or infinite values): nothing is saved."""
 
 
 class GpuOutOfMemoryError(FbError):

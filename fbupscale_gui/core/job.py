@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .request import CandidateKey, ReconstructionRequest
 
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["Candidate", "IsCancelled", "OnProgress", "Progress", "ProgressStage"]
+__all__ = ["Candidate", "IsCancelled", "Note", "OnProgress", "Progress", "ProgressStage"]
 
 ProgressStage = Literal["load", "stage1", "stage2", "fast"]
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something the operator must read, not only see pass in a progress line: what a LoRA
+    load applied and left out, say. ``topic`` lets a front end route it ("lora")."""
+
+    level: Literal["info", "warning"]
+    text: str
+    topic: str = ""
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,8 @@ class Progress:
     candidate: int = 0
     candidates: int = 1
     message: str = ""
+    #: Shown once and kept (CLI: a line on stderr; window: a message), never throttled away.
+    note: Note | None = None
 
     @classmethod
     def single(cls, stage: ProgressStage, done: int, total: int, message: str = "") -> Progress:
@@ -58,7 +70,9 @@ class Candidate:
     candidate's own generator seed. ``timings`` are seconds per stage ("stage1", "stage2",
     "fast"); a stage-1 result shared by two LoRA branches is timed once, on the first.
     ``runtime`` says where it ran ("cuda:0 bf16 model-offload", "cpu fp32"), since the same
-    request gives pixel-identical output only on the same device and precision.
+    request gives pixel-identical output only on the same device and precision. ``lora_report``
+    (JSON-able) records the LoRA as applied to this candidate: file, layers left out, and the
+    effective scaling per layer; None when the candidate used no LoRA.
     """
 
     key: CandidateKey
@@ -67,6 +81,7 @@ class Candidate:
     request: ReconstructionRequest
     timings: Mapping[str, float] = field(default_factory=dict)
     runtime: str = ""
+    lora_report: Mapping[str, Any] | None = None
 
     @property
     def lora(self) -> bool:

@@ -3,7 +3,8 @@
 Every image the application writes carries, in the file itself:
 
 * ``fbupscale``: JSON with the full request, the candidate key, seed, runtime, timings and the
-  app version, so ``fbupscale reproduce`` can render the same candidate again;
+  app version, so ``fbupscale reproduce`` can render the same candidate again; a candidate made
+  with the LoRA adds ``lora``: the layers left out and the effective scaling per layer;
 * ``fbupscale-cutout``: the cutout as base64 PNG (cutouts are tiny), so reproduction works on
   another machine where the source file does not exist;
 * a plain-language statement that the details are generated (``Description``), ``Software``;
@@ -184,6 +185,7 @@ def _payload(candidate: Candidate) -> dict[str, Any]:
         "runtime": candidate.runtime,
         "timings": {str(k): float(v) for k, v in candidate.timings.items()},
         "app_version": _app_version(),
+        **({"lora": dict(candidate.lora_report)} if candidate.lora_report else {}),
     }
 
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
+import math
 import os
 import re
 import shutil
@@ -30,12 +32,13 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from .atomic import atomic_write_bytes, clean_stale_temps
 from .errors import FbError
+from .paths import PathEscapeError, contained
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -49,6 +52,7 @@ __all__ = [
     "CandidateRow",
     "CutoutRow",
     "JobRow",
+    "SessionDamagedError",
     "SessionError",
     "SessionInfo",
     "SessionStore",
@@ -60,7 +64,10 @@ __all__ = [
     "read_candidate_image",
     "read_info",
     "read_snapshot",
+    "rebuild_index",
     "rename_session",
+    "session_damage",
+    "session_name",
     "sessions_dir",
     "set_archived",
     "set_last_session",
@@ -102,6 +109,17 @@ class SessionError(FbError):
     """A session folder that cannot be opened, created or changed (names the folder)."""
 
 
+class SessionDamagedError(SessionError):
+    """A session whose index cannot be used as it is (see :func:`session_damage`).
+
+    Nothing is written to it; :func:`rebuild_index` recovers it from its candidate files."""
+
+    def __init__(self, folder: Path, reason: str) -> None:
+        super().__init__(f"the session {folder.name} is damaged: {reason}")
+        self.folder = folder
+        self.reason = reason
+
+
 def sessions_dir() -> Path:
     """Where sessions live: ``FBUPSCALE_SESSIONS_DIR``, else ``<user data>/fbupscale/sessions``."""
     env = os.environ.get(SESSIONS_ENV, "").strip()
@@ -114,6 +132,9 @@ def sessions_dir() -> Path:
     else:
         base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
     return Path(base) / "fbupscale" / "sessions"
+
+
+log = logging.getLogger(__name__)
 
 
 # -- rows ---------------------------------------------------------------------------------
@@ -169,6 +190,8 @@ class SessionInfo:
     archived: bool
     cutouts: int = 0
     candidates: int = 0
+    #: Why the session cannot be opened as it is ("" when it can); see :func:`session_damage`.
+    damaged: str = ""
 
 
 @dataclass
@@ -181,6 +204,8 @@ class Snapshot:
     candidates: list[CandidateRow] = field(default_factory=list)
     picks: dict[str, int] = field(default_factory=dict)
     exported: set[int] = field(default_factory=set)
+    #: One line per row that could not be read (the row is skipped or its field dropped).
+    problems: list[str] = field(default_factory=list)
 
 
 # -- folders ------------------------------------------------------------------------------
@@ -192,11 +217,22 @@ def _slug(name: str) -> str:
 
 
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection to the index; ``readonly`` also reads a session in a folder that cannot
+    be written (SQLite's WAL mode needs a writable folder, so it is then read as immutable:
+    no writer can be at work there)."""
     index = path / INDEX_NAME
-    if readonly:
-        conn = sqlite3.connect(f"{index.as_uri()}?mode=ro", uri=True, timeout=10)
-    else:
+    if not readonly:
         conn = sqlite3.connect(index, timeout=10)
+    else:
+        conn = sqlite3.connect(f"{index.as_uri()}?mode=ro", uri=True, timeout=10)
+        try:
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError:
+            conn.close()
+            if os.access(path, os.W_OK):
+                raise
+            uri = f"{index.as_uri()}?mode=ro&immutable=1"
+            conn = sqlite3.connect(uri, uri=True, timeout=10)
     conn.row_factory = sqlite3.Row
     return conn
 
@@ -248,9 +284,10 @@ def set_archived(path: str | Path, archived: bool) -> None:
 
 
 def delete_session(path: str | Path) -> None:
-    """Delete a session folder (only one that holds a session index). Raises SessionError."""
+    """Delete a session folder (only one that holds a session, damaged or not). Raises
+    SessionError."""
     folder = Path(path)
-    if not (folder / INDEX_NAME).is_file():
+    if not _is_session_folder(folder):
         raise SessionError(f"{folder}: not a session folder")
     try:
         shutil.rmtree(folder)
@@ -272,43 +309,159 @@ def read_info(path: str | Path) -> SessionInfo:
 
 
 def _info(conn: sqlite3.Connection, folder: Path) -> SessionInfo:
-    meta = {r["key"]: r["value"] for r in conn.execute("SELECT key, value FROM meta")}
+    meta = {str(r["key"]): str(r["value"]) for r in conn.execute("SELECT key, value FROM meta")}
     n_cut = conn.execute("SELECT COUNT(*) FROM cutouts").fetchone()[0]
     n_cand = conn.execute("SELECT COUNT(*) FROM candidates").fetchone()[0]
+    try:
+        created = float(meta.get("created", "0") or 0)
+    except ValueError:
+        created = 0.0
     return SessionInfo(
         path=folder,
         name=meta.get("name", folder.name),
-        created=float(meta.get("created", "0") or 0),
+        created=created if math.isfinite(created) else 0.0,
         archived=meta.get("archived", "0") == "1",
         cutouts=int(n_cut),
         candidates=int(n_cand),
     )
 
 
+_TABLES: Final = ("meta", "cutouts", "jobs", "job_events", "candidates", "picks", "exports")
+_FOLDER_NAME: Final = re.compile(r"^(\d{8}-\d{6})-(.*)-[0-9a-f]{6}$")
+
+
+def _holds_work(folder: Path) -> bool:
+    """Whether a folder holds session files (a cutout or candidate image)."""
+    for sub in ("cutouts", "candidates"):
+        with contextlib.suppress(OSError):
+            if any(p.suffix == ".png" for p in (folder / sub).iterdir()):
+                return True
+    return False
+
+
+def _is_session_folder(folder: Path) -> bool:
+    if not folder.is_dir():
+        return False
+    index = folder / INDEX_NAME
+    return index.exists() or index.is_symlink() or _holds_work(folder)
+
+
+def session_damage(path: str | Path) -> str:
+    """Why the session in ``path`` cannot be opened as it is, or "" when it can.
+
+    Damaged: its index missing (while the folder holds images), not a regular file, empty,
+    unreadable, failing SQLite's quick check, missing a table, or with a schema version that
+    is unreadable or newer than this release reads. A folder without an index or images is a
+    new session, not a damaged one. Never raises."""
+    folder = Path(path)
+    index = folder / INDEX_NAME
+    try:
+        if index.is_symlink() or (index.exists() and not index.is_file()):
+            return f"its index {INDEX_NAME} is not a file"
+        if not index.exists():
+            return f"its index {INDEX_NAME} is missing" if _holds_work(folder) else ""
+        if index.stat().st_size == 0:
+            return f"its index {INDEX_NAME} is empty (0 bytes)"
+    except OSError as exc:
+        return f"its index {INDEX_NAME} cannot be read ({_why(exc)})"
+    try:
+        conn = _connect(folder, readonly=True)
+        try:
+            tables = {
+                str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+            missing = [t for t in _TABLES if t not in tables]
+            if missing:
+                return f"its index lacks the table(s) {', '.join(missing)}"
+            check = str(conn.execute("PRAGMA quick_check").fetchone()[0])
+            if check != "ok":
+                return f"its index is damaged ({check[:200]})"
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return f"its index is unreadable ({exc})"
+    if row is None:
+        return "its index has no schema version"
+    version = str(row[0])
+    if not version.isdigit():
+        return f"its index has an unreadable schema version {version[:40]!r}"
+    if int(version) > SCHEMA_VERSION:
+        return (
+            f"it was made by a newer fbupscale (session schema {int(version)}; this version "
+            f"reads schema {SCHEMA_VERSION}): open it with that version"
+        )
+    return ""
+
+
+def _damaged_info(folder: Path, reason: str) -> SessionInfo:
+    """What can be said of a damaged session without its index: name and date from the
+    folder's name, counts from its image files."""
+    match = _FOLDER_NAME.match(folder.name)
+    name, created = folder.name, 0.0
+    if match:
+        name = match.group(2).replace("-", " ") or folder.name
+        with contextlib.suppress(ValueError, OverflowError):
+            created = time.mktime(time.strptime(match.group(1), "%Y%m%d-%H%M%S"))
+
+    def count(sub: str) -> int:
+        try:
+            return sum(1 for p in (folder / sub).iterdir() if p.suffix == ".png")
+        except OSError:
+            return 0
+
+    return SessionInfo(
+        folder, name, created, False, count("cutouts"), count("candidates"), damaged=reason
+    )
+
+
+def session_name(path: str | Path) -> str:
+    """A session's display name, from its index or, when that is unreadable, its folder."""
+    folder = Path(path)
+    try:
+        return read_info(folder).name
+    except (SessionError, OSError):
+        return _damaged_info(folder, "").name
+
+
 def list_sessions(root: str | Path | None = None) -> list[SessionInfo]:
-    """All readable sessions, newest first (unreadable folders are skipped)."""
+    """Every session, newest first; a damaged one is listed with ``damaged`` saying why."""
     base = Path(root) if root is not None else sessions_dir()
     out: list[SessionInfo] = []
     try:
-        folders = [p for p in base.iterdir() if (p / INDEX_NAME).is_file()]
+        folders = [p for p in base.iterdir() if _is_session_folder(p)]
     except OSError:
         return out
     for folder in folders:
-        with contextlib.suppress(SessionError):
-            out.append(read_info(folder))
+        reason = session_damage(folder)
+        if not reason:
+            try:
+                out.append(read_info(folder))
+                continue
+            except SessionError as exc:
+                reason = str(exc)
+        info = _damaged_info(folder, reason)
+        out.append(replace(info, name=session_name(folder)))
     out.sort(key=lambda i: (i.created, i.path.name), reverse=True)
     return out
 
 
 def last_session(root: str | Path | None = None) -> Path | None:
-    """The session opened last, if it still exists."""
+    """The session opened last, if it still exists (damaged or not: opening it says so).
+
+    The name in ``last-session`` is untrusted: one that leads outside ``root`` is refused."""
     base = Path(root) if root is not None else sessions_dir()
     try:
         name = (base / _LAST).read_text(encoding="utf-8").strip()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        contained(base, name, f"{base / _LAST}")
+    except PathEscapeError as exc:
+        log.warning("%s", exc)
         return None
     folder = base / name
-    return folder if name and (folder / INDEX_NAME).is_file() else None
+    return folder if _is_session_folder(folder) else None
 
 
 def set_last_session(path: str | Path) -> None:
@@ -316,6 +469,35 @@ def set_last_session(path: str | Path) -> None:
     folder = Path(path)
     with contextlib.suppress(OSError):
         atomic_write_bytes(folder.parent / _LAST, folder.name.encode("utf-8"))
+
+
+def rebuild_index(path: str | Path) -> tuple[SessionInfo, list[str]]:
+    """Recover a damaged session: a new index from its candidate files' embedded metadata.
+
+    The old index (file or folder) and its journal are kept beside it as
+    ``session.sqlite.damaged-<time>``. Every candidate PNG carries its request and its cutout,
+    so cutouts, prompts and candidates come back; picks, job history and export records lived
+    only in the index. Returns the session's info and one line per file that could not be
+    used (left in place). Raises SessionError."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise SessionError(f"{folder}: not a session folder")
+    name = session_name(folder)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    try:
+        for suffix in ("", "-wal", "-shm"):
+            old = folder / f"{INDEX_NAME}{suffix}"
+            if old.exists() or old.is_symlink():
+                os.replace(old, folder / f"{INDEX_NAME}.damaged-{stamp}{suffix}")
+        store = SessionStore(folder, rebuild=True)
+        try:
+            store.set_meta("name", name)
+            problems = list(store.problems)
+        finally:
+            store.close()
+        return read_info(folder), problems
+    except (OSError, sqlite3.Error) as exc:
+        raise SessionError(f"cannot rebuild the session in {folder}: {_why(exc)}") from None
 
 
 def _why(exc: BaseException) -> str:
@@ -340,8 +522,11 @@ class SessionStore:
     queued or running as ``interrupted``. Write methods raise OSError/sqlite3.Error.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, rebuild: bool = False) -> None:
         self.path = Path(path)
+        reason = session_damage(self.path)
+        if reason and not (rebuild and not (self.path / INDEX_NAME).exists()):
+            raise SessionDamagedError(self.path, reason)
         (self.path / "cutouts").mkdir(parents=True, exist_ok=True)
         (self.path / "candidates").mkdir(parents=True, exist_ok=True)
         for sub in (self.path, self.path / "cutouts", self.path / "candidates"):
@@ -351,12 +536,6 @@ class SessionStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
         self._conn.executescript(_SCHEMA)
-        version = self.meta("schema_version")
-        if version is not None and int(version) > SCHEMA_VERSION:
-            self._conn.close()
-            raise SessionError(
-                f"{self.path}: made by a newer fbupscale (schema {version} > {SCHEMA_VERSION})"
-            )
         with self._tx() as c:
             c.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
@@ -364,6 +543,8 @@ class SessionStore:
             c.execute("INSERT OR IGNORE INTO meta VALUES ('created', ?)", (repr(time.time()),))
         #: Writer-side names of rows (see models.session_persist): (kind, token) -> row id.
         self.aliases: dict[tuple[str, int], int] = {}
+        #: One line per file the open could not index (left in place, tried again next time).
+        self.problems: list[str] = []
         self.adopted = self._adopt_orphans()
         self.interrupted = self._mark_interrupted()
 
@@ -387,48 +568,100 @@ class SessionStore:
             c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def _adopt_orphans(self) -> list[int]:
-        """Index candidate files written just before a crash (file done, row not committed).
+        """Index image files that have no row: written just before a crash (file done, row
+        not committed), or every file of a session whose index is rebuilt.
 
-        Everything but the job and the LR-consistency is in the file's embedded metadata;
-        a file that does not read back is left out (and reported by id)."""
-        from .errors import InputImageError, RequestError
-        from .metadata import read_metadata
-
+        A candidate's embedded metadata holds everything but its job and LR-consistency,
+        and its cutout, whose row is made from it when missing. A file that does not read
+        back is left out, with a line in :attr:`problems`."""
         known = {int(r[0]) for r in self._conn.execute("SELECT id FROM candidates")}
         adopted: list[int] = []
         for p in sorted((self.path / "candidates").glob("*.png")):
             if not p.stem.isdigit() or int(p.stem) in known:
                 continue
             try:
-                record = read_metadata(p)
-            except (InputImageError, RequestError, OSError):
+                self._adopt_candidate(p)
+            except Exception as exc:  # hostile files: any failure skips this one file
+                self.problems.append(f"candidate {p.name}: not indexed ({_describe(exc)})")
                 continue
-            key = record.request.source.sha256 if record.request.source is not None else ""
-            if not key:
-                continue
-            run = self._conn.execute(
-                "SELECT COALESCE(MAX(run), 1) FROM candidates WHERE cutout_key = ?", (key,)
-            ).fetchone()[0]
-            cid = int(p.stem)
-            with self._tx() as c:
-                c.execute(
-                    "INSERT INTO candidates VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, '{}')",
-                    (
-                        cid,
-                        key,
-                        int(run),
-                        f"candidates/{p.name}",
-                        record.key.variant,
-                        int(record.key.lora),
-                        record.key.stage,
-                        record.seed,
-                        record.request.to_json(),
-                        record.runtime,
-                        json.dumps(dict(record.timings)),
-                    ),
-                )
-            adopted.append(cid)
+            adopted.append(int(p.stem))
+        for p in sorted((self.path / "cutouts").glob("*.png")):
+            try:
+                self._adopt_cutout_file(p)
+            except Exception as exc:
+                self.problems.append(f"cutout {p.name}: not indexed ({_describe(exc)})")
         return adopted
+
+    def _has_cutout(self, key: str) -> bool:
+        return (
+            self._conn.execute("SELECT 1 FROM cutouts WHERE key = ?", (key,)).fetchone() is not None
+        )
+
+    def _adopt_candidate(self, p: Path) -> None:
+        from dataclasses import asdict
+
+        from .images import image_sha256
+        from .metadata import read_metadata
+
+        record = read_metadata(p)
+        source = record.request.source
+        if source is None or not source.sha256:
+            raise SessionError("its metadata names no cutout")
+        key = source.sha256
+        if not self._has_cutout(key):
+            cutout = record.cutout
+            if cutout is None or image_sha256(cutout) != key:
+                raise SessionError("it carries no copy of its cutout")
+            self.put_cutout(
+                CutoutRow(
+                    key,
+                    source.name or f"{key[:12]}.png",
+                    json.dumps(asdict(source)),
+                    f"cutouts/{key}.png",
+                    record.request.scene_json,
+                    record.request.prompt,
+                    _prompt_is_manual(record.request.scene_json, record.request.prompt),
+                ),
+                cutout,
+            )
+        run = self._conn.execute(
+            "SELECT COALESCE(MAX(run), 1) FROM candidates WHERE cutout_key = ?", (key,)
+        ).fetchone()[0]
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO candidates VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, '{}')",
+                (
+                    int(p.stem),
+                    key,
+                    int(run),
+                    f"candidates/{p.name}",
+                    record.key.variant,
+                    int(record.key.lora),
+                    record.key.stage,
+                    record.seed,
+                    record.request.to_json(),
+                    record.runtime,
+                    json.dumps(dict(record.timings)),
+                ),
+            )
+
+    def _adopt_cutout_file(self, p: Path) -> None:
+        """A cutout image without a row (a crash between its file and its row)."""
+        from dataclasses import asdict
+
+        from .images import image_sha256, load_cutout
+        from .request import SourceRef
+
+        key = p.stem
+        if not re.fullmatch(r"[0-9a-f]{64}", key) or self._has_cutout(key):
+            return
+        image = load_cutout(p)
+        if image_sha256(image) != key:
+            raise SessionError("its pixels do not match its name")
+        source = SourceRef(str(p), key, image.width, image.height, f"{key[:12]}.png")
+        self.put_cutout(
+            CutoutRow(key, source.name, json.dumps(asdict(source)), f"cutouts/{p.name}"), None
+        )
 
     def _mark_interrupted(self) -> list[int]:
         rows = self._conn.execute(
@@ -455,19 +688,20 @@ class SessionStore:
     # -- writes
 
     def put_cutout(self, row: CutoutRow, image: Image.Image | None) -> None:
-        """Store the cutout's pixels (once) and its row (name, scene, prompt)."""
+        """Store the cutout's pixels (once) and its row (name, scene, prompt).
+
+        A cutout already in the session keeps its row: the scene and prompt the session
+        holds are changed only by :meth:`update_prompt`, never by loading the file again
+        (whose sidecar scene may be older than the operator's edits)."""
         target = self.path / row.file
         if image is not None and not target.is_file():
             atomic_write_bytes(target, _png(image.convert("RGB")))
         with self._tx() as c:
-            seq = c.execute("SELECT seq FROM cutouts WHERE key = ?", (row.key,)).fetchone()
-            if seq is None:
-                seq = c.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM cutouts").fetchone()
             c.execute(
-                "INSERT OR REPLACE INTO cutouts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO cutouts VALUES "
+                "(?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM cutouts), ?, ?, ?, ?, ?, ?)",
                 (
                     row.key,
-                    int(seq[0]),
                     row.name,
                     row.source_json,
                     row.file,
@@ -532,7 +766,6 @@ class SessionStore:
         The file is complete before its row exists; a crash in between leaves an unindexed
         file, which the next open indexes from its embedded metadata.
         """
-        from dataclasses import replace
 
         from .metadata import save_candidate
 
@@ -584,7 +817,11 @@ class SessionStore:
 
 
 def read_snapshot(path: str | Path) -> Snapshot:
-    """Read a whole session index (its own connection; any thread). Raises SessionError."""
+    """Read a whole session index (its own connection; any thread). Raises SessionError.
+
+    A row that does not read back (a text where a number belongs) is skipped, and an
+    unreadable informational field (timings, model hashes) dropped, each with a line in
+    ``problems``: one bad row never hides the rest of the session."""
     folder = Path(path)
     try:
         conn = _connect(folder, readonly=True)
@@ -593,59 +830,134 @@ def read_snapshot(path: str | Path) -> Snapshot:
     try:
         snap = Snapshot(_info(conn, folder))
         for r in conn.execute("SELECT * FROM cutouts ORDER BY seq"):
-            snap.cutouts.append(
-                CutoutRow(
-                    r["key"],
-                    r["name"],
-                    r["source"],
-                    r["file"],
-                    r["scene"],
-                    r["prompt"],
-                    bool(r["prompt_manual"]),
+            try:
+                snap.cutouts.append(
+                    CutoutRow(
+                        _text(r["key"]),
+                        _text(r["name"]),
+                        _text(r["source"]),
+                        _text(r["file"]),
+                        _text(r["scene"]),
+                        _text(r["prompt"]),
+                        bool(_integer(r["prompt_manual"])),
+                    )
                 )
-            )
+            except (TypeError, ValueError) as exc:
+                snap.problems.append(f"cutout row {_shown(r['name'])}: skipped ({exc})")
         for r in conn.execute("SELECT * FROM jobs ORDER BY id"):
-            snap.jobs.append(
-                JobRow(
-                    int(r["id"]),
-                    r["cutout_key"],
-                    r["cutout_name"],
-                    r["request"],
-                    r["state"],
-                    int(r["run"]),
-                    r["error"],
-                    int(r["replaced_by"]),
+            try:
+                snap.jobs.append(
+                    JobRow(
+                        _integer(r["id"]),
+                        _text(r["cutout_key"]),
+                        _text(r["cutout_name"]),
+                        _text(r["request"]),
+                        _text(r["state"]),
+                        _integer(r["run"]),
+                        _text(r["error"]),
+                        _integer(r["replaced_by"]),
+                    )
                 )
-            )
+            except (TypeError, ValueError) as exc:
+                snap.problems.append(f"job row {_shown(r['id'])}: skipped ({exc})")
         for r in conn.execute("SELECT * FROM candidates ORDER BY id"):
-            snap.candidates.append(
-                CandidateRow(
-                    id=int(r["id"]),
-                    job_id=int(r["job_id"]),
-                    cutout_key=r["cutout_key"],
-                    run=int(r["run"]),
-                    file=r["file"],
-                    variant=int(r["variant"]),
-                    lora=bool(r["lora"]),
-                    stage=int(r["stage"]),
-                    seed=int(r["seed"]),
-                    lr_consistency=r["lr_consistency"],
-                    request_json=r["request"],
-                    runtime=r["runtime"],
-                    timings=_json_obj(r["timings"]),
-                    models=_json_obj(r["models"]),
+            try:
+                row = CandidateRow(
+                    id=_integer(r["id"]),
+                    job_id=_integer(r["job_id"]),
+                    cutout_key=_text(r["cutout_key"]),
+                    run=_integer(r["run"]),
+                    file=_text(r["file"]),
+                    variant=_integer(r["variant"]),
+                    lora=bool(_integer(r["lora"])),
+                    stage=_integer(r["stage"]),
+                    seed=_integer(r["seed"]),
+                    lr_consistency=_score(r["lr_consistency"]),
+                    request_json=_text(r["request"]),
+                    runtime=_text(r["runtime"]),
                 )
-            )
-        snap.picks = {
-            r["cutout_key"]: int(r["candidate_id"])
-            for r in conn.execute("SELECT cutout_key, candidate_id FROM picks")
-        }
-        snap.exported = {int(r[0]) for r in conn.execute("SELECT candidate_id FROM exports")}
+            except (TypeError, ValueError) as exc:
+                snap.problems.append(f"candidate row {_shown(r['id'])}: skipped ({exc})")
+                continue
+            timings = _json_obj(r["timings"])
+            if not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in timings.values()
+            ):
+                snap.problems.append(f"candidate row {row.id}: unreadable timings dropped")
+                timings = {}
+            models = _json_obj(r["models"])
+            if not all(
+                isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+                for v in models.values()
+            ):
+                snap.problems.append(f"candidate row {row.id}: unreadable model hashes dropped")
+                models = {}
+            snap.candidates.append(replace(row, timings=timings, models=models))
+        for r in conn.execute("SELECT cutout_key, candidate_id FROM picks"):
+            with contextlib.suppress(TypeError, ValueError):
+                snap.picks[_text(r["cutout_key"])] = _integer(r["candidate_id"])
+        for r in conn.execute("SELECT candidate_id FROM exports"):
+            with contextlib.suppress(TypeError, ValueError):
+                snap.exported.add(_integer(r[0]))
         return snap
     except sqlite3.Error as exc:
         raise SessionError(f"{folder}: unreadable session index ({exc})") from None
     finally:
         conn.close()
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected text, found {_shown(value)}")
+    return value
+
+
+def _integer(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"expected a whole number, found {_shown(value)}")
+    return value
+
+
+def _score(value: object) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"expected a score in dB, found {_shown(value)}")
+    return float(value)
+
+
+def _shown(value: object) -> str:
+    """A value from an untrusted row, short enough for a message."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an error met reading an untrusted file."""
+    if isinstance(exc, RecursionError):
+        return "its metadata is nested too deeply"
+    if isinstance(exc, MemoryError):
+        return "it is too large to read"
+    name = type(exc).__name__
+    if name == "DecompressionBombError":
+        return "an image in it is too large to decode safely"
+    if isinstance(exc, FbError):
+        return str(exc)
+    return f"{name}: {str(exc)[:200]}"
+
+
+def _prompt_is_manual(scene_json: str, prompt: str) -> bool:
+    """Whether ``prompt`` was edited by hand (it differs from the scene's generated one)."""
+    if not prompt:
+        return False
+    if not scene_json:
+        return True
+    from .scene import Scene
+
+    try:
+        return Scene.from_json(scene_json).to_prompt() != prompt
+    except (FbError, ValueError, RecursionError):
+        return True
 
 
 def read_candidate_image(path: str | Path) -> Image.Image:
@@ -664,9 +976,9 @@ def read_candidate_image(path: str | Path) -> Image.Image:
         raise SessionError(f"candidate {target.name}: {_why(exc)}") from None
 
 
-def _json_obj(text: str) -> dict[str, Any]:
+def _json_obj(text: object) -> dict[str, Any]:
     try:
-        value = json.loads(text or "{}")
-    except ValueError:
+        value = json.loads(text or "{}") if isinstance(text, str | bytes) else {}
+    except (ValueError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}

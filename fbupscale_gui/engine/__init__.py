@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from fbupscale_gui.core.model_library import ModelLibrary
 
     from .flux import FluxRunner
+    from .lora_train import TrainConfig, TrainResult
     from .sr_models import SrModelEngine
 
 __all__ = ["Engine", "default_engine", "run"]
@@ -145,6 +146,21 @@ class Engine:
             entry.name, device=self._device_of(request.device), precision=request.precision
         )
         return engine.run(request, cutout, on_progress, is_cancelled, model=model)
+
+    def train_lora(
+        self,
+        config: TrainConfig,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        is_cancelled: IsCancelled | None = None,
+        *,
+        estimate_only: bool = False,
+    ) -> TrainResult:
+        """The LoRA training job (:func:`.lora_train.train_lora`): loaded pipelines are freed
+        first, since training needs the memory."""
+        from .lora_train import train_lora
+
+        self.release()
+        return train_lora(config, on_event, is_cancelled, estimate_only=estimate_only)
 
     def release(self) -> None:
         """Free every loaded pipeline and the GPU memory it held."""

@@ -46,6 +46,8 @@ from fbupscale_gui.core.images import crop_to_content, standardise
 from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress, Progress
 from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
 
+from .finite import require_finite
+
 if TYPE_CHECKING:
     import ncnn
 
@@ -404,6 +406,7 @@ class FastEngine:
                     (ct - rt) * SCALE : (cb - rt) * SCALE,
                     (cl - rl) * SCALE : (cr - rl) * SCALE,
                 ]
+                require_finite(core, "Real-ESRGAN")  # NaN would become black pixels
                 pixels = np.clip(np.rint(core * np.float32(255.0)), 0.0, 255.0).astype(np.uint8)
                 oy, ox = (ct - PREPAD) * SCALE, (cl - PREPAD) * SCALE
                 out[oy : oy + pixels.shape[1], ox : ox + pixels.shape[2]] = pixels.transpose(

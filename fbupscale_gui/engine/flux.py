@@ -42,13 +42,20 @@ from typing import TYPE_CHECKING, Any
 
 from fbupscale_gui.core.errors import Cancelled, GpuOutOfMemoryError
 from fbupscale_gui.core.images import crop_to_content, standardise
-from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress, Progress
+from fbupscale_gui.core.job import Candidate, IsCancelled, Note, OnProgress, Progress
 from fbupscale_gui.core.models import LocatedModel, locate
 from fbupscale_gui.core.request import CandidateKey, ModelRef, ReconstructionRequest, Stage1Params
 
 from . import devices
 from .devices import Runtime
-from .lora import adapter_name_for, ensure_lora_loaded, is_lora_loaded, set_lora_state
+from .finite import require_finite
+from .lora import (
+    adapter_name_for,
+    ensure_lora_loaded,
+    is_lora_loaded,
+    lora_report,
+    set_lora_state,
+)
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -195,6 +202,14 @@ def activate(pair: PipelinePair, pipe: Any) -> None:
 # -- the runner ---------------------------------------------------------------------------
 
 
+def _to_image(pipe: Any, images: Any, stage: str) -> Image.Image:
+    """A pipeline's ``output_type="np"`` result as the PIL image ``"pil"`` would give, refused
+    (RenderError) when it holds NaN or infinite values instead of becoming a black image."""
+    require_finite(images, f"FLUX {stage}")
+    image: Image.Image = pipe.image_processor.numpy_to_pil(images)[0]
+    return image
+
+
 @dataclass
 class _Tracker:
     """Progress over the whole job."""
@@ -209,7 +224,15 @@ class _Tracker:
         if self.is_cancelled is not None and self.is_cancelled():
             raise Cancelled()
 
-    def emit(self, stage: str, step: int, total: int, candidate: int, message: str = "") -> None:
+    def emit(
+        self,
+        stage: str,
+        step: int,
+        total: int,
+        candidate: int,
+        message: str = "",
+        note: Note | None = None,
+    ) -> None:
         if self.on_progress is not None:
             self.on_progress(
                 Progress(
@@ -221,6 +244,7 @@ class _Tracker:
                     candidate=candidate,
                     candidates=self.candidates,
                     message=message,
+                    note=note,
                 )
             )
 
@@ -323,7 +347,10 @@ class FluxRunner:
         if lora is not None:
             if not is_lora_loaded(pair.transformer, lora.ref.sha256):
                 _strip_hooks(pair)  # load with no accelerate hooks; place() re-applies them
-                ensure_lora_loaded(pair.stage1, lora.path, lora.ref.sha256)
+                report = ensure_lora_loaded(pair.stage1, lora.path, lora.ref.sha256)
+                if report is not None:  # every load is reported: what applied, what not
+                    note = Note(report.level, report.summary(), "lora")
+                    tracker.emit("load", 2, 3, 0, note=note)
             adapter = adapter_name_for(lora.ref.sha256)
         place(pair)
         tracker.emit("load", 3, 3, 0, "models ready")
@@ -424,6 +451,30 @@ class FluxRunner:
         def set_lora(on: bool, scale: float) -> None:
             set_lora_state(pair.transformer, adapter if on else None, scale)
 
+        lora_model = resolved.lora.model
+        report = (
+            lora_report(pair.transformer, lora_model.sha256)
+            if adapter is not None and lora_model is not None
+            else None
+        )
+
+        def lora_record(key: CandidateKey) -> dict[str, Any] | None:
+            """The candidate's LoRA record: where it applied, at which scaling per layer."""
+            if key.stage == 1:
+                stages = ["stage1"] if key.lora else []
+            else:
+                stages = [
+                    name
+                    for name, on in (
+                        ("stage1", request.stage1_lora(key.lora)),
+                        ("stage2", request.stage2_lora(key.lora)),
+                    )
+                    if on
+                ]
+            if report is None or not stages:
+                return None
+            return report.to_metadata(request.lora.scale, stages)
+
         # The prompt is encoded once per run and shared by every call of both stages.
         activate(pair, pair.stage1)
         tracker.check()
@@ -459,7 +510,9 @@ class FluxRunner:
                     width=pre.size,
                     generator=torch.Generator("cpu").manual_seed(seed),
                     callback_on_step_end=tracker.callback("stage1", index),
-                ).images[0]
+                    output_type="np",  # checked for NaN before it becomes 8-bit pixels
+                ).images
+                image1 = _to_image(pair.stage1, image1, "stage 1")
                 stage1_results[s1_key] = (image1, time.perf_counter() - start)
             image1, t1 = stage1_results[s1_key]
             timings: dict[str, float] = {}
@@ -467,7 +520,9 @@ class FluxRunner:
                 timings["stage1"] = t1  # a shared stage-1 result is timed once, on the first
                 stage1_timed.add(s1_key)
             if key.stage == 1:
-                yield Candidate(key, seed, finish(image1), resolved, timings, label)
+                yield Candidate(
+                    key, seed, finish(image1), resolved, timings, label, lora_record(key)
+                )
                 continue
             tracker.check()
             activate(pair, pair.stage2)
@@ -484,7 +539,9 @@ class FluxRunner:
                 width=pre.size,
                 generator=torch.Generator("cpu").manual_seed(seed),
                 callback_on_step_end=tracker.callback("stage2", index),
-            ).images[0]
+                output_type="np",
+            ).images
+            image2 = _to_image(pair.stage2, image2, "stage 2")
             timings["stage2"] = time.perf_counter() - start
-            yield Candidate(key, seed, finish(image2), resolved, timings, label)
+            yield Candidate(key, seed, finish(image2), resolved, timings, label, lora_record(key))
         set_lora(False, 1.0)

@@ -57,6 +57,8 @@ from fbupscale_gui.core.model_library import (
     file_sha256,
 )
 
+from .finite import require_finite
+
 if TYPE_CHECKING:
     import torch
     from PIL import Image
@@ -656,6 +658,7 @@ class SrModel:
         s = self.scale
         if pad:
             out = out[:, :, pad * s : (pad + h) * s, pad * s : (pad + w) * s]
+        require_finite(out, f"the {self.info.arch} model")  # NaN would become black pixels
         pixels = (out[0].clamp(0, 1) * 255.0).round().to(torch.uint8)
         return PILImage.fromarray(pixels.permute(1, 2, 0).numpy(), "RGB")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
-from .lora import BFL_DOUBLE_BLOCK, BFL_GLOBAL, BFL_SINGLE_BLOCK
+from .lora_train import bfl_lora_layers
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -241,29 +241,6 @@ def save_tiny_flux(directory: str | Path, seed: int = 0) -> tuple[Path, Path]:
     return flux_dir, controlnet_dir
 
 
-def _lora_layers(transformer: Any) -> list[tuple[str, tuple[str, ...]]]:
-    """(underscored BFL name, diffusers targets) for every LoRA-able layer of this model."""
-    n_double = len(transformer.transformer_blocks)
-    n_single = len(transformer.single_transformer_blocks)
-    layers: list[tuple[str, tuple[str, ...]]] = []
-    for i in range(n_double):
-        for name, targets in BFL_DOUBLE_BLOCK.items():
-            layers.append(
-                (f"double_blocks_{i}_{name}", tuple(f"transformer_blocks.{i}.{t}" for t in targets))
-            )
-    for i in range(n_single):
-        for name, targets in BFL_SINGLE_BLOCK.items():
-            layers.append(
-                (
-                    f"single_blocks_{i}_{name}",
-                    tuple(f"single_transformer_blocks.{i}.{t}" for t in targets),
-                )
-            )
-    for name in ("img_in", "txt_in", "final_layer_linear"):
-        layers.append((name, (BFL_GLOBAL[name],)))
-    return layers
-
-
 def make_tiny_lora(
     transformer: Any,
     path: str | Path,
@@ -284,7 +261,7 @@ def make_tiny_lora(
     modules = dict(transformer.named_modules())
     generator = torch.Generator().manual_seed(seed)
     tensors: dict[str, torch.Tensor] = {}
-    for bfl, targets in _lora_layers(transformer):
+    for bfl, targets in bfl_lora_layers(transformer, with_globals=True):
         in_features = int(modules[targets[0]].in_features)
         widths = [int(modules[t].out_features) for t in targets]
         down = torch.randn(rank, in_features, generator=generator) / in_features**0.5

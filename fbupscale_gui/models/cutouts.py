@@ -273,8 +273,19 @@ class CutoutsModel(QAbstractListModel):
         prompt: str,
         prompt_manual: bool,
     ) -> Cutout:
-        """Add a cutout read back from the session, with its scene and prompt as saved."""
-        cutout = self._append(name, source, image, qimage, scene)
+        """Add a cutout read back from the session, with its scene and prompt as saved.
+
+        A cutout with the same pixels already in the list (a file loaded while the session
+        was being read) is not added again: it takes the session's name, scene and prompt,
+        which are the operator's (a sidecar scene never overrides them), and is returned."""
+        cutout = next((c for c in self._rows if c.source.sha256 == source.sha256), None)
+        if cutout is None:
+            cutout = self._append(name, source, image, qimage, scene)
+        else:
+            cutout.name = name
+            cutout.scene = scene
+            index = self.index(self._rows.index(cutout))
+            self.dataChanged.emit(index, index)
         cutout.prompt = prompt
         cutout.prompt_manual = prompt_manual
         if scene is not None:

@@ -128,6 +128,7 @@ class JobQueue(QObject):
     jobStarted = Signal(object)  # Job
     progressed = Signal(object, object)  # Job, ProgressInfo
     candidateReady = Signal(object, object)  # Job, CandidateEntry
+    noted = Signal(object, object)  # Job, Note (the engine's report, e.g. of a LoRA load)
     jobEnded = Signal(object)  # Job (state DONE, FAILED or CANCELLED)
     busyChanged = Signal(bool)
 
@@ -311,6 +312,8 @@ class JobQueue(QObject):
         job = self._jobs.get(job_id)
         if job is None or job.state is not JobState.RUNNING:
             return
+        if progress.note is not None:
+            self.noted.emit(job, progress.note)
         now = time.monotonic()
         eta: float | None = None
         if progress.job_step > 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,9 @@ from typing import TYPE_CHECKING, Final, Literal
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from fbupscale_gui.core.errors import FbError, ModelNotFoundError
+from fbupscale_gui.core.errors import FbError, InputImageError, ModelNotFoundError
 from fbupscale_gui.core.export import ExportItem, export_candidates, low_fidelity
+from fbupscale_gui.core.job import Note
 from fbupscale_gui.core.model_library import ModelLibrary
 from fbupscale_gui.core.request import (
     CONTROLNET_REPO_ID,
@@ -32,7 +34,7 @@ from fbupscale_gui.core.settings import Settings
 from fbupscale_gui.worker.engine_thread import EngineThread, RunnerFactory
 
 from .candidates import CandidateEntry, CandidateStore
-from .cutouts import Cutout, CutoutsModel, LoadReport
+from .cutouts import Cutout, CutoutsModel, Decoded, LoadReport, decode_paths
 from .engine_choice import EngineChoice
 from .jobs import Job, JobQueue, JobState
 from .session_persist import ImageLoader, Restored, SessionRecorder, load_restored
@@ -114,6 +116,8 @@ class Session(QObject):
     restored = Signal()
     #: Every restored candidate has its tile image and full-resolution pixels.
     imagesRestored = Signal()
+    #: The engine loaded a LoRA: its path, "info" or "warning", and what it applied / left out.
+    loraReported = Signal(str, str, str)
 
     def __init__(
         self,
@@ -132,6 +136,7 @@ class Session(QObject):
         self.sr_models.changed.connect(self._on_models_changed)
         self._on_models_changed()
         self.jobs.jobEnded.connect(self._on_job_ended)
+        self.jobs.noted.connect(self._on_job_note)
         self.cutouts.loaded.connect(self._on_loaded)
         self.engine.fluxMissing.connect(self._on_flux_missing)
         self._exported: set[int] = set()  # id() of exported CandidateEntry objects
@@ -143,6 +148,8 @@ class Session(QObject):
         self._loader: ImageLoader | None = None  # decodes the restored candidates' images
         self._wanted: int | None = None  # the cutout whose grid is shown
         self._image_problems: list[str] = []
+        #: Files decoded while a session was being read, added when it is in.
+        self._pending_loads: list[list[Decoded | InputImageError]] = []
         self.candidates.imagesWanted.connect(self._on_images_wanted)
         apply_environment(settings.settings)
 
@@ -162,7 +169,7 @@ class Session(QObject):
         """Restored candidates whose images are still being decoded."""
         return self._loader is not None
 
-    def open_session(self, path: str | Path | None = None) -> bool:
+    def open_session(self, path: str | Path | None = None, *, fallback: bool = True) -> bool:
         """Show the session in ``path`` (default: the last one, else a new one).
 
         Refused (False, with a message) while a job runs. The current session is written out
@@ -171,6 +178,10 @@ class Session(QObject):
         at once (``restored``); the candidates' full-resolution PNGs are decoded by an
         :class:`ImageLoader` thread, the shown cutout's first, and their tiles fill in
         (``imagesRestored`` when all are in). Jobs left queued or running show as interrupted.
+
+        A damaged session is never written to: it stays on disk (listed as damaged, see
+        :func:`~fbupscale_gui.core.session_store.rebuild_index`), the operator is told why,
+        and, with ``fallback``, a new session is started so the window's work is saved.
         """
         from fbupscale_gui.core.session_store import (
             SessionError,
@@ -198,7 +209,7 @@ class Session(QObject):
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._apply_restored(generation, _call_restore(self.recorder, folder))
+            self._apply_restored(generation, _call_restore(self.recorder, folder), fallback)
             return True
 
         # submitted now (not when the task first runs): the index is read while the window
@@ -206,12 +217,12 @@ class Session(QObject):
         future = loop.run_in_executor(None, _call_restore, self.recorder, folder)
 
         async def work() -> None:
-            self._apply_restored(generation, await future)
+            self._apply_restored(generation, await future, fallback)
 
         loop.create_task(work()).add_done_callback(self._log_task_error)
         return True
 
-    def new_session(self, name: str = "") -> bool:
+    def new_session(self, name: str = "", *, fallback: bool = True) -> bool:
         """Create an empty session and switch to it."""
         from fbupscale_gui.core.session_store import SessionError, create_session
 
@@ -225,6 +236,36 @@ class Session(QObject):
         except SessionError as exc:
             self.message.emit(Message("error", str(exc)))
             return False
+        return self.open_session(folder, fallback=fallback)
+
+    def rebuild_session(self, path: str | Path) -> bool:
+        """Recover a damaged session from its candidate files, then open it."""
+        from fbupscale_gui.core.session_store import SessionError, rebuild_index
+
+        folder = Path(path)
+        if folder == self.session_path:  # its writer holds the index
+            self.message.emit(
+                Message("warning", "Open another session before rebuilding this one.")
+            )
+            return False
+        if self.jobs.is_busy():
+            self.message.emit(
+                Message("warning", "Cancel or wait for the running job before switching session.")
+            )
+            return False
+        try:
+            info, problems = rebuild_index(folder)
+        except SessionError as exc:
+            self.message.emit(Message("error", str(exc)))
+            return False
+        text = (
+            f"Rebuilt the session “{info.name}” from its files: {info.cutouts} cutout(s), "
+            f"{info.candidates} candidate(s). Picks and export records were only in the "
+            "damaged index; the old index is kept beside it."
+        )
+        if problems:
+            text += f" Not recovered: {_listed(problems)}."
+        self.message.emit(Message("warning" if problems else "info", text))
         return self.open_session(folder)
 
     def rename_session(self, path: str | Path, name: str) -> bool:
@@ -283,24 +324,47 @@ class Session(QObject):
         self.cutouts.clear()
         self._exported.clear()
 
-    def _apply_restored(self, generation: int, result: Restored | BaseException) -> None:
+    def _apply_restored(
+        self, generation: int, result: Restored | BaseException, fallback: bool = True
+    ) -> None:
+        from fbupscale_gui.core.session_store import SessionDamagedError, session_name
+
         if generation != self._generation:
             return  # another session was opened meanwhile
         self._restoring = False
         if isinstance(result, BaseException):
+            damaged = isinstance(result, SessionDamagedError) or not isinstance(
+                result, FbError | OSError
+            )
             if not isinstance(result, FbError):
                 log.error("session restore failed", exc_info=result)
-            self.message.emit(Message("error", f"Could not reopen the session: {result}"))
+            folder = self.session_path
+            if damaged and fallback and folder is not None:
+                started = self.new_session(fallback=False)
+                then = "New work goes to a new session." if started else "Work is not saved."
+                self.message.emit(
+                    Message(
+                        "error",
+                        f"Session “{session_name(folder)}” is damaged ({_reason(result)}); it "
+                        f"is kept, and File ▸ Sessions ▸ Rebuild recovers it. {then}",
+                        details=str(folder),
+                    )
+                )
+                if started:
+                    return
+            else:
+                self.message.emit(Message("error", f"Could not reopen the session: {result}"))
             self.restored.emit()
+            self._add_pending_loads()
             return
         interrupted, exported = self.recorder.apply(result)
         self._exported.update(exported)
         self._start_loader(generation)
         if result.problems:
-            shown = "; ".join(result.problems[:5])
-            more = f" (and {len(result.problems) - 5} more)" if len(result.problems) > 5 else ""
             self.message.emit(
-                Message("warning", f"Some of the session could not be read: {shown}{more}.")
+                Message(
+                    "warning", f"Some of the session could not be read: {_listed(result.problems)}."
+                )
             )
         if interrupted:
             names = ", ".join(sorted({j.cutout_name for j in interrupted})[:5])
@@ -313,6 +377,14 @@ class Session(QObject):
                 )
             )
         self.restored.emit()
+        self._add_pending_loads()
+
+    def _add_pending_loads(self) -> None:
+        """Add the files decoded while the session was being read (after its cutouts, so a
+        file already in the session is recognised and never added twice)."""
+        pending, self._pending_loads = self._pending_loads, []
+        for results in pending:
+            self.cutouts.add_decoded(results)
 
     # -- restored candidates' images (decoded in the loader's thread) ----------------------
 
@@ -373,10 +445,8 @@ class Session(QObject):
         self._stop_loader()
         problems, self._image_problems = self._image_problems, []
         if problems:
-            shown = "; ".join(problems[:5])
-            more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
             self.message.emit(
-                Message("warning", f"Some candidates could not be read: {shown}{more}.")
+                Message("warning", f"Some candidates could not be read: {_listed(problems)}.")
             )
         self.imagesRestored.emit()
 
@@ -420,15 +490,27 @@ class Session(QObject):
             self.message.emit(Message(level, text))
 
     def load(self, paths: Iterable[str | Path]) -> None:
-        """Load files/folders: off the GUI thread on a running asyncio (qasync) loop, else now."""
+        """Load files/folders: off the GUI thread on a running asyncio (qasync) loop, else now.
+
+        Files decoded while a session is being read are added once it is in (whatever
+        finishes first), so content already in the session is recognised as such."""
         items = [str(p) for p in paths]
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self.cutouts.add_paths(items)
+            self._add_loaded(decode_paths(items))
             return
-        task = loop.create_task(self.cutouts.load_paths(items))
-        task.add_done_callback(self._log_task_error)
+
+        async def work() -> None:
+            self._add_loaded(await asyncio.to_thread(decode_paths, items))
+
+        loop.create_task(work()).add_done_callback(self._log_task_error)
+
+    def _add_loaded(self, results: list[Decoded | InputImageError]) -> None:
+        if self._restoring:
+            self._pending_loads.append(results)
+        else:
+            self.cutouts.add_decoded(results)
 
     @staticmethod
     def _log_task_error(task: asyncio.Task[object]) -> None:
@@ -458,6 +540,7 @@ class Session(QObject):
         if not targets:
             self.message.emit(Message("warning", "Nothing to run: load and select a cutout first."))
             return jobs
+        promptless: list[str] = []
         for cutout in targets:
             self.cutouts.ensure_scene(cutout)
             try:
@@ -465,9 +548,21 @@ class Session(QObject):
             except FbError as exc:
                 self.message.emit(Message("error", f"{cutout.name}: cannot run: {exc}"))
                 continue
+            if request.engine == "flux" and not request.prompt.strip():
+                promptless.append(cutout.name)
             # a private copy: the worker scores candidates against it in its own thread
             jobs.append(
                 self.jobs.enqueue(cutout.id, cutout.name, request, cutout=cutout.image.copy())
+            )
+        if promptless:  # once per run, however many cutouts
+            shown = ", ".join(promptless[:3]) + ("…" if len(promptless) > 3 else "")
+            self.message.emit(
+                Message(
+                    "warning",
+                    f"FLUX runs without a prompt for {shown}: describe the players in the "
+                    "Scene form (on the command line: --scene FILE.json). FLUX's results "
+                    "depend on the prompt.",
+                )
             )
         return jobs
 
@@ -511,6 +606,14 @@ class Session(QObject):
             )
             return
         self.message.emit(Message("error", f"{job.cutout_name}: {job.error_message}"))
+
+    @Slot(object, object)
+    def _on_job_note(self, job: Job, note: Note) -> None:
+        """What the engine reported during the run (a LoRA load): the run's message."""
+        self.message.emit(Message(note.level, f"{job.cutout_name}: {note.text}"))
+        lora = job.request.lora.model
+        if note.topic == "lora" and lora is not None:
+            self.loraReported.emit(lora.path, note.level, note.text)
 
     @Slot(str, str)
     def _on_flux_missing(self, text: str, details: str) -> None:
@@ -643,11 +746,34 @@ def _call_restore(recorder: SessionRecorder, folder: Path) -> Restored | BaseExc
 
     try:
         writer = recorder.writer
+        problems: list[str] = []
         if writer is not None:
             writer.flush()
-        return load_restored(read_snapshot(folder))
+            error = writer.open_error
+            if error is not None and not isinstance(error, OSError | sqlite3.Error):
+                return error  # damaged: a disk problem (read-only) still shows what is there
+            problems = writer.open_problems
+        restored = load_restored(read_snapshot(folder))
+        restored.problems[:0] = problems
+        return restored
     except Exception as exc:  # reported by _apply_restored
         return exc
+
+
+def _reason(exc: BaseException) -> str:
+    from fbupscale_gui.core.session_store import SessionDamagedError
+
+    if isinstance(exc, SessionDamagedError):
+        return exc.reason
+    if isinstance(exc, RecursionError):
+        return "its index holds data nested too deeply to read"
+    return str(exc) or type(exc).__name__
+
+
+def _listed(problems: list[str], shown: int = 5) -> str:
+    """The first few problems in one line, and how many more there are."""
+    more = f" (and {len(problems) - shown} more)" if len(problems) > shown else ""
+    return "; ".join(problems[:shown]) + more
 
 
 def _call(fn: Callable[[], list[Path]]) -> list[Path] | BaseException:

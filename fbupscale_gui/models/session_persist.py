@@ -21,8 +21,10 @@ import itertools
 import json
 import logging
 import queue
+import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,7 @@ from fbupscale_gui.core.session_store import (
     CandidateRow,
     CutoutRow,
     JobRow,
+    SessionDamagedError,
     SessionStore,
     Snapshot,
 )
@@ -83,7 +86,13 @@ def write_error_text(folder: Path, exc: BaseException) -> str:
     elif isinstance(exc, OSError):
         why = exc.strerror or str(exc)
     else:
-        why = str(exc)
+        why = str(exc) or type(exc).__name__
+    if not isinstance(exc, OSError | sqlite3.OperationalError) and not full and not readonly:
+        # not a disk problem: space or permissions would not help
+        return (
+            f"Could not save the session to {folder}: {why}. Your work is kept in this "
+            "window; export the picks now, or start a new session (File ▸ Sessions)."
+        )
     return (
         f"Could not save the session to {folder}: {why}. Your work is kept in this window; "
         "free some space (or fix the folder) and it is saved again with the next change, "
@@ -103,6 +112,11 @@ class SessionWriter(QObject):
         self.path = Path(path)
         self._queue: queue.Queue[object] = queue.Queue()
         self._failing = False
+        #: Why the session could not be opened (set in the writer thread before anything
+        #: queued runs, so it is known after :meth:`flush`); None: it opened.
+        self.open_error: BaseException | None = None
+        #: Files the open could not index (skipped, see SessionStore.problems).
+        self.open_problems: list[str] = []
         self._thread = threading.Thread(
             target=self._loop, name="fbupscale-session-writer", daemon=True
         )
@@ -113,10 +127,17 @@ class SessionWriter(QObject):
         self._queue.put(op)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued so far is written (or failed)."""
+        """Wait until everything queued so far is written (or failed). False on timeout, or
+        at once when the writer thread is gone."""
         done = threading.Event()
         self._queue.put(done)
-        return done.wait(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not done.wait(0.2):
+            if not self._thread.is_alive():
+                return done.is_set()
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        return True
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Write what is queued, close the index and end the thread (joined)."""
@@ -124,14 +145,27 @@ class SessionWriter(QObject):
             self._queue.put(_STOP)
             self._thread.join(timeout)
 
-    def _loop(self) -> None:
-        store: SessionStore | None = None
+    def _open(self) -> SessionStore | None:
         try:
             store = SessionStore(self.path)
-            self.opened.emit(list(store.interrupted))
-        except (OSError, sqlite3.Error, FbError) as exc:
+        except SessionDamagedError as exc:
+            # reported by the restore (which starts a new session); nothing is written here
             log.warning("cannot open session %s: %s", self.path, exc)
+            self.open_error = exc
+            return None
+        except Exception as exc:  # the thread must outlive any file it is given
+            log.warning("cannot open session %s: %s", self.path, exc, exc_info=True)
+            self.open_error = exc
             self._report(exc)
+            return None
+        self.open_error = None
+        self.open_problems = list(store.problems)
+        return store
+
+    def _loop(self) -> None:
+        store = self._open()
+        if store is not None:
+            self.opened.emit(list(store.interrupted))
         while True:
             item = self._queue.get()
             if item is _STOP:
@@ -140,18 +174,19 @@ class SessionWriter(QObject):
                 item.set()
                 continue
             if store is None:
-                try:
-                    store = SessionStore(self.path)
-                except (OSError, sqlite3.Error, FbError) as exc:
-                    self._report(exc)
+                if isinstance(self.open_error, SessionDamagedError):
+                    continue  # never write into a damaged session
+                store = self._open()
+                if store is None:
                     continue
             try:
                 item(store)  # type: ignore[operator]
             except (OSError, sqlite3.Error, FbError) as exc:
                 log.warning("session write failed in %s: %s", self.path, exc)
                 self._report(exc)
-            except Exception:  # a bug in one write must not stop the others
+            except Exception as exc:  # a bug in one write must not stop the others
                 log.exception("session write failed in %s", self.path)
+                self._report(exc)
             else:
                 # only a file written again proves the disk is back (index rows are tiny)
                 if self._failing and getattr(item, "writes_file", False):
@@ -230,6 +265,7 @@ class RestoredCandidate:
 @dataclass(frozen=True, eq=False)
 class RestoredCutout:
     row: CutoutRow
+    source: SourceRef
     image: Image.Image
     qimage: QImage
 
@@ -250,52 +286,75 @@ def load_restored(snapshot: Snapshot) -> Restored:
 
     A candidate's file is only opened to check that it is a readable image (its header, well
     under a millisecond); its full-resolution pixels are decoded later by an
-    :class:`ImageLoader`, or on first use. A missing or damaged file skips that item with a
-    line in ``problems``.
+    :class:`ImageLoader`, or on first use. A missing or damaged file, a row whose file lies
+    outside the session folder, or a row that does not parse skips that item with a line in
+    ``problems``.
     """
     from PIL import Image as PilImage
 
-    from fbupscale_gui.core.errors import InputImageError
     from fbupscale_gui.core.images import load_cutout
-    from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+    from fbupscale_gui.core.paths import PathEscapeError, contained
+    from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest, SourceRef
     from fbupscale_gui.worker.qimage import pil_to_qimage
 
     from .candidates import StoredCandidate
 
     folder = snapshot.info.path
-    out = Restored(snapshot, [], [], [])
+    out = Restored(snapshot, [], [], list(snapshot.problems))
     for row in snapshot.cutouts:
+        # the session's own copy of the pixels, named by their hash, stands in for a bad row
+        own = f"cutouts/{row.key}.png" if re.fullmatch(r"[0-9a-f]{64}", row.key) else None
         try:
-            image = load_cutout(folder / row.file)
-        except (InputImageError, OSError) as exc:
-            out.problems.append(f"cutout {row.name}: {exc}")
+            try:
+                path = contained(folder, row.file, f"cutout {row.name}")
+            except PathEscapeError as exc:
+                if own is None or not (folder / own).is_file():
+                    raise
+                out.problems.append(f"{exc}; its copy in the session is shown")
+                path = folder / own
+            image = load_cutout(path)
+        except Exception as exc:  # untrusted rows and files: skip this one, say why
+            out.problems.append(_problem(f"cutout {row.name}", exc))
             continue
-        out.cutouts.append(RestoredCutout(row, image, pil_to_qimage(image)))
+        try:
+            source = _source_from_json(row.source_json, row.key, path)
+        except Exception as exc:
+            out.problems.append(_problem(f"cutout {row.name}: source", exc))
+            source = SourceRef(str(path), row.key, image.width, image.height, row.name)
+        out.cutouts.append(RestoredCutout(row, source, image, pil_to_qimage(image)))
     known = {c.row.key for c in out.cutouts}
     requests: dict[str, ReconstructionRequest] = {}  # a job's candidates share its request
     for cand in snapshot.candidates:
         if cand.cutout_key not in known:
             continue
-        path = folder / cand.file
         try:
+            path = contained(folder, cand.file, f"candidate row {cand.id}")
             with PilImage.open(path) as im:  # the header only
                 if im.width <= 0 or im.height <= 0:
                     raise ValueError("empty image")
-        except (OSError, ValueError, PilImage.DecompressionBombError) as exc:
-            out.problems.append(f"candidate {path.name}: {exc}")
-            continue
-        try:
             request = requests.get(cand.request_json) or ReconstructionRequest.from_json(
                 cand.request_json
             )
             requests[cand.request_json] = request
             key = CandidateKey(cand.variant, cand.lora, cand.stage)
-        except (FbError, ValueError) as exc:
-            out.problems.append(f"candidate {cand.file}: {exc}")
+        except Exception as exc:
+            out.problems.append(_problem(f"candidate {Path(cand.file).name}", exc))
             continue
         stored = StoredCandidate(key, cand.seed, request, path, dict(cand.timings), cand.runtime)
         out.candidates.append(RestoredCandidate(cand, stored))
     return out
+
+
+def _problem(what: str, exc: BaseException) -> str:
+    from fbupscale_gui.core.paths import PathEscapeError
+
+    if isinstance(exc, PathEscapeError):
+        return str(exc)  # names the row already
+    if isinstance(exc, RecursionError):
+        return f"{what}: nested too deeply to read"
+    if isinstance(exc, FbError | OSError | ValueError):
+        return f"{what}: {exc}"
+    return f"{what}: {type(exc).__name__}: {exc}"
 
 
 def tile_thumbnail(image: Image.Image) -> QImage:
@@ -478,16 +537,15 @@ class SessionRecorder(QObject):
         try:
             for rc in restored.cutouts:
                 row = rc.row
-                source = _source_from_json(row.source_json, self.path, row.file)
                 scene = None
                 if row.scene_json:
                     try:
                         scene = Scene.from_json(row.scene_json)
-                    except (FbError, ValueError):
+                    except (FbError, ValueError, RecursionError):
                         restored.problems.append(f"cutout {row.name}: scene ignored")
                 self._prompts[row.key] = (row.scene_json, row.prompt, row.prompt_manual)
                 by_key[row.key] = self._cutouts.add_restored(
-                    row.name, source, rc.image, rc.qimage, scene, row.prompt, row.prompt_manual
+                    row.name, rc.source, rc.image, rc.qimage, scene, row.prompt, row.prompt_manual
                 )
             with self._candidates.bulk():
                 for cand in restored.candidates:
@@ -514,7 +572,7 @@ class SessionRecorder(QObject):
                     continue
                 try:
                     request = ReconstructionRequest.from_json(jrow.request_json)
-                except (FbError, ValueError) as exc:
+                except (FbError, ValueError, RecursionError) as exc:
                     restored.problems.append(f"job for {jrow.cutout_name}: {exc}")
                     continue
                 job = self._jobs.add_interrupted(
@@ -611,16 +669,23 @@ class SessionRecorder(QObject):
             self._submit(_AddExports(records))
 
 
-def _source_from_json(text: str, folder: Path | None, file: str) -> SourceRef:
-    """The cutout's source; the session's copy of the pixels when the original file is gone."""
+def _source_from_json(text: str, key: str, copy: Path) -> SourceRef:
+    """The cutout's source; the session's copy of the pixels when the original file is gone.
+
+    Raises ValueError for a row that does not describe this cutout."""
     from fbupscale_gui.core.request import SourceRef
 
     data = json.loads(text)
-    source = SourceRef(**{k: data[k] for k in ("path", "sha256", "width", "height", "name")})
-    if folder is not None and not Path(source.path).is_file():
-        source = SourceRef(
-            str(folder / file), source.sha256, source.width, source.height, source.name
-        )
+    if not isinstance(data, dict):
+        raise ValueError("its source is not a JSON object")
+    try:
+        source = SourceRef(**{k: data[k] for k in ("path", "sha256", "width", "height", "name")})
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"its source is incomplete ({exc})") from None
+    if not isinstance(source.path, str) or source.sha256 != key:
+        raise ValueError("its source does not match the cutout")
+    if not Path(source.path).is_file():
+        source = SourceRef(str(copy), source.sha256, source.width, source.height, source.name)
     return source
 
 

@@ -327,6 +327,7 @@ class MainWindow(QMainWindow):
             run_menu.addAction(a)
         engine_menu = menu.addMenu("&Engine")
         engine_menu.addAction(self.models_action)
+        engine_menu.addAction("Train LoRA…", self.open_train_window)  # paper 3.3
         pick_menu = menu.addMenu("&Pick")
         for a in self.pick_actions:
             pick_menu.addAction(a)
@@ -349,6 +350,7 @@ class MainWindow(QMainWindow):
         s.candidates.pickChanged.connect(self._update_actions)
         s.cutouts.rowsInserted.connect(self._update_actions)
         s.message.connect(self.show_message)
+        s.loraReported.connect(self.params.show_lora_report)
         s.sessionChanged.connect(self._on_session_changed)
         s.restored.connect(self._update_actions)
         s.cutouts.modelReset.connect(self._on_cutouts_reset)
@@ -458,6 +460,16 @@ class MainWindow(QMainWindow):
             self.load_paths(paths)
 
     # -- clips ----------------------------------------------------------------------------
+
+    def open_train_window(self) -> None:
+        """The Train window (its own module; training runs in a child process)."""
+        from .train_window import TrainWindow
+
+        if getattr(self, "_train", None) is None:
+            s = self.session.settings.settings
+            self._train = TrainWindow(self, flux=s.flux_dir, controlnet=s.controlnet_dir)
+        self._train.show()
+        self._train.raise_()
 
     @property
     def video_window(self) -> VideoWindow:

@@ -176,6 +176,8 @@ class ParamsPanel(QWidget):
         self._lora_note = QLabel()
         self._lora_note.setProperty("role", "warning")
         self._lora_note.hide()
+        #: The engine's report of the last LoRA load: (path, level, text).
+        self._lora_report: tuple[str, str, str] | None = None
 
         # -- output and memory
         self._size = _int(64, 4096, 16)
@@ -512,14 +514,30 @@ class ParamsPanel(QWidget):
         else:
             self._seeds_hint.setText("")
         self._intermediate.setEnabled(self._size.value() > PAPER_INTERMEDIATE)
-        note = ""
+        note, role, details = "", "warning", ""
         path = self._lora_path.text().strip()
         if path and not path.lower().endswith(".safetensors"):
             note = "This is not a .safetensors file."
         elif path and not Path(path).expanduser().is_file():
             note = "No file at this path on this computer."
+        elif self._lora_report is not None and self._lora_report[0] == path:
+            _, level, details = self._lora_report
+            # "LoRA x: 12 of 14 layers applied (...); left out: ..." -> the count; all on hover
+            note = details.split(": ", 1)[-1].split(" (", 1)[0]
+            if level == "warning":
+                note += " · some left out (hover)"
+            role = "warning" if level == "warning" else "hint"
+        if self._lora_note.property("role") != role:
+            self._lora_note.setProperty("role", role)
+            self._lora_note.style().polish(self._lora_note)
         self._lora_note.setText(note)
+        self._lora_note.setToolTip(details)
         self._lora_note.setVisible(bool(note))
+
+    def show_lora_report(self, path: str, level: str, text: str) -> None:
+        """The engine's report of a LoRA load, shown under the LoRA file while it is chosen."""
+        self._lora_report = (path, level, text)
+        self._update_dependent()
 
     def _set_error(self, message: str) -> None:
         self._error = message

@@ -3,6 +3,7 @@
 Every cutout, request, candidate, pick and export is written to the current session as it is
 made (:mod:`fbupscale_gui.models.session_persist`), so opening another session loses nothing.
 Deleting asks first; the current session cannot be deleted (or left) while a job runs.
+A damaged session is listed with the reason; "Rebuild" recovers it from its candidate files.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtGui import QPalette
+from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -33,7 +34,7 @@ from PySide6.QtWidgets import (
 from fbupscale_gui.core.session_store import SessionInfo, list_sessions, sessions_dir
 from fbupscale_gui.models.session import Session
 
-from .theme import set_style_property
+from .theme import ERROR, set_style_property
 
 __all__ = ["COLUMNS", "SessionsDialog"]
 
@@ -73,6 +74,10 @@ class SessionsDialog(QDialog):
 
         self.show_archived = QCheckBox("Show archived")
         self.show_archived.toggled.connect(self.refresh)
+        self.damage_label = QLabel()
+        self.damage_label.setWordWrap(True)
+        self.damage_label.setVisible(False)
+        set_style_property(self.damage_label, "role", "error")
         self.folder_label = QLabel(f"Saved in {sessions_dir()}")
         self.folder_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         set_style_property(self.folder_label, "role", "hint")
@@ -81,12 +86,18 @@ class SessionsDialog(QDialog):
         self.new_button = QPushButton("New…")
         self.rename_button = QPushButton("Rename…")
         self.archive_button = QPushButton("Archive")
+        self.rebuild_button = QPushButton("Rebuild")
+        self.rebuild_button.setToolTip(
+            "Recover a damaged session: a new index from its candidate files (their embedded "
+            "request and cutout); the damaged index is kept beside it"
+        )
         self.delete_button = QPushButton("Delete…")
         set_style_property(self.open_button, "primary", True)
         self.open_button.clicked.connect(self.open_selected)
         self.new_button.clicked.connect(self.new_session)
         self.rename_button.clicked.connect(self.rename_selected)
         self.archive_button.clicked.connect(self.archive_selected)
+        self.rebuild_button.clicked.connect(self.rebuild_selected)
         self.delete_button.clicked.connect(self.delete_selected)
         buttons = QHBoxLayout()
         for b in (
@@ -94,6 +105,7 @@ class SessionsDialog(QDialog):
             self.new_button,
             self.rename_button,
             self.archive_button,
+            self.rebuild_button,
             self.delete_button,
         ):
             buttons.addWidget(b)
@@ -105,6 +117,7 @@ class SessionsDialog(QDialog):
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.tree, 1)
+        layout.addWidget(self.damage_label)
         layout.addLayout(buttons)
         layout.addWidget(self.folder_label)
         layout.addWidget(close)
@@ -125,6 +138,8 @@ class SessionsDialog(QDialog):
                 status.append("open")
             if info.archived:
                 status.append("archived")
+            if info.damaged:
+                status.append("damaged")
             item = QTreeWidgetItem(
                 [
                     info.name,
@@ -136,6 +151,9 @@ class SessionsDialog(QDialog):
             )
             item.setData(0, _PATH_ROLE, str(info.path))
             item.setToolTip(0, str(info.path))
+            if info.damaged:
+                item.setToolTip(len(COLUMNS) - 1, f"Damaged: {info.damaged}. Rebuild recovers it.")
+                item.setForeground(len(COLUMNS) - 1, QColor(ERROR))
             for col in (1, 2):
                 item.setTextAlignment(col, _RIGHT)
             if info.archived:
@@ -170,11 +188,20 @@ class SessionsDialog(QDialog):
         path = self.selected_path()
         current = path is not None and path == self.session.session_path
         busy = self.session.jobs.is_busy()
-        self.open_button.setEnabled(path is not None and not current and not busy)
-        self.new_button.setEnabled(not busy)
-        self.rename_button.setEnabled(path is not None)
-        self.archive_button.setEnabled(path is not None and not current)
         info = self._selected_info() if path is not None else None
+        damaged = info is not None and bool(info.damaged)
+        self.open_button.setEnabled(path is not None and not current and not busy and not damaged)
+        self.new_button.setEnabled(not busy)
+        self.rename_button.setEnabled(path is not None and not damaged)
+        self.archive_button.setEnabled(path is not None and not current and not damaged)
+        self.rebuild_button.setEnabled(damaged and not busy)
+        self.damage_label.setVisible(damaged)
+        if info is not None and info.damaged:
+            self.damage_label.setText(
+                f"“{info.name}” is damaged: {info.damaged}. Rebuild recovers its cutouts, "
+                "prompts and candidates from the candidate files (picks and export records "
+                "were only in the index, which is kept beside it)."
+            )
         self.archive_button.setText(
             "Unarchive" if info is not None and info.archived else "Archive"
         )
@@ -191,10 +218,19 @@ class SessionsDialog(QDialog):
 
     @Slot()
     def open_selected(self) -> None:
+        if not self.open_button.isEnabled():
+            return  # a double click on the open, a damaged (Rebuild) or a busy one
         path = self.selected_path()
-        current = self.session.session_path
-        if path is not None and path != current and self.session.open_session(path):
+        if path is not None and self.session.open_session(path):
             self.accept()
+
+    @Slot()
+    def rebuild_selected(self) -> None:
+        info = self._selected_info()
+        if info is not None and info.damaged and self.session.rebuild_session(info.path):
+            self.accept()
+        else:
+            self.refresh()
 
     @Slot()
     def new_session(self) -> None:

@@ -18,12 +18,22 @@ re-evaluates a stylesheet selector when the widget is re-polished.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
-from PySide6.QtCore import QPointF, Qt, QTemporaryDir
+from PySide6.QtCore import QBuffer, QByteArray, QDir, QIODevice, QPointF, Qt
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPalette, QPen
 from PySide6.QtWidgets import QApplication, QWidget
+
+from fbupscale_gui.core.atomic import atomic_write_bytes
+from fbupscale_gui.core.models import user_cache_dir
 
 __all__ = [
     "ACCENT",
@@ -33,6 +43,7 @@ __all__ = [
     "WARNING",
     "ContrastPair",
     "apply_dark_theme",
+    "clean_stale_icon_dirs",
     "contrast_pairs",
     "contrast_ratio",
     "dark_palette",
@@ -218,19 +229,13 @@ def dark_palette() -> QPalette:
     return pal
 
 
-_ICON_DIR: QTemporaryDir | None = None
+_CHECK_PATH: str | None = None
+#: Earlier releases drew the check mark into a QTemporaryDir (``fbupscale-gui-XXXXXX`` in the
+#: system temporary folder), which a window ended by SIGTERM or SIGKILL left behind.
+_LEGACY_ICON_DIR: Final = re.compile(r"^fbupscale-gui-[A-Za-z0-9]{6}$")
 
 
-def _check_mark_path() -> str:
-    """A white check mark PNG for the check boxes' indicator, drawn once per process.
-
-    Qt style sheets can only take indicator images from files, and the default dark-on-dark
-    check box is hard to see from a distance, so the theme draws its own.
-    """
-    global _ICON_DIR
-    if _ICON_DIR is None:
-        _ICON_DIR = QTemporaryDir()
-    path = _ICON_DIR.filePath("check.png")
+def _check_mark_png() -> bytes:
     image = QImage(36, 36, QImage.Format.Format_ARGB32)
     image.fill(Qt.GlobalColor.transparent)
     p = QPainter(image)
@@ -241,13 +246,68 @@ def _check_mark_path() -> str:
     p.setPen(pen)
     p.drawPolyline([QPointF(8, 19), QPointF(15, 26), QPointF(28, 10)])
     p.end()
-    image.save(path)
-    return path
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    image.save(buffer, "PNG")  # type: ignore[call-overload]  # str at run time
+    buffer.close()
+    return bytes(data.data())
+
+
+def _check_mark_path() -> str:
+    """A white check mark PNG for the check boxes' indicator, in the app's cache folder.
+
+    Qt style sheets can only take indicator images from files, and the default dark-on-dark
+    check box is hard to see from a distance, so the theme draws its own. The file is named
+    by its content and kept (nothing is left behind in the system temporary folder when the
+    window is killed); "" when the cache folder cannot be written (the style's own mark
+    shows). Stale folders of earlier releases are removed on the way.
+    """
+    global _CHECK_PATH
+    if _CHECK_PATH is None:
+        png = _check_mark_png()
+        target = user_cache_dir() / "theme" / f"check-{hashlib.sha256(png).hexdigest()[:12]}.png"
+        try:
+            if not target.is_file() or target.read_bytes() != png:
+                atomic_write_bytes(target, png)
+        except OSError:
+            return ""
+        clean_stale_icon_dirs()
+        _CHECK_PATH = str(target)
+    return _CHECK_PATH
+
+
+def clean_stale_icon_dirs(temp: str | Path | None = None, older_than_s: float = 60.0) -> int:
+    """Remove this user's ``fbupscale-gui-XXXXXX`` folders left in the temporary folder by
+    earlier releases (only ones holding nothing but their check mark, and not just made).
+    Returns how many were removed; errors are ignored."""
+    base = Path(temp) if temp is not None else Path(QDir.tempPath())
+    removed = 0
+    try:
+        candidates = [p for p in base.iterdir() if _LEGACY_ICON_DIR.match(p.name)]
+    except OSError:
+        return 0
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    for folder in candidates:
+        with contextlib.suppress(OSError):
+            info = folder.lstat()
+            if folder.is_symlink() or not folder.is_dir():
+                continue
+            if uid is not None and info.st_uid != uid:
+                continue
+            if {c.name for c in folder.iterdir()} - {"check.png"}:
+                continue  # not one of ours
+            if time.time() - info.st_mtime < older_than_s:
+                continue
+            shutil.rmtree(folder)
+            removed += 1
+    return removed
 
 
 def stylesheet() -> str:
     """A light stylesheet on top of the palette: roomy controls, the accent, label roles."""
     check = _check_mark_path().replace("\\", "/")
+    check_image = f" image: url({check});" if check else ""
     return f"""
 QWidget {{ font-size: {BASE_POINT_SIZE}pt; }}
 QToolTip {{ color: {TEXT}; background: {TOOLTIP_BASE}; border: 1px solid {BORDER}; padding: 4px; }}
@@ -281,7 +341,7 @@ QScrollArea {{ border: none; }}
 QCheckBox {{ spacing: 8px; }}
 QCheckBox::indicator {{ width: 16px; height: 16px; border: 2px solid #9aa0a6; border-radius: 3px; background: {BASE}; }}
 QCheckBox::indicator:hover {{ border-color: {TEXT}; }}
-QCheckBox::indicator:checked {{ background: {SELECTION}; border-color: #9fc0e6; image: url({check}); }}
+QCheckBox::indicator:checked {{ background: {SELECTION}; border-color: #9fc0e6;{check_image} }}
 QCheckBox::indicator:disabled {{ border-color: #4a4e54; background: {WINDOW}; }}
 QCheckBox::indicator:checked:disabled {{ background: #2f3338; }}
 QCheckBox:focus {{ color: {TEXT}; }}

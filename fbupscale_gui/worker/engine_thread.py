@@ -128,6 +128,7 @@ class EngineWorker(QObject):
             if (
                 progress.stage != self._last_stage
                 or final
+                or progress.note is not None  # a note must reach the window
                 or now - self._last_emit >= _PROGRESS_INTERVAL_S
             ):
                 self._last_emit = now

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from fbupscale_gui.core.errors import Cancelled
-from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress, Progress
+from fbupscale_gui.core.job import Candidate, IsCancelled, Note, OnProgress, Progress
 from fbupscale_gui.core.request import ReconstructionRequest
 
 __all__ = ["FakeRunner"]
@@ -30,7 +30,8 @@ class FakeRunner:
 
     ``fail_after``: raise ``error`` after that many candidates (None: never). ``gate``: before
     the first step, wait until it is set (or the job is cancelled). ``size``: long side of the
-    images made. ``runs`` records every request, ``released`` counts release() calls.
+    images made. ``notes`` are reported (as the engine reports a LoRA load) before the first
+    candidate. ``runs`` records every request, ``released`` counts release() calls.
     """
 
     steps: int = 3
@@ -43,6 +44,7 @@ class FakeRunner:
     released: int = 0
     thread_names: list[str] = field(default_factory=list)
     started: threading.Event = field(default_factory=threading.Event)
+    notes: list[Note] = field(default_factory=list)
 
     def run(
         self,
@@ -62,6 +64,8 @@ class FakeRunner:
         keys = request.candidate_keys()
         total = self.steps * len(keys)
         done = 0
+        for note in self.notes:
+            report(Progress("load", 0, 1, 0, total, 0, len(keys), note=note))
         for i, key in enumerate(keys):
             if self.fail_after is not None and i >= self.fail_after:
                 raise self.error or RuntimeError("scripted failure")

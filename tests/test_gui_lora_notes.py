@@ -1,0 +1,65 @@
+"""The window shows what the engine reports of a LoRA load, and warns of an empty FLUX prompt."""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from PySide6.QtCore import QSettings
+
+from fbupscale_gui.core.job import Note
+from fbupscale_gui.core.scene import Scene
+from fbupscale_gui.models.session import Session
+from fbupscale_gui.models.settings_model import SettingsModel
+from fbupscale_gui.ui.main_window import MainWindow
+from fbupscale_gui.worker.testing import FakeRunner
+
+REPORT = (
+    "LoRA football.safetensors: 12 of 14 layers applied (Kohya; alpha/rank 0.5, from its "
+    ".alpha tensors); left out: 1 layer for a block the model does not have: "
+    "double_blocks_7_img_attn_proj; 1 text-encoder layer: not loaded"
+)
+
+
+@pytest.fixture
+def window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
+    lora = tmp_path / "football.safetensors"
+    lora.write_bytes(b"{}")  # the panel only checks that the file is there
+    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    settings = SettingsModel(store)
+    settings.update(export_dir=str(tmp_path / "exports"), lora_path=str(lora))
+    runner = FakeRunner(steps=1, notes=[Note("warning", REPORT, "lora")])
+    win = MainWindow(Session(settings, runner_factory=lambda: runner))
+    win.confirm_on_close = False
+    win.show()
+    for i, name in enumerate(("a.png", "b.png")):
+        Image.new("RGB", (40, 64), (30 + 60 * i, 120, 40)).save(tmp_path / name)
+    win.session.cutouts.add_paths([tmp_path / "a.png", tmp_path / "b.png"])
+    yield win
+    win.close()
+    gc.collect()
+
+
+def test_lora_report_and_empty_prompt_reach_the_window(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+    assert window.session.engine.engine == "flux"
+    for cutout in window.session.cutouts.cutouts():  # the operator emptied the prompts
+        cutout.scene = cutout.scene or Scene()
+        cutout.prompt, cutout.prompt_manual = "", True
+    jobs = window.session.run(window.session.cutouts.cutouts(), window.params.apply_to)
+    assert len(jobs) == 2
+    qtbot.waitUntil(lambda: not window.session.jobs.is_busy(), timeout=10_000)
+    texts = window.messages.texts()
+    # the empty prompt: one warning for the whole run, pointing at the scene form and --scene
+    prompt_warnings = [t for t in texts if "without a prompt" in t]
+    assert len(prompt_warnings) == 1
+    assert "a.png, b.png" in prompt_warnings[0] and "Scene form" in prompt_warnings[0]
+    assert "--scene" in prompt_warnings[0]
+    # the run's message and the LoRA row under the file name
+    assert any(REPORT in t and t.startswith("a.png") for t in texts)
+    note = window.params._lora_note
+    assert not note.isHidden()  # the Advanced panel may be folded: hidden is not visible
+    assert note.text() == "12 of 14 layers applied · some left out (hover)"
+    assert note.toolTip() == REPORT
+    assert note.property("role") == "warning"
