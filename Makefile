@@ -1,5 +1,5 @@
 # The two commands a newcomer needs (see README.md):
-#   make run    set up .venv and launch the app on its embedded default engine (Real-ESRGAN)
+#   make run    set up .venv and launch the app on its default preview engine (faithful)
 #   make test   set up .venv with the test tools and run the checks and the test suite
 .PHONY: run test setup setup-dev lint demo
 
@@ -13,7 +13,7 @@ run: setup
 	.venv/bin/fbupscale-gui resources/samples
 
 demo: setup
-	.venv/bin/fbupscale upscale resources/samples/*.png -o out/demo --engine realesrgan
+	.venv/bin/fbupscale upscale resources/samples/*.png -o out/demo --engine faithful
 
 lint:
 	.venv/bin/ruff check fbupscale_gui tests bench

@@ -99,6 +99,12 @@ def ground_truth(name: str) -> Image.Image:
     return square.resize((GT_SIZE, GT_SIZE), Image.Resampling.LANCZOS)
 
 
+def ncnn_names() -> list[str]:
+    from fbupscale_gui.engine.ncnn_sr import VARIANTS
+
+    return list(VARIANTS)
+
+
 # -- engines --------------------------------------------------------------------------------
 
 
@@ -107,28 +113,30 @@ def make_engines(names: Sequence[str], threads: int = 1) -> dict[str, Engine]:
     if "nearest" in names:
         engines["nearest"] = lambda cut: cut.resize((GT_SIZE, GT_SIZE), Image.Resampling.NEAREST)
     fast = None
-    if {"lanczos", "realesrgan"} & set(names):
+    wanted = [
+        n for n in names if n in ("lanczos", "faithful", "realesrgan") or n.startswith("ncnn:")
+    ]
+    if wanted:
         try:
             from fbupscale_gui.engine.fast import FastEngine
 
             fast = FastEngine(num_threads=threads)
         except ImportError as exc:
-            print(f"lanczos/realesrgan: skipped: fast engine not importable ({exc})")
+            print(f"fast engines: skipped: fast engine not importable ({exc})")
     if fast is not None:
         fast_engine = fast
 
         def run_fast(kind: str) -> Engine:
-            request = ReconstructionRequest(engine=kind)  # type: ignore[arg-type]
+            request = ReconstructionRequest(engine=kind)
             return lambda cut: fast_engine.run(request, cut).image
 
-        if "lanczos" in names:
-            engines["lanczos"] = run_fast("lanczos")
-        if "realesrgan" in names:
+        for name in wanted:
             try:
-                fast.net()  # load once, outside the timings
-                engines["realesrgan"] = run_fast("realesrgan")
+                if name != "lanczos":  # load once, outside the timings
+                    fast.run(ReconstructionRequest(engine=name), Image.new("RGB", (16, 16)))
+                engines[name] = run_fast(name)
             except Exception as exc:  # ModelNotFoundError and ncnn failures alike
-                print(f"realesrgan: skipped: {exc}")
+                print(f"{name}: skipped: {exc}")
     if "flux" in names:
         flux = make_flux()
         if flux is not None:
@@ -350,8 +358,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--engines",
         nargs="+",
-        choices=["nearest", "lanczos", "realesrgan", "flux"],
-        default=["nearest", "lanczos", "realesrgan", "flux"],
+        metavar="ENGINE",
+        default=["nearest", "lanczos", "realesrgan", "faithful", "flux"],
+        help="nearest, lanczos, realesrgan, faithful, flux, ncnn:NAME, or all-ncnn for every "
+        f"wheel model ({', '.join(ncnn_names())})",
     )
     parser.add_argument(
         "--threads",
@@ -366,7 +376,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     images = args.images or (FULL_SET if args.full else QUICK_SET)
-    engines = make_engines(args.engines, args.threads)
+    names: list[str] = []
+    for name in args.engines:
+        names += [f"ncnn:{n}" for n in ncnn_names()] if name == "all-ncnn" else [name]
+    engines = make_engines(names, args.threads)
     if not engines:
         print("no engine available")
         return 1

@@ -2,7 +2,12 @@
 
 Composition only: QApplication, dark theme, the qasync event loop (asyncio on the Qt loop, for
 loading and exporting off the GUI thread), the settings, the session (state and jobs) and the
-main window. Torch is not imported here; the engine thread imports it on the first job.
+main window. Torch is never imported in this process: the engine runs in its own process
+(:mod:`fbupscale_gui.host`), started once the window has painted (setting ``engine_prewarm``)
+or on the first job.
+
+``fbupscale-gui PATHS --engine NAME --run-all`` queues every cutout loaded from PATHS with
+engine NAME at once (an operator queues a whole match folder and comes back later).
 
 Start-up is progressive: the window (title, remembered geometry) is shown first, needing only
 Qt; the models and panes are imported and built on the first turn of the event loop after it
@@ -27,10 +32,7 @@ if TYPE_CHECKING:
     from fbupscale_gui.models.session import Session
     from fbupscale_gui.ui.main_window import MainWindow
 
-__all__ = ["AUTORUN_ENV", "main"]
-
-#: Hidden test hook: run every cutout given on the command line with this engine.
-AUTORUN_ENV = "FBUPSCALE_TEST_AUTORUN"
+__all__ = ["main"]
 
 log = logging.getLogger("fbupscale_gui")
 
@@ -43,8 +45,27 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         description="Reconstruct tiny football broadcast cutouts into 1024 px frames.",
     )
     parser.add_argument("paths", nargs="*", help="cutout files or folders to load")
+    parser.add_argument(
+        "--engine",
+        help="engine to select: flux, realesrgan, lanczos or model:NAME (default: the last used)",
+    )
+    parser.add_argument(
+        "--run-all",
+        action="store_true",
+        help="run every cutout loaded from PATHS at once (queue a whole folder)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     args, _qt_args = parser.parse_known_args(list(argv))
+    if args.run_all and not args.paths:
+        parser.error("--run-all needs cutout files or folders to run")
+    if args.engine is not None:
+        from fbupscale_gui.core.request import BUILTIN_ENGINES, is_model_engine
+
+        if args.engine not in BUILTIN_ENGINES and not is_model_engine(args.engine):
+            parser.error(
+                f"--engine: expected one of {', '.join(BUILTIN_ENGINES)} or model:NAME, "
+                f"got {args.engine!r}"
+            )
     return args
 
 
@@ -56,7 +77,7 @@ def _report(stage: str, started: float) -> None:
 def _build(
     app: QApplication,
     window: MainWindow,
-    paths: list[str],
+    args: argparse.Namespace,
     started: float,
     resources: list[Callable[[], object]],
 ) -> None:
@@ -71,6 +92,7 @@ def _build(
 
     from fbupscale_gui.models.gc_guard import GuiThreadGarbageCollector
     from fbupscale_gui.models.gpu import GpuMonitor
+    from fbupscale_gui.models.session import Message as SessionMessage
     from fbupscale_gui.models.session import Session
     from fbupscale_gui.models.settings_model import SettingsModel
 
@@ -95,30 +117,35 @@ def _build(
         window.close()
         return
     resources.append(session.recorder.close)  # the session writer thread, joined
+    resources.append(lambda: session.shutdown(timeout_ms=10_000))  # the engine process too
     gpu.start()
+    session.prewarm_engine()  # its own process: the window never waits for it
     session.check_models()  # in the engine thread; never blocks the window
     # the last session (or a new one): its candidates, picks and interrupted jobs come back
     session.open_session()
-    engine = os.environ.get(AUTORUN_ENV, "").strip()
-    if engine:
-        autorun = _test_autorun(session, engine)
-        autorun.setParent(session)
-    if paths:
-        session.load(paths)  # decoded off the GUI thread (asyncio.to_thread)
+    if args.engine:
+        try:
+            session.engine.set_engine(args.engine)
+        except ValueError as exc:  # e.g. model:NAME not in the models folder
+            session.message.emit(SessionMessage("error", f"--engine: {exc}"))
+    if args.run_all:
+        run_all = _run_all(session)
+        run_all.setParent(session)
+    if args.paths:
+        session.load(list(args.paths))  # decoded off the GUI thread (asyncio.to_thread)
 
 
-def _test_autorun(session: Session, engine: str) -> QObject:
-    """Hidden test hook (``FBUPSCALE_TEST_AUTORUN=<engine>``, tests/test_kill_session.py):
-    run every cutout loaded from the command line with ``engine`` at once."""
+def _run_all(session: Session) -> QObject:
+    """``--run-all``: run every cutout the command line's paths load, once they are in."""
     from PySide6.QtCore import QObject, Slot
 
-    class Autorun(QObject):
+    class RunAll(QObject):
         @Slot(object)
         def on_loaded(self, report: LoadReport) -> None:
-            session.engine.set_engine(engine)
+            session.cutouts.loaded.disconnect(self.on_loaded)
             session.run(report.added)
 
-    runner = Autorun()
+    runner = RunAll()
     session.cutouts.loaded.connect(runner.on_loaded)
     return runner
 
@@ -161,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def build(self) -> None:
             try:
-                _build(app, window, list(args.paths), started, resources)
+                _build(app, window, args, started, resources)
             except Exception as exc:  # show it in the window rather than a dead "Loading…"
                 log.exception("start-up failed")
                 window.show_startup_error(f"fbupscale could not start: {exc}")

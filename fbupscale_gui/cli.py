@@ -2,10 +2,14 @@
 
 ``fbupscale upscale INPUT... -o OUTDIR`` reconstructs every cutout (files, or folders of
 images) and writes one PNG per candidate, named
-``{stem}_v{variant}_s{stage}_{lora|nolora}_seed{seed}.png``, with the request, the cutout and
-the AI-reconstructed statement embedded (:mod:`fbupscale_gui.core.metadata`). Existing files
-are never overwritten: a ``-2``, ``-3``... suffix is added. Each written path is printed on
-stdout; progress bars go to stderr.
+``{stem}_v{variant}_s{stage}_{lora|nolora}_seed{seed}.png`` (a stem too long for the folder's
+name limit is shortened and ends in ``~`` and a hash), with the request, the cutout and the
+AI-reconstructed statement embedded (:mod:`fbupscale_gui.core.metadata`). Existing files are
+never overwritten: a ``-2``, ``-3``... suffix is added, and names are claimed by exclusive
+creation, so runs writing into one folder at the same time never overwrite each other. Each
+written path is printed on stdout, one per line (control characters escaped); progress bars
+go to stderr. A cutout that fails while rendering or saving is reported and the batch goes on
+with the next one (exit status 1 at the end).
 
 ``fbupscale reproduce CANDIDATE.png -o OUT.png`` renders that one candidate again from its
 embedded request (using the embedded cutout when the source file is gone or changed).
@@ -32,9 +36,11 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn, get_args
 
 from fbupscale_gui import __version__
 from fbupscale_gui.core.errors import Cancelled, FbError, InputImageError, ModelNotFoundError
+from fbupscale_gui.core.paths import shown
 from fbupscale_gui.core.request import (
     BUILTIN_ENGINES,
     CONTROLNET_REPO_ID,
+    FAST_ENGINES,
     FLUX_REPO_ID,
     MODEL_ENGINE_PREFIX,
     Device,
@@ -44,9 +50,12 @@ from fbupscale_gui.core.request import (
     Precision,
     Preprocess,
     ReconstructionRequest,
+    Speed,
     Stage1Params,
     Stage2Params,
     StageName,
+    canonical_engine,
+    is_fast_engine,
     is_model_engine,
 )
 
@@ -94,10 +103,21 @@ def _stages(text: str) -> tuple[StageName, ...]:
 
 
 def _engine(text: str) -> str:
-    if text in BUILTIN_ENGINES or is_model_engine(text):
+    text = canonical_engine(text)
+    if text in BUILTIN_ENGINES or is_model_engine(text) or is_fast_engine(text):
         return text
     raise argparse.ArgumentTypeError(
-        f"expected {', '.join(BUILTIN_ENGINES)} or {MODEL_ENGINE_PREFIX}NAME_OR_PATH, got {text!r}"
+        f"expected {', '.join(BUILTIN_ENGINES)}, sharp, ncnn:NAME or "
+        f"{MODEL_ENGINE_PREFIX}NAME_OR_PATH, got {text!r}"
+    )
+
+
+def _chain(text: str) -> str:
+    text = canonical_engine(text)
+    if is_fast_engine(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"expected {', '.join(FAST_ENGINES)}, sharp or ncnn:NAME, got {text!r}"
     )
 
 
@@ -122,9 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=_engine,
         metavar="ENGINE",
         help=(
-            "flux (default when its models are found), realesrgan (the fallback), lanczos, or "
-            "model:NAME_OR_PATH for a super-resolution model from 'fbupscale models list' "
-            "or a model file"
+            "flux (default when its models are found), faithful (the fast preview closest to "
+            "the cutout, the fallback), sharp (alias realesrgan: Real-ESRGAN x4plus), lanczos, "
+            "ncnn:NAME for a wheel model (waifu2x-photo-n1, realcugan-se-conservative, "
+            "srmd-n3, ...), or model:NAME_OR_PATH for a super-resolution model from "
+            "'fbupscale models list' or a model file"
         ),
     )
     _add_model_args(up)
@@ -153,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     text.add_argument("--scene", metavar="FILE.json", help="a scene file to build the prompt")
     up.add_argument("--steps1", type=int, default=Stage1Params.steps, metavar="N")
     up.add_argument("--strength", type=float, default=Stage1Params.strength, metavar="X")
+    up.add_argument(
+        "--chain",
+        type=_chain,
+        default=Stage1Params.start,
+        metavar="ENGINE",
+        help="FLUX: the fast engine that enlarges the cutout into stage 1's start image: "
+        "lanczos (the paper's, default), faithful, sharp or ncnn:NAME (recorded in the request)",
+    )
     up.add_argument("--steps2", type=int, default=Stage2Params.steps, metavar="N")
     up.add_argument(
         "--cond-scale", type=float, default=Stage2Params.conditioning_scale, metavar="X"
@@ -200,7 +230,24 @@ def _add_plugin_commands(sub: Any) -> None:
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--flux", metavar="PATH", help="FLUX.1-dev folder (default: HF cache)")
+    p.add_argument(
+        "--flux",
+        metavar="PATH",
+        help="FLUX.1-dev: a diffusers folder (default: HF cache), or a single-file transformer "
+        "(.safetensors/.sft in BFL or ComfyUI layout, fp8, fp8_scaled, or a .gguf)",
+    )
+    p.add_argument(
+        "--flux-base",
+        metavar="DIR",
+        help="diffusers FLUX folder supplying what a single-file --flux lacks "
+        "(text encoders, tokenizers, VAE, scheduler)",
+    )
+    p.add_argument(
+        "--models-root",
+        metavar="DIR",
+        help="a ComfyUI/Forge models tree (extra_model_paths.yaml honoured): "
+        "the FLUX transformer file is taken from it unless --flux is given",
+    )
     p.add_argument("--controlnet", metavar="PATH", help="ControlNet upscaler folder")
     p.add_argument("--lora", metavar="PATH", help="football LoRA .safetensors")
 
@@ -209,6 +256,13 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=get_args(Device), default="auto")
     p.add_argument("--precision", choices=get_args(Precision), default="auto")
     p.add_argument("--memory-mode", choices=get_args(MemoryMode), default="auto")
+    p.add_argument(
+        "--speed",
+        choices=get_args(Speed),
+        default="exact",
+        help="exact: every step computed; fast: First Block Cache on stage 1; "
+        "compiled: regional compile of the repeated blocks",
+    )
 
 
 # -- shared helpers -------------------------------------------------------------------------
@@ -221,8 +275,38 @@ def _make_engine() -> Any:
     return Engine()
 
 
+def _candidates(
+    engine: Any, request: ReconstructionRequest, on_progress: Any, cancel: Any
+) -> Iterator[Candidate]:
+    """``request``'s candidates through the engine's one entry point (``Engine.handle``, as
+    the window's engine process runs it), in this process. Raises what the job failed with
+    (:class:`Cancelled` when cancelled)."""
+    from fbupscale_gui.core.messages import Cancelled as CancelledMessage
+    from fbupscale_gui.core.messages import (
+        CandidateReady,
+        Failed,
+        JobProgress,
+        ReconstructJob,
+        Warning,
+        rebuild_error,
+    )
+    from fbupscale_gui.engine.facade import handle
+
+    for message in handle(engine, 0, ReconstructJob(request), cancel):
+        if isinstance(message, JobProgress):
+            on_progress(message.progress)
+        elif isinstance(message, CandidateReady):
+            yield message.candidate()
+        elif isinstance(message, Warning):
+            _note(f"warning: {message.text}")
+        elif isinstance(message, Failed):
+            raise rebuild_error(message)
+        elif isinstance(message, CancelledMessage):
+            raise Cancelled()
+
+
 def _note(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+    print(f"{PROG}: {shown(message)}", file=sys.stderr, flush=True)
 
 
 class _CancelFlag:
@@ -298,14 +382,12 @@ def candidate_filename(stem: str, candidate: Candidate) -> str:
     return f"{stem}_v{key.variant}_s{key.stage}_{lora}_seed{candidate.seed}.png"
 
 
-def _unique(path: Path, taken: set[Path]) -> Path:
-    """``path``, or ``stem-2.suffix``, ``stem-3.suffix``... whichever does not exist yet."""
-    candidate, i = path, 2
-    while candidate.exists() or candidate in taken:
-        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
-        i += 1
-    taken.add(candidate)
-    return candidate
+def _save_new(candidate: Candidate, path: Path, cutout: Image.Image) -> Path:
+    """Save to ``path`` or a ``-2``, ``-3``... variant claimed exclusively (never overwriting
+    a file, not even one another run is writing right now); returns where it went."""
+    from fbupscale_gui.core.metadata import save_candidate
+
+    return save_candidate(candidate, path, cutout=cutout, exclusive=True)
 
 
 # -- upscale --------------------------------------------------------------------------------
@@ -337,13 +419,18 @@ def _locate(path: str | None, repo_id: str, what: str) -> ModelRef:
 
 
 def _scene_prompt(scene_file: str) -> tuple[str, str]:
-    """(prompt, scene JSON) from a scene file; errors name the file."""
+    """(prompt, scene JSON) from a scene file; errors name the file.
+
+    Only a regular file of bounded size is read (never a device, FIFO or huge file)."""
     from fbupscale_gui.core.errors import RequestError
+    from fbupscale_gui.core.paths import NotRegularFileError, read_regular
     from fbupscale_gui.core.scene import Scene
 
     path = Path(scene_file).expanduser()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path, "scene file").decode("utf-8")
+    except NotRegularFileError as exc:
+        raise RequestError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise RequestError(f"{path}: cannot read the scene file ({reason})") from None
@@ -367,7 +454,7 @@ def _template_request(args: argparse.Namespace) -> ReconstructionRequest:
             preprocess=Preprocess(
                 size=args.size, intermediate=args.intermediate, crop_to_content=not args.square
             ),
-            stage1=Stage1Params(strength=args.strength, steps=args.steps1),
+            stage1=Stage1Params(strength=args.strength, steps=args.steps1, start=args.chain),
             stage2=Stage2Params(
                 enabled=not args.no_stage2, conditioning_scale=args.cond_scale, steps=args.steps2
             ),
@@ -377,6 +464,7 @@ def _template_request(args: argparse.Namespace) -> ReconstructionRequest:
             device=args.device,
             precision=args.precision,
             memory_mode=args.memory_mode,
+            speed=args.speed,
         )
     except RequestError as exc:
         raise UsageError(str(exc)) from None
@@ -391,6 +479,8 @@ def _resolve_models(
         opt
         for opt, given in (
             ("--flux", args.flux),
+            ("--flux-base", args.flux_base),
+            ("--models-root", args.models_root),
             ("--controlnet", args.controlnet),
             ("--lora", args.lora),
         )
@@ -405,10 +495,10 @@ def _resolve_models(
                 controlnet = _locate(None, CONTROLNET_REPO_ID, "controlnet")
             except ModelNotFoundError as exc:
                 _note(
-                    f"note: FLUX models not found ({exc.what}); using the realesrgan engine "
+                    f"note: FLUX models not found ({exc.what}); using the faithful engine "
                     "(pass --engine flux to see where they were looked for)"
                 )
-                return template.replace(engine="realesrgan")
+                return template.replace(engine="faithful")
             return template.replace(engine="flux", flux=flux, controlnet=controlnet)
     if engine != "flux":
         if flux_only:
@@ -416,12 +506,32 @@ def _resolve_models(
         if is_model_engine(engine):
             return template.replace(engine=engine, sr_model=_sr_model_ref(engine))
         return template.replace(engine=engine)
-    flux = _locate(args.flux, FLUX_REPO_ID, "flux")
+    flux = _locate(_flux_path(args), FLUX_REPO_ID, "flux")
+    flux_base = _locate(args.flux_base, "", "flux_base") if args.flux_base else None
     controlnet = _locate(args.controlnet, CONTROLNET_REPO_ID, "controlnet")
     lora = template.lora
     if args.lora:
         lora = dataclasses.replace(lora, model=_locate(args.lora, "", "lora"))
-    return template.replace(engine="flux", flux=flux, controlnet=controlnet, lora=lora)
+    return template.replace(
+        engine="flux", flux=flux, flux_base=flux_base, controlnet=controlnet, lora=lora
+    )
+
+
+def _flux_path(args: argparse.Namespace) -> str | None:
+    """``--flux``, else the best FLUX transformer file under ``--models-root``."""
+    if args.flux or not args.models_root:
+        return str(args.flux) if args.flux else None
+    from fbupscale_gui.core.model_files import discover_models_root
+
+    found = discover_models_root(args.models_root)
+    if not found.transformers:
+        searched = ", ".join(str(p) for p in found.folders.get("diffusion_models", ())) or "none"
+        raise UsageError(
+            f"--models-root {args.models_root}: no FLUX transformer file (a name containing "
+            f"'flux' in diffusion_models/ or unet/; searched: {searched})"
+        )
+    _note(f"FLUX transformer from the models root: {found.transformers[0]}")
+    return str(found.transformers[0])
 
 
 def _sr_model_ref(engine: str) -> ModelRef:
@@ -442,7 +552,7 @@ def _sr_model_ref(engine: str) -> ModelRef:
 
 def _cmd_upscale(args: argparse.Namespace, cancel: _CancelFlag) -> int:
     from fbupscale_gui.core.images import load_cutout_with_notes, make_source
-    from fbupscale_gui.core.metadata import save_candidate
+    from fbupscale_gui.core.paths import fit_name
 
     template = _template_request(args)
     files = _collect_inputs(args.inputs)
@@ -471,24 +581,35 @@ def _cmd_upscale(args: argparse.Namespace, cancel: _CancelFlag) -> int:
         raise InputImageError(outdir, f"cannot create the output folder ({exc.strerror})") from None
 
     engine = _make_engine()
-    taken: set[Path] = set()
     written = 0
+    failed: list[str] = []
     for n, (path, image, request) in enumerate(cutouts, 1):
-        label = f"[{n}/{len(cutouts)}] {path.name}"
+        label = f"[{n}/{len(cutouts)}] {shown(path.name)}"
         bars = _Bars(label, quiet=args.quiet)
         try:
-            for candidate in engine.run(request, bars, cancel):
-                target = _unique(outdir / candidate_filename(path.stem, candidate), taken)
-                save_candidate(candidate, target, cutout=image)
+            for candidate in _candidates(engine, request, bars, cancel):
+                # a name too long for the folder is shortened: it never fails after the render
+                name = fit_name(path.stem, candidate_filename("", candidate), outdir)
+                target = _save_new(candidate, outdir / name, image)
                 written += 1
                 bars.close()
-                print(target, flush=True)
+                print(shown(target), flush=True)
         except Cancelled:
             bars.close()
             _note(f"cancelled; {written} file(s) written to {outdir}")
             return EXIT_CANCELLED
+        except (InputImageError, OSError) as exc:  # one bad cutout or file never stops the batch
+            bars.close()
+            failed.append(path.name)
+            print(f"{PROG}: error: {shown(_one_line(exc))}", file=sys.stderr, flush=True)
         finally:
             bars.close()
+    if failed:
+        _note(
+            f"{len(failed)} of {len(cutouts)} cutouts failed ({', '.join(failed)}); "
+            f"{written} file(s) written to {outdir}"
+        )
+        return EXIT_ERROR
     return 0
 
 
@@ -498,7 +619,7 @@ def _cmd_upscale(args: argparse.Namespace, cancel: _CancelFlag) -> int:
 def _cmd_reproduce(args: argparse.Namespace, cancel: _CancelFlag) -> int:
     from fbupscale_gui.core.errors import RequestError
     from fbupscale_gui.core.images import image_sha256, load_source
-    from fbupscale_gui.core.metadata import read_metadata, save_candidate
+    from fbupscale_gui.core.metadata import read_metadata
     from fbupscale_gui.core.store import store_cutout
 
     src = Path(args.candidate).expanduser()
@@ -523,12 +644,12 @@ def _cmd_reproduce(args: argparse.Namespace, cancel: _CancelFlag) -> int:
         _note(f"note: {source.path} is missing or changed; using the embedded cutout")
         request = request.replace(source=store_cutout(record.cutout, source.name))
         cutout = record.cutout
-    target = _unique(Path(args.output).expanduser(), set())
+    target = Path(args.output).expanduser()
     bars = _Bars(src.name, quiet=args.quiet)
     engine = _make_engine()
     result: Candidate | None = None
     try:
-        for candidate in engine.run(request.with_only(record.key), bars, cancel):
+        for candidate in _candidates(engine, request.with_only(record.key), bars, cancel):
             if candidate.key == record.key or request.engine != "flux":
                 result = candidate
     except Cancelled:
@@ -538,11 +659,26 @@ def _cmd_reproduce(args: argparse.Namespace, cancel: _CancelFlag) -> int:
         bars.close()
     if result is None:
         raise RequestError(f"{src}: the engine did not render candidate {record.key.label}")
+    _compare_runtime(src, record, result)
     result = dataclasses.replace(result, request=request)
-    save_candidate(result, target, cutout=cutout)
-    print(target, flush=True)
+    target = _save_new(result, target, cutout)
+    print(shown(target), flush=True)
     _compare(src, record, result)
     return 0
+
+
+def _compare_runtime(src: Path, record: Any, result: Candidate) -> None:
+    """Say which field of the resolved runtime differs from the recorded one (a note on
+    stderr): the same request is pixel-identical only on the same runtime."""
+    if record.resolved is None or result.resolved is None:
+        return
+    changed = record.resolved.differences(result.resolved)
+    if changed:
+        _note(
+            f"today's runtime differs from the one {src.name} was rendered on: "
+            + "; ".join(changed)
+            + " (pixels may differ)"
+        )
 
 
 def _compare(src: Path, record: Any, result: Candidate) -> None:
@@ -577,11 +713,17 @@ def _cmd_doctor(args: argparse.Namespace, cancel: _CancelFlag) -> int:
     from fbupscale_gui.engine.doctor import report
 
     lora = ModelRef(path=args.lora) if args.lora else None
+    try:
+        flux_path = _flux_path(args)
+    except UsageError:  # the report says what the models root lacks
+        flux_path = None
     print(
         report(
-            flux=ModelRef(path=args.flux or "", repo_id=FLUX_REPO_ID),
+            flux=ModelRef(path=flux_path or "", repo_id=FLUX_REPO_ID),
+            flux_base=ModelRef(path=args.flux_base) if args.flux_base else None,
             controlnet=ModelRef(path=args.controlnet or "", repo_id=CONTROLNET_REPO_ID),
             lora=lora,
+            models_root=args.models_root,
         )
     )
     return 0
@@ -619,7 +761,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _note("cancelled")
         return EXIT_CANCELLED
     except (FbError, OSError) as exc:
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr, flush=True)
+        print(f"{PROG}: error: {shown(_one_line(exc))}", file=sys.stderr, flush=True)
         return EXIT_ERROR
 
 

@@ -110,7 +110,7 @@ def _from_chunk(text: Any) -> CandidateInfo:
     """Parse the ``fbupscale`` chunk defensively: anything missing or malformed is None."""
     try:
         data = json.loads(text) if isinstance(text, str | bytes) else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply
         data = None
     if not isinstance(data, dict):
         return CandidateInfo()
@@ -402,6 +402,7 @@ def cmd_degrade(args: argparse.Namespace, _cancel: object = None) -> int:
 def _degrade(args: argparse.Namespace) -> dict[str, Any]:
     from .core.degrade import DegradeParams, degrade, save_degraded, severity
     from .core.errors import RequestError
+    from .core.paths import read_regular
 
     out: Path = args.output
     if out.suffix.lower() != ".png":
@@ -412,10 +413,10 @@ def _degrade(args: argparse.Namespace) -> dict[str, Any]:
         raise _CliError(f"{args.params}: give --params or --severity, not both")
     if args.params is not None:
         try:
-            params = DegradeParams.from_json(Path(args.params).read_bytes())
+            params = DegradeParams.from_json(read_regular(args.params, "--params"))
         except OSError as exc:
             raise _CliError(f"{args.params}: cannot read ({exc.strerror or exc})") from None
-        except RequestError as exc:
+        except (RequestError, ValueError) as exc:  # ValueError: a device, FIFO or huge file
             raise _CliError(f"{args.params}: {exc}") from None
     else:
         params = severity(args.severity or "medium")

@@ -32,6 +32,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
+from .core.paths import shown
+
 if TYPE_CHECKING:
     from .core.job import Progress
     from .core.video import ClipInfo, UpscaleFn
@@ -122,13 +124,31 @@ def add_video_parser(subparsers: Any) -> argparse.ArgumentParser:
 # -- commands ----------------------------------------------------------------------------------
 
 
-def _unique(path: Path) -> Path:
-    """``path``, or ``stem-2.suffix``, ``stem-3.suffix``... whichever does not exist yet."""
-    candidate, i = path, 2
-    while candidate.exists():
-        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
-        i += 1
-    return candidate
+def _output(path: Path, suffix: str) -> Path:
+    """The file the user named with ``-o``; RequestError naming it when it is a folder."""
+    from .core.errors import RequestError
+
+    if path.is_dir():
+        raise RequestError(
+            f"-o {path}: is a folder; give a file name such as {path / ('clip' + suffix)}"
+        )
+    return path
+
+
+@contextlib.contextmanager
+def _claimed(path: Path) -> Iterator[Path]:
+    """``path`` or ``stem-2.suffix``... claimed exclusively (an empty placeholder) for a writer
+    that replaces it atomically; the placeholder is removed if the writer fails."""
+    from .core.atomic import claim_unique
+
+    target = claim_unique(path)
+    try:
+        yield target
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if target.stat().st_size == 0:
+                target.unlink()
+        raise
 
 
 def _info_dict(info: ClipInfo) -> dict[str, Any]:
@@ -191,16 +211,18 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_cut(args: argparse.Namespace) -> int:
+    from .core.atomic import atomic_write
     from .core.video import ClipReader, cut_region
 
     with ClipReader(args.clip) as reader:
         frame = reader.read(args.time)
         index = reader.info.index_of(_position(args.time, reader.info))
         cutout = cut_region(frame, args.rect, args.field, restore=args.restore)
-    out = _unique(args.output if args.output.suffix else args.output.with_suffix(".png"))
-    cutout.save(out, format="PNG")
+    output = _output(args.output, ".png")
+    with _claimed(output if output.suffix else output.with_suffix(".png")) as out:
+        atomic_write(out, lambda fh: cutout.save(fh, format="PNG"))
     field = f", {args.field} field" if args.field else ""
-    print(out)
+    print(shown(out))
     print(
         f"frame {index} ({reader.info.timecode(index)}){field}: {cutout.width}x{cutout.height} px",
         file=sys.stderr,
@@ -272,10 +294,10 @@ def _cmd_upscale(args: argparse.Namespace, cancel: Callable[[], bool] | None) ->
             f"note: {w}x{h} becomes {4 * w}x{4 * h} per frame; --rect X,Y,W,H upscales a region",
             file=sys.stderr,
         )
+    output = _output(args.output, ".mp4")
     upscale = _engine(args.engine)
-    out = _unique(args.output)
     bar = _Bar(args.quiet)
-    try:
+    with _claimed(output) as out, contextlib.closing(bar):
         result = upscale_range(
             args.clip,
             args.start,
@@ -289,9 +311,7 @@ def _cmd_upscale(args: argparse.Namespace, cancel: Callable[[], bool] | None) ->
             on_progress=bar,
             is_cancelled=cancel,
         )
-    finally:
-        bar.close()
-    print(result.path)
+    print(shown(result.path))
     audio = ", ".join(result.audio) if result.audio else "no audio"
     print(
         f"frames {result.start_index}-{result.end_index - 1} "
@@ -301,6 +321,14 @@ def _cmd_upscale(args: argparse.Namespace, cancel: Callable[[], bool] | None) ->
         f"{result.frames / max(result.seconds, 1e-9):.2f} fps",
         file=sys.stderr,
     )
+    if args.end is None and info.container == "MP4/MOV" and result.end_index < info.frame_count:
+        # MP4/MOV headers state the frame count exactly (others are estimates)
+        print(
+            f"note: wrote {result.frames} frames, fewer than the header of {shown(args.clip)} "
+            f"says ({info.frame_count} frames): the clip is truncated or damaged after frame "
+            f"{result.end_index - 1}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -324,8 +352,11 @@ def cmd_video(args: argparse.Namespace, cancel: Callable[[], bool] | None = None
         print(f"{PROG} {args.video_command}: interrupted", file=sys.stderr)
         return EXIT_CANCELLED
     except (FbError, OSError) as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"{PROG} {args.video_command}: error: {message}", file=sys.stderr)
+        if isinstance(exc, OSError) and not isinstance(exc, FbError) and exc.filename:
+            message = f"{exc.filename}: {exc.strerror or exc}"
+        else:
+            message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"{PROG} {args.video_command}: error: {shown(message)}", file=sys.stderr)
         return EXIT_ERROR
 
 

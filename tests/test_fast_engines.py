@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -274,18 +275,24 @@ def test_progress_per_tile(engine: FastEngine) -> None:
     small.upscale_x4(textured(24, 24), events.append)
     trunk, tail = small.tiles(24, 24)
     assert len(trunk) == 1 and len(tail) == 9
-    assert [e.step for e in events] == list(range(1, 11))
-    assert {e.stage for e in events} == {"fast"} and {e.total for e in events} == {10}
+    net = small.net()
+    per_trunk, per_tail = net.steps("data", net.trunk_blob), net.steps(net.trunk_blob, "output")
+    assert per_trunk > 10 and per_tail > 1  # progress inside a tile, not only between tiles
+    total = per_trunk + 9 * per_tail
+    assert [e.step for e in events] == list(range(1, total + 1))
+    assert {e.stage for e in events} == {"fast"} and {e.total for e in events} == {total}
+    assert [e.message for e in events].count("Real-ESRGAN trunk tile 1/1") == per_trunk
+    assert [e.message for e in events].count("Real-ESRGAN tail tile 9/9") == per_tail
     assert events[-1].fraction == 1.0
 
 
-def test_cancel_between_tiles(engine: FastEngine) -> None:
+def test_cancel_within_a_tile(engine: FastEngine) -> None:
     small = FastEngine(tail_tile=16)
     small._net = engine.net()
     events: list[Progress] = []
     with pytest.raises(Cancelled):
         small.upscale_x4(textured(24, 24), events.append, lambda: len(events) >= 2)
-    assert len(events) == 2  # stopped before the third tile
+    assert len(events) == 2  # stopped at the next step, inside the first tile
 
 
 def test_cancel_before_start_runs_nothing(engine: FastEngine) -> None:
@@ -342,8 +349,8 @@ def test_nan_from_the_network_is_refused_not_saved_black(
     net = engine.net()
     real_tail = net.tail
 
-    def overflowing(features: np.ndarray) -> np.ndarray:
-        out = real_tail(features)
+    def overflowing(features: np.ndarray, *step: Any) -> np.ndarray:
+        out = real_tail(features, *step)
         out[0, out.shape[1] // 2, out.shape[2] // 2] = np.nan  # inside the kept core
         return out
 

@@ -131,6 +131,35 @@ def test_candidates_come_in_key_order_with_content_shape(full_run: Any) -> None:
     assert set(cands[1].timings) == {"stage2"}  # its stage-1 result was timed on cands[0]
 
 
+def test_stage1_starts_from_the_chained_fast_engine(
+    engine: Engine,
+    request_: ReconstructionRequest,
+    plain: list[Candidate],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Plumbing only: tiny random models cannot show whether the faithful start helps."""
+    req = request_.replace(
+        variants=1, stage1=dataclasses.replace(request_.stage1, start="faithful")
+    )
+    fast = engine._fast_engine()
+    started: list[str] = []
+    original = fast.start_square
+
+    def spy(name: str, *args: Any, **kwargs: Any) -> Any:
+        started.append(name)
+        return original(name, *args, **kwargs)
+
+    monkeypatch.setattr(fast, "start_square", spy)
+    cands = run_all(engine, req)
+    assert started == ["faithful"]  # once per run, shared by the variant's candidates
+    assert [c.key for c in cands] == [c.key for c in plain]
+    assert all(c.request.stage1.start == "faithful" for c in cands)
+    assert all(c.image.size == (CUTOUT_W, CUTOUT_H) for c in cands)
+    assert diff(cands[0], plain[0]) > 0.5  # another start image, another stage-1 result
+    again = ReconstructionRequest.from_json(cands[0].request.to_json())
+    assert again.stage1.start == "faithful"
+
+
 def test_square_output_without_crop(engine: Engine, request_: ReconstructionRequest) -> None:
     req = request_.replace(preprocess=Preprocess(size=64, crop_to_content=False), variants=1)
     cands = run_all(engine, req)

@@ -33,7 +33,7 @@ def make_window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
         store = QSettings(str(tmp_path / f"settings{len(windows)}.ini"), QSettings.Format.IniFormat)
         model = SettingsModel(store)
         model.update(export_dir=str(tmp_path / "exports"), match_name="Home v Away", **settings)
-        window = MainWindow(Session(model))  # the real engine, in its thread
+        window = MainWindow(Session(model))  # the real engine, in its process
         window.confirm_on_close = False
         window.show()
         windows.append(window)
@@ -69,7 +69,7 @@ def reproduce(path: Path) -> Image.Image:
     return candidate.image
 
 
-@pytest.mark.parametrize("engine", ["realesrgan", "lanczos"])
+@pytest.mark.parametrize("engine", ["faithful", "realesrgan", "lanczos"])
 def test_fast_engine_run_pick_export_reproduce(qtbot, make_window, engine: str) -> None:  # type: ignore[no-untyped-def]
     window = make_window()
     window.session.engine.set_engine(engine)
@@ -109,6 +109,7 @@ def test_tiny_flux_grid_cancel_pick_export_reproduce(
         flux_dir=str(tiny_flux.flux_dir),
         controlnet_dir=str(tiny_flux.controlnet_dir),
         lora_path=str(tiny_flux.lora_diffusers),
+        engine="flux",  # the window opens on "faithful" unless told otherwise
     )
     assert window.session.engine.engine == "flux"
     params = window.params.apply_to(window.session.build_request(window.session.cutouts.at(0)))

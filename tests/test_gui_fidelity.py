@@ -19,7 +19,7 @@ from fbupscale_gui.core.export import ExportError
 from fbupscale_gui.core.fidelity import lr_consistency
 from fbupscale_gui.core.images import load_cutout
 from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress, Progress
-from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+from fbupscale_gui.core.request import FAITHFUL_MODEL, CandidateKey, ReconstructionRequest
 from fbupscale_gui.core.scoring import format_db
 from fbupscale_gui.models.candidates import CandidateEntry
 from fbupscale_gui.models.jobs import JobState
@@ -95,7 +95,7 @@ def make_window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
         model.update(
             export_dir=str(tmp_path / "exports"),
             lora_path=str(tmp_path / "lora.safetensors"),
-            **settings,
+            **{"engine": "flux", **settings},  # the FLUX grid (the default is "faithful")
         )
         runner = ScriptedRunner()
         window = MainWindow(Session(model, runner_factory=lambda: runner))
@@ -147,12 +147,12 @@ def answer_modal(button_text: str, seen: list[str]) -> None:
 # -- tiles ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("engine", ["lanczos", "realesrgan"])
+@pytest.mark.parametrize("engine", ["lanczos", "realesrgan", "faithful"])
 def test_real_engine_tile_shows_its_lr_consistency(qtbot, tmp_path: Path, engine: str) -> None:  # type: ignore[no-untyped-def]
     import dataclasses
 
     store = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
-    window = MainWindow(Session(SettingsModel(store)))  # the real engines, in their thread
+    window = MainWindow(Session(SettingsModel(store)))  # the real engines, in their process
     window.confirm_on_close = False
     window.show()
     try:
@@ -177,6 +177,8 @@ def test_real_engine_tile_shows_its_lr_consistency(qtbot, tmp_path: Path, engine
         assert "higher is more faithful" in tile.score_label.toolTip()
         if engine == "realesrgan":  # provenance: the weights' hash travels with the candidate
             assert len(tile.entry.models["realesrgan"]["sha256"]) == 64
+        if engine == "faithful":
+            assert len(tile.entry.models[FAITHFUL_MODEL]["sha256"]) == 64
     finally:
         window.close()
         gc.collect()

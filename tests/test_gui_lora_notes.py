@@ -29,7 +29,8 @@ def window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
     lora.write_bytes(b"{}")  # the panel only checks that the file is there
     store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     settings = SettingsModel(store)
-    settings.update(export_dir=str(tmp_path / "exports"), lora_path=str(lora))
+    # the FLUX grid (the window opens on "faithful" by default)
+    settings.update(export_dir=str(tmp_path / "exports"), lora_path=str(lora), engine="flux")
     runner = FakeRunner(steps=1, notes=[Note("warning", REPORT, "lora")])
     win = MainWindow(Session(settings, runner_factory=lambda: runner))
     win.confirm_on_close = False

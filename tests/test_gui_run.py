@@ -23,7 +23,11 @@ from fbupscale_gui.worker.testing import FakeRunner
 def settings(tmp_path: Path) -> SettingsModel:
     store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     model = SettingsModel(store)
-    model.update(export_dir=str(tmp_path / "exports"), lora_path=str(tmp_path / "lora.safetensors"))
+    model.update(
+        export_dir=str(tmp_path / "exports"),
+        lora_path=str(tmp_path / "lora.safetensors"),
+        engine="flux",  # the FLUX grid (the window opens on "faithful" by default)
+    )
     return model
 
 

@@ -24,7 +24,7 @@ from fbupscale_gui.worker.testing import FakeRunner
 def window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
     store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     settings = SettingsModel(store)
-    settings.update(flux_dir=str(tmp_path / "no-flux-here"))
+    settings.update(flux_dir=str(tmp_path / "no-flux-here"), engine="flux")
     runner = FakeRunner(steps=1)
     win = MainWindow(Session(settings, runner_factory=lambda: runner))
     win.confirm_on_close = False
@@ -45,8 +45,8 @@ def test_missing_flux_is_said_once_and_falls_back(
     assert window.session.engine.engine == "flux"
     window.session.check_models()  # in the engine thread
     qtbot.waitUntil(lambda: window.session.engine.flux_status == "missing", timeout=10_000)
-    assert window.session.engine.engine == "realesrgan"
-    assert window.engine_combo.currentData() == "realesrgan"
+    assert window.session.engine.engine == "faithful"
+    assert window.engine_combo.currentData() == "faithful"
     assert "missing" in window.engine_combo.itemText(window.engine_combo.findData("flux"))
     texts = window.messages.texts()
     assert len(texts) == 1
@@ -62,7 +62,7 @@ def test_missing_flux_is_said_once_and_falls_back(
     # the fast engine still runs
     (job,) = window.run_selected()
     qtbot.waitUntil(lambda: not window.session.jobs.is_busy(), timeout=10_000)
-    assert job.state is JobState.DONE and job.request.engine == "realesrgan"
+    assert job.state is JobState.DONE and job.request.engine == "faithful"
 
 
 def test_a_flux_job_without_weights_reports_once(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]

@@ -19,7 +19,7 @@ from PySide6.QtGui import QDropEvent
 from PySide6.QtTest import QTest
 
 from fbupscale_gui.core.video import cut_region, open_clip, read_frame
-from fbupscale_gui.models import video as video_model
+from fbupscale_gui.engine import facade
 from fbupscale_gui.models.jobs import JobState
 from fbupscale_gui.models.session import Session
 from fbupscale_gui.models.settings_model import SettingsModel
@@ -376,10 +376,10 @@ def test_batch_runs_in_the_engine_thread_and_cancel_leaves_no_file(
     started = threading.Event()
     proceed = threading.Event()
     threads: list[int] = []
-    real = video_model.lanczos_upscaler
+    real = facade.make_upscaler
 
-    def slow_upscaler(scale: int = 4):  # type: ignore[no-untyped-def]
-        inner = real(scale)
+    def slow_upscaler(engine, is_cancelled=None):  # type: ignore[no-untyped-def]
+        inner = real(engine, is_cancelled)
 
         def upscale(image: Image.Image) -> Image.Image:
             threads.append(threading.get_ident())
@@ -389,7 +389,7 @@ def test_batch_runs_in_the_engine_thread_and_cancel_leaves_no_file(
 
         return upscale
 
-    monkeypatch.setattr(video_model, "lanczos_upscaler", slow_upscaler)
+    monkeypatch.setattr(facade, "make_upscaler", slow_upscaler)
     video = open_in(qtbot, window, clips["good"])
     video.set_range(0, N - 1)
     out = tmp_path / "cancelled.mp4"
@@ -557,13 +557,13 @@ def test_batch_realesrgan_runs_in_the_engine_thread(
         pytest.skip("Real-ESRGAN x4plus model files are not installed")
     monkeypatch.setenv("FBUPSCALE_CPU_THREADS", "1")
     threads: list[int] = []
-    real = video_model.make_upscaler
+    real = facade.make_upscaler
 
     def recording(engine, is_cancelled=None):  # type: ignore[no-untyped-def]
         threads.append(threading.get_ident())
         return real(engine, is_cancelled)
 
-    monkeypatch.setattr(video_model, "make_upscaler", recording)
+    monkeypatch.setattr(facade, "make_upscaler", recording)
     video = open_in(qtbot, window, clips["good"])
     video.view.set_rect((20, 30, 8, 8))
     video.set_range(3, 4)

@@ -1,8 +1,7 @@
 """Kill test for the window: SIGKILL the app mid-run, restart, nothing finished is lost.
 
-The app starts offscreen on a private session folder with the hidden test hook
-``FBUPSCALE_TEST_AUTORUN=realesrgan`` (run every cutout given on the command line), on the five
-samples. As soon as the session index holds one candidate the process is SIGKILLed, so the
+The app starts offscreen on a private session folder as an operator queues a folder,
+``fbupscale-gui resources/samples --engine realesrgan --run-all``, on the five samples. As soon as the session index holds one candidate the process is SIGKILLed, so the
 kill always lands mid-run whatever the machine's speed (Real-ESRGAN takes seconds per sample
 on a CPU, so later jobs are still queued or running). Then:
 
@@ -65,13 +64,23 @@ def _realesrgan_available() -> bool:
     return True
 
 
-@pytest.mark.skipif(not _realesrgan_available(), reason="Real-ESRGAN weights not available")
-def test_sigkill_mid_session_loses_nothing_finished(qtbot, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    sessions = tmp_path / "sessions"
+def _first_candidate(proc: subprocess.Popen[str], sessions: Path, deadline: float) -> Path | None:
+    """The session folder once its index holds a candidate (None: the app ended or time ran
+    out)."""
+    folder: Path | None = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        folder = last_session(sessions)
+        if folder is not None and _indexed_candidates(folder) >= 1:
+            return folder
+        time.sleep(0.05)
+    return folder
+
+
+def _launch(tmp_path: Path, sessions: Path, stderr: int) -> subprocess.Popen[str]:
+    """``fbupscale-gui samples --engine realesrgan --run-all``, offscreen, private folders."""
     env = dict(
         os.environ,
         FBUPSCALE_SESSIONS_DIR=str(sessions),
-        FBUPSCALE_TEST_AUTORUN="realesrgan",
         FBUPSCALE_CPU_THREADS="1",
         XDG_CONFIG_HOME=str(tmp_path / "config"),  # QSettings of the child
         QT_QPA_PLATFORM="offscreen",
@@ -79,22 +88,23 @@ def test_sigkill_mid_session_loses_nothing_finished(qtbot, tmp_path: Path, monke
     )
     env.pop("FBUPSCALE_QUIT_WHEN_SHOWN", None)
     code = "import sys; from fbupscale_gui.app import main; sys.exit(main(sys.argv[1:]))"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(SAMPLES)],
+    return subprocess.Popen(
+        [sys.executable, "-c", code, str(SAMPLES), "--engine", "realesrgan", "--run-all"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
     )
+
+
+@pytest.mark.skipif(not _realesrgan_available(), reason="Real-ESRGAN weights not available")
+def test_sigkill_mid_session_loses_nothing_finished(qtbot, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    sessions = tmp_path / "sessions"
+    proc = _launch(tmp_path, sessions, subprocess.PIPE)
     try:
         deadline = time.monotonic() + LIMIT_S
-        folder: Path | None = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            folder = last_session(sessions)
-            if folder is not None and _indexed_candidates(folder) >= 1:
-                break
-            time.sleep(0.05)
+        folder = _first_candidate(proc, sessions, deadline)
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         assert folder is not None and _indexed_candidates(folder) >= 1, "no candidate in time"
         os.kill(proc.pid, signal.SIGKILL)
@@ -160,3 +170,57 @@ def test_sigkill_mid_session_loses_nothing_finished(qtbot, tmp_path: Path, monke
     finally:
         window.close()
         gc.collect()
+
+
+def _engine_child(pid: int) -> int | None:
+    """The engine process the app ``pid`` started (None: not running now)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and b"fbupscale_gui.host.child" in cmdline:
+            return int(entry.name)
+    return None
+
+
+@pytest.mark.skipif(not _realesrgan_available(), reason="Real-ESRGAN weights not available")
+def test_run_all_survives_the_engine_process_killed_after_the_first_candidate(
+    tmp_path: Path,
+) -> None:
+    """``fbupscale-gui samples --run-all --engine realesrgan``; the engine process is killed
+    after the first candidate: the window lives on, the job that was running records why, and
+    every other cutout still gets its candidate (the engine restarts)."""
+    sessions = tmp_path / "sessions"
+    proc = _launch(tmp_path, sessions, subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + LIMIT_S
+        folder = _first_candidate(proc, sessions, deadline)
+        assert folder is not None and _indexed_candidates(folder) >= 1, "no candidate in time"
+        child = _engine_child(proc.pid)
+        assert child is not None
+        os.kill(child, signal.SIGKILL)  # mid-job: the next sample started with the first's end
+
+        def ended() -> list[str]:
+            return [j.state for j in read_snapshot(folder).jobs]
+
+        while time.monotonic() < deadline and proc.poll() is None:
+            states = ended()
+            if len(states) == 5 and all(s in ("done", "failed") for s in states):
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None  # the window lives on
+        jobs = read_snapshot(folder).jobs
+        failed = [j for j in jobs if j.state == "failed"]
+        assert len(failed) == 1 and "SIGKILL" in failed[0].error, [(j.state, j.error) for j in jobs]
+        assert sum(j.state == "done" for j in jobs) == 4
+        assert _indexed_candidates(folder) == 4  # every other cutout got its candidate
+        assert _engine_child(proc.pid) not in (None, child)  # restarted
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(30)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 from PIL import Image, PngImagePlugin
 
-from fbupscale_gui.core import metadata
+from fbupscale_gui.core import atomic, metadata
 from fbupscale_gui.core.errors import InputImageError, RequestError
 from fbupscale_gui.core.images import image_sha256, load_source, make_source
 from fbupscale_gui.core.job import Candidate
@@ -198,9 +199,12 @@ def test_failed_write_leaves_the_old_file_and_no_temp(
     def broken_fsync(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(metadata.os, "fsync", broken_fsync)
-    with pytest.raises(OSError, match="No space"):
+    monkeypatch.setattr(atomic.os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="No space") as info:
         save_candidate(make_candidate(*cutout), target)
+    # the message names the file and how much of it had been written
+    assert info.value.filename == str(target)
+    assert re.search(r"after \d+ bytes had been written", str(info.value.strerror))
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "cut.png"]
 

@@ -12,6 +12,7 @@ permissions an ordinary ``open()`` would (0666 minus the umask). Pure Python.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 import threading
@@ -26,10 +27,12 @@ __all__ = [
     "apply_umask",
     "atomic_write",
     "atomic_write_bytes",
+    "claim_unique",
     "clean_stale_temps",
     "fsync_dir",
     "is_temp_name",
     "temp_file",
+    "write_error",
 ]
 
 TEMP_SUFFIX: Final = ".tmp"
@@ -90,23 +93,97 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
-    """Write ``path`` atomically with ``write(fh)``; raises OSError, leaving nothing partial."""
+def write_error(exc: OSError, target: Path, tmp: Path) -> OSError:
+    """``exc`` (a failed write, e.g. a full disk) restated to name ``target`` and how many
+    bytes had reached the temporary file; call it before the temporary file is removed."""
+    try:
+        written = f"{tmp.stat().st_size} bytes"
+    except OSError:
+        written = "an unknown number of bytes"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return OSError(
+        exc.errno,
+        f"{reason} after {written} had been written; nothing was saved under this name",
+        str(target),
+    )
+
+
+def _link_unique(tmp: Path, first: Path, limit: int = 10_000) -> Path:
+    """Give the finished ``tmp`` the first free name of ``first``, ``stem-2.suffix``...
+
+    A hard link fails when the name exists, so claiming the name and publishing the complete
+    file are one atomic step: two runs never share a name, and a killed run leaves no empty
+    or partial file under one. Where the file system has no hard links, the name is claimed
+    exclusively and then replaced by the file.
+    """
+    candidate = first
+    for i in range(2, limit + 2):
+        try:
+            os.link(tmp, candidate)
+        except FileExistsError:
+            candidate = first.with_name(f"{first.stem}-{i}{first.suffix}")
+            continue
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            claimed = claim_unique(candidate, limit=limit)
+            os.replace(tmp, claimed)
+            return claimed
+        tmp.unlink()
+        return candidate
+    raise FileExistsError(17, f"no free name after {limit} tries", str(first))
+
+
+def atomic_write(
+    path: str | Path, write: Callable[[IO[bytes]], object], *, exclusive: bool = False
+) -> Path:
+    """Write ``path`` atomically with ``write(fh)``; raises OSError, leaving nothing partial.
+
+    A failed write (a full disk) raises an OSError naming ``path`` and how much was written.
+    With ``exclusive`` an existing file is never replaced: the finished file takes the first
+    free name of ``path``, ``stem-2.suffix``... (see :func:`_link_unique`), which is returned.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = temp_file(target)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise write_error(exc, target, tmp) from None
+        if exclusive:
+            target = _link_unique(tmp, target)
+        else:
+            os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
     fsync_dir(target.parent)
     return target
+
+
+def claim_unique(path: str | Path, *, limit: int = 10_000) -> Path:
+    """Create ``path`` (or ``stem-2.suffix``, ``stem-3.suffix``...) as an empty file, exclusively.
+
+    Exclusive creation is atomic, so two processes writing into one folder never get the same
+    name: each later replaces its own placeholder with the finished file (an atomic write),
+    and never an existing file. Raises OSError (naming the path) when none can be created.
+    """
+    first = Path(path)
+    candidate = first
+    for i in range(2, limit + 2):
+        try:
+            fd = os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            candidate = first.with_name(f"{first.stem}-{i}{first.suffix}")
+            continue
+        os.close(fd)
+        return candidate
+    raise FileExistsError(17, f"no free name after {limit} tries", str(first))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from .request import CandidateKey, ReconstructionRequest
+from .runtime import ResolvedRuntime
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -82,6 +83,9 @@ class Candidate:
     timings: Mapping[str, float] = field(default_factory=dict)
     runtime: str = ""
     lora_report: Mapping[str, Any] | None = None
+    #: The typed runtime (device, precision, memory mode, backend, versions), set by the
+    #: engine's facade; None for candidates read back from an older session.
+    resolved: ResolvedRuntime | None = None
 
     @property
     def lora(self) -> bool:

@@ -34,6 +34,7 @@ from typing import Any, Final
 from .atomic import apply_umask
 from .errors import RequestError
 from .jsonable import from_jsonable, to_jsonable
+from .paths import NotRegularFileError, read_regular
 from .scene import KIT_TYPES, Kit, KitType, Team, _check_text, _prefixed
 
 __all__ = [
@@ -190,9 +191,11 @@ def find_preset(presets: Iterable[KitPreset], name: str) -> KitPreset | None:
 
 def _read(path: Path) -> tuple[KitPreset, ...]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular(path, "kits file").decode("utf-8")
     except FileNotFoundError:
         raise RequestError(f"{path}: kits file not found") from None
+    except NotRegularFileError as exc:
+        raise RequestError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RequestError(f"{path}: cannot read the kits file ({exc})") from None
     try:

@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import io
 import json
-import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,9 +33,12 @@ from xml.sax.saxutils import escape, quoteattr
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from .atomic import fsync_dir, temp_file
+from .atomic import atomic_write
 from .errors import InputImageError, RequestError
+from .images import load_cutout_with_notes
+from .jsonable import parse_json
 from .request import CandidateKey, ReconstructionRequest
+from .runtime import ResolvedRuntime
 
 if TYPE_CHECKING:
     from .job import Candidate
@@ -89,6 +91,8 @@ class CandidateRecord:
     #: What the export added (:func:`fbupscale_gui.core.provenance.provenance`): model hashes,
     #: LR-consistency, badge; empty for files written without it.
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    #: The typed runtime it was rendered on (None: written before it was recorded).
+    resolved: ResolvedRuntime | None = None
 
 
 def _app_version() -> str:
@@ -186,6 +190,11 @@ def _payload(candidate: Candidate) -> dict[str, Any]:
         "timings": {str(k): float(v) for k, v in candidate.timings.items()},
         "app_version": _app_version(),
         **({"lora": dict(candidate.lora_report)} if candidate.lora_report else {}),
+        **(
+            {"resolved_runtime": candidate.resolved.to_dict()}
+            if candidate.resolved is not None
+            else {}
+        ),
     }
 
 
@@ -210,11 +219,13 @@ def save_candidate(
     fmt: Format = "png",
     quality: int = 95,
     provenance: Mapping[str, Any] | None = None,
+    exclusive: bool = False,
 ) -> Path:
     """Write ``candidate.image`` to ``path`` with its metadata, atomically; returns the path.
 
     ``cutout`` is embedded when given (and small enough to read back). An existing file at
-    ``path`` is replaced; callers choose unique names. Raises :class:`RequestError` for an
+    ``path`` is replaced; with ``exclusive`` it never is: the file takes the first free name
+    (``stem-2.png``...), claimed atomically together with its complete content. Raises :class:`RequestError` for an
     unknown format or a quality outside 1..100, and OSError when the file cannot be written
     (nothing partial is left behind).
     """
@@ -259,26 +270,8 @@ def save_candidate(
             "xmp": xmp.encode("utf-8"),
         }
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # mkstemp makes the file 0600: temp_file gives it the umask's permissions, like open()
-    fd, tmp = temp_file(target)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, **save_args)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(target.parent)
-    return target
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable where the platform allows opening a folder."""
-    fsync_dir(folder)
+    # atomic, with the umask's permissions; a full disk names the file and how much was written
+    return atomic_write(target, lambda fh: image.save(fh, **save_args), exclusive=exclusive)
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -299,6 +292,8 @@ def _texts(path: Path) -> tuple[dict[str, str], str]:
             comment = im.info.get("comment", b"")
     except UnidentifiedImageError:
         raise InputImageError(path, "not an image Pillow can read") from None
+    except Image.DecompressionBombError as exc:
+        raise InputImageError(path, f"refused as a possible decompression bomb ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputImageError(path, f"unreadable or truncated image ({exc})") from None
     if isinstance(comment, bytes):
@@ -309,13 +304,20 @@ def _texts(path: Path) -> tuple[dict[str, str], str]:
 
 
 def _decode_cutout(path: Path, encoded: str) -> Image.Image:
+    """The embedded cutout, read like any cutout: its declared size is checked before a pixel
+    is decoded, so a decompression bomb in the metadata never allocates."""
     try:
         data = base64.b64decode(encoded, validate=True)
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            return im.convert("RGB")
-    except (binascii.Error, UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise InputImageError(path, "the embedded cutout is damaged") from None
+    except (binascii.Error, ValueError):
+        raise InputImageError(path, "the embedded cutout is damaged (not base64)") from None
+    try:
+        with warnings.catch_warnings():  # the size check refuses what Pillow warns about
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return load_cutout_with_notes(data).image
+    except InputImageError as exc:
+        raise InputImageError(
+            path, f"the embedded cutout is damaged or refused ({exc.reason})"
+        ) from None
 
 
 def read_metadata(path: str | Path) -> CandidateRecord:
@@ -333,10 +335,7 @@ def read_metadata(path: str | Path) -> CandidateRecord:
             f"{p}: no fbupscale metadata in this image (was it saved by fbupscale, "
             "or edited by another program?)"
         )
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise RequestError(f"{p}: fbupscale metadata is not valid JSON ({exc})") from None
+    data = parse_json(raw, f"{p}: fbupscale metadata")
     if not isinstance(data, dict):
         raise RequestError(f"{p}: fbupscale metadata is not a JSON object")
     try:
@@ -360,6 +359,8 @@ def read_metadata(path: str | Path) -> CandidateRecord:
             raise RequestError("timings: expected an object of numbers")
         timings = {str(k): float(v) for k, v in timings_raw.items()}
         version = data.get("app_version", "")
+        resolved_raw = data.get("resolved_runtime")
+        resolved = None if resolved_raw is None else ResolvedRuntime.from_dict(resolved_raw)
     except RequestError as exc:
         raise RequestError(f"{p}: broken fbupscale metadata: {exc}") from None
     encoded = texts.get(CUTOUT_KEY) or data.get(_CUTOUT_FIELD)
@@ -373,6 +374,7 @@ def read_metadata(path: str | Path) -> CandidateRecord:
         cutout=cutout,
         app_version=version if isinstance(version, str) else "",
         provenance=data["provenance"] if isinstance(data.get("provenance"), dict) else {},
+        resolved=resolved,
     )
 
 

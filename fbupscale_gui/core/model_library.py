@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from .atomic import apply_umask, atomic_write_bytes
-from .errors import ModelFileError, ModelNotFoundError
+from .errors import ModelFileError, ModelNotFoundError, RequestError
+from .jsonable import parse_json
+from .paths import NotRegularFileError, PathEscapeError, contained, read_regular
 from .request import ModelRef
 
 __all__ = [
@@ -197,14 +199,16 @@ class ModelLibrary:
 
     def _read(self) -> dict[str, LibraryEntry]:
         try:
-            raw = self.index_path.read_bytes()
+            raw = read_regular(self.index_path, "models index")
         except FileNotFoundError:
             return {}
+        except NotRegularFileError as exc:
+            raise ModelFileError(f"{exc}; replace it with the folder's index.json") from None
         try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+            data = parse_json(raw, str(self.index_path))
+        except RequestError as exc:
             raise ModelFileError(
-                f"{self.index_path}: the models index is not valid JSON ({exc}); "
+                f"{exc}: the models index is damaged; "
                 "fix or delete it (the model files next to it are untouched)"
             ) from None
         if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
@@ -251,11 +255,23 @@ class ModelLibrary:
             )
         return found[name]
 
+    def file_of(self, entry: LibraryEntry) -> Path:
+        """Where an entry's file is, which must be inside the folder: the index is untrusted.
+
+        Raises ModelFileError naming the entry for an absolute path, ``..`` or a symbolic
+        link leading out of the folder (nothing is read, replaced or deleted there).
+        """
+        try:
+            return contained(self.root, entry.file, f"models index entry {entry.name!r}")
+        except PathEscapeError as exc:
+            raise ModelFileError(f"{exc}; fix or remove that entry in {self.index_path}") from None
+
     def path_of(self, entry: LibraryEntry | str) -> Path:
-        """The file of an entry (or of the entry called so). Raises ModelNotFoundError."""
+        """The file of an entry (or of the entry called so). Raises ModelNotFoundError, and
+        ModelFileError for an entry whose file lies outside the folder."""
         if isinstance(entry, str):
             entry = self.get(entry)
-        path = self.root / entry.file
+        path = self.file_of(entry)
         if not path.is_file():
             raise ModelNotFoundError(
                 f"SR model {entry.name!r}",
@@ -323,14 +339,19 @@ class ModelLibrary:
                 f"{src}: unsupported model file type {suffix or '(none)'}; "
                 f"expected one of {', '.join(MODEL_SUFFIXES)}"
             )
-        if not src.is_file():
+        if not src.exists():
             raise ModelFileError(f"{src}: no such file")
+        if not src.is_file():
+            raise ModelFileError(f"{src}: not a regular file (a folder, device or FIFO)")
         name = name if name is not None else _name_from_stem(src.stem)
         if not valid_model_name(name):
             raise ModelFileError(
                 f"model name {name!r}: use 1-80 letters, digits and ._+- (starting with a "
                 "letter or digit)"
             )
+        if replace:  # an entry leading out of the folder is refused before any work
+            with self._lock, contextlib.suppress(ModelNotFoundError):
+                self.file_of(self.get(name))
         info = inspect(src)  # raises ModelFileError for anything unusable
         digest = file_sha256(src)
         with self._lock:
@@ -340,6 +361,8 @@ class ModelLibrary:
                     f"model name {name!r} is already in the library; remove it first or "
                     "choose another name"
                 )
+            old = entries.get(name)
+            old_file = self.file_of(old) if old is not None else None  # refused before any copy
             for other in entries.values():
                 if other.sha256 == digest and other.name != name:
                     raise ModelFileError(
@@ -356,7 +379,6 @@ class ModelLibrary:
                     os.fsync(fh.fileno())
                 if file_sha256(tmp) != digest:
                     raise ModelFileError(f"{src}: the file changed while it was being copied")
-                old = entries.get(name)
                 entry = LibraryEntry(
                     name=name,
                     file=target.name,
@@ -377,9 +399,9 @@ class ModelLibrary:
                 raise
             entries[name] = entry
             self._write(entries)
-            if old is not None and old.file != entry.file:
+            if old_file is not None and old_file != target.resolve():
                 with contextlib.suppress(OSError):
-                    (self.root / old.file).unlink()
+                    old_file.unlink()
         return entry
 
     def remove(self, name: str) -> LibraryEntry:
@@ -389,9 +411,10 @@ class ModelLibrary:
             if name not in entries:
                 self.get(name)  # raises with the list of known names
             entry = entries.pop(name)
+            file = self.file_of(entry)  # refused, with nothing changed, if it leads outside
             self._write(entries)
             in_use = {e.file for e in entries.values()}
             if entry.file not in in_use:
                 with contextlib.suppress(FileNotFoundError):
-                    (self.root / entry.file).unlink()
+                    file.unlink()
         return entry

@@ -26,8 +26,12 @@ __all__ = [
     "BUILTIN_ENGINES",
     "CONDITIONING_SCALE_RANGE",
     "CONTROLNET_REPO_ID",
+    "ENGINE_ALIASES",
+    "FAITHFUL_MODEL",
+    "FAST_ENGINES",
     "FLUX_REPO_ID",
     "MODEL_ENGINE_PREFIX",
+    "NCNN_ENGINE_PREFIX",
     "SCHEMA_VERSION",
     "CandidateKey",
     "Device",
@@ -40,31 +44,57 @@ __all__ = [
     "Preprocess",
     "ReconstructionRequest",
     "SourceRef",
+    "Speed",
     "Stage1Params",
     "Stage2Params",
     "StageName",
+    "Storage",
+    "canonical_engine",
     "img2img_steps",
+    "is_fast_engine",
     "is_model_engine",
+    "ncnn_variant_name",
 ]
 
 #: 2: ``engine`` may be "model:NAME" with the user model recorded in ``sr_model``.
-SCHEMA_VERSION: Final = 2
+#: 3: the "faithful" engine and "ncnn:NAME" wheel models; ``stage1.start`` (FLUX's start image).
+#: 4: FLUX from single files (``flux_base``, ``ModelRef.format``/``quant``), ``speed`` and
+#: ``storage``.
+SCHEMA_VERSION: Final = 4
 FLUX_REPO_ID: Final = "black-forest-labs/FLUX.1-dev"
 CONTROLNET_REPO_ID: Final = "jasperai/Flux.1-dev-Controlnet-Upscaler"
 #: The paper tuned the ControlNet conditioning scale within this range (section 3.2).
 CONDITIONING_SCALE_RANGE: Final = (0.5, 0.65)
 
-#: The engines that ship with fbupscale. A request's ``engine`` is one of these or
+#: The engines that ship with fbupscale. A request's ``engine`` is one of these, "ncnn:NAME"
+#: for one of the models shipped in the ncnn wheels (``engine/ncnn_sr.py``), or
 #: ``"model:" + NAME`` for a user super-resolution model (see :func:`is_model_engine`).
-EngineKind = Literal["flux", "realesrgan", "lanczos"]
+#: "faithful" is the default preview, "realesrgan" (alias "sharp") the detail-inventing one.
+EngineKind = Literal["flux", "faithful", "realesrgan", "lanczos"]
 BUILTIN_ENGINES: Final[tuple[str, ...]] = typing.get_args(EngineKind)
+#: Names a user may type for an engine, and the engine they mean.
+ENGINE_ALIASES: Final[dict[str, str]] = {"sharp": "realesrgan"}
+#: The fast engines (CPU, one candidate, no FLUX).
+FAST_ENGINES: Final[tuple[str, ...]] = ("faithful", "realesrgan", "lanczos")
 MODEL_ENGINE_PREFIX: Final = "model:"
+NCNN_ENGINE_PREFIX: Final = "ncnn:"
+#: The wheel model behind "faithful" in this schema version (chosen on ``bench/fidelity.py``,
+#: see docs/fidelity.md). Changing it changes pixels: bump the schema and migrate old requests
+#: to the explicit "ncnn:NAME" they rendered with.
+FAITHFUL_MODEL: Final = "waifu2x-cunet-n2-2x-lanczos50"
 Device = Literal["auto", "cuda", "mps", "cpu"]
 Precision = Literal["auto", "bf16", "fp16", "fp32"]
 #: none: everything on the GPU; model: diffusers model CPU offload; group: block-level group
 #: offload; sequential: sequential CPU offload (slowest, least VRAM). auto picks by free VRAM.
 MemoryMode = Literal["auto", "none", "model", "group", "sequential"]
 PadMode = Literal["edge", "reflect", "black", "gray"]
+#: exact: every step computed; fast: First Block Cache on stage 1 (stage 2 stays uncached,
+#: see engine/flux_speed.py); compiled: regional compile of the repeated transformer blocks.
+Speed = Literal["exact", "fast", "compiled"]
+#: How the FLUX transformer's weights are held: native (the file's own precision: bf16, fp8
+#: upcast, GGUF kept quantised), fp8 (layerwise casting: fp8 storage, computed in the
+#: precision, LoRAs loaded first). auto picks by free VRAM; the engine records its choice.
+Storage = Literal["auto", "native", "fp8"]
 StageName = Literal["stage1", "stage2"]
 
 
@@ -78,18 +108,46 @@ def is_model_engine(engine: str) -> bool:
     return engine.startswith(MODEL_ENGINE_PREFIX) and len(engine) > len(MODEL_ENGINE_PREFIX)
 
 
+def is_fast_engine(engine: str) -> bool:
+    """Whether ``engine`` is a fast CPU engine: faithful, realesrgan, lanczos or ncnn:NAME."""
+    return engine in FAST_ENGINES or (
+        engine.startswith(NCNN_ENGINE_PREFIX) and len(engine) > len(NCNN_ENGINE_PREFIX)
+    )
+
+
+def ncnn_variant_name(engine: str) -> str:
+    """The wheel model an ncnn engine runs: "faithful" -> its model, "ncnn:NAME" -> NAME.
+
+    Raises RequestError for an engine that runs no wheel model.
+    """
+    if engine == "faithful":
+        return FAITHFUL_MODEL
+    if engine.startswith(NCNN_ENGINE_PREFIX) and len(engine) > len(NCNN_ENGINE_PREFIX):
+        return engine[len(NCNN_ENGINE_PREFIX) :]
+    raise RequestError(f"engine: {engine!r} runs no ncnn wheel model")
+
+
+def canonical_engine(engine: str) -> str:
+    """The engine an alias stands for ("sharp" -> "realesrgan"); other names unchanged."""
+    return ENGINE_ALIASES.get(engine, engine)
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """Identity of a model: where it was loaded from and a hash of its content.
 
     ``path`` is a local folder or file; empty means "look ``repo_id`` up in the Hugging Face
     cache". ``sha256`` is the file's SHA-256, or for a folder the digest of its files' hashes
-    (see :mod:`fbupscale_gui.core.models`); empty when not yet computed.
+    (see :mod:`fbupscale_gui.core.models`); empty when not yet computed. ``format`` and
+    ``quant`` say what the file is ("diffusers" folder, "safetensors-bfl", "gguf-bfl"...;
+    "bf16", "fp8_scaled", "Q8_0"...), filled in when the model is located.
     """
 
     path: str = ""
     repo_id: str = ""
     sha256: str = ""
+    format: str = ""
+    quant: str = ""
 
     def __post_init__(self) -> None:
         _check(bool(self.path or self.repo_id), "model", "needs a path or a repo id")
@@ -158,8 +216,18 @@ class Stage1Params:
     strength: float = 0.75
     steps: int = 80
     guidance: float = 3.5
+    #: The fast engine that enlarges the cutout into the start image: "lanczos" (the paper's),
+    #: "faithful", "realesrgan" or "ncnn:NAME".
+    start: str = "lanczos"
 
     def __post_init__(self) -> None:
+        if isinstance(self.start, str):
+            object.__setattr__(self, "start", canonical_engine(self.start))
+        _check(
+            isinstance(self.start, str) and is_fast_engine(self.start),
+            "stage1.start",
+            f"must be one of {', '.join(FAST_ENGINES)} or ncnn:NAME, got {self.start!r}",
+        )
         _check(
             0.0 < self.strength <= 1.0, "stage1.strength", f"must be in (0, 1], got {self.strength}"
         )
@@ -265,6 +333,11 @@ class ReconstructionRequest:
     seed: int = 5
     flux: ModelRef = field(default_factory=lambda: ModelRef(repo_id=FLUX_REPO_ID))
     controlnet: ModelRef = field(default_factory=lambda: ModelRef(repo_id=CONTROLNET_REPO_ID))
+    #: The diffusers FLUX folder supplying what a single-file ``flux`` lacks (VAE, text
+    #: encoders, tokenizers, scheduler); None when ``flux`` is a whole folder.
+    flux_base: ModelRef | None = None
+    speed: Speed = "exact"
+    storage: Storage = "auto"
     device: Device = "auto"
     precision: Precision = "auto"
     memory_mode: MemoryMode = "auto"
@@ -276,11 +349,18 @@ class ReconstructionRequest:
 
     def __post_init__(self) -> None:
         check_literals(self)
+        if isinstance(self.engine, str):
+            object.__setattr__(self, "engine", canonical_engine(self.engine))
         _check(
             isinstance(self.engine, str)
-            and (self.engine in BUILTIN_ENGINES or is_model_engine(self.engine)),
+            and (
+                self.engine in BUILTIN_ENGINES
+                or is_model_engine(self.engine)
+                or is_fast_engine(self.engine)
+            ),
             "engine",
-            f"must be one of {', '.join(BUILTIN_ENGINES)} or model:NAME, got {self.engine!r}",
+            f"must be one of {', '.join(BUILTIN_ENGINES)}, sharp, ncnn:NAME or model:NAME, "
+            f"got {self.engine!r}",
         )
         if is_model_engine(self.engine):
             _check(
@@ -379,5 +459,18 @@ def _migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
         # Schema 2 added user SR models ("model:NAME" engines and ``sr_model``); a schema-1
         # request names a built-in engine and has no sr_model, which defaults to None.
         version = 2
+    if version == 2:
+        # Schema 3 added the "faithful" and "ncnn:NAME" engines and stage1.start; a schema-2
+        # request started stage 1 from the Lanczos enlargement, the default.
+        stage1 = data.get("stage1")
+        if isinstance(stage1, dict):
+            stage1.setdefault("start", "lanczos")
+        version = 3
+    if version == 3:
+        # Schema 4 added single-file FLUX (flux_base, ModelRef format/quant), the speed mode
+        # and the weight storage; a schema-3 request ran a FLUX folder, every step exact, in
+        # the folder's own precision.
+        data.setdefault("storage", "native")
+        version = 4
     data["version"] = version
     return data

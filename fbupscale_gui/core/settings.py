@@ -20,7 +20,7 @@ from typing import Any, Final, get_args
 
 from .errors import FbError
 from .export import validate_template
-from .request import BUILTIN_ENGINES, MemoryMode, is_model_engine
+from .request import BUILTIN_ENGINES, MemoryMode, canonical_engine, is_model_engine
 
 __all__ = ["SPECS", "ExportFormat", "SettingSpec", "Settings", "SettingsError"]
 
@@ -60,6 +60,8 @@ def _choice(allowed: tuple[str, ...]) -> Callable[[Any], str]:
 
 def _engine_value(value: Any) -> str:
     """A built-in engine, or "model:NAME" (a library model; it may since have been removed)."""
+    if isinstance(value, str):
+        value = canonical_engine(value)
     if not isinstance(value, str) or not (value in BUILTIN_ENGINES or is_model_engine(value)):
         raise ValueError(f"must be one of {list(BUILTIN_ENGINES)} or model:NAME, got {value!r}")
     return value
@@ -98,6 +100,17 @@ def _flag(value: Any) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
+def _grace_seconds(value: Any) -> float:
+    """1..600 seconds; QSettings hands back text."""
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number of seconds, got {value!r}") from None
+    if number != number or not 1.0 <= number <= 600.0:  # NaN included
+        raise ValueError(f"must be between 1 and 600 seconds, got {value!r}")
+    return number
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     """One setting: its name, default, description and validator (returns the clean value)."""
@@ -112,7 +125,13 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
     SettingSpec(
         "flux_dir",
         lambda: "",
-        "FLUX.1-dev model folder (empty: the Hugging Face cache)",
+        "FLUX.1-dev model folder or single-file transformer (empty: the Hugging Face cache)",
+        _path_value,
+    ),
+    SettingSpec(
+        "flux_base_dir",
+        lambda: "",
+        "FLUX base folder for a single-file transformer (text encoders, tokenizers, VAE)",
         _path_value,
     ),
     SettingSpec(
@@ -141,7 +160,7 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
     ),
     SettingSpec(
         "engine",
-        lambda: "flux",
+        lambda: "faithful",
         "Engine selected at start",
         _engine_value,
     ),
@@ -187,6 +206,18 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "Burn a visible 'AI-reconstructed' badge into exported pixels",
         _flag,
     ),
+    SettingSpec(
+        "engine_prewarm",
+        lambda: True,
+        "Start the engine process as soon as the window is shown (else on the first job)",
+        _flag,
+    ),
+    SettingSpec(
+        "cancel_grace_s",
+        lambda: 10.0,
+        "Seconds a cancelled job may take before the engine is stopped hard and restarted",
+        _grace_seconds,
+    ),
 )
 
 _BY_NAME: Final = {spec.name: spec for spec in SPECS}
@@ -197,11 +228,12 @@ class Settings:
     """The validated settings. Construct with :meth:`defaults` or :meth:`from_mapping`."""
 
     flux_dir: str = ""
+    flux_base_dir: str = ""
     controlnet_dir: str = ""
     lora_path: str = ""
     hf_cache: str = ""
     memory_mode: str = "auto"
-    engine: str = "flux"
+    engine: str = "faithful"
     export_dir: str = ""
     export_template: str = "{match}_{cutout}_{seed}_{lora}.png"
     export_format: str = "png"
@@ -209,6 +241,8 @@ class Settings:
     export_min_lr_db: float = 0.0
     export_low_fidelity: str = "ask"
     export_badge: bool = False
+    engine_prewarm: bool = True
+    cancel_grace_s: float = 10.0
 
     @classmethod
     def defaults(cls) -> Settings:

@@ -80,6 +80,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FIELDS",
+    "MAX_POSITION_S",
     "SUPPORTED_CODECS",
     "SUPPORTED_FORMATS",
     "AudioStreamInfo",
@@ -121,6 +122,8 @@ _OUTPUT_FORMATS: Final[dict[str, str]] = {".mp4": "mp4", ".mov": "mov", ".mkv": 
 
 Field = Literal["top", "bottom"]
 FIELDS: Final[tuple[Field, ...]] = ("top", "bottom")
+#: Latest time a position may name: a week, longer than any recording.
+MAX_POSITION_S: Final = 7 * 24 * 3600
 FieldRestore = Literal["interpolate", "double"]
 #: progressive, top field first, bottom field first, or not stated by the stream.
 FieldOrder = Literal["progressive", "tff", "bff", "unknown"]
@@ -213,7 +216,13 @@ class ClipInfo:
         return float(index / self.frame_rate)
 
     def index_at(self, seconds: float) -> int:
-        """The frame on screen at ``seconds`` from the first frame (never negative)."""
+        """The frame on screen at ``seconds`` from the first frame (never negative).
+
+        Raises RequestError for a time that is not a finite number."""
+        if not math.isfinite(seconds):
+            raise RequestError(
+                f"position: a time must be a finite number of seconds, got {seconds}"
+            )
         return max(0, math.floor(seconds * self.frame_rate + Fraction(1, 10**6)))
 
     def index_of(self, position: Position) -> int:
@@ -315,6 +324,8 @@ def parse_position(text: str, frame_rate: Fraction | float | None = None) -> Pos
         raise bad("expected seconds, [HH:]MM:SS[.fff], HH:MM:SS:FF or a frame like 312f") from None
     if not math.isfinite(seconds) or seconds < 0:
         raise bad("a time must be a finite number of seconds, not negative")
+    if seconds > MAX_POSITION_S:
+        raise bad(f"a time must be at most {MAX_POSITION_S} s ({MAX_POSITION_S // 3600} hours)")
     return seconds
 
 
@@ -1146,7 +1157,12 @@ def upscale_range(
                     if _packet_seconds(packet) < end_s:  # no audio past the last frame
                         container.mux(packet)
             except av.FFmpegError as exc:
-                raise ClipError(out, f"writing the clip failed ({_reason(exc)})") from None
+                written = tmp.stat().st_size if tmp.exists() else 0
+                raise ClipError(
+                    out,
+                    f"writing the clip failed after {done} frames, {written} bytes ({_reason(exc)}); "
+                    "nothing was saved under this name",
+                ) from None
             finally:
                 with contextlib.suppress(av.FFmpegError, OSError):
                     container.close()
@@ -1183,6 +1199,7 @@ def _resolve_range(
     if end is None:
         last = info.frame_count + round(info.frame_rate * 3600)  # to the end, however long
     elif isinstance(end, float):
+        info.index_at(end)  # refuses a time that is not finite
         last = max(0, math.ceil(end * info.frame_rate - Fraction(1, 10**6)))
     else:
         last = info.index_of(end)

@@ -6,8 +6,10 @@ that owns one). Importing this package is cheap; torch and diffusers load on fir
 
 ``Engine.run`` is a generator: each candidate is yielded as soon as it is ready, in
 ``request.candidate_keys()`` order. "flux" runs the two-stage FLUX reconstruction
-(:mod:`.flux`); "realesrgan" and "lanczos" run the fast engine (:mod:`.fast`); "model:NAME"
-runs the user SR model recorded in ``request.sr_model`` (:mod:`.sr_models`).
+(:mod:`.flux`; its stage-1 start image comes from ``request.stage1.start``, a fast engine);
+"faithful", "realesrgan", "lanczos" and "ncnn:NAME" run the fast engine (:mod:`.fast`,
+:mod:`.ncnn_sr`); "model:NAME" runs the user SR model recorded in ``request.sr_model``
+(:mod:`.sr_models`).
 
 On a CUDA device, "realesrgan" runs the same x4plus weights through torch instead of ncnn
 (converted once into the models library, :func:`.convert_ncnn.ensure_realesrgan_in_library`):
@@ -27,6 +29,7 @@ from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress
 from fbupscale_gui.core.request import ReconstructionRequest, is_model_engine
 
 if TYPE_CHECKING:
+    from fbupscale_gui.core.messages import JobKind, Message
     from fbupscale_gui.core.model_library import ModelLibrary
 
     from .flux import FluxRunner
@@ -69,7 +72,9 @@ class Engine:
         if self._flux is None:
             from .flux import FluxRunner
 
-            self._flux = FluxRunner(search_dirs=self.search_dirs, hf_cache=self.hf_cache)
+            self._flux = FluxRunner(
+                search_dirs=self.search_dirs, hf_cache=self.hf_cache, fast=self._fast_engine
+            )
         return self._flux
 
     def _fast_engine(self) -> Any:
@@ -146,6 +151,12 @@ class Engine:
             entry.name, device=self._device_of(request.device), precision=request.precision
         )
         return engine.run(request, cutout, on_progress, is_cancelled, model=model)
+
+    def handle(self, job_id: int, job: JobKind, is_cancelled: IsCancelled) -> Iterator[Message]:
+        """The one entry point: run ``job`` and yield its messages (see :mod:`.facade`)."""
+        from .facade import handle
+
+        return handle(self, job_id, job, is_cancelled)
 
     def train_lora(
         self,

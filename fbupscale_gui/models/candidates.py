@@ -60,7 +60,7 @@ class Column:
 
 
 #: "Suggest pick" compares candidates of one engine, the first of these present.
-SUGGEST_ENGINES: Final = ("flux", "realesrgan", "lanczos")
+SUGGEST_ENGINES: Final = ("flux", "realesrgan", "faithful", "lanczos")
 
 COLUMNS: Final = (
     Column("Stage 1", 1, False, False),

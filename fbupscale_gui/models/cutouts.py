@@ -20,6 +20,7 @@ from PySide6.QtGui import QImage, QPixmap
 
 from fbupscale_gui.core.errors import FbError, InputImageError
 from fbupscale_gui.core.images import load_cutout, make_source
+from fbupscale_gui.core.paths import read_regular
 from fbupscale_gui.core.request import SourceRef
 from fbupscale_gui.worker.qimage import pil_to_qimage
 
@@ -114,7 +115,7 @@ def _read_scene(path: Path) -> tuple[Scene | None, str]:
     from fbupscale_gui.core.scene import Scene
 
     try:
-        return Scene.from_json(sidecar.read_bytes()), ""
+        return Scene.from_json(read_regular(sidecar, "scene")), ""
     except (FbError, ValueError) as exc:
         return None, f"{sidecar.name}: scene ignored ({exc})"
     except OSError as exc:

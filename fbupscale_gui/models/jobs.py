@@ -1,9 +1,12 @@
-"""The job queue: one request per cutout, run one at a time by the engine thread.
+"""The job queue: one job at a time, run by the engine; its messages handled in one place.
 
-State lives here, in the GUI thread; the :class:`~fbupscale_gui.worker.EngineThread` only runs
-what it is handed. Every outcome (done, failed, cancelled) ends the job and starts the next, so
-a failing job never stops the queue. A GPU out-of-memory failure keeps the job's request so the
-window can offer a retry with the error's ``next_mode``.
+State lives here, in the GUI thread. The engine link (its own process,
+:class:`~fbupscale_gui.worker.ProcessLink`, or a thread for test doubles) only runs what it
+is handed and answers with one stream of :mod:`~fbupscale_gui.core.messages`, which
+:meth:`JobQueue._on_delivered` turns into this model's signals. Every outcome (done, failed,
+cancelled, the engine process dying) ends the job and starts the next, so a failing job never
+stops the queue. A GPU out-of-memory failure keeps the job's request so the window can offer
+a retry with the error's ``next_mode``; a job whose engine process died can be re-run as it was.
 """
 
 from __future__ import annotations
@@ -21,8 +24,23 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from fbupscale_gui.core.errors import FbError, GpuOutOfMemoryError
 from fbupscale_gui.core.job import Progress
+from fbupscale_gui.core.messages import (
+    Cancelled,
+    CandidateReady,
+    Done,
+    EngineCrashed,
+    Failed,
+    JobKind,
+    JobProgress,
+    ReconstructJob,
+    Started,
+    Warning,
+    rebuild_error,
+)
 from fbupscale_gui.core.request import ReconstructionRequest
-from fbupscale_gui.worker.engine_thread import EngineThread, ReadyCandidate, Task, WorkItem
+from fbupscale_gui.worker.bridge import Delivery
+from fbupscale_gui.worker.engine_process import ProcessLink
+from fbupscale_gui.worker.engine_thread import EngineThread, Task
 
 from .candidates import CandidateStore
 
@@ -63,14 +81,18 @@ class Job:
     run: int = 0
     candidates: int = 0
     error: BaseException | None = None
-    #: A job of another kind (a video batch): run instead of the request; no candidates, no
-    #: cutout (``cutout_id`` 0). What it returned is in ``result`` once the job is DONE.
-    task: Task | None = None
+    #: A job of another kind (a video batch, a model operation, or a task callable run in
+    #: the window's engine thread): run instead of the request; no candidates, no cutout
+    #: (``cutout_id`` 0). What it returned is in ``result`` once the job is DONE.
+    task: JobKind | Task | None = None
     result: object = None
+    #: More about a failure (the engine process's last stderr lines), or how a cancel ended.
+    detail: str = ""
     #: Whether the session reports this job's failure in the window's message bar (False when
     #: the component that queued it shows the error itself, e.g. the Models dialog).
     report_errors: bool = True
-    #: The cutout's pixels (a private copy), to score candidates against in the worker.
+    #: The cutout's pixels (a private copy), embedded in the session's candidate files; the
+    #: engine reads the source file itself.
     cutout: Image.Image | None = None
     #: First progress event with job_step > 0: (monotonic time, job_step), for the ETA.
     _rate_origin: tuple[float, int] | None = None
@@ -81,10 +103,18 @@ class Job:
             return ""
         if isinstance(self.error, FbError):
             return str(self.error)
-        return (
-            f"unexpected engine error ({type(self.error).__name__}: {self.error}); "
-            "the details are in the log"
-        )
+        kind = getattr(self.error, "type_name", type(self.error).__name__)
+        return f"unexpected engine error ({kind}: {self.error}); the details are in the log"
+
+    @property
+    def crashed(self) -> bool:
+        """The engine process died running this job (re-run it as it was)."""
+        return isinstance(self.error, EngineCrashed)
+
+    @property
+    def message_job(self) -> JobKind | Task:
+        """What the engine runs: the job kind (a reconstruction by default) or a task."""
+        return self.task if self.task is not None else ReconstructJob(self.request)
 
     @property
     def retry_mode(self) -> str | None:
@@ -131,25 +161,34 @@ class JobQueue(QObject):
     noted = Signal(object, object)  # Job, Note (the engine's report, e.g. of a LoRA load)
     jobEnded = Signal(object)  # Job (state DONE, FAILED or CANCELLED)
     busyChanged = Signal(bool)
+    warned = Signal(object, str)  # Job, a warning from the engine
 
     def __init__(
-        self, engine: EngineThread, store: CandidateStore, parent: QObject | None = None
+        self,
+        engine: EngineThread | ProcessLink,
+        store: CandidateStore,
+        parent: QObject | None = None,
+        *,
+        tasks: EngineThread | None = None,
     ) -> None:
+        """``engine`` runs the jobs; ``tasks`` (default: ``engine`` if it is a thread) runs
+        task callables, which cannot cross into the engine process."""
         super().__init__(parent)
         self._engine = engine
+        self._tasks = tasks if tasks is not None else engine
         self._store = store
         self._pending: deque[Job] = deque()
         self._jobs: dict[int, Job] = {}
         self._current: Job | None = None
+        self._current_link: EngineThread | ProcessLink | None = None
         self._ids = itertools.count(1)
-        w = engine.worker
-        w.started.connect(self._on_started)
-        w.progressed.connect(self._on_progress)
-        w.candidateReady.connect(self._on_candidate)
-        w.finished.connect(self._on_finished)
-        w.failed.connect(self._on_failed)
-        w.cancelled.connect(self._on_cancelled)
-        w.taskDone.connect(self._on_task_done)
+        engine.delivered.connect(self._on_delivered)
+        if self._tasks is not engine:
+            self._tasks.delivered.connect(self._on_delivered)
+
+    @property
+    def engine_link(self) -> EngineThread | ProcessLink:
+        return self._engine
 
     # -- queries --------------------------------------------------------------------------
 
@@ -175,11 +214,12 @@ class JobQueue(QObject):
         cutout_name: str,
         request: ReconstructionRequest,
         *,
-        task: Task | None = None,
+        task: JobKind | Task | None = None,
         cutout: Image.Image | None = None,
         report_errors: bool = True,
     ) -> Job:
-        """Queue ``request``; with ``cutout`` its candidates arrive scored (LR-consistency)."""
+        """Queue ``request`` (or ``task``, a job of another kind); candidates arrive scored
+        against the request's source file by the engine."""
         was_busy = self.is_busy()
         job = Job(
             next(self._ids),
@@ -203,8 +243,10 @@ class JobQueue(QObject):
         return self.enqueue(
             job.cutout_id,
             job.cutout_name,
-            job.request.replace(**changes),
+            job.request.replace(**changes) if changes else job.request,
+            task=job.task,
             cutout=job.cutout,
+            report_errors=job.report_errors,
         )
 
     def add_interrupted(
@@ -250,7 +292,7 @@ class JobQueue(QObject):
             dropped += 1
             self.jobEnded.emit(job)
         if self._current is not None:
-            self._current.cancel.set()
+            self._stop(self._current)
             dropped += 1
         if not self.is_busy():
             self.busyChanged.emit(False)
@@ -266,12 +308,22 @@ class JobQueue(QObject):
             if not self.is_busy():
                 self.busyChanged.emit(False)
         elif job is self._current:
-            job.cancel.set()
+            self._stop(job)
+
+    def _stop(self, job: Job) -> None:
+        """Ask the engine to stop the running ``job`` (within one step; the process link stops
+        it hard after its grace period)."""
+        job.cancel.set()
+        if self._current_link is not None:
+            self._current_link.cancel(job.id)
 
     def shutdown(self, timeout_ms: int = 60_000) -> bool:
-        """Cancel everything, release the engine in its thread and wait for it."""
+        """Cancel everything, stop the engine (process or thread) and wait for it."""
         self.cancel()
-        return self._engine.shutdown(timeout_ms)
+        ok = self._engine.shutdown(timeout_ms)
+        if self._tasks is not self._engine:
+            ok = self._tasks.shutdown(timeout_ms) and ok
+        return ok
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -282,9 +334,10 @@ class JobQueue(QObject):
         job.state = JobState.RUNNING
         job.run = self._store.new_run(job.cutout_id) if job.task is None else 0
         self._current = job
-        self._engine.submit(
-            WorkItem(job.id, job.request, job.cancel, cutout=job.cutout, task=job.task)
-        )
+        work = job.message_job
+        link = self._tasks if callable(work) else self._engine
+        self._current_link = link
+        link.submit(job.id, work)  # type: ignore[arg-type]
 
     def _end(self, job_id: int, state: JobState, error: BaseException | None = None) -> None:
         job = self._jobs.get(job_id)
@@ -294,24 +347,45 @@ class JobQueue(QObject):
         job.error = error
         if self._current is job:
             self._current = None
+            if isinstance(self._current_link, EngineThread):
+                self._current_link.forget(job.id)
+            self._current_link = None
         self.jobEnded.emit(job)
         self._dispatch()
         if not self.is_busy():
             self.busyChanged.emit(False)
 
-    # -- worker signals (queued into the GUI thread) --------------------------------------
+    # -- the engine's messages (queued into the GUI thread), handled in one place ---------
 
-    @Slot(int)
-    def _on_started(self, job_id: int) -> None:
-        job = self._jobs.get(job_id)
-        if job is not None:
-            self.jobStarted.emit(job)
-
-    @Slot(int, object)
-    def _on_progress(self, job_id: int, progress: Progress) -> None:
-        job = self._jobs.get(job_id)
+    @Slot(object)
+    def _on_delivered(self, delivery: Delivery) -> None:
+        message = delivery.message
+        job = self._jobs.get(message.job_id)
         if job is None or job.state is not JobState.RUNNING:
-            return
+            return  # a job dropped or ended meanwhile
+        if isinstance(message, Started):
+            self.jobStarted.emit(job)
+        elif isinstance(message, JobProgress):
+            self._on_progress(job, message.progress)
+        elif isinstance(message, CandidateReady):
+            if delivery.ready is not None:
+                job.candidates += 1
+                entry = self._store.add(job.cutout_id, job.run, delivery.ready)
+                self.candidateReady.emit(job, entry)
+        elif isinstance(message, Warning):
+            log.warning("%s: %s", job.cutout_name, message.text)
+            self.warned.emit(job, message.text)
+        elif isinstance(message, Done):
+            job.result = message.result
+            self._end(job.id, JobState.DONE)
+        elif isinstance(message, Failed):
+            job.detail = message.detail
+            self._end(job.id, JobState.FAILED, rebuild_error(message))
+        elif isinstance(message, Cancelled):
+            job.detail = message.note
+            self._end(job.id, JobState.CANCELLED)
+
+    def _on_progress(self, job: Job, progress: Progress) -> None:
         if progress.note is not None:
             self.noted.emit(job, progress.note)
         now = time.monotonic()
@@ -325,30 +399,3 @@ class JobQueue(QObject):
                 eta = max(0.0, (progress.job_total - progress.job_step) / rate)
         text = format_progress(job.cutout_name, progress, eta)
         self.progressed.emit(job, ProgressInfo(progress, eta, text))
-
-    @Slot(int, object)
-    def _on_candidate(self, job_id: int, ready: ReadyCandidate) -> None:
-        job = self._jobs.get(job_id)
-        if job is None:
-            return
-        job.candidates += 1
-        entry = self._store.add(job.cutout_id, job.run, ready)
-        self.candidateReady.emit(job, entry)
-
-    @Slot(int, object)
-    def _on_task_done(self, job_id: int, result: object) -> None:
-        job = self._jobs.get(job_id)
-        if job is not None:
-            job.result = result
-
-    @Slot(int)
-    def _on_finished(self, job_id: int) -> None:
-        self._end(job_id, JobState.DONE)
-
-    @Slot(int, object)
-    def _on_failed(self, job_id: int, error: BaseException) -> None:
-        self._end(job_id, JobState.FAILED, error)
-
-    @Slot(int)
-    def _on_cancelled(self, job_id: int) -> None:
-        self._end(job_id, JobState.CANCELLED)

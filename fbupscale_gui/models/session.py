@@ -31,6 +31,8 @@ from fbupscale_gui.core.request import (
     is_model_engine,
 )
 from fbupscale_gui.core.settings import Settings
+from fbupscale_gui.host.client import DEFAULT_FACTORY
+from fbupscale_gui.worker.engine_process import ProcessLink
 from fbupscale_gui.worker.engine_thread import EngineThread, RunnerFactory
 
 from .candidates import CandidateEntry, CandidateStore
@@ -92,6 +94,7 @@ def base_request(
         scene_json=cutout.scene.to_json() if cutout.scene is not None else "",
         source=cutout.source,
         flux=ModelRef(path=settings.flux_dir, repo_id=FLUX_REPO_ID),
+        flux_base=ModelRef(path=settings.flux_base_dir) if settings.flux_base_dir else None,
         controlnet=ModelRef(path=settings.controlnet_dir, repo_id=CONTROLNET_REPO_ID),
         lora=lora,
         memory_mode=settings.memory_mode,  # type: ignore[arg-type]
@@ -124,13 +127,31 @@ class Session(QObject):
         settings: SettingsModel,
         runner_factory: RunnerFactory | None = None,
         parent: QObject | None = None,
+        *,
+        engine_factory: str = DEFAULT_FACTORY,
+        engine_kwargs: dict[str, object] | None = None,
     ) -> None:
+        """Jobs run in the engine process (``engine_factory``, ``module:callable``, made with
+        ``engine_kwargs`` there); with ``runner_factory`` (a test double sharing state with a
+        test) they run in a thread of this process instead, through the same facade."""
         super().__init__(parent)
         self.settings = settings
         self.cutouts = CutoutsModel(self)
         self.candidates = CandidateStore(self)
+        #: Checks and task callables; the jobs too when a runner factory is given.
         self.engine_thread = EngineThread(runner_factory, self)
-        self.jobs = JobQueue(self.engine_thread, self.candidates, self)
+        self.engine_link: EngineThread | ProcessLink = (
+            self.engine_thread
+            if runner_factory is not None
+            else ProcessLink(
+                factory=engine_factory,
+                kwargs=engine_kwargs,
+                grace_s=settings.settings.cancel_grace_s,
+                parent=self,
+            )
+        )
+        self.jobs = JobQueue(self.engine_link, self.candidates, self, tasks=self.engine_thread)
+        settings.changed.connect(self._on_settings_changed)
         self.engine = EngineChoice(self.engine_thread, settings.settings.engine, self)
         self.sr_models = SrLibrary(self.jobs, parent=self)
         self.sr_models.changed.connect(self._on_models_changed)
@@ -550,7 +571,8 @@ class Session(QObject):
                 continue
             if request.engine == "flux" and not request.prompt.strip():
                 promptless.append(cutout.name)
-            # a private copy: the worker scores candidates against it in its own thread
+            # the engine reads the source file itself; this private copy is embedded in the
+            # session's candidate files (a session can be rebuilt from them)
             jobs.append(
                 self.jobs.enqueue(cutout.id, cutout.name, request, cutout=cutout.image.copy())
             )
@@ -591,6 +613,18 @@ class Session(QObject):
             self.engine.report_missing(err)
             self.message.emit(
                 Message("error", f"{job.cutout_name}: not run, the FLUX weights are missing.")
+            )
+            return
+        if job.crashed:
+            self.message.emit(
+                Message(
+                    "error",
+                    f"{job.cutout_name}: {job.error_message}. Finished candidates are kept; "
+                    "the engine restarts for the next job.",
+                    retry=job,
+                    retry_label="Re-run",
+                    details=job.detail,
+                )
             )
             return
         mode = job.retry_mode
@@ -713,8 +747,18 @@ class Session(QObject):
 
     # -- shutdown -------------------------------------------------------------------------
 
+    @Slot(object)
+    def _on_settings_changed(self, settings: Settings) -> None:
+        if isinstance(self.engine_link, ProcessLink):
+            self.engine_link.grace_s = settings.cancel_grace_s
+
+    def prewarm_engine(self) -> None:
+        """Start the engine process now if the settings ask for it (after the first paint)."""
+        if self.settings.settings.engine_prewarm and isinstance(self.engine_link, ProcessLink):
+            self.engine_link.prewarm()
+
     def shutdown(self, timeout_ms: int = 60_000) -> bool:
-        """Cancel jobs, release the engine in its thread and wait for the thread to end;
+        """Cancel jobs, stop the engine (process and thread) and wait for them to end;
         then write out what is queued for the session and close it."""
         ok = self.jobs.shutdown(timeout_ms)
         self._stop_loader()

@@ -12,14 +12,13 @@ job that is running. A refused file changes nothing; its one-line reason comes b
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
 from PySide6.QtCore import QObject, Signal, Slot
 
 from fbupscale_gui.core.errors import FbError
-from fbupscale_gui.core.job import IsCancelled, OnProgress
+from fbupscale_gui.core.messages import ModelJob
 from fbupscale_gui.core.model_library import LibraryEntry, ModelLibrary
 from fbupscale_gui.core.request import MODEL_ENGINE_PREFIX, ReconstructionRequest
 
@@ -43,17 +42,10 @@ def model_label(entry: LibraryEntry) -> str:
     return f"{entry.arch} {entry.scale}x · {entry.name}"
 
 
-def add_model_task(
-    library: ModelLibrary, path: str | Path, licence: str = ""
-) -> Callable[[OnProgress, IsCancelled], LibraryEntry]:
-    """The engine-thread job that validates ``path`` and copies it into ``library``."""
-
-    def run(on_progress: OnProgress, is_cancelled: IsCancelled) -> LibraryEntry:
-        from fbupscale_gui.engine.sr_models import inspect_model  # torch: engine thread only
-
-        return library.add(path, inspect_model, licence=licence)
-
-    return run
+def add_model_task(library: ModelLibrary, path: str | Path, licence: str = "") -> ModelJob:
+    """The engine job that validates ``path`` (loading it: torch, in the engine process) and
+    copies it into ``library``."""
+    return ModelJob("add", str(path), str(library.root), licence)
 
 
 def error_text(exc: BaseException) -> str:

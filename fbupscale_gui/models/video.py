@@ -9,9 +9,9 @@ new reader replaces the old one only once it has decoded its first frame, so a b
 (missing, empty, corrupt, truncated, unsupported) leaves the open clip as it was and reports
 one line naming the file.
 
-A batch (:func:`batch_task`) is a job for the engine thread's queue
-(:meth:`~fbupscale_gui.models.jobs.JobQueue.enqueue` with ``task=``): it builds the upscaler
-there (Real-ESRGAN's ncnn net is loaded, used and freed in that thread, never here) and runs
+A batch (:func:`batch_task`) is an engine job (:class:`~fbupscale_gui.core.messages.VideoBatchJob`,
+queued with :meth:`~fbupscale_gui.models.jobs.JobQueue.enqueue` ``task=``): the engine builds
+the upscaler (Real-ESRGAN's ncnn net is loaded, used and freed there, never here) and runs
 :func:`~fbupscale_gui.core.video.upscale_range`.
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
@@ -28,24 +27,20 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
 from fbupscale_gui.core.errors import FbError
+from fbupscale_gui.core.messages import VideoBatchJob
 from fbupscale_gui.core.video import (
     ClipError,
     ClipInfo,
     ClipReader,
     Field,
     Rect,
-    UpscaleFn,
-    UpscaleResult,
     cut_region,
-    lanczos_upscaler,
-    upscale_range,
 )
 from fbupscale_gui.worker.qimage import pil_to_qimage
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from fbupscale_gui.core.job import IsCancelled, OnProgress
     from fbupscale_gui.core.temporal import TemporalMode
 
 __all__ = [
@@ -64,7 +59,6 @@ __all__ = [
     "describe_clip",
     "error_text",
     "is_clip_path",
-    "make_upscaler",
 ]
 
 log = logging.getLogger(__name__)
@@ -378,43 +372,19 @@ class BatchSpec:
     temporal: TemporalMode = "none"
 
 
-def make_upscaler(engine: BatchEngine, is_cancelled: IsCancelled | None = None) -> UpscaleFn:
-    """The ×4 upscaler for ``engine``. Call it in the engine thread: Real-ESRGAN loads there."""
-    if engine == "lanczos":
-        return lanczos_upscaler(BATCH_SCALE)
-    if engine != "realesrgan":
-        raise ValueError(f"engine must be one of {', '.join(BATCH_ENGINES)}, got {engine!r}")
-    from fbupscale_gui.engine.fast import FastEngine
-
-    fast = FastEngine()
-    fast.net()  # a missing model is reported before any frame is read
-
-    def realesrgan(image: Image.Image) -> Image.Image:
-        return fast.upscale_x4(image, None, is_cancelled)  # cancel works per tile
-
-    return realesrgan
-
-
-def batch_task(spec: BatchSpec) -> Callable[[OnProgress, IsCancelled], UpscaleResult]:
-    """The engine-thread job for ``spec`` (see :class:`~fbupscale_gui.worker.WorkItem`)."""
-
-    def run(on_progress: OnProgress, is_cancelled: IsCancelled) -> UpscaleResult:
-        # built, used and (when this returns) freed here, in the engine thread
-        upscale = make_upscaler(spec.engine, is_cancelled)
-        return upscale_range(
-            spec.clip,
-            spec.start,
-            spec.end,
-            upscale,
-            spec.output,
-            rect=spec.rect,
-            field=spec.field,
-            temporal=spec.temporal,
-            on_progress=on_progress,
-            is_cancelled=is_cancelled,
-        )
-
-    return run
+def batch_task(spec: BatchSpec) -> VideoBatchJob:
+    """The engine job for ``spec``: it runs where reconstructions run (the engine process),
+    with the same progress and cancel (see :func:`fbupscale_gui.engine.facade.make_upscaler`)."""
+    return VideoBatchJob(
+        clip=spec.clip,
+        start=spec.start,
+        end=spec.end,
+        engine=spec.engine,
+        output=spec.output,
+        rect=spec.rect,
+        field=spec.field,
+        temporal=spec.temporal,
+    )
 
 
 def check_output(path: str) -> str | None:

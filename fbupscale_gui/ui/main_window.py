@@ -254,7 +254,7 @@ class MainWindow(QMainWindow):
     def _build_toolbar(self) -> None:
         from PySide6.QtWidgets import QComboBox, QToolBar
 
-        from fbupscale_gui.models.engine_choice import ENGINE_LABELS, ENGINES
+        from fbupscale_gui.models.engine_choice import ENGINE_LABELS, ENGINE_LICENCES, ENGINES
 
         bar = QToolBar("Main")
         bar.setObjectName("mainToolbar")
@@ -268,6 +268,11 @@ class MainWindow(QMainWindow):
         self.engine_combo.setToolTip("Which engine Run uses (add models with Engine ▸ Models…)")
         for engine in ENGINES:
             self.engine_combo.addItem(ENGINE_LABELS[engine], engine)
+            self.engine_combo.setItemData(
+                self.engine_combo.count() - 1,
+                f"Licence: {ENGINE_LICENCES[engine]}",
+                Qt.ItemDataRole.ToolTipRole,
+            )
         self.engine_combo.setMinimumContentsLength(26)
         self.engine_combo.setSizeAdjustPolicy(
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon

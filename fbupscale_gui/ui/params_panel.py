@@ -44,6 +44,7 @@ from fbupscale_gui.core.request import (
     ModelRef,
     Preprocess,
     ReconstructionRequest,
+    Speed,
     Stage1Params,
     Stage2Params,
     StageName,
@@ -63,6 +64,11 @@ MEMORY_MODE_LABELS: Final[dict[MemoryMode, str]] = {
     "model": "Model offload",
     "group": "Group offload",
     "sequential": "Sequential offload (slowest, least memory)",
+}
+SPEED_LABELS: Final[dict[Speed, str]] = {
+    "exact": "Exact (every step computed)",
+    "fast": "Fast (stage-1 steps cached)",
+    "compiled": "Compiled (GPU, first run compiles)",
 }
 
 
@@ -197,6 +203,18 @@ class ParamsPanel(QWidget):
         )
         for mode, label in MEMORY_MODE_LABELS.items():
             self._memory.addItem(label, mode)
+        self._speed = QComboBox()
+        self._speed.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self._speed.setMinimumContentsLength(14)
+        self._speed.setToolTip(
+            "Exact computes every step. Fast skips stage-1 steps whose first block barely "
+            "changes (First Block Cache; stage 2 stays exact); its quality cost is the "
+            "LR-consistency delta. Compiled compiles the transformer blocks once."
+        )
+        for speed, label in SPEED_LABELS.items():
+            self._speed.addItem(label, speed)
 
         self._error_label = QLabel()
         self._error_label.setProperty("role", "error")
@@ -236,6 +254,7 @@ class ParamsPanel(QWidget):
         form.addRow("Size", self._size)
         form.addRow("", self._intermediate)
         form.addRow("GPU memory", self._memory)
+        form.addRow("Speed", self._speed)
         compact: tuple[QWidget, ...] = (
             self._s1_strength,
             self._s1_guidance,
@@ -301,6 +320,7 @@ class ParamsPanel(QWidget):
         self._seed.textChanged.connect(self._on_edit)
         self._lora_path.textChanged.connect(self._on_edit)
         self._memory.currentIndexChanged.connect(self._on_edit)
+        self._speed.currentIndexChanged.connect(self._on_edit)
 
         self.set_from(self._base)
 
@@ -372,6 +392,7 @@ class ParamsPanel(QWidget):
                 request.preprocess, size=size, intermediate=intermediate
             ),
             memory_mode=memory,
+            speed=self._speed.currentData(),
         )
 
     def set_from(self, request: ReconstructionRequest) -> None:
@@ -395,6 +416,7 @@ class ParamsPanel(QWidget):
             self._size,
             self._intermediate,
             self._memory,
+            self._speed,
         ]
         blockers = [QSignalBlocker(w) for w in widgets]
         try:
@@ -417,6 +439,7 @@ class ParamsPanel(QWidget):
             self._intermediate.setChecked(request.preprocess.intermediate is not None)
             index = self._memory.findData(request.memory_mode)
             self._memory.setCurrentIndex(max(index, 0))
+            self._speed.setCurrentIndex(max(self._speed.findData(request.speed), 0))
         finally:
             for blocker in blockers:
                 blocker.unblock()
@@ -442,6 +465,7 @@ class ParamsPanel(QWidget):
                     intermediate=defaults.preprocess.intermediate,
                 ),
                 memory_mode=defaults.memory_mode,
+                speed=defaults.speed,
             )
         )
 
@@ -557,6 +581,7 @@ def _param_fields(request: ReconstructionRequest) -> dict[str, object]:
             size=request.preprocess.size, intermediate=request.preprocess.intermediate
         ),
         "memory_mode": request.memory_mode,
+        "speed": request.speed,
     }
 
 
@@ -580,6 +605,8 @@ def _summarize(request: ReconstructionRequest) -> str:
     else:
         parts.append("no LoRA")
     parts.append(f"{request.preprocess.size} px")
+    if request.speed != "exact":
+        parts.append(request.speed)
     defaults = ReconstructionRequest()
     same = _param_fields(request.replace(lora=dataclasses.replace(request.lora, model=None)))
     changed = same != _param_fields(defaults)

@@ -26,7 +26,7 @@ from .theme import set_style_property
 
 __all__ = ["SettingsDialog"]
 
-_FOLDERS = ("flux_dir", "controlnet_dir", "hf_cache", "export_dir")
+_FOLDERS = ("flux_dir", "flux_base_dir", "controlnet_dir", "hf_cache", "export_dir")
 
 
 class SettingsDialog(QDialog):
@@ -40,7 +40,14 @@ class SettingsDialog(QDialog):
         self._result: Settings | None = None
         self.edits: dict[str, QLineEdit] = {}
         form = QFormLayout()
-        for name in ("flux_dir", "controlnet_dir", "lora_path", "hf_cache", "export_dir"):
+        for name in (
+            "flux_dir",
+            "flux_base_dir",
+            "controlnet_dir",
+            "lora_path",
+            "hf_cache",
+            "export_dir",
+        ):
             form.addRow(Settings.describe(name), self._path_row(name))
         self.memory = QComboBox()
         self.memory.addItems(list(get_args(MemoryMode)))

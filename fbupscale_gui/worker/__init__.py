@@ -1,30 +1,36 @@
-"""The one long-lived worker thread that owns the engine.
+"""The window's links to the engine: its own process (:class:`ProcessLink`, the window's
+default) or a QThread of this process (:class:`EngineThread`, for test doubles).
 
-:mod:`fbupscale_gui.engine` (torch, diffusers) is imported lazily, inside the worker thread,
-on the first job: importing this package never loads torch.
+Both deliver the engine's message stream (:mod:`fbupscale_gui.core.messages`) as one Qt
+signal. Importing this package never loads torch, diffusers or ncnn.
 """
 
 from __future__ import annotations
 
+from .bridge import THUMB_SIDE, Delivery, ReadyCandidate, deliver
+from .engine_process import ProcessLink
 from .engine_thread import (
     EngineThread,
     EngineWorker,
     JobRunner,
-    ReadyCandidate,
     RunnerFactory,
-    WorkItem,
+    Task,
     default_runner_factory,
 )
 from .qimage import pil_to_qimage, qimage_to_pil
 
 __all__ = [
+    "THUMB_SIDE",
+    "Delivery",
     "EngineThread",
     "EngineWorker",
     "JobRunner",
+    "ProcessLink",
     "ReadyCandidate",
     "RunnerFactory",
-    "WorkItem",
+    "Task",
     "default_runner_factory",
+    "deliver",
     "pil_to_qimage",
     "qimage_to_pil",
 ]

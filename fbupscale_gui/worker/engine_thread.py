@@ -1,15 +1,11 @@
-"""One long-lived QThread that owns the engine and runs one job at a time.
+"""The engine in a QThread of the window's process: for tests and tools, not the window.
 
-The GUI side (:class:`fbupscale_gui.models.jobs.JobQueue`) posts :class:`WorkItem`s through
-:class:`EngineThread`; the :class:`EngineWorker` (living in the thread) runs them and reports
-with signals, which Qt delivers queued to the GUI thread. Cancellation is a
-:class:`threading.Event` per job, read by the engine's ``is_cancelled`` between diffusion steps.
-
-All torch work happens here: the engine is created by the runner factory on the first job, in
-this thread, and released here at shutdown (:meth:`EngineThread.shutdown`).
-
-Each candidate is scored here too (LR-consistency against the job's cutout, a few tens of ms),
-so the GUI thread receives it ready to show and never computes it.
+The window runs its engine in a child process (:mod:`.engine_process`). This link has the same
+face (``submit``, ``cancel``, ``shutdown``, one ``delivered`` signal) and the same code path,
+the engine's ``handle`` (:mod:`fbupscale_gui.engine.facade`), driving a runner made by a
+factory in this thread: test doubles (:class:`~.testing.FakeRunner`) that share state with the
+test. It also runs short checks off the GUI thread (:meth:`EngineThread.check`) and a task
+callable (``submit(job_id, task)``).
 """
 
 from __future__ import annotations
@@ -17,39 +13,42 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
-from PySide6.QtGui import QImage
 
-from fbupscale_gui.core.errors import Cancelled
+from fbupscale_gui.core.errors import Cancelled as CancelledError
+from fbupscale_gui.core.errors import FbError
 from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress, Progress
+from fbupscale_gui.core.messages import (
+    Cancelled,
+    Done,
+    JobKind,
+    JobProgress,
+    Message,
+    Started,
+    failed_from,
+)
 from fbupscale_gui.core.request import ReconstructionRequest
 
-from .qimage import pil_to_qimage, thumbnail
-
-if TYPE_CHECKING:
-    from PIL import Image
+from .bridge import THUMB_SIDE, ReadyCandidate, deliver
 
 __all__ = [
+    "THUMB_SIDE",
     "EngineThread",
     "EngineWorker",
     "JobRunner",
     "ReadyCandidate",
     "RunnerFactory",
     "Task",
-    "WorkItem",
     "default_runner_factory",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Side of the candidate thumbnails made in the worker thread (the grid shows them as-is).
-THUMB_SIDE = 240
-#: At most one progress signal per this many seconds, except stage changes and the last step.
-_PROGRESS_INTERVAL_S = 0.05
+#: At most one progress message per this many seconds from a task callable.
+PROGRESS_INTERVAL_S = 0.05
 
 
 class JobRunner(Protocol):
@@ -63,133 +62,54 @@ class JobRunner(Protocol):
 
 
 RunnerFactory = Callable[[], JobRunner]
-#: A job that is not a reconstruction (e.g. a video batch): called in this thread with the
-#: progress and cancel callbacks; what it returns is sent as ``EngineWorker.taskDone``.
+#: A job that is not one of the engine's kinds: called in this thread with the progress and
+#: cancel callbacks; what it returns is the job's ``Done.result``.
 Task = Callable[[OnProgress, IsCancelled], object]
 
 
 def default_runner_factory() -> JobRunner:
-    """The real engine. Imported here, in the worker thread, so the GUI never loads torch."""
+    """The real engine, in this thread (tools and benches; the window uses the process)."""
     from fbupscale_gui.engine import Engine
 
     return Engine()
 
 
-@dataclass(frozen=True, eq=False)
-class WorkItem:
-    """One job for the worker: the request and its cancel flag (set from the GUI thread)."""
-
-    job_id: int
-    request: ReconstructionRequest
-    cancel: threading.Event
-    #: The cutout's pixels (a private copy) to score candidates against; None: no score.
-    cutout: Image.Image | None = None
-    #: Run this instead of the request (the request then only names the engine).
-    task: Task | None = None
-
-
-@dataclass(frozen=True, eq=False)
-class ReadyCandidate:
-    """A finished candidate with its QImage and tile thumbnail, both made in the worker."""
-
-    candidate: Candidate
-    image: QImage
-    thumb: QImage
-    #: LR-consistency in dB against the cutout, computed in the worker (None: not scored).
-    lr_consistency: float | None = None
-    #: Models the request does not name (e.g. Real-ESRGAN's weights): {name: {ref, sha256}}.
-    models: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-
-
 class EngineWorker(QObject):
-    """Lives in the engine thread. Slots run there; signals are queued to the GUI thread."""
+    """Lives in the engine thread. Slots run there; ``delivered`` is queued to the GUI thread."""
 
-    started = Signal(int)
-    progressed = Signal(int, object)  # job id, Progress
-    candidateReady = Signal(int, object)  # job id, ReadyCandidate
-    finished = Signal(int)
-    failed = Signal(int, object)  # job id, the exception
-    cancelled = Signal(int)
+    delivered = Signal(object)  # Delivery
     checked = Signal(object)  # result of check(), or the exception it raised
-    taskDone = Signal(int, object)  # job id, what a WorkItem's task returned (before finished)
 
     def __init__(self, factory: RunnerFactory | None = None) -> None:
         super().__init__()
         self._factory = factory or default_runner_factory
         self._runner: JobRunner | None = None
-        self._last_emit = 0.0
-        self._last_stage = ""
-        self._fast_models: dict[str, dict[str, str]] | None = None
 
-    def _on_progress(self, job_id: int) -> OnProgress:
-        def report(progress: Progress) -> None:
-            now = time.monotonic()
-            final = progress.job_total > 0 and progress.job_step >= progress.job_total
-            if (
-                progress.stage != self._last_stage
-                or final
-                or progress.note is not None  # a note must reach the window
-                or now - self._last_emit >= _PROGRESS_INTERVAL_S
-            ):
-                self._last_emit = now
-                self._last_stage = progress.stage
-                self.progressed.emit(job_id, progress)
+    @Slot(int, object, object)
+    def run(self, job_id: int, job: object, cancel: threading.Event) -> None:
+        """Run one job to the end, delivering each message as it comes."""
 
-        return report
+        def send(message: Message) -> None:
+            self.delivered.emit(deliver(message))
 
-    @Slot(object)
-    def run(self, item: WorkItem) -> None:
-        """Run one job to the end, reporting each candidate as it is ready."""
-        self._last_stage = ""
-        self.started.emit(item.job_id)
+        if callable(job):
+            _run_task(job_id, job, cancel.is_set, send)
+            return
+        for message in self._messages(job_id, job, cancel.is_set):
+            send(message)
+
+    def _messages(self, job_id: int, job: object, is_cancelled: IsCancelled) -> Iterator[Message]:
         try:
-            if item.cancel.is_set():
-                raise Cancelled()
-            if item.task is not None:
-                result = item.task(self._on_progress(item.job_id), item.cancel.is_set)
-                self.taskDone.emit(item.job_id, result)
-                self.finished.emit(item.job_id)
-                return
             if self._runner is None:
                 self._runner = self._factory()
-            for candidate in self._runner.run(
-                item.request, self._on_progress(item.job_id), item.cancel.is_set
-            ):
-                image = pil_to_qimage(candidate.image)
-                ready = ReadyCandidate(
-                    candidate,
-                    image,
-                    thumbnail(image, THUMB_SIDE),
-                    _score(item.cutout, candidate),
-                    self._models_for(candidate),
-                )
-                self.candidateReady.emit(item.job_id, ready)
-        except Cancelled:
-            self.cancelled.emit(item.job_id)
-        except Exception as exc:  # a failing job must never take the window down
-            if not _is_expected(exc):
-                log.exception("job %d failed unexpectedly", item.job_id)
-            self.failed.emit(item.job_id, exc)
-        else:
-            self.finished.emit(item.job_id)
+        except Exception as exc:
+            log.exception("the engine could not start")
+            yield Started(job_id)
+            yield failed_from(job_id, exc)
+            return
+        from fbupscale_gui.engine.facade import handle
 
-    def _models_for(self, candidate: Candidate) -> dict[str, dict[str, str]]:
-        """Real-ESRGAN's weights and their hash (once per thread); FLUX requests carry theirs."""
-        if candidate.request.engine != "realesrgan":
-            return {}
-        if self._fast_models is None:
-            try:
-                from fbupscale_gui.core.models import fingerprint
-                from fbupscale_gui.engine.fast import realesrgan_model_files
-
-                _param, weights = realesrgan_model_files()
-                self._fast_models = {
-                    "realesrgan": {"ref": str(weights), "sha256": fingerprint(weights)}
-                }
-            except Exception:  # provenance must never fail a job
-                log.exception("could not fingerprint the Real-ESRGAN weights")
-                self._fast_models = {}
-        return self._fast_models
+        yield from handle(self._runner, job_id, job, is_cancelled)  # type: ignore[arg-type]
 
     @Slot(object)
     def check(self, fn: Callable[[], object]) -> None:
@@ -215,24 +135,38 @@ class EngineWorker(QObject):
                 thread.quit()
 
 
-def _score(cutout: Image.Image | None, candidate: Candidate) -> float | None:
-    if cutout is None:
-        return None
-    from fbupscale_gui.core.scoring import score_candidate
+def _run_task(
+    job_id: int, task: Task, is_cancelled: IsCancelled, send: Callable[[Message], None]
+) -> None:
+    """Run a task callable, sending its messages (progress at most every 50 ms)."""
+    send(Started(job_id, "task"))
+    last = [0.0]
 
-    return score_candidate(cutout, candidate)
+    def report(progress: Progress) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_INTERVAL_S or progress.job_step >= progress.job_total:
+            last[0] = now
+            send(JobProgress(job_id, progress))
 
-
-def _is_expected(exc: BaseException) -> bool:
-    from fbupscale_gui.core.errors import FbError
-
-    return isinstance(exc, FbError)
+    try:
+        if is_cancelled():
+            raise CancelledError()
+        result = task(report, is_cancelled)
+    except CancelledError:
+        send(Cancelled(job_id))
+    except Exception as exc:  # a failing job must never take the window down
+        if not isinstance(exc, FbError):
+            log.exception("job %d failed unexpectedly", job_id)
+        send(failed_from(job_id, exc))
+    else:
+        send(Done(job_id, result))
 
 
 class EngineThread(QObject):
     """Owns the QThread and its :class:`EngineWorker`. Lives in the GUI thread."""
 
-    _submit = Signal(object)
+    delivered = Signal(object)  # Delivery, relayed from the worker
+    _submit = Signal(int, object, object)
     _check = Signal(object)
     _release = Signal()
 
@@ -245,6 +179,8 @@ class EngineThread(QObject):
         self._submit.connect(self.worker.run)
         self._check.connect(self.worker.check)
         self._release.connect(self.worker.release)
+        self.worker.delivered.connect(self.delivered)
+        self._cancels: dict[int, threading.Event] = {}
 
     def start(self) -> None:
         if not self._thread.isRunning():
@@ -253,9 +189,18 @@ class EngineThread(QObject):
     def is_running(self) -> bool:
         return self._thread.isRunning()
 
-    def submit(self, item: WorkItem) -> None:
+    def submit(self, job_id: int, job: JobKind | Task) -> None:
+        """Run ``job`` (a job kind, or a task callable) in the engine thread."""
         self.start()
-        self._submit.emit(item)
+        cancel = self._cancels.setdefault(job_id, threading.Event())
+        self._submit.emit(job_id, job, cancel)
+
+    def cancel(self, job_id: int) -> None:
+        """Ask the running (or queued) job to stop within one step."""
+        self._cancels.setdefault(job_id, threading.Event()).set()
+
+    def forget(self, job_id: int) -> None:
+        self._cancels.pop(job_id, None)
 
     def check(self, fn: Callable[[], object]) -> None:
         """Run ``fn`` in the engine thread; the result arrives as ``worker.checked``."""

@@ -18,8 +18,9 @@ from PIL import Image
 from fbupscale_gui.core.errors import Cancelled
 from fbupscale_gui.core.job import Candidate, IsCancelled, Note, OnProgress, Progress
 from fbupscale_gui.core.request import ReconstructionRequest
+from fbupscale_gui.core.runtime import ResolvedRuntime
 
-__all__ = ["FakeRunner"]
+__all__ = ["FakeRunner", "broken_engine"]
 
 _COLOURS = [(200, 40, 40), (40, 160, 60), (40, 80, 200), (220, 180, 40), (160, 60, 180)]
 
@@ -44,6 +45,9 @@ class FakeRunner:
     released: int = 0
     thread_names: list[str] = field(default_factory=list)
     started: threading.Event = field(default_factory=threading.Event)
+    #: Before the first step, block this many seconds without looking at the cancel flag (a
+    #: native call that cannot be interrupted).
+    hang_s: float = 0.0
     notes: list[Note] = field(default_factory=list)
 
     def run(
@@ -57,6 +61,8 @@ class FakeRunner:
         self.started.set()
         cancelled = is_cancelled or (lambda: False)
         report = on_progress or (lambda _p: None)
+        if self.hang_s:
+            time.sleep(self.hang_s)
         if self.gate is not None:
             while not self.gate.wait(0.01):
                 if cancelled():
@@ -86,9 +92,15 @@ class FakeRunner:
                 request=request,
                 timings={stage: 0.0},
                 runtime="fake",
+                resolved=ResolvedRuntime("cpu", "fp32", "none", "fake"),
             )
         if self.fail_after is not None and self.fail_after >= len(keys) and self.error:
             raise self.error
 
     def release(self) -> None:
         self.released += 1
+
+
+def broken_engine() -> FakeRunner:
+    """An engine whose import fails (as a broken torch or ncnn install would)."""
+    raise ImportError("libtorch_cpu.so: cannot open shared object file (scripted)")

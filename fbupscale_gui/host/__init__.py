@@ -1,0 +1,1 @@
+"""Where the engine runs: a child process (``child``) and the window-side client (``client``)."""
