@@ -131,9 +131,9 @@ def test_batch_export_covers_every_pick(qtbot, window: MainWindow, tmp_path: Pat
     assert [j.state for j in jobs] == [JobState.DONE, JobState.DONE]
     assert window.export_action.isEnabled()
     window.export_all()
-    qtbot.waitUntil(lambda: any("Exported 2 file" in t for t in window.messages.texts()))
+    qtbot.waitUntil(lambda: "Exported 2 file" in window.statusBar().currentMessage())
     names = sorted(p.name for p in (tmp_path / "exports").iterdir())
-    assert names == ["Cup_final_a_5_nolora.png", "Cup_final_b_5_nolora.png"]
+    assert names == ["Cup_final_a_lanczos.png", "Cup_final_b_lanczos.png"]
 
 
 def test_export_problems_are_reported_in_the_window(
@@ -185,6 +185,6 @@ def test_quitting_with_unexported_picks_asks_and_can_export(qtbot, tmp_path: Pat
     QTimer.singleShot(0, answer)
     assert win.close()
     assert seen and "1 picked candidate(s) have not been exported" in seen[0]
-    assert [f.name for f in (tmp_path / "exports").iterdir()] == ["match_a_5_nolora.png"]
+    assert [f.name for f in (tmp_path / "exports").iterdir()] == ["match_a_lanczos.png"]
     assert win.session.unexported_picks() == []
     assert not win.session.engine_thread.is_running()

@@ -231,9 +231,9 @@ def test_suggest_marks_the_best_and_leaves_the_pick(qtbot, make_window) -> None:
     assert tiles[id(bad)].picked and not tiles[id(bad)].suggested
     assert not tiles[id(bad)].suggested_label.isVisibleTo(tiles[id(bad)])
     assert sum(t.suggested for t in panel.tiles()) == 1
-    assert "Your pick is unchanged" in panel.note.text() and format_db(best.lr_consistency) in (
-        panel.note.text()
-    )
+    assert "Your pick is another candidate" in panel.note.text() and format_db(
+        best.lr_consistency
+    ) in (panel.note.text())
     assert panel.compared() is best  # shown in the compare view
     assert panel.accept_button.isEnabled()
 
@@ -241,6 +241,12 @@ def test_suggest_marks_the_best_and_leaves_the_pick(qtbot, make_window) -> None:
     assert store.picked(cutout_id) is best
     assert tiles[id(best)].picked
     assert not panel.accept_button.isEnabled()
+    panel.suggest_action.trigger()
+    assert "It is your pick" in panel.note.text()
+    # picking another (a number key) and the note follows: it no longer says "your pick"
+    store.pick(bad)
+    assert "It is your pick" not in panel.note.text()
+    assert "Your pick is another candidate" in panel.note.text()
 
 
 # -- heatmap --------------------------------------------------------------------------------
@@ -301,7 +307,7 @@ def test_export_below_threshold_asks_naming_the_picks(qtbot, make_window, tmp_pa
 
     answer_modal(EXPORT_ANYWAY, seen)
     window.export_all()
-    qtbot.waitUntil(lambda: any("Exported 1 file" in t for t in window.messages.texts()))
+    qtbot.waitUntil(lambda: "Exported 1 file" in window.statusBar().currentMessage())
     assert len(list(exports.iterdir())) == 1
 
     # a faithful pick passes without a question

@@ -67,9 +67,10 @@ def test_scenes_and_manual_prompts_are_per_cutout(qtbot, window: MainWindow) -> 
     window.next_action.trigger()
     second = window.cutouts.current()
     assert second is not None and second is not first
-    # the new cutout starts from the last scene, with the prompt generated from it
+    # the new cutout starts from what carries over (teams, stadium), never the people
     assert not window.scene_editor.is_prompt_manual()
-    assert "referee" in window.scene_editor.prompt().lower()
+    assert "referee" not in window.scene_editor.prompt().lower()
+    assert window.scene_editor.scene().people == ()
     scene_model.set_action("The referee shows a yellow card")
     assert "yellow card" in second.prompt
 
@@ -79,12 +80,17 @@ def test_scenes_and_manual_prompts_are_per_cutout(qtbot, window: MainWindow) -> 
     assert "yellow card" not in window.scene_editor.scene().action
 
 
-def test_a_cutout_never_shown_runs_with_the_last_scene(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
-    window.scene_editor.model().add_person(Person(role="goalkeeper", number=1))
+def test_a_cutout_never_shown_runs_with_what_carries_over(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    model = window.scene_editor.model()
+    model.set_stadium("full")
+    model.add_person(Person(role="goalkeeper", number=1))
     window.cutouts.list.selectAll()
     window.session.engine.set_engine("lanczos")
     jobs = window.run_selected()
     qtbot.waitUntil(lambda: not window.session.jobs.is_busy(), timeout=10_000)
     assert len(jobs) == 2
     prompts = [r.prompt for r in window.runner.runs]  # type: ignore[attr-defined]
-    assert prompts[0] == prompts[1] and "goalkeeper" in prompts[1].lower()
+    assert "goalkeeper" in prompts[0].lower()
+    # the never-shown cutout has the stadium, not the first cutout's goalkeeper
+    assert "goalkeeper" not in prompts[1].lower()
+    assert "full" in prompts[1].lower()

@@ -23,7 +23,7 @@ def ini(tmp_path: Path) -> QSettings:
 def test_defaults_and_validation() -> None:
     s = Settings.defaults()
     assert s.memory_mode == "auto" and s.export_format == "png"
-    assert s.export_template == "{match}_{cutout}_{seed}_{lora}.png"
+    assert s.export_template == "{match}_{cutout}_{engine}_{seed}_{lora}.png"
     assert s.export_dir.endswith("fbupscale-exports")
     with pytest.raises(SettingsError, match=r"memory_mode.*sequential"):
         s.replace(memory_mode="huge")
@@ -135,6 +135,7 @@ def test_settings_feed_the_request(qtbot, tmp_path: Path) -> None:  # type: igno
         p = tmp_path / "a.png"
         Image.new("RGB", (60, 90), (1, 2, 3)).save(p)
         window.session.cutouts.add_paths([p])
+        window.session.engine.set_engine("flux")  # the LoRA only rides on a FLUX request
         req = window.session.build_request(window.session.cutouts.at(0), window.params.apply_to)
         assert req.flux.path == "/m/flux" and req.controlnet.path == "/m/cn"
         assert req.lora.model is not None and req.lora.model.path == "/m/l.safetensors"

@@ -51,14 +51,14 @@ def test_missing_flux_is_said_once_and_falls_back(
     texts = window.messages.texts()
     assert len(texts) == 1
     assert str(tmp_path / "no-flux-here") in texts[0]
-    assert "fbupscale doctor" in texts[0]
+    assert "FLUX models…" in texts[0]
     # asked again (e.g. a job fails the same way): not said twice
     window.session.check_models()
     window.session.engine.report_missing(
         ModelNotFoundError("FLUX.1-dev model folder", None, [], "")
     )
     qtbot.wait(50)
-    assert len([t for t in window.messages.texts() if "fbupscale doctor" in t]) == 1
+    assert len([t for t in window.messages.texts() if "FLUX models…" in t]) == 1
     # the fast engine still runs
     (job,) = window.run_selected()
     qtbot.waitUntil(lambda: not window.session.jobs.is_busy(), timeout=10_000)
@@ -77,7 +77,7 @@ def test_a_flux_job_without_weights_reports_once(qtbot, window: MainWindow) -> N
     window.run_selected()
     qtbot.waitUntil(lambda: not window.session.jobs.is_busy(), timeout=10_000)
     texts = window.messages.texts()
-    assert len([t for t in texts if "fbupscale doctor" in t]) == 1
+    assert len([t for t in texts if "FLUX models…" in t]) == 1
     assert window.isVisible()
 
 

@@ -52,6 +52,7 @@ __all__ = [
     "CandidateRecord",
     "describe",
     "read_metadata",
+    "run_summary",
     "save_candidate",
     "xmp_packet",
 ]
@@ -180,11 +181,41 @@ def _xmp_extra(provenance: Mapping[str, Any] | None) -> dict[str, str]:
     return out
 
 
+def run_summary(request: ReconstructionRequest) -> dict[str, Any]:
+    """The stages and candidates as the engine ran them (the ``run`` block of the metadata).
+
+    FLUX: stage 1 (img2img), stage 2 (ControlNet upscaler) when enabled, the variants and the
+    candidates they made. Any other engine: one pass, one candidate, no seed or LoRA.
+    """
+    if request.engine != "flux":
+        return {"engine": request.engine, "stages": ["single pass"], "candidates": 1}
+    stages = ["stage1: FLUX.1-dev image-to-image"]
+    if request.stage2.enabled:
+        stages.append("stage2: FLUX ControlNet upscaler")
+    all_keys = request.replace(only=None).candidate_keys()
+    return {
+        "engine": "flux",
+        "stages": stages,
+        "variants": request.variants,
+        "lora_ab": request.lora.ab and request.lora.model is not None,
+        "candidates": len(all_keys),
+    }
+
+
 def _payload(candidate: Candidate) -> dict[str, Any]:
     key = candidate.key
+    # the stage and LoRA branch only mean something for FLUX; a one-pass engine's key is
+    # its (only) variant, and reads back as the same key
+    flux = candidate.request.engine == "flux"
+    key_data: dict[str, Any] = (
+        {"variant": key.variant, "lora": key.lora, "stage": key.stage}
+        if flux
+        else {"variant": key.variant, "lora": key.lora}
+    )
     return {
         "request": candidate.request.to_dict(),
-        "key": {"variant": key.variant, "lora": key.lora, "stage": key.stage},
+        "key": key_data,
+        "run": run_summary(candidate.request),
         "seed": candidate.seed,
         "runtime": candidate.runtime,
         "timings": {str(k): float(v) for k, v in candidate.timings.items()},

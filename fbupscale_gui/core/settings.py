@@ -67,11 +67,17 @@ def _engine_value(value: Any) -> str:
     return value
 
 
+#: The default template before it named the engine; a stored copy reads as the new default.
+_OLD_DEFAULT_TEMPLATE: Final = "{match}_{cutout}_{seed}_{lora}.png"
+DEFAULT_TEMPLATE: Final = "{match}_{cutout}_{engine}_{seed}_{lora}.png"
+
+
 def _template(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be a non-empty file-name template")
     validate_template(value)  # raises ExportError (a ValueError) naming the unknown field
-    return value.strip()
+    value = value.strip()
+    return DEFAULT_TEMPLATE if value == _OLD_DEFAULT_TEMPLATE else value
 
 
 def _text(value: Any) -> str:
@@ -172,7 +178,7 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
     ),
     SettingSpec(
         "export_template",
-        lambda: "{match}_{cutout}_{seed}_{lora}.png",
+        lambda: DEFAULT_TEMPLATE,
         "Export file-name template",
         _template,
     ),
@@ -235,7 +241,7 @@ class Settings:
     memory_mode: str = "auto"
     engine: str = "faithful"
     export_dir: str = ""
-    export_template: str = "{match}_{cutout}_{seed}_{lora}.png"
+    export_template: str = DEFAULT_TEMPLATE
     export_format: str = "png"
     match_name: str = "match"
     export_min_lr_db: float = 0.0

@@ -96,9 +96,8 @@ def flux_missing_message(error: ModelNotFoundError) -> tuple[str, str]:
     repo = f" ({error.repo_id})" if error.repo_id else ""
     text = (
         f"FLUX weights not found: {error.what}{repo}. Searched: {searched}. "
-        "The faithful preview is selected; faithful, sharp (Real-ESRGAN) and Lanczos work "
-        "without them. "
-        "Run `fbupscale doctor` for a full check and how to install the weights."
+        "The faithful, sharp (Real-ESRGAN) and Lanczos engines work without them. "
+        "Engine ▸ FLUX models… shows what is found and how to get what is missing."
     )
     return text, error.hint
 

@@ -193,7 +193,7 @@ class CandidatesPanel(QWidget):
         self.sort_box.setChecked(store.sort_by_score)
         self.sort_box.setToolTip(
             "Order the tiles by LR-consistency, most faithful first (keys 1-9 follow). "
-            "Off: rows by seed, columns without | with LoRA.\n\n" + LR_TOOLTIP
+            "Off: rows by seed (FLUX: columns without | with LoRA).\n\n" + LR_TOOLTIP
         )
         self.sort_box.toggled.connect(store.set_sort_by_score)
         self.suggest_action = QAction("Suggest pick", self)
@@ -353,6 +353,8 @@ class CandidatesPanel(QWidget):
         if self._cutout is None or cutout_id != self._cutout.id:
             return
         picked = self._store.picked(cutout_id)
+        if self.note.isVisible() and self.note.text().startswith(("Suggested:", "Picked the")):
+            self._show_note(self._suggestion_note())  # the note follows the pick
         for tile in self._tiles:
             tile.set_picked(tile.entry is picked)
         self._update_fidelity_actions()
@@ -386,19 +388,27 @@ class CandidatesPanel(QWidget):
         if best is None:
             self._show_note("Nothing to suggest: no candidate of this cutout has a score yet.")
             return None
+        self._show_note(self._suggestion_note())
+        self.compare_entry(best)
+        return best
+
+    def _suggestion_note(self) -> str:
+        """What the suggestion is and how it stands against the pick, as of now."""
+        cutout = self._cutout
+        best = self._store.suggested(cutout.id) if cutout is not None else None
+        if cutout is None or best is None:
+            return ""
         pool = self._store.suggestion_pool(cutout.id)
         picked = self._store.picked(cutout.id)
         tail = (
-            "It is already your pick."
+            "It is your pick."
             if picked is best
-            else "Your pick is unchanged: accept with Shift+S or the tile's Pick button."
+            else "Your pick is another candidate: accept with Shift+S or the tile's Pick button."
         )
-        self._show_note(
+        return (
             f"Suggested: {best.label} — LR-consistency {format_db(best.lr_consistency)}, "
             f"the best of {len(pool)} {best.engine} candidate(s). {tail}"
         )
-        self.compare_entry(best)
-        return best
 
     def accept_suggestion(self) -> CandidateEntry | None:
         if self._cutout is None:
@@ -441,6 +451,8 @@ class CandidatesPanel(QWidget):
         self.title.setText(f"Candidates — {cutout.name}" if cutout is not None else "Candidates")
         self.empty.setVisible(not entries)
         self.grid_scroll.setVisible(bool(entries))
+        # stage 1 exists only for FLUX: a fast engine's cutout shows no such switch
+        self.stage1_box.setVisible(any(e.engine == "flux" for e in entries))
         self._update_fidelity_actions()
         if cutout is None or not entries:
             return

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSpinBox,
     QToolButton,
@@ -55,6 +56,8 @@ __all__ = ["MEMORY_MODE_LABELS", "PAPER_INTERMEDIATE", "ParamsPanel"]
 
 #: The paper's two-step standardisation goes through a 256 px square first.
 PAPER_INTERMEDIATE: Final = 256
+#: Expanded, the parameters get at least this much height (they scroll within it).
+_BODY_MIN_HEIGHT: Final = 150
 #: Random seeds are drawn below this, so they stay short enough to read out and type.
 RANDOM_SEED_LIMIT: Final = 2**31
 
@@ -110,6 +113,7 @@ class ParamsPanel(QWidget):
     """Stage 1/2, variants and seed, LoRA, output size and memory mode. Emits ``changed()``."""
 
     changed = Signal()
+    expandedChanged = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -274,7 +278,17 @@ class ParamsPanel(QWidget):
         body_layout = QVBoxLayout(self._body)
         body_layout.setContentsMargins(12, 0, 0, 0)
         body_layout.addLayout(form)
-        self._body.setVisible(False)
+        # Expanded, the parameters scroll inside the column rather than growing the window
+        # past the screen (1366x768 included); the scene editor keeps its share.
+        self._body_scroll = QScrollArea()
+        self._body_scroll.setWidget(self._body)
+        self._body_scroll.setWidgetResizable(True)
+        self._body_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self._body_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._body_scroll.setMinimumHeight(_BODY_MIN_HEIGHT)
+        # its height comes from the column's stretch, not from the long form's size hint
+        self._body_scroll.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Ignored)
+        self._body_scroll.setVisible(False)
 
         header = QHBoxLayout()
         header.setContentsMargins(0, 0, 0, 0)
@@ -287,7 +301,7 @@ class ParamsPanel(QWidget):
         layout.addLayout(header)
         layout.addWidget(self._summary)
         layout.addWidget(self._error_label)
-        layout.addWidget(self._body)
+        layout.addWidget(self._body_scroll, 1)
 
         # -- wiring
         self._toggle.toggled.connect(self.set_expanded)
@@ -334,7 +348,8 @@ class ParamsPanel(QWidget):
             self._toggle.setChecked(expanded)  # re-enters through toggled
             return
         self._toggle.setArrowType(Qt.ArrowType.DownArrow if expanded else Qt.ArrowType.RightArrow)
-        self._body.setVisible(expanded)
+        self._body_scroll.setVisible(expanded)
+        self.expandedChanged.emit(expanded)
 
     def error(self) -> str:
         """The request's message for the current values, or "" when they are valid."""

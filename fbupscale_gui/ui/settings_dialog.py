@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import get_args
+from typing import Final, get_args
 
 from PySide6.QtWidgets import (
     QComboBox,
@@ -27,6 +27,9 @@ from .theme import set_style_property
 __all__ = ["SettingsDialog"]
 
 _FOLDERS = ("flux_dir", "flux_base_dir", "controlnet_dir", "hf_cache", "export_dir")
+#: Path fields show at least this many characters (paths like ~/models/FLUX.1-dev fit whole).
+_PATH_CHARS: Final = 56
+_MIN_WIDTH: Final = 820
 
 
 class SettingsDialog(QDialog):
@@ -35,7 +38,7 @@ class SettingsDialog(QDialog):
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("fbupscale — Settings")
-        self.setMinimumWidth(640)
+        self.setMinimumWidth(_MIN_WIDTH)
         self._settings = settings
         self._result: Settings | None = None
         self.edits: dict[str, QLineEdit] = {}
@@ -117,6 +120,11 @@ class SettingsDialog(QDialog):
     def _path_row(self, name: str) -> QWidget:
         edit = QLineEdit(getattr(self._settings, name))
         edit.setPlaceholderText("(not set)")
+        # wide enough for a typical models path; the full path is also the tooltip
+        edit.setMinimumWidth(edit.fontMetrics().horizontalAdvance("x" * _PATH_CHARS))
+        edit.setToolTip(edit.text())
+        edit.textChanged.connect(edit.setToolTip)
+        edit.setCursorPosition(0)
         self.edits[name] = edit
         browse = QPushButton("Browse…")
         browse.clicked.connect(lambda: self._browse(name))
