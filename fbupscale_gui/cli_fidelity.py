@@ -261,7 +261,7 @@ def cmd_score(args: argparse.Namespace, _cancel: object = None) -> int:
 def _scene_numbers(scene_path: Path | None, info: CandidateInfo) -> tuple[int, ...]:
     """The numbers to check: from ``--scene``, else from the candidate's recorded scene."""
     from .core.errors import RequestError
-    from .core.number_check import expected_numbers
+    from .core.number_check import expected_from_scene_json, expected_numbers
     from .core.scene import Scene
 
     if scene_path is not None:
@@ -274,12 +274,7 @@ def _scene_numbers(scene_path: Path | None, info: CandidateInfo) -> tuple[int, .
         except RequestError as exc:
             raise _CliError(f"{scene_path}: {exc}") from None
     recorded = (info.request or {}).get("scene_json")
-    if isinstance(recorded, str) and recorded:
-        try:
-            return expected_numbers(Scene.from_json(recorded))
-        except RequestError:
-            return ()
-    return ()
+    return expected_from_scene_json(recorded) if isinstance(recorded, str) else ()
 
 
 def _number_fields(image: Image.Image, expected: tuple[int, ...]) -> dict[str, Any]:

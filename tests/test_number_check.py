@@ -140,3 +140,78 @@ def test_score_with_a_scene_reports_numbers_and_a_verdict_per_candidate(
     assert [r["number_check"] for r in rows] == ["agrees", "contradicts"]
     assert rows[0]["numbers"][0]["text"] == "9" and rows[0]["numbers"][0]["confidence"] > 0.8
     assert rows[1]["number_detail"] == "8 read where the scene says 9"
+
+
+# -- in the engine, the metadata and the window's rules ---------------------------------------
+
+
+def _scene_json(*numbers: int) -> str:
+    people = tuple(Person("player", number=n, number_visible=True) for n in numbers)
+    return Scene(people=people).to_json()
+
+
+def test_the_engine_checks_every_candidate_and_the_metadata_keeps_it(read, tmp_path) -> None:
+    from PIL import Image
+
+    from fbupscale_gui.core.images import make_source
+    from fbupscale_gui.core.messages import CandidateReady
+    from fbupscale_gui.core.messages import ReconstructJob as Job
+    from fbupscale_gui.core.metadata import read_metadata, save_candidate
+    from fbupscale_gui.core.request import Preprocess, ReconstructionRequest
+    from fbupscale_gui.engine import Engine
+
+    cutout = tmp_path / "nine.png"
+    render(spec_for(9, "clear", 4, size=512)).resize((200, 200), Image.Resampling.BOX).save(cutout)
+    verdicts = {}
+    for claimed in (9, 8):
+        request = ReconstructionRequest(
+            engine="lanczos",
+            source=make_source(cutout),
+            preprocess=Preprocess(size=512),
+            scene_json=_scene_json(claimed),
+        )
+        messages = list(Engine().handle(1, Job(request), lambda: False))
+        (ready,) = [m for m in messages if isinstance(m, CandidateReady)]
+        assert ready.number_check is not None
+        verdicts[claimed] = ready.number_check.verdict
+        # it travels with the candidate into the file's metadata, and reads back the same
+        path = save_candidate(ready.candidate(), tmp_path / f"c{claimed}.png")
+        assert read_metadata(path).number_check == ready.number_check
+    assert verdicts == {9: "agrees", 8: "contradicts"}
+
+
+def test_without_a_visible_number_the_ocr_does_not_run(monkeypatch) -> None:
+    from PIL import Image
+
+    from fbupscale_gui.engine import numbers
+
+    def no_ocr() -> None:
+        raise AssertionError("the OCR ran with nothing to check")
+
+    monkeypatch.setattr(numbers, "_ocr", no_ocr)
+    check = numbers.check_numbers(Image.new("RGB", (64, 64)), ())
+    assert check.verdict == "unchecked" and badge_text(check) == ""
+
+
+def test_export_refuses_a_contradicting_pick_when_set_to(tmp_path) -> None:
+    from PIL import Image
+
+    from fbupscale_gui.core.export import ExportError, ExportItem, contradicting, export_candidates
+    from fbupscale_gui.core.job import Candidate
+    from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+
+    request = ReconstructionRequest(engine="lanczos", scene_json=_scene_json(9))
+    image = Image.new("RGB", (64, 64))
+
+    def item(check: NumberCheck) -> ExportItem:
+        key = CandidateKey(0, False, 2)
+        return ExportItem(Candidate(key, 1, image, request, number_check=check), "box.png")
+
+    wrong, right = item(judge((9,), [_r("8")])), item(judge((9,), [_r("9")]))
+    assert contradicting([wrong, right]) == [wrong]
+    with pytest.raises(ExportError, match="8 read where the scene says 9"):
+        export_candidates(
+            [right, wrong], tmp_path, "{cutout}", match="m", refuse_contradicting=True
+        )
+    assert list(tmp_path.iterdir()) == []  # nothing written
+    assert len(export_candidates([right, wrong], tmp_path, "{cutout}_{seed}", match="m")) == 2

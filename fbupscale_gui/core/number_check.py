@@ -34,6 +34,7 @@ __all__ = [
     "Verdict",
     "badge_text",
     "digit_strings",
+    "expected_from_scene_json",
     "expected_numbers",
     "judge",
     "suggestable",
@@ -101,6 +102,19 @@ class NumberCheck:
 def expected_numbers(scene: Any) -> tuple[int, ...]:
     """The numbers a :class:`~fbupscale_gui.core.scene.Scene` marks fully visible, sorted."""
     return tuple(sorted({p.shown_number for p in scene.people if p.shown_number is not None}))
+
+
+def expected_from_scene_json(scene_json: str) -> tuple[int, ...]:
+    """The visible numbers of a request's recorded scene; () for none or an unreadable one
+    (the request was validated when made; a scene it cannot parse checks nothing)."""
+    if not scene_json:
+        return ()
+    from .scene import Scene
+
+    try:
+        return expected_numbers(Scene.from_json(scene_json))
+    except RequestError:
+        return ()
 
 
 def digit_strings(
