@@ -31,7 +31,7 @@ settings = SettingsModel(QSettings(sys.argv[1], QSettings.Format.IniFormat))
 window = MainWindow(Session(settings))
 window.show()
 app.processEvents()
-heavy = sorted(m for m in ("torch", "diffusers", "transformers", "peft", "ncnn") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "diffusers", "transformers", "peft", "ncnn", "onnxruntime") if m in sys.modules)
 window.confirm_on_close = False
 window.close()
 print(json.dumps({"modules": names, "heavy": heavy}))

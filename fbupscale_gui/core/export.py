@@ -189,6 +189,24 @@ def low_fidelity_text(items: Iterable[ExportItem]) -> str:
     )
 
 
+def contradicting(items: Iterable[ExportItem]) -> list[ExportItem]:
+    """The items whose shirt numbers contradict their scene (the number check)."""
+    return [
+        i
+        for i in items
+        if i.candidate.number_check is not None
+        and i.candidate.number_check.verdict == "contradicts"
+    ]
+
+
+def contradiction_text(items: Iterable[ExportItem]) -> str:
+    """One line per item: ``keeper.png (seed 6, LoRA, stage 2): 8 read where the scene says 9``."""
+    return "\n".join(
+        f"{i.title}: {i.candidate.number_check.detail if i.candidate.number_check else ''}"
+        for i in items
+    )
+
+
 def engine_name(engine: str) -> str:
     """The engine as a file name says it: ``flux``, ``realesrgan``, a user model's name."""
     return engine.split(":", 1)[1] if engine.startswith("model:") else engine
@@ -270,12 +288,14 @@ def export_candidates(
     now: datetime | None = None,
     badge: bool = False,
     min_lr_db: float | None = None,
+    refuse_contradicting: bool = False,
 ) -> list[Path]:
     """Write each item as a ``size`` px (long side) image with embedded metadata.
 
     ``badge`` burns the visible "AI-reconstructed" label into the corner (recorded in the
     metadata, with the hash of the pixels before it). ``min_lr_db`` refuses the whole batch if
-    any item scores below it (see :func:`low_fidelity`).
+    any item scores below it (see :func:`low_fidelity`); ``refuse_contradicting`` refuses it if
+    any item's shirt number contradicts its scene (see :func:`contradicting`).
 
     Returns the written paths, in order. Raises :class:`ExportError` for a bad template,
     format, an unwritable folder or a refused score; nothing existing is overwritten.
@@ -293,6 +313,12 @@ def export_candidates(
         raise ExportError(
             f"export refused: {len(low)} pick(s) below the LR-consistency threshold of "
             f"{min_lr_db:g} dB (Settings):\n{low_fidelity_text(low)}"
+        )
+    wrong = contradicting(batch) if refuse_contradicting else []
+    if wrong:
+        raise ExportError(
+            f"export refused: {len(wrong)} pick(s) show a shirt number the scene contradicts "
+            f"(Settings: export guard):\n{contradiction_text(wrong)}"
         )
     out = Path(folder).expanduser()
     try:

@@ -37,6 +37,7 @@ from .atomic import atomic_write
 from .errors import InputImageError, RequestError
 from .images import load_cutout_with_notes
 from .jsonable import parse_json
+from .number_check import NumberCheck
 from .request import CandidateKey, ReconstructionRequest
 from .runtime import ResolvedRuntime
 
@@ -94,6 +95,8 @@ class CandidateRecord:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     #: The typed runtime it was rendered on (None: written before it was recorded).
     resolved: ResolvedRuntime | None = None
+    #: The number check: shirt numbers read against the scene (None: not recorded).
+    number_check: NumberCheck | None = None
 
 
 def _app_version() -> str:
@@ -224,6 +227,11 @@ def _payload(candidate: Candidate) -> dict[str, Any]:
         **(
             {"resolved_runtime": candidate.resolved.to_dict()}
             if candidate.resolved is not None
+            else {}
+        ),
+        **(
+            {"number_check": candidate.number_check.to_dict()}
+            if candidate.number_check is not None
             else {}
         ),
     }
@@ -392,6 +400,8 @@ def read_metadata(path: str | Path) -> CandidateRecord:
         version = data.get("app_version", "")
         resolved_raw = data.get("resolved_runtime")
         resolved = None if resolved_raw is None else ResolvedRuntime.from_dict(resolved_raw)
+        numbers_raw = data.get("number_check")
+        number_check = None if numbers_raw is None else NumberCheck.from_dict(numbers_raw)
     except RequestError as exc:
         raise RequestError(f"{p}: broken fbupscale metadata: {exc}") from None
     encoded = texts.get(CUTOUT_KEY) or data.get(_CUTOUT_FIELD)
@@ -406,6 +416,7 @@ def read_metadata(path: str | Path) -> CandidateRecord:
         app_version=version if isinstance(version, str) else "",
         provenance=data["provenance"] if isinstance(data.get("provenance"), dict) else {},
         resolved=resolved,
+        number_check=number_check,
     )
 
 

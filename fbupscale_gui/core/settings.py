@@ -207,6 +207,12 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         _choice(("ask", "refuse")),
     ),
     SettingSpec(
+        "export_number_contradiction",
+        lambda: "ask",
+        "A pick whose shirt number contradicts the scene: export",
+        _choice(("ask", "refuse")),
+    ),
+    SettingSpec(
         "export_badge",
         lambda: False,
         "Burn a visible 'AI-reconstructed' badge into exported pixels",
@@ -246,6 +252,7 @@ class Settings:
     match_name: str = "match"
     export_min_lr_db: float = 0.0
     export_low_fidelity: str = "ask"
+    export_number_contradiction: str = "ask"
     export_badge: bool = False
     engine_prewarm: bool = True
     cancel_grace_s: float = 10.0

@@ -29,6 +29,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
 from fbupscale_gui.core.job import Candidate
+from fbupscale_gui.core.number_check import NumberCheck, suggestable
 from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
 from fbupscale_gui.worker.engine_thread import ReadyCandidate
 
@@ -160,6 +161,13 @@ class CandidateEntry:
                     self._candidate = self.stored.with_image(self.stored.load())
                 candidate = self._candidate
         return candidate
+
+    @property
+    def number_check(self) -> NumberCheck | None:
+        """The shirt-number verdict the engine gave (None: not checked, or restored and not
+        decoded yet)."""
+        candidate = self._candidate
+        return None if candidate is None else candidate.number_check
 
     @property
     def image(self) -> QImage:
@@ -475,11 +483,15 @@ class CandidateStore(QObject):
         shown = self.grid(cutout_id).order
         scored = [e for e in shown if e.lr_consistency is not None]
         final = [e for e in scored if e.key.stage == 2] or scored
+        pool = final
         for engine in SUGGEST_ENGINES:
             same = [e for e in final if e.engine == engine]
             if same:
-                return same
-        return final
+                pool = same
+                break
+        # never a candidate whose shirt number contradicts the scene while one agrees
+        allowed = suggestable([e.number_check for e in pool])
+        return [e for e, ok in zip(pool, allowed, strict=True) if ok]
 
     def suggest(self, cutout_id: int) -> CandidateEntry | None:
         """Mark the most faithful candidate of :meth:`suggestion_pool` as suggested (the pick

@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Final, Literal
 from PySide6.QtCore import QObject, Signal, Slot
 
 from fbupscale_gui.core.errors import FbError, InputImageError, ModelNotFoundError
-from fbupscale_gui.core.export import ExportItem, export_candidates, low_fidelity
+from fbupscale_gui.core.export import (
+    ExportItem,
+    contradicting,
+    export_candidates,
+    low_fidelity,
+)
 from fbupscale_gui.core.job import Note
 from fbupscale_gui.core.model_library import ModelLibrary
 from fbupscale_gui.core.request import (
@@ -705,6 +710,10 @@ class Session(QObject):
         ]
         return low_fidelity([_export_item(c, e) for c, e in low], threshold)
 
+    def contradicting_picks(self, cutout_ids: Iterable[int] | None = None) -> list[ExportItem]:
+        """Picks whose shirt numbers contradict their scene (the number check)."""
+        return contradicting([_export_item(c, e) for c, e in self._picked(cutout_ids)])
+
     def unexported_picks(self) -> list[CandidateEntry]:
         """Picks that exist only in this window (lost on quit unless exported)."""
         return [e for _c, e in self._picked(None) if id(e) not in self._exported]
@@ -722,6 +731,7 @@ class Session(QObject):
             badge=s.export_badge,
             # "refuse" is enforced here, on every path; "ask" is the window's question
             min_lr_db=s.export_min_lr_db if s.export_low_fidelity == "refuse" else None,
+            refuse_contradicting=s.export_number_contradiction == "refuse",
         )
 
     def export(

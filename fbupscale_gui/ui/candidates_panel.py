@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from fbupscale_gui.core.number_check import NumberCheck, badge_text
 from fbupscale_gui.core.scoring import LR_TOOLTIP, format_db
 from fbupscale_gui.models.candidates import CandidateEntry, CandidateStore, HeatmapCache
 from fbupscale_gui.models.cutouts import Cutout
@@ -82,7 +83,8 @@ class CandidateTile(QFrame):
             f"Double-click or key {key}: pick"
         )
         self.score_label = QLabel()
-        self.score_label.setFixedWidth(TILE_SIDE)
+        self.number_label = QLabel()
+        self.set_number_check(entry.number_check)
         self.suggested_label = QLabel("◆ SUGGESTED")
         self.suggested_label.setToolTip(
             "The most faithful candidate (best LR-consistency). Not picked until you accept it: "
@@ -104,6 +106,8 @@ class CandidateTile(QFrame):
         score_row = QHBoxLayout()
         score_row.setContentsMargins(0, 0, 0, 0)
         score_row.addWidget(self.score_label)
+        score_row.addStretch(1)
+        score_row.addWidget(self.number_label)
         layout.addLayout(score_row)
         layout.addWidget(self.suggested_label)
         layout.addWidget(self.pick_button)
@@ -141,6 +145,21 @@ class CandidateTile(QFrame):
         limit = f"\nExport threshold: {min_lr_db:g} dB (Settings)." if min_lr_db else ""
         self.score_label.setToolTip(f"{LR_TOOLTIP}\n\nThis candidate: {self.score_text}.{limit}")
 
+    def set_number_check(self, check: NumberCheck | None) -> None:
+        """The shirt-number badge: "✓ 9", "✗ 8≠9" or "?" (hidden when nothing was checked)."""
+        text = badge_text(check)
+        self.number_label.setText(text)
+        self.number_label.setVisible(bool(text))
+        role = {"agrees": "ok", "contradicts": "error"}.get(check.verdict if check else "", "hint")
+        set_style_property(self.number_label, "role", role)
+        if check is not None:
+            read = ", ".join(f"{r.text} ({r.confidence:.0%})" for r in check.readings) or "nothing"
+            self.number_label.setToolTip(
+                f"Number check: {check.detail}.\nRead in this candidate: {read}.\n"
+                "The scene's visible numbers are the truth: a contradicting candidate puts a "
+                "wrong number on a player."
+            )
+
     def set_suggested(self, suggested: bool) -> None:
         self.suggested = suggested
         set_style_property(self, "suggested", suggested)
@@ -163,6 +182,16 @@ class CandidateTile(QFrame):
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
         self.pickRequested.emit(self.entry)
+
+
+def number_boxes(
+    check: NumberCheck | None,
+) -> list[tuple[tuple[tuple[float, float], ...], str, bool]]:
+    """The compare view's outlines for a number check: each reading's box, its text, and
+    whether the scene has that number."""
+    if check is None:
+        return []
+    return [(r.box, r.text, r.value in check.expected) for r in check.readings if r.box]
 
 
 class CandidatesPanel(QWidget):
@@ -539,6 +568,7 @@ class CandidatesPanel(QWidget):
             left = self._upscaled_cutout(cutout, size)
             self.compare.set_pair(left, entry.image, "cutout (Lanczos)", right)
             text = f"cutout (Lanczos)  ◀ split ▶  {right}   ·   Ctrl+click another tile to compare two candidates"
+        self.compare.set_number_boxes(number_boxes(entry.number_check))
         self._compared = entry
         self._compare_text = text
         self.compare_label.setText(text)

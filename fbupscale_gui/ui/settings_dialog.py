@@ -108,6 +108,17 @@ class SettingsDialog(QDialog):
             max(0, self.low_fidelity.findData(settings.export_low_fidelity))
         )
         form.addRow(Settings.describe("export_low_fidelity"), self.low_fidelity)
+        self.contradiction = QComboBox()
+        self.contradiction.addItem("asks for confirmation", "ask")
+        self.contradiction.addItem("is refused", "refuse")
+        self.contradiction.setCurrentIndex(
+            max(0, self.contradiction.findData(settings.export_number_contradiction))
+        )
+        self.contradiction.setToolTip(
+            "The number check reads the shirt numbers in each candidate and compares them with "
+            "the numbers the scene marks fully visible."
+        )
+        form.addRow(Settings.describe("export_number_contradiction"), self.contradiction)
         self.badge = QCheckBox("Corner badge in the exported pixels")
         self.badge.setChecked(settings.export_badge)
         self.badge.setToolTip(
@@ -164,6 +175,7 @@ class SettingsDialog(QDialog):
             match_name=self.match.text(),
             export_min_lr_db=self.min_lr.value(),
             export_low_fidelity=self.low_fidelity.currentData(),
+            export_number_contradiction=self.contradiction.currentData(),
             export_badge=self.badge.isChecked(),
         )
         return values
