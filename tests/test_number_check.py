@@ -92,6 +92,7 @@ def read():
     return read_numbers
 
 
+@pytest.mark.slow  # a real OCR run
 def test_correct_wrong_and_missing_numbers_on_a_render(read) -> None:
     readings = read(render(spec_for(9, "clear", 1, size=512)))
     assert judge((9,), readings).verdict == "agrees"
@@ -108,6 +109,7 @@ def test_a_blank_shirt_is_unreadable(read) -> None:
     assert judge((9,), read(Image.new("RGB", (512, 512), (20, 40, 140)))).verdict == "unreadable"
 
 
+@pytest.mark.slow  # a real OCR run
 def test_two_players(read) -> None:
     readings = read(render_pair(spec_for(9, "clear", 3, size=768), 10))
     assert judge((9, 10), readings).verdict == "agrees"
@@ -117,6 +119,7 @@ def test_two_players(read) -> None:
 # -- the score command ------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a real OCR run
 def test_score_with_a_scene_reports_numbers_and_a_verdict_per_candidate(
     read, tmp_path, capsys
 ) -> None:
@@ -150,6 +153,7 @@ def _scene_json(*numbers: int) -> str:
     return Scene(people=people).to_json()
 
 
+@pytest.mark.slow  # a real OCR run
 def test_the_engine_checks_every_candidate_and_the_metadata_keeps_it(read, tmp_path) -> None:
     from PIL import Image
 
