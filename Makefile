@@ -1,7 +1,9 @@
 # The two commands a newcomer needs (see README.md):
 #   make run    set up .venv and launch the app on its default preview engine (faithful)
 #   make test   set up .venv with the test tools and run the checks and the test suite
-.PHONY: run test setup setup-dev lint demo
+# and, once .venv is set up, the quick check while working:
+#   make test-fast   the checks and the tests not marked slow
+.PHONY: run test test-fast setup setup-dev lint demo
 
 setup:
 	bash scripts/setup.sh
@@ -23,3 +25,6 @@ lint:
 
 test: setup-dev lint
 	QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -q
+
+test-fast: lint
+	QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -q -m "not slow"

@@ -50,6 +50,7 @@ from fbupscale_gui.core.request import (
     Precision,
     Preprocess,
     ReconstructionRequest,
+    Speed,
     Stage1Params,
     Stage2Params,
     StageName,
@@ -236,7 +237,24 @@ def _add_plugin_commands(sub: Any) -> None:
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--flux", metavar="PATH", help="FLUX.1-dev folder (default: HF cache)")
+    p.add_argument(
+        "--flux",
+        metavar="PATH",
+        help="FLUX.1-dev: a diffusers folder (default: HF cache), or a single-file transformer "
+        "(.safetensors/.sft in BFL or ComfyUI layout, fp8, fp8_scaled, or a .gguf)",
+    )
+    p.add_argument(
+        "--flux-base",
+        metavar="DIR",
+        help="diffusers FLUX folder supplying what a single-file --flux lacks "
+        "(text encoders, tokenizers, VAE, scheduler)",
+    )
+    p.add_argument(
+        "--models-root",
+        metavar="DIR",
+        help="a ComfyUI/Forge models tree (extra_model_paths.yaml honoured): "
+        "the FLUX transformer file is taken from it unless --flux is given",
+    )
     p.add_argument("--controlnet", metavar="PATH", help="ControlNet upscaler folder")
     p.add_argument("--lora", metavar="PATH", help="football LoRA .safetensors")
 
@@ -245,6 +263,13 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=get_args(Device), default="auto")
     p.add_argument("--precision", choices=get_args(Precision), default="auto")
     p.add_argument("--memory-mode", choices=get_args(MemoryMode), default="auto")
+    p.add_argument(
+        "--speed",
+        choices=get_args(Speed),
+        default="exact",
+        help="exact: every step computed; fast: First Block Cache on stage 1; "
+        "compiled: regional compile of the repeated blocks",
+    )
 
 
 # -- shared helpers -------------------------------------------------------------------------
@@ -374,17 +399,9 @@ def candidate_filename(stem: str, candidate: Candidate) -> str:
 def _save_new(candidate: Candidate, path: Path, cutout: Image.Image) -> Path:
     """Save to ``path`` or a ``-2``, ``-3``... variant claimed exclusively (never overwriting
     a file, not even one another run is writing right now); returns where it went."""
-    from fbupscale_gui.core.atomic import claim_unique
     from fbupscale_gui.core.metadata import save_candidate
 
-    target = claim_unique(path)
-    try:
-        save_candidate(candidate, target, cutout=cutout)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            target.unlink()  # our empty placeholder
-        raise
-    return target
+    return save_candidate(candidate, path, cutout=cutout, exclusive=True)
 
 
 # -- upscale --------------------------------------------------------------------------------
@@ -461,6 +478,7 @@ def _template_request(args: argparse.Namespace) -> ReconstructionRequest:
             device=args.device,
             precision=args.precision,
             memory_mode=args.memory_mode,
+            speed=args.speed,
         )
     except RequestError as exc:
         raise UsageError(str(exc)) from None
@@ -475,6 +493,8 @@ def _resolve_models(
         opt
         for opt, given in (
             ("--flux", args.flux),
+            ("--flux-base", args.flux_base),
+            ("--models-root", args.models_root),
             ("--controlnet", args.controlnet),
             ("--lora", args.lora),
         )
@@ -500,12 +520,32 @@ def _resolve_models(
         if is_model_engine(engine):
             return template.replace(engine=engine, sr_model=_sr_model_ref(engine))
         return template.replace(engine=engine)
-    flux = _locate(args.flux, FLUX_REPO_ID, "flux")
+    flux = _locate(_flux_path(args), FLUX_REPO_ID, "flux")
+    flux_base = _locate(args.flux_base, "", "flux_base") if args.flux_base else None
     controlnet = _locate(args.controlnet, CONTROLNET_REPO_ID, "controlnet")
     lora = template.lora
     if args.lora:
         lora = dataclasses.replace(lora, model=_locate(args.lora, "", "lora"))
-    return template.replace(engine="flux", flux=flux, controlnet=controlnet, lora=lora)
+    return template.replace(
+        engine="flux", flux=flux, flux_base=flux_base, controlnet=controlnet, lora=lora
+    )
+
+
+def _flux_path(args: argparse.Namespace) -> str | None:
+    """``--flux``, else the best FLUX transformer file under ``--models-root``."""
+    if args.flux or not args.models_root:
+        return str(args.flux) if args.flux else None
+    from fbupscale_gui.core.model_files import discover_models_root
+
+    found = discover_models_root(args.models_root)
+    if not found.transformers:
+        searched = ", ".join(str(p) for p in found.folders.get("diffusion_models", ())) or "none"
+        raise UsageError(
+            f"--models-root {args.models_root}: no FLUX transformer file (a name containing "
+            f"'flux' in diffusion_models/ or unet/; searched: {searched})"
+        )
+    _note(f"FLUX transformer from the models root: {found.transformers[0]}")
+    return str(found.transformers[0])
 
 
 def _sr_model_ref(engine: str) -> ModelRef:
@@ -722,11 +762,17 @@ def _cmd_doctor(args: argparse.Namespace, cancel: _CancelFlag) -> int:
     from fbupscale_gui.engine.doctor import report
 
     lora = ModelRef(path=args.lora) if args.lora else None
+    try:
+        flux_path = _flux_path(args)
+    except UsageError:  # the report says what the models root lacks
+        flux_path = None
     print(
         report(
-            flux=ModelRef(path=args.flux or "", repo_id=FLUX_REPO_ID),
+            flux=ModelRef(path=flux_path or "", repo_id=FLUX_REPO_ID),
+            flux_base=ModelRef(path=args.flux_base) if args.flux_base else None,
             controlnet=ModelRef(path=args.controlnet or "", repo_id=CONTROLNET_REPO_ID),
             lora=lora,
+            models_root=args.models_root,
         )
     )
     return 0

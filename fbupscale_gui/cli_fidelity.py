@@ -201,6 +201,15 @@ def add_score_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("cutout", type=Path, help="the cutout the candidates were made from")
     p.add_argument("candidates", type=Path, nargs="+", metavar="candidate", help="candidate images")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument(
+        "--scene",
+        type=Path,
+        metavar="FILE.json",
+        help=(
+            "check the shirt numbers the scene marks visible against what each candidate shows "
+            "(default: the scene recorded in each candidate's metadata, if any)"
+        ),
+    )
     p.set_defaults(func=cmd_score)
     return p
 
@@ -219,7 +228,7 @@ def cmd_score(args: argparse.Namespace, _cancel: object = None) -> int:
     ``_cancel`` is accepted (and unused) so the main CLI can dispatch it like its own commands.
     """
     try:
-        result = _score(args.cutout, list(args.candidates))
+        result = _score(args.cutout, list(args.candidates), getattr(args, "scene", None))
     except _CliError as exc:
         print(f"fbupscale score: error: {exc}", file=sys.stderr, flush=True)
         return 1
@@ -229,15 +238,18 @@ def cmd_score(args: argparse.Namespace, _cancel: object = None) -> int:
     cut = result["cutout"]
     print(f"cutout: {cut['path']} ({cut['width']}x{cut['height']} px)")
     header = (
-        f"{'rank':>4}  {'LR-cons dB':>10}  {'seed':>6}  {'lora':>4}  {'var':>3}  {'stage':>5}  file"
+        f"{'rank':>4}  {'LR-cons dB':>10}  {'seed':>6}  {'lora':>4}  {'var':>3}  {'stage':>5}  "
+        f"{'numbers':<12}  file"
     )
     print(header)
     for row in result["candidates"]:
         print(
             f"{row['rank']:>4}  {row['lr_consistency_db']:>10.2f}  {_fmt(row['seed']):>6}  "
             f"{_fmt(row['lora']):>4}  {_fmt(row['variant']):>3}  {_fmt(row['stage']):>5}  "
-            f"{row['path']}"
+            f"{row['number_check']:<12}  {row['path']}"
         )
+        if row["number_check"] == "contradicts":
+            print(f"      number check: {row['number_detail']}")
     best = result["candidates"][result["best"]]
     print(
         f"best: {best['path']} ({best['lr_consistency_db']:.2f} dB, seed {_fmt(best['seed'])}, "
@@ -246,8 +258,44 @@ def cmd_score(args: argparse.Namespace, _cancel: object = None) -> int:
     return 0
 
 
-def _score(cutout_path: Path, candidate_paths: Sequence[Path]) -> dict[str, Any]:
-    from .core.errors import InputImageError
+def _scene_numbers(scene_path: Path | None, info: CandidateInfo) -> tuple[int, ...]:
+    """The numbers to check: from ``--scene``, else from the candidate's recorded scene."""
+    from .core.errors import RequestError
+    from .core.number_check import expected_from_scene_json, expected_numbers
+    from .core.scene import Scene
+
+    if scene_path is not None:
+        try:
+            text = scene_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _CliError(f"{scene_path}: cannot read the scene file ({exc})") from None
+        try:
+            return expected_numbers(Scene.from_json(text))
+        except RequestError as exc:
+            raise _CliError(f"{scene_path}: {exc}") from None
+    recorded = (info.request or {}).get("scene_json")
+    return expected_from_scene_json(recorded) if isinstance(recorded, str) else ()
+
+
+def _number_fields(image: Image.Image, expected: tuple[int, ...]) -> dict[str, Any]:
+    from .engine.numbers import check_numbers
+
+    check = check_numbers(image, expected)
+    return {
+        "numbers": [
+            {"text": r.text, "confidence": r.confidence, "box": [list(p) for p in r.box]}
+            for r in check.readings
+        ],
+        "number_check": check.verdict,
+        "number_expected": list(check.expected),
+        "number_detail": check.detail,
+    }
+
+
+def _score(
+    cutout_path: Path, candidate_paths: Sequence[Path], scene_path: Path | None = None
+) -> dict[str, Any]:
+    from .core.errors import FbError, InputImageError
     from .core.fidelity import lr_consistency
     from .core.images import load_cutout
 
@@ -264,6 +312,10 @@ def _score(cutout_path: Path, candidate_paths: Sequence[Path]) -> dict[str, Any]
             score = lr_consistency(cutout, image, placement)
         except ValueError as exc:
             raise _CliError(f"{path}: {exc}") from None
+        try:
+            numbers = _number_fields(image, _scene_numbers(scene_path, info))
+        except FbError as exc:
+            raise _CliError(f"{path}: {exc}") from None
         rows.append(
             {
                 "path": str(path),
@@ -275,6 +327,7 @@ def _score(cutout_path: Path, candidate_paths: Sequence[Path]) -> dict[str, Any]
                 "variant": info.variant,
                 "stage": info.stage,
                 "geometry": geometry,
+                **numbers,
             }
         )
     order = sorted(range(len(rows)), key=lambda i: (-rows[i]["lr_consistency_db"], i))

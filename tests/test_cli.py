@@ -71,6 +71,7 @@ def pixels(path: Path) -> str:
 # -- light start-up ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_help_is_instant_and_imports_nothing_heavy() -> None:
     code = (
         "import sys\n"
@@ -89,6 +90,7 @@ def test_help_is_instant_and_imports_nothing_heavy() -> None:
     assert "--engine" in out.stdout
 
 
+@pytest.mark.slow
 def test_python_dash_m_runs_the_cli() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "fbupscale_gui", "--help"],
@@ -253,6 +255,7 @@ def test_loading_notes_are_shown(
     assert any("note:" in line and "alpha.png" in line for line in err.splitlines())
 
 
+@pytest.mark.slow  # a real engine run
 def test_default_engine_falls_back_to_faithful_with_a_note(
     capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path
 ) -> None:
@@ -266,7 +269,10 @@ def test_default_engine_falls_back_to_faithful_with_a_note(
     assert record.key == CandidateKey(variant=0, lora=False, stage=2)
 
 
-@pytest.mark.parametrize(("given", "stored"), [("faithful", "faithful"), ("sharp", "realesrgan")])
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [("faithful", "faithful"), pytest.param("sharp", "realesrgan", marks=pytest.mark.slow)],
+)
 def test_upscale_with_the_named_fast_engines(
     capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path, given: str, stored: str
 ) -> None:
@@ -309,6 +315,7 @@ def test_scene_file_becomes_the_prompt(
 # -- reproduce --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["lanczos", "realesrgan"])
 def test_reproduce_is_pixel_identical(
     capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path, engine: str
@@ -533,6 +540,7 @@ def test_doctor_prints_the_report(
 # -- FLUX, on the tiny test models -----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_flux_upscale_and_reproduce_one_candidate(
     capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path, tiny_flux: TinyFluxFiles
 ) -> None:
@@ -564,3 +572,51 @@ def test_flux_upscale_and_reproduce_one_candidate(
     code, out, err = run_cli(capsys, "reproduce", chosen, "-o", tmp_path / "again.png")
     assert code == 0, err
     assert pixels(tmp_path / "again.png") == pixels(chosen)
+
+
+@pytest.mark.slow
+def test_flux_from_a_comfyui_tree_fast_and_reproduced(
+    capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path, tiny_flux: TinyFluxFiles
+) -> None:
+    from diffusers import FluxTransformer2DModel
+
+    from fbupscale_gui.engine.testing import save_tiny_transformer_file
+
+    root = tmp_path / "ComfyUI" / "models"
+    transformer = FluxTransformer2DModel.from_pretrained(
+        tiny_flux.flux_dir, subfolder="transformer"
+    )
+    file = save_tiny_transformer_file(
+        transformer, root / "diffusion_models" / "flux1-dev.safetensors", layout="comfy"
+    )
+    out_dir = tmp_path / "flux-out"
+    code, _out, err = run_cli(
+        capsys, "upscale", cutout, "-o", out_dir, "--engine", "flux",
+        "--models-root", root.parent, "--flux-base", tiny_flux.flux_dir,
+        "--controlnet", tiny_flux.controlnet_dir, "--size", "64", "--steps1", "4",
+        "--steps2", "2", "--variants", "2", "--speed", "fast",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"FLUX transformer from the models root: {file}" in err
+    chosen = out_dir / "player_v1_s2_nolora_seed6.png"
+    record = read_metadata(chosen)
+    flux = record.request.flux
+    assert (flux.path, flux.format, flux.quant) == (str(file), "safetensors-comfy", "fp32")
+    assert record.request.speed == "fast" and record.request.flux_base is not None
+    assert record.request.storage == "native"  # auto, resolved on this CPU
+    assert "fast" in record.runtime
+    code, _out, err = run_cli(capsys, "reproduce", chosen, "-o", tmp_path / "again.png")
+    assert code == 0, err
+    assert pixels(tmp_path / "again.png") == pixels(chosen)
+
+
+def test_models_root_without_a_flux_file_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "models" / "unet").mkdir(parents=True)
+    code, _out, err = run_cli(
+        capsys, "upscale", cutout, "-o", tmp_path / "o", "--models-root", tmp_path
+    )
+    assert (
+        code == 2 and "no FLUX transformer file" in err and str(tmp_path / "models" / "unet") in err
+    )

@@ -232,6 +232,7 @@ def test_a_failed_fingerprint_is_not_cached(monkeypatch: pytest.MonkeyPatch, cut
 # -- the engine process ----------------------------------------------------------------------
 
 
+@pytest.mark.slow  # an engine child process
 def test_jobs_run_in_the_child_and_its_messages_come_back(engine, cutout: Path) -> None:  # type: ignore[no-untyped-def]
     process, messages = engine(steps=2)
     request = request_for(cutout, "flux", variants=2)
@@ -244,6 +245,7 @@ def test_jobs_run_in_the_child_and_its_messages_come_back(engine, cutout: Path) 
     assert process.pid is not None and process.pid != os.getpid()
 
 
+@pytest.mark.slow  # an engine child process
 def test_sigkill_mid_job_fails_it_with_the_signal_and_the_next_job_runs(
     engine, cutout: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -263,6 +265,7 @@ def test_sigkill_mid_job_fails_it_with_the_signal_and_the_next_job_runs(
     assert process.pid != first and process.starts == 2
 
 
+@pytest.mark.slow  # an engine child process
 def test_a_crash_reports_the_engines_last_stderr_lines(engine, cutout: Path) -> None:  # type: ignore[no-untyped-def]
     process, messages = engine(factory="fbupscale_gui.host.testing:crashing_runner")
     process.submit(1, ReconstructJob(request_for(cutout)))
@@ -272,6 +275,7 @@ def test_a_crash_reports_the_engines_last_stderr_lines(engine, cutout: Path) -> 
     assert "CUDA error: an illegal memory access" in failed.detail
 
 
+@pytest.mark.slow  # an engine child process
 def test_an_engine_that_raises_while_importing_fails_the_job_and_lives(
     engine, cutout: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -286,6 +290,7 @@ def test_an_engine_that_raises_while_importing_fails_the_job_and_lives(
     assert process.pid == pid  # the process stayed up; it says the same, clearly
 
 
+@pytest.mark.slow  # an engine child process
 def test_cancel_stops_within_a_step(engine, cutout: Path) -> None:  # type: ignore[no-untyped-def]
     process, messages = engine(steps=10_000, step_s=0.01)
     process.submit(1, ReconstructJob(request_for(cutout)))
@@ -301,6 +306,7 @@ def test_cancel_stops_within_a_step(engine, cutout: Path) -> None:  # type: igno
     assert isinstance(messages.final(2), Done) and process.pid == pid  # no restart needed
 
 
+@pytest.mark.slow  # an engine child process
 def test_a_hung_engine_is_stopped_hard_after_the_grace_period(engine, cutout: Path) -> None:  # type: ignore[no-untyped-def]
     process, messages = engine(grace_s=1.0, hang_s=600.0)
     process.submit(1, ReconstructJob(request_for(cutout)))
@@ -314,6 +320,7 @@ def test_a_hung_engine_is_stopped_hard_after_the_grace_period(engine, cutout: Pa
     assert isinstance(messages.final(2), Done) and process.pid != first
 
 
+@pytest.mark.slow  # an engine child process
 def test_the_engine_process_ends_with_the_window(engine, cutout: Path) -> None:  # type: ignore[no-untyped-def]
     process, messages = engine(steps=10_000, step_s=0.01)
     process.submit(1, ReconstructJob(request_for(cutout)))

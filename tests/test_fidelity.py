@@ -86,7 +86,8 @@ def test_ssim_y_is_one_for_identical_images_and_falls_with_blur() -> None:
 
 
 def test_ssim_y_matches_scikit_image() -> None:
-    metrics = pytest.importorskip("skimage.metrics")
+    from skimage import metrics
+
     a = cutout(96, 80, seed=1)
     b = a.filter(ImageFilter.GaussianBlur(1.5)).rotate(2)
     ref = metrics.structural_similarity(
@@ -353,7 +354,7 @@ def test_score_errors_are_one_line_naming_the_file(
 def test_score_reads_what_the_exporter_writes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    metadata = pytest.importorskip("fbupscale_gui.core.metadata")
+    from fbupscale_gui.core import metadata
     from fbupscale_gui.core.job import Candidate
     from fbupscale_gui.core.request import CandidateKey
 

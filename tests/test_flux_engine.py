@@ -39,7 +39,7 @@ from fbupscale_gui.engine.testing import TinyFluxFiles, tiny_cutout
 # The cutout is not square (40 x 64), so results are cropped back to a 40 x 64 content box.
 CUTOUT_W, CUTOUT_H = 40, 64
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 _SCRIPT = """
@@ -44,6 +46,7 @@ print(json.dumps(seen))
 """
 
 
+@pytest.mark.slow
 def test_entry_point_loads_paths_and_exits_cleanly(tmp_path: Path) -> None:
     env = dict(os.environ)
     env.update(QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path), FBUPSCALE_LOG="WARNING")

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from pathlib import Path
 
-import pytest
 from PIL import Image
-from PySide6.QtCore import QMimeData, QPointF, QSettings, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QImage
 from PySide6.QtWidgets import QApplication
 
 from fbupscale_gui.models.cutouts import CutoutsModel, decode_paths
-from fbupscale_gui.models.session import Session
-from fbupscale_gui.models.settings_model import SettingsModel
 from fbupscale_gui.ui.main_window import MainWindow
-from fbupscale_gui.worker.testing import FakeRunner
 
 
 def write(path: Path, size: tuple[int, int], colour: tuple[int, int, int] = (30, 120, 40)) -> Path:
@@ -24,20 +19,6 @@ def write(path: Path, size: tuple[int, int], colour: tuple[int, int, int] = (30,
     img.putpixel((1, 1), (255, 255, 255))
     img.save(path)
     return path
-
-
-@pytest.fixture
-def window(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("FBUPSCALE_CACHE_DIR", str(tmp_path / "cache"))
-    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    session = Session(SettingsModel(store), runner_factory=FakeRunner)
-    win = MainWindow(session)
-    win.confirm_on_close = False
-    win.show()
-    yield win
-    win.close()
-    del win
-    gc.collect()  # cyclic garbage freed in the GUI thread (see models.gc_guard)
 
 
 def test_good_and_bad_files(qapp, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -24,6 +24,8 @@ from fbupscale_gui.models.jobs import JobState
 from fbupscale_gui.models.session import Message, Session
 from fbupscale_gui.models.settings_model import SettingsModel
 
+pytestmark = pytest.mark.slow  # every test runs an engine child process
+
 ROOT = Path(__file__).resolve().parents[1]
 FAKE = "fbupscale_gui.worker.testing:FakeRunner"
 WAIT_MS = 30_000  # a safety net, not a timing assertion

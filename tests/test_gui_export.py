@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
 import pytest
@@ -98,17 +97,12 @@ def test_nothing_picked_and_unwritable_folder(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
-    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    settings = SettingsModel(store)
-    settings.update(export_dir=str(tmp_path / "exports"), match_name="Cup final")
-    win = MainWindow(Session(settings, runner_factory=lambda: FakeRunner(steps=1)))
-    win.confirm_on_close = False
-    win.show()
-    yield win
-    win.close()
-    del win
-    gc.collect()  # cyclic garbage freed in the GUI thread (see models.gc_guard)
+def window(make_window, tmp_path: Path) -> MainWindow:  # type: ignore[no-untyped-def]
+    return make_window(  # type: ignore[no-any-return]
+        runner_factory=lambda: FakeRunner(steps=1),
+        export_dir=str(tmp_path / "exports"),
+        match_name="Cup final",
+    )
 
 
 def test_batch_export_covers_every_pick(qtbot, window: MainWindow, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -131,9 +125,9 @@ def test_batch_export_covers_every_pick(qtbot, window: MainWindow, tmp_path: Pat
     assert [j.state for j in jobs] == [JobState.DONE, JobState.DONE]
     assert window.export_action.isEnabled()
     window.export_all()
-    qtbot.waitUntil(lambda: any("Exported 2 file" in t for t in window.messages.texts()))
+    qtbot.waitUntil(lambda: "Exported 2 file" in window.statusBar().currentMessage())
     names = sorted(p.name for p in (tmp_path / "exports").iterdir())
-    assert names == ["Cup_final_a_5_nolora.png", "Cup_final_b_5_nolora.png"]
+    assert names == ["Cup_final_a_lanczos.png", "Cup_final_b_lanczos.png"]
 
 
 def test_export_problems_are_reported_in_the_window(
@@ -185,6 +179,6 @@ def test_quitting_with_unexported_picks_asks_and_can_export(qtbot, tmp_path: Pat
     QTimer.singleShot(0, answer)
     assert win.close()
     assert seen and "1 picked candidate(s) have not been exported" in seen[0]
-    assert [f.name for f in (tmp_path / "exports").iterdir()] == ["match_a_5_nolora.png"]
+    assert [f.name for f in (tmp_path / "exports").iterdir()] == ["match_a_lanczos.png"]
     assert win.session.unexported_picks() == []
     assert not win.session.engine_thread.is_running()

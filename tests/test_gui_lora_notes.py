@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from PySide6.QtCore import QSettings
 
 from fbupscale_gui.core.job import Note
 from fbupscale_gui.core.scene import Scene
-from fbupscale_gui.models.session import Session
-from fbupscale_gui.models.settings_model import SettingsModel
 from fbupscale_gui.ui.main_window import MainWindow
 from fbupscale_gui.worker.testing import FakeRunner
 
@@ -24,22 +20,18 @@ REPORT = (
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
+def window(make_window, tmp_path: Path) -> MainWindow:  # type: ignore[no-untyped-def]
     lora = tmp_path / "football.safetensors"
     lora.write_bytes(b"{}")  # the panel only checks that the file is there
-    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    settings = SettingsModel(store)
-    settings.update(export_dir=str(tmp_path / "exports"), lora_path=str(lora))
-    runner = FakeRunner(steps=1, notes=[Note("warning", REPORT, "lora")])
-    win = MainWindow(Session(settings, runner_factory=lambda: runner))
-    win.confirm_on_close = False
-    win.show()
     for i, name in enumerate(("a.png", "b.png")):
         Image.new("RGB", (40, 64), (30 + 60 * i, 120, 40)).save(tmp_path / name)
-    win.session.cutouts.add_paths([tmp_path / "a.png", tmp_path / "b.png"])
-    yield win
-    win.close()
-    gc.collect()
+    return make_window(  # type: ignore[no-any-return]
+        runner=FakeRunner(steps=1, notes=[Note("warning", REPORT, "lora")]),
+        cutouts=[tmp_path / "a.png", tmp_path / "b.png"],
+        export_dir=str(tmp_path / "exports"),
+        lora_path=str(lora),
+        engine="flux",  # the FLUX grid (the window opens on "faithful" by default)
+    )
 
 
 def test_lora_report_and_empty_prompt_reach_the_window(qtbot, window) -> None:  # type: ignore[no-untyped-def]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import threading
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from PySide6.QtCore import QSettings
 from fbupscale_gui.core.errors import GpuOutOfMemoryError, LoraError
 from fbupscale_gui.core.request import CandidateKey
 from fbupscale_gui.models.jobs import JobState
-from fbupscale_gui.models.session import Session
 from fbupscale_gui.models.settings_model import SettingsModel
 from fbupscale_gui.ui.main_window import MainWindow
 from fbupscale_gui.worker.testing import FakeRunner
@@ -40,24 +38,13 @@ def cutout_file(folder: Path, name: str, size: tuple[int, int] = (64, 80), colou
 
 
 @pytest.fixture
-def make_window(qtbot):  # type: ignore[no-untyped-def]
-    """Windows with a fake runner; closed (engine thread stopped) at teardown."""
-    windows: list[MainWindow] = []
+def make_window(make_window):  # type: ignore[no-untyped-def]
+    """Windows on the given settings and fake runner (the shared fixture closes them)."""
 
     def make(settings: SettingsModel, runner: FakeRunner) -> MainWindow:
-        session = Session(settings, runner_factory=lambda: runner)
-        window = MainWindow(session)
-        window.confirm_on_close = False
-        window.show()
-        windows.append(window)
-        return window
+        return make_window(model=settings, runner=runner)  # type: ignore[no-any-return]
 
-    yield make
-    for window in windows:
-        window.close()
-        assert not window.session.engine_thread.is_running()
-    windows.clear()
-    gc.collect()  # any cyclic garbage is freed here, in the GUI thread (see models.gc_guard)
+    return make
 
 
 def small_params(window: MainWindow, variants: int = 2) -> None:
@@ -155,7 +142,7 @@ def test_cancel_stops_the_job_and_drops_the_queue(qtbot, make_window, settings, 
     wait_idle(qtbot, window)
     assert [j.state for j in jobs] == [JobState.CANCELLED, JobState.CANCELLED]
     assert len(runner.runs) == 1  # the queued job never started
-    assert "Cancelled" in window.progress.label.text()
+    assert window.progress.label.text().endswith("— cancelled")
     # the window still works: run again to completion
     gate.set()
     again = window.run_selected()

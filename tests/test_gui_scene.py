@@ -2,38 +2,27 @@
 
 from __future__ import annotations
 
-import gc
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from PySide6.QtCore import QSettings
 
 from fbupscale_gui.core.scene import Person
-from fbupscale_gui.models.session import Session
-from fbupscale_gui.models.settings_model import SettingsModel
 from fbupscale_gui.ui.main_window import MainWindow
 from fbupscale_gui.worker.testing import FakeRunner
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
-    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    runner = FakeRunner(steps=1)
-    win = MainWindow(Session(SettingsModel(store), runner_factory=lambda: runner))
-    win.confirm_on_close = False
-    win.show()
+def window(make_window, tmp_path: Path) -> MainWindow:  # type: ignore[no-untyped-def]
     paths = []
     for i in range(2):
         p = tmp_path / f"cutout{i}.png"
         Image.new("RGB", (64, 80), (20 + 60 * i, 110, 40)).save(p)
         paths.append(p)
-    win.session.cutouts.add_paths(paths)
-    win.runner = runner  # type: ignore[attr-defined]
-    yield win
-    win.close()
-    del win
-    gc.collect()  # cyclic garbage freed in the GUI thread (see models.gc_guard)
+    runner = FakeRunner(steps=1)
+    win = make_window(runner=runner, cutouts=paths)
+    win.runner = runner
+    return win  # type: ignore[no-any-return]
 
 
 def test_scene_edits_change_the_prompt_that_runs(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
@@ -67,9 +56,10 @@ def test_scenes_and_manual_prompts_are_per_cutout(qtbot, window: MainWindow) -> 
     window.next_action.trigger()
     second = window.cutouts.current()
     assert second is not None and second is not first
-    # the new cutout starts from the last scene, with the prompt generated from it
+    # the new cutout starts from what carries over (teams, stadium), never the people
     assert not window.scene_editor.is_prompt_manual()
-    assert "referee" in window.scene_editor.prompt().lower()
+    assert "referee" not in window.scene_editor.prompt().lower()
+    assert window.scene_editor.scene().people == ()
     scene_model.set_action("The referee shows a yellow card")
     assert "yellow card" in second.prompt
 
@@ -79,12 +69,17 @@ def test_scenes_and_manual_prompts_are_per_cutout(qtbot, window: MainWindow) -> 
     assert "yellow card" not in window.scene_editor.scene().action
 
 
-def test_a_cutout_never_shown_runs_with_the_last_scene(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
-    window.scene_editor.model().add_person(Person(role="goalkeeper", number=1))
+def test_a_cutout_never_shown_runs_with_what_carries_over(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    model = window.scene_editor.model()
+    model.set_stadium("full")
+    model.add_person(Person(role="goalkeeper", number=1))
     window.cutouts.list.selectAll()
     window.session.engine.set_engine("lanczos")
     jobs = window.run_selected()
     qtbot.waitUntil(lambda: not window.session.jobs.is_busy(), timeout=10_000)
     assert len(jobs) == 2
     prompts = [r.prompt for r in window.runner.runs]  # type: ignore[attr-defined]
-    assert prompts[0] == prompts[1] and "goalkeeper" in prompts[1].lower()
+    assert "goalkeeper" in prompts[0].lower()
+    # the never-shown cutout has the stadium, not the first cutout's goalkeeper
+    assert "goalkeeper" not in prompts[1].lower()
+    assert "full" in prompts[1].lower()

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import gc
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
 from fbupscale_gui.core.session_store import create_session, list_sessions, read_snapshot
-from fbupscale_gui.models.session import Session
-from fbupscale_gui.models.settings_model import SettingsModel
 from fbupscale_gui.ui.main_window import MainWindow
 from fbupscale_gui.ui.sessions_dialog import SessionsDialog
 from fbupscale_gui.worker.testing import FakeRunner
@@ -28,22 +24,13 @@ def sessions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path, sessions: Path) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
-    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    settings = SettingsModel(store)
-    settings.update(engine="lanczos")
+def window(make_window, sessions: Path) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
     gate = threading.Event()
-    runner = FakeRunner(steps=1, gate=gate)
-    session = Session(settings, runner_factory=lambda: runner)
-    win = MainWindow(session)
-    win.confirm_on_close = False
-    win.show()
-    win.gate = gate  # type: ignore[attr-defined]
-    session.new_session("Saturday")
+    win = make_window(runner=FakeRunner(steps=1, gate=gate), engine="lanczos")
+    win.gate = gate
+    win.session.new_session("Saturday")
     yield win
     gate.set()
-    win.close()
-    gc.collect()
 
 
 def add_cutout(win: MainWindow, folder: Path, name: str = "a.png") -> None:

@@ -23,7 +23,7 @@ def ini(tmp_path: Path) -> QSettings:
 def test_defaults_and_validation() -> None:
     s = Settings.defaults()
     assert s.memory_mode == "auto" and s.export_format == "png"
-    assert s.export_template == "{match}_{cutout}_{seed}_{lora}.png"
+    assert s.export_template == "{match}_{cutout}_{engine}_{seed}_{lora}.png"
     assert s.export_dir.endswith("fbupscale-exports")
     with pytest.raises(SettingsError, match=r"memory_mode.*sequential"):
         s.replace(memory_mode="huge")
@@ -76,16 +76,26 @@ def test_dialog_validates_and_returns_settings(qtbot, tmp_path: Path) -> None:  
     dialog.accept()
     assert dialog.result_settings() is None and "unknown field" in dialog.error.text()
     dialog.template.setText("{cutout}_{stage}.png")
-    dialog.edits["flux_dir"].setText("/models/flux")
+    dialog.edits["flux_dir"].setText("/models/flux1-dev-Q8_0.gguf")
+    dialog.edits["flux_base_dir"].setText("/models/FLUX.1-dev-base")
     dialog.memory.setCurrentText("model")
     dialog.accept()
     result = dialog.result_settings()
     assert result is not None
     assert (result.flux_dir, result.memory_mode, result.export_template) == (
-        "/models/flux",
+        "/models/flux1-dev-Q8_0.gguf",
         "model",
         "{cutout}_{stage}.png",
     )
+    # a single-file transformer's base folder goes into the requests the window builds
+    from types import SimpleNamespace
+
+    from fbupscale_gui.models.session import base_request
+
+    cutout = SimpleNamespace(prompt="", scene=None, source=None)
+    request = base_request(cutout, "lanczos", result)  # type: ignore[arg-type]
+    assert request.flux.path == "/models/flux1-dev-Q8_0.gguf"
+    assert request.flux_base is not None and request.flux_base.path == "/models/FLUX.1-dev-base"
 
 
 def test_window_geometry_is_remembered(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -125,6 +135,7 @@ def test_settings_feed_the_request(qtbot, tmp_path: Path) -> None:  # type: igno
         p = tmp_path / "a.png"
         Image.new("RGB", (60, 90), (1, 2, 3)).save(p)
         window.session.cutouts.add_paths([p])
+        window.session.engine.set_engine("flux")  # the LoRA only rides on a FLUX request
         req = window.session.build_request(window.session.cutouts.at(0), window.params.apply_to)
         assert req.flux.path == "/m/flux" and req.controlnet.path == "/m/cn"
         assert req.lora.model is not None and req.lora.model.path == "/m/l.safetensors"

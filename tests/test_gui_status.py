@@ -9,34 +9,24 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from PySide6.QtCore import QSettings
 
 from fbupscale_gui.core.errors import ModelNotFoundError
 from fbupscale_gui.models.gpu import NO_GPU_TEXT, GpuMonitor, GpuReading, format_reading, read_nvml
 from fbupscale_gui.models.jobs import JobState
-from fbupscale_gui.models.session import Session
-from fbupscale_gui.models.settings_model import SettingsModel
 from fbupscale_gui.ui.main_window import MainWindow
 from fbupscale_gui.worker.testing import FakeRunner
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path):  # type: ignore[no-untyped-def]
-    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    settings = SettingsModel(store)
-    settings.update(flux_dir=str(tmp_path / "no-flux-here"), engine="flux")
-    runner = FakeRunner(steps=1)
-    win = MainWindow(Session(settings, runner_factory=lambda: runner))
-    win.confirm_on_close = False
-    win.show()
+def window(make_window, tmp_path: Path) -> MainWindow:  # type: ignore[no-untyped-def]
     p = tmp_path / "a.png"
     Image.new("RGB", (64, 80), (20, 110, 40)).save(p)
-    win.session.cutouts.add_paths([p])
-    win.runner = runner  # type: ignore[attr-defined]
-    yield win
-    win.close()
-    del win
-    gc.collect()  # cyclic garbage freed in the GUI thread (see models.gc_guard)
+    runner = FakeRunner(steps=1)
+    win = make_window(
+        runner=runner, cutouts=[p], flux_dir=str(tmp_path / "no-flux-here"), engine="flux"
+    )
+    win.runner = runner
+    return win  # type: ignore[no-any-return]
 
 
 def test_missing_flux_is_said_once_and_falls_back(
@@ -51,14 +41,14 @@ def test_missing_flux_is_said_once_and_falls_back(
     texts = window.messages.texts()
     assert len(texts) == 1
     assert str(tmp_path / "no-flux-here") in texts[0]
-    assert "fbupscale doctor" in texts[0]
+    assert "FLUX models…" in texts[0]
     # asked again (e.g. a job fails the same way): not said twice
     window.session.check_models()
     window.session.engine.report_missing(
         ModelNotFoundError("FLUX.1-dev model folder", None, [], "")
     )
     qtbot.wait(50)
-    assert len([t for t in window.messages.texts() if "fbupscale doctor" in t]) == 1
+    assert len([t for t in window.messages.texts() if "FLUX models…" in t]) == 1
     # the fast engine still runs
     (job,) = window.run_selected()
     qtbot.waitUntil(lambda: not window.session.jobs.is_busy(), timeout=10_000)
@@ -77,7 +67,7 @@ def test_a_flux_job_without_weights_reports_once(qtbot, window: MainWindow) -> N
     window.run_selected()
     qtbot.waitUntil(lambda: not window.session.jobs.is_busy(), timeout=10_000)
     texts = window.messages.texts()
-    assert len([t for t in texts if "fbupscale doctor" in t]) == 1
+    assert len([t for t in texts if "FLUX models…" in t]) == 1
     assert window.isVisible()
 
 
@@ -133,7 +123,6 @@ def test_gpu_reading_is_formatted(qapp) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_garbage_is_collected_in_the_gui_thread_only(qapp) -> None:  # type: ignore[no-untyped-def]
-    import gc
 
     from fbupscale_gui.models.gc_guard import GuiThreadGarbageCollector
 

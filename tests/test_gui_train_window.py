@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from pytestqt.qtbot import QtBot
 
     from fbupscale_gui.engine.testing import TinyFluxFiles
+    from fbupscale_gui.ui.main_window import MainWindow
 
 SAMPLES = Path(__file__).resolve().parents[1] / "resources" / "samples"
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +34,7 @@ def _frames(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_the_window_process_never_imports_torch() -> None:
     code = (
         "import sys; import fbupscale_gui.ui.train_window, fbupscale_gui.models.lora_training;"
@@ -85,6 +87,7 @@ def test_describe_frames_bulk_apply_and_counts(qtbot: QtBot, tmp_path: Path) -> 
     assert "2 × " in window.counts.text() or "running" in window.counts.text()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("one_torch_thread")
 def test_build_train_cancel_and_resume_in_a_child_process(
     qtbot: QtBot, tmp_path: Path, tiny_flux: TinyFluxFiles
@@ -132,38 +135,19 @@ def test_build_train_cancel_and_resume_in_a_child_process(
     window.grab().save(str(tmp_path / "shot.png"))
 
 
-def test_engine_menu_opens_the_train_window(
-    qtbot: QtBot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import gc
-
-    from PySide6.QtCore import QSettings
-
-    from fbupscale_gui.models.session import Session
-    from fbupscale_gui.models.settings_model import SettingsModel
-    from fbupscale_gui.ui.main_window import MainWindow
+def test_engine_menu_opens_the_train_window(window: MainWindow) -> None:
     from fbupscale_gui.ui.train_window import TrainWindow
-    from fbupscale_gui.worker.testing import FakeRunner
 
-    monkeypatch.setenv("FBUPSCALE_CACHE_DIR", str(tmp_path / "cache"))
-    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(Session(SettingsModel(store), runner_factory=FakeRunner))
-    win.confirm_on_close = False
-    try:
-        engine_menu = next(
-            a.menu() for a in win.menuBar().actions() if a.text().replace("&", "") == "Engine"
-        )
-        action = next(a for a in engine_menu.actions() if a.text().startswith("Train LoRA"))
-        action.trigger()
-        train = win.findChild(TrainWindow)
-        assert train is not None and train.isVisible()
-        action.trigger()  # the same window again, not a second one
-        assert win.findChildren(TrainWindow) == [train]
-        train.close()
-    finally:
-        win.close()
-        del win
-        gc.collect()
+    engine_menu = next(
+        a.menu() for a in window.menuBar().actions() if a.text().replace("&", "") == "Engine"
+    )
+    action = next(a for a in engine_menu.actions() if a.text().startswith("Train LoRA"))
+    action.trigger()
+    train = window.findChild(TrainWindow)
+    assert train is not None and train.isVisible()
+    action.trigger()  # the same window again, not a second one
+    assert window.findChildren(TrainWindow) == [train]
+    train.close()
 
 
 def test_cli_command_in_the_packaged_app(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -27,8 +29,6 @@ from fbupscale_gui.models.video import ClipModel
 from fbupscale_gui.ui.main_window import MainWindow
 from fbupscale_gui.ui.video_window import VideoWindow
 from fbupscale_gui.worker.testing import FakeRunner
-
-av = pytest.importorskip("av")
 
 W, H, N = 64, 48, 30
 
@@ -119,19 +119,10 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def window(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    monkeypatch.setenv("FBUPSCALE_CACHE_DIR", str(tmp_path / "cache"))
-    store = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    session = Session(SettingsModel(store), runner_factory=FakeRunner)
-    win = MainWindow(session)
-    win.confirm_on_close = False
-    win.show()
-    yield win
-    win.close()
-    assert not win.session.engine_thread.is_running()
-    assert win._video is None or not win._video.clip._thread.isRunning()
-    del win
-    gc.collect()  # cyclic garbage freed in the GUI thread (see models.gc_guard)
+def window(window: MainWindow) -> Iterator[MainWindow]:
+    """The shared window; at teardown its video clip's reader thread must have stopped."""
+    yield window
+    assert window._video is None or not window._video.clip._thread.isRunning()
 
 
 def open_in(qtbot, main: MainWindow, path: Path) -> VideoWindow:  # type: ignore[no-untyped-def]
@@ -325,6 +316,7 @@ def test_single_field_cut(qtbot, window, clips) -> None:  # type: ignore[no-unty
 # -- batch -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_batch_lanczos_writes_a_clip_with_fps_and_audio(qtbot, window, clips, tmp_path) -> None:  # type: ignore[no-untyped-def]
     video = open_in(qtbot, window, clips["good"])
     video.view.set_rect((8, 8, 16, 12))
@@ -370,6 +362,7 @@ def test_batch_lanczos_writes_a_clip_with_fps_and_audio(qtbot, window, clips, tm
     assert "64×48 → 256×192" in video.range_label.text()
 
 
+@pytest.mark.slow
 def test_batch_runs_in_the_engine_thread_and_cancel_leaves_no_file(
     qtbot, window, clips, tmp_path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
@@ -411,6 +404,7 @@ def test_batch_runs_in_the_engine_thread_and_cancel_leaves_no_file(
     assert video.run_button.isEnabled()
 
 
+@pytest.mark.slow
 def test_cancel_a_queued_batch_leaves_the_running_job(qtbot, tmp_path, clips, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("FBUPSCALE_CACHE_DIR", str(tmp_path / "cache"))
     gate = threading.Event()
@@ -544,17 +538,14 @@ def test_open_clip_action_and_drop(qtbot, window, clips, monkeypatch) -> None:  
     assert window.session.cutouts.at(0).name == "still.png"
 
 
+@pytest.mark.slow
 def test_batch_realesrgan_runs_in_the_engine_thread(
     qtbot, window, clips, tmp_path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     """Real-ESRGAN is built and run by the job in the engine thread (two frames, 8x8 region)."""
-    from fbupscale_gui.core.errors import ModelNotFoundError
     from fbupscale_gui.engine.fast import realesrgan_model_files
 
-    try:
-        realesrgan_model_files()
-    except ModelNotFoundError:
-        pytest.skip("Real-ESRGAN x4plus model files are not installed")
+    realesrgan_model_files()  # installed by the setup: a broken install fails here
     monkeypatch.setenv("FBUPSCALE_CPU_THREADS", "1")
     threads: list[int] = []
     real = facade.make_upscaler

@@ -309,6 +309,7 @@ CUSTOM = ReconstructionRequest(
     ),
     preprocess=Preprocess(size=768, intermediate=256, pad="black", crop_to_content=False),
     memory_mode="group",
+    speed="fast",
 )
 
 
@@ -335,6 +336,7 @@ def test_params_round_trip(panel: ParamsPanel) -> None:
     assert panel._s1_effective.text().endswith("30 run")
     assert not panel._s2_scale.isEnabled()
     assert "changed" in panel.summary()
+    assert panel._speed.currentData() == "fast" and "fast" in panel.summary()
 
 
 def test_params_reset_to_defaults(panel: ParamsPanel, qtbot: QtBot) -> None:
@@ -624,6 +626,7 @@ def test_widgets_render_offscreen(
     assert primary.kit.describe()  # sanity: the schema the editor shows is the real one
 
 
+@pytest.mark.slow
 def test_widget_modules_do_not_import_torch() -> None:
     code = (
         "import sys\n"

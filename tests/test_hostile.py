@@ -166,6 +166,33 @@ def test_claims_are_exclusive(tmp_path: Path) -> None:
     assert (tmp_path / "b.png").read_bytes() == b"kept"
 
 
+def test_exclusive_writes_take_a_free_name_and_leave_no_placeholder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fbupscale_gui.core.atomic import atomic_write
+
+    (tmp_path / "a.png").write_bytes(b"kept")
+    got = atomic_write(tmp_path / "a.png", lambda fh: fh.write(b"new"), exclusive=True)
+    assert got.name == "a-2.png" and got.read_bytes() == b"new"
+    assert (tmp_path / "a.png").read_bytes() == b"kept"
+
+    def failing_write(fh: Any) -> None:  # a run killed or failing mid-write
+        fh.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="nothing was saved"):
+        atomic_write(tmp_path / "b.png", failing_write, exclusive=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-2.png", "a.png"]  # no placeholder
+
+    def no_hard_links(src: Any, dst: Any) -> None:  # e.g. an exFAT export stick
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr("os.link", no_hard_links)
+    got = atomic_write(tmp_path / "a.png", lambda fh: fh.write(b"third"), exclusive=True)
+    assert got.name == "a-3.png" and got.read_bytes() == b"third"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
 def test_a_run_writing_meanwhile_into_the_same_folder_is_never_overwritten(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -213,6 +240,7 @@ def test_read_regular_refuses_devices_fifos_and_large_files(tmp_path: Path) -> N
     assert read_regular(big, "scene file", limit=1000) == b"\0" * 1000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["/dev/zero", "fifo"])
 def test_scene_must_be_a_regular_file(tmp_path: Path, kind: str) -> None:
     scene = Path(kind)
@@ -228,6 +256,7 @@ def test_scene_must_be_a_regular_file(tmp_path: Path, kind: str) -> None:
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["fifo", "dev-zero", "nested"])
 def test_hostile_models_index_is_refused(tmp_path: Path, kind: str) -> None:
     root = tmp_path / "models"
@@ -507,6 +536,7 @@ def test_two_video_cuts_never_share_a_name(clip: Path, tmp_path: Path) -> None:
 # -- the bench's quick tier -------------------------------------------------------------------
 
 
+@pytest.mark.slow  # child processes
 def test_hostile_bench_quick_tier_handles_everything() -> None:
     """Every quick case of the surfaces this release hardens ends in a clear message."""
     rows = bench.run(fast=True, surfaces=("images", "cli", "models", "video", "sessions"))

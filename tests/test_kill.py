@@ -33,6 +33,8 @@ from PIL import Image
 from fbupscale_gui.core.images import image_sha256
 from fbupscale_gui.core.metadata import read_metadata
 
+pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
+
 ROOT = Path(__file__).resolve().parents[1]
 FINAL = re.compile(r"^(?P<stem>cut\d+)_v\d+_s\d+_(lora|nolora)_seed\d+(-\d+)?\.png$")
 TEMP = re.compile(r"^\.cut\d+_.*\.png\..*\.tmp$")

@@ -32,6 +32,8 @@ from PySide6.QtCore import QSettings
 from fbupscale_gui.core.metadata import read_metadata
 from fbupscale_gui.core.session_store import INDEX_NAME, last_session, read_snapshot
 
+pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "resources" / "samples"
 FINAL = re.compile(r"^\d{6}\.png$")

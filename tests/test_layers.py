@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 _SCRIPT = """
@@ -29,13 +31,14 @@ settings = SettingsModel(QSettings(sys.argv[1], QSettings.Format.IniFormat))
 window = MainWindow(Session(settings))
 window.show()
 app.processEvents()
-heavy = sorted(m for m in ("torch", "diffusers", "transformers", "peft", "ncnn") if m in sys.modules)
+heavy = sorted(m for m in ("torch", "diffusers", "transformers", "peft", "ncnn", "onnxruntime") if m in sys.modules)
 window.confirm_on_close = False
 window.close()
 print(json.dumps({"modules": names, "heavy": heavy}))
 """
 
 
+@pytest.mark.slow
 def test_the_whole_ui_imports_without_torch_or_diffusers(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-c", _SCRIPT, str(tmp_path / "s.ini")],
@@ -52,6 +55,7 @@ def test_the_whole_ui_imports_without_torch_or_diffusers(tmp_path: Path) -> None
     assert result["heavy"] == []
 
 
+@pytest.mark.slow
 def test_import_linter_contracts_hold() -> None:
     lint = Path(sys.executable).with_name("lint-imports")
     out = subprocess.run(

@@ -50,6 +50,7 @@ def transformer() -> Any:
     return build_tiny_components(0)["transformer"]
 
 
+@pytest.mark.slow  # diffusers' own conversion of a full-size key set
 def test_kohya_and_diffusers_files_convert_to_the_same_weights(
     transformer: Any, tmp_path: Path
 ) -> None:
@@ -167,6 +168,7 @@ def _forward(transformer: Any) -> torch.Tensor:
         )[0]
 
 
+@pytest.mark.slow
 def test_off_is_bit_identical_and_loading_happens_once(tiny_flux: TinyFluxFiles) -> None:
     from diffusers import FluxImg2ImgPipeline
 
@@ -188,6 +190,7 @@ def test_off_is_bit_identical_and_loading_happens_once(tiny_flux: TinyFluxFiles)
     assert not torch.allclose(half, on, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_a_lora_matching_nothing_is_refused_with_counts(
     tiny_flux: TinyFluxFiles, tmp_path: Path
 ) -> None:
@@ -312,6 +315,7 @@ def _stage1_request(tiny_flux: TinyFluxFiles, cutout: Path, lora: Path, scale: f
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["peft", "kohya"])
 def test_lora_strength_is_pixel_identical_to_diffusers_own_loader(
     tiny_flux: TinyFluxFiles,
@@ -376,6 +380,7 @@ def test_lora_strength_is_pixel_identical_to_diffusers_own_loader(
         ]
 
 
+@pytest.mark.slow
 def test_header_config_is_read_and_a_wrong_strength_would_show(
     tiny_flux: TinyFluxFiles, diffusers_readable: dict[str, Path]
 ) -> None:
@@ -415,6 +420,7 @@ def _partial_kohya(transformer: Any, path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_partly_matching_lora_is_reported_by_name(
     tiny_flux: TinyFluxFiles, tmp_path: Path
 ) -> None:
@@ -454,6 +460,7 @@ def test_a_partly_matching_lora_is_reported_by_name(
     assert read_metadata(saved).key == candidates[0].key
 
 
+@pytest.mark.slow
 def test_the_cli_reports_the_load_and_an_empty_prompt_once(
     tiny_flux: TinyFluxFiles, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -483,6 +490,7 @@ def test_the_cli_reports_the_load_and_an_empty_prompt_once(
 # -- refused files ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("value", "match"),
     [
@@ -537,6 +545,7 @@ def test_a_nan_alpha_or_header_is_refused(tmp_path: Path) -> None:
         read_lora(header)
 
 
+@pytest.mark.slow
 def test_a_candidate_with_nan_pixels_is_refused(tiny_flux: TinyFluxFiles, tmp_path: Path) -> None:
     """A model that overflows into NaN gives an error for the job, not a black candidate."""
     from fbupscale_gui.core.errors import RenderError
@@ -602,6 +611,7 @@ def test_rank_zero_and_non_scalar_alphas_are_left_out_not_a_crash(transformer: A
     assert [why for why, _ in conv.groups] == ["shape"]
 
 
+@pytest.mark.slow
 def test_peft_save_pretrained_pair_reads_adapter_config_json(
     tiny_flux: TinyFluxFiles,
     diffusers_readable: dict[str, Path],

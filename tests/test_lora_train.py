@@ -22,7 +22,7 @@ from fbupscale_gui.core.lora_dataset_build import build_dataset
 if TYPE_CHECKING:
     from fbupscale_gui.engine.testing import TinyFluxFiles
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 SAMPLES = Path(__file__).resolve().parents[1] / "resources" / "samples"
 ROOT = Path(__file__).resolve().parents[1]

@@ -110,7 +110,7 @@ def test_png_chunks_say_what_the_image_is(tmp_path: Path, cutout: tuple[Path, Im
     with Image.open(out) as saved:
         text = dict(saved.text)  # type: ignore[attr-defined]
     payload = json.loads(text["fbupscale"])
-    assert set(payload) == {"request", "key", "seed", "runtime", "timings", "app_version"}
+    assert set(payload) == {"request", "key", "seed", "runtime", "timings", "app_version", "run"}
     assert payload["key"] == {"variant": 1, "lora": True, "stage": 2}
     assert payload["seed"] == 43
     assert payload["request"]["lora"]["model"]["path"] == "/models/football.safetensors"

@@ -51,6 +51,7 @@ def fake_hf_cache(hub: Path, repo_id: str, files: dict[str, bytes]) -> Path:
     return snapshot
 
 
+@pytest.mark.slow
 def test_explicit_paths_are_used_and_fingerprinted(tiny_flux: TinyFluxFiles) -> None:
     flux = locate(ModelRef(path=str(tiny_flux.flux_dir), repo_id=FLUX_REPO_ID), "flux")
     assert flux.path == tiny_flux.flux_dir and flux.source == "path"
@@ -61,6 +62,7 @@ def test_explicit_paths_are_used_and_fingerprinted(tiny_flux: TinyFluxFiles) -> 
     assert lora.ref.sha256 == hashlib.sha256(tiny_flux.lora_kohya.read_bytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_explicit_path_must_exist_and_look_right(tiny_flux: TinyFluxFiles, tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="does not exist") as err:
         locate(ModelRef(path=str(tmp_path / "nope"), repo_id=FLUX_REPO_ID), "flux")

@@ -200,6 +200,7 @@ def _job_body(cutout: Path, request: ReconstructionRequest, data: bytes | None =
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_two_concurrent_clients_get_the_local_pixels(server: str, cutout: Path) -> None:
     requests = [_request(cutout, "lanczos"), _request(cutout, "realesrgan", device="cpu")]
     results: dict[int, list[Message]] = {}
@@ -225,6 +226,7 @@ def test_two_concurrent_clients_get_the_local_pixels(server: str, cutout: Path) 
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_missing_or_wrong_token_is_refused_and_nothing_runs(server: str, cutout: Path) -> None:
     client = ServerClient(server, TOKEN)
     before = len(client.jobs())
@@ -239,6 +241,7 @@ def test_missing_or_wrong_token_is_refused_and_nothing_runs(server: str, cutout:
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_an_oversized_upload_is_refused(server: str, cutout: Path) -> None:
     client = ServerClient(server, TOKEN)
     before = len(client.jobs())
@@ -248,6 +251,7 @@ def test_an_oversized_upload_is_refused(server: str, cutout: Path) -> None:
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_path_shaped_and_unknown_model_names_are_refused(server: str, cutout: Path) -> None:
     client = ServerClient(server, TOKEN)
     before = len(client.jobs())
@@ -282,6 +286,7 @@ def _wait_for(path: Path, timeout_s: float = 120.0) -> int:
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_cancel_and_resume_a_stream_by_id(server: str, cutout: Path, tmp_path: Path) -> None:
     client = ServerClient(server, TOKEN)
     pid_file = tmp_path / "stall.pid"
@@ -297,6 +302,7 @@ def test_cancel_and_resume_a_stream_by_id(server: str, cutout: Path, tmp_path: P
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_a_replica_killed_mid_job_fails_that_job_and_others_go_on(
     server: str, cutout: Path, tmp_path: Path
 ) -> None:
@@ -328,6 +334,7 @@ def test_a_replica_killed_mid_job_fails_that_job_and_others_go_on(
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_cli_upscale_on_a_server(
     server: str, cutout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
@@ -393,6 +400,7 @@ class _Proxy:
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_a_dropped_connection_keeps_the_job_and_the_desk_reattaches(
     server: str, cutout: Path, tmp_path: Path
 ) -> None:

@@ -334,6 +334,7 @@ def test_a_relaunch_with_a_slow_restore_keeps_one_copy_and_the_operators_edits(
 # -- the hostile-sessions bench, in the test run --------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_hostile_sessions_bench_handles_every_case() -> None:
     import subprocess
     import sys

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import gc
 import os
+import shutil
 import stat
 import threading
 from collections.abc import Iterator
@@ -324,19 +325,36 @@ def test_full_disk_gives_one_message_and_keeps_the_work(
     assert list((folder / "candidates").iterdir()) == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
-def test_read_only_session_folder_is_reported(
-    qtbot, make_session, sessions: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    "block",
+    [
+        pytest.param(
+            "read-only",
+            marks=pytest.mark.skipif(
+                os.geteuid() == 0, reason="root writes into read-only folders (see the next case)"
+            ),
+        ),
+        "file in the way",  # fails for root too, so it runs where CI runs (as root)
+    ],
+)
+def test_session_folder_that_cannot_be_written_is_reported(
+    qtbot, make_session, sessions: Path, tmp_path: Path, block: str
 ) -> None:  # type: ignore[no-untyped-def]
     folder = create_session("ro")
-    for p in (folder, folder / "candidates", folder / "cutouts"):
-        p.mkdir(exist_ok=True)
+    subfolders = (folder / "candidates", folder / "cutouts")
+    for p in subfolders:
+        if block == "read-only":
+            p.mkdir(exist_ok=True)
+        else:  # a file where the session expects a folder
+            shutil.rmtree(p, ignore_errors=True)
+            p.write_bytes(b"not a folder")
     session = make_session()
     messages: list[Message] = []
     session.message.connect(messages.append)
-    for p in (folder / "candidates", folder / "cutouts", folder):
-        p.chmod(0o555)
-    (folder / INDEX_NAME).chmod(0o444)
+    if block == "read-only":
+        for p in (*subfolders, folder):
+            p.chmod(0o555)
+        (folder / INDEX_NAME).chmod(0o444)
     try:
         session.open_session(folder)
         run_two(session, tmp_path)
@@ -344,10 +362,11 @@ def test_read_only_session_folder_is_reported(
         session.recorder.flush(10)
         qtbot.waitUntil(lambda: any(m.level == "error" for m in messages), timeout=5000)
         assert any(str(folder) in m.text for m in messages if m.level == "error")
-        assert len(session.candidates.all_picks()) == 2
+        assert len(session.candidates.all_picks()) == 2  # the window keeps everything
     finally:
-        for p in (folder, folder / "candidates", folder / "cutouts"):
-            p.chmod(0o755)
+        for p in (folder, *subfolders):
+            if p.is_dir():
+                p.chmod(0o755)
 
 
 def test_sessions_are_listed_renamed_archived_and_deleted(

@@ -159,6 +159,7 @@ def test_spandrel_imports_without_torchvision() -> None:
     assert "LaMa" in spandrel.MAIN_REGISTRY  # the registry is complete
 
 
+@pytest.mark.slow
 def test_engine_modules_import_light() -> None:
     code = (
         "import sys\n"
@@ -174,6 +175,7 @@ def test_engine_modules_import_light() -> None:
 # -- loading and detection -----------------------------------------------------------------
 
 
+@pytest.mark.slow  # every architecture built and run
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 def test_architectures_detect_and_run(arch: str, tmp_path: Path) -> None:
     name, make = ARCHS[arch]
@@ -187,7 +189,7 @@ def test_architectures_detect_and_run(arch: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
-@pytest.mark.parametrize("arch", ["SPAN", "Compact"])
+@pytest.mark.parametrize("arch", [pytest.param("SPAN", marks=pytest.mark.slow), "Compact"])
 def test_round_trip(arch: str, suffix: str, tmp_path: Path) -> None:
     name, make = ARCHS[arch]
     net = make()

@@ -10,6 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
+
 ROOT = Path(__file__).resolve().parents[1]
 #: A safety net for a hung child, not a timing assertion.
 LIMIT_S = 120

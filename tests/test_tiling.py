@@ -74,6 +74,7 @@ def _small_sr_model() -> torch.nn.Module:
     return Compact(num_feat=16, num_conv=2, upscale=2).eval()
 
 
+@pytest.mark.slow  # a real network, tiled and whole
 def test_tiled_equals_untiled_within_one_level() -> None:
     net = _small_sr_model()
     x = torch.rand(1, 3, 70, 100)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -30,8 +31,6 @@ from fbupscale_gui.core.video import (
     read_frame,
     upscale_range,
 )
-
-av = pytest.importorskip("av")
 
 W, H, N = 64, 48, 12
 
@@ -333,6 +332,7 @@ def probe(path: Path) -> Probe:
         )
 
 
+@pytest.mark.slow
 def test_upscale_range_h264_copies_audio(clips: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "up.mp4"
     events: list[Progress] = []
@@ -356,6 +356,7 @@ def test_upscale_range_h264_copies_audio(clips: dict[str, Path], tmp_path: Path)
     assert open_clip(out).frame_count == 8  # the product reads its own output
 
 
+@pytest.mark.slow
 def test_upscale_range_ts_field_rect_reencodes_mp2(clips: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "cut.mp4"
     result = upscale_range(
@@ -377,6 +378,7 @@ def test_upscale_range_ts_field_rect_reencodes_mp2(clips: dict[str, Path], tmp_p
     assert got.audio[0][0] == "aac"
 
 
+@pytest.mark.slow
 def test_upscale_range_odd_size_and_pcm_audio(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "pcm.mov", "mov", "libx264", audio="pcm_s16le", bframes=0)
     out = tmp_path / "pcm_up.mp4"
@@ -388,6 +390,7 @@ def test_upscale_range_odd_size_and_pcm_audio(tmp_path: Path) -> None:
     assert got.audio[0][0] == "aac"
 
 
+@pytest.mark.slow
 def test_upscale_range_keeps_pixel_aspect(tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "hdv.mkv", "matroska", "libx264", sar=Fraction(4, 3))
     assert open_clip(clip).sample_aspect_ratio == Fraction(4, 3)
@@ -396,6 +399,7 @@ def test_upscale_range_keeps_pixel_aspect(tmp_path: Path) -> None:
     assert open_clip(out).sample_aspect_ratio == Fraction(4, 3)
 
 
+@pytest.mark.slow
 def test_upscale_range_keeps_2997(tmp_path: Path) -> None:
     ntsc = Fraction(30000, 1001)
     clip = make_clip(tmp_path / "ntsc.mkv", "matroska", "libx264", rate=ntsc, audio="aac")
@@ -407,6 +411,7 @@ def test_upscale_range_keeps_2997(tmp_path: Path) -> None:
     assert [a.codec for a in info.audio] == ["aac"]
 
 
+@pytest.mark.slow
 def test_cancel_leaves_no_output(clips: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "cancelled.mp4"
     calls = 0
@@ -493,6 +498,7 @@ def test_bad_clips_give_one_clear_message(clips: dict[str, Path], tmp_path: Path
             assert isinstance(info.value, InputImageError)
 
 
+@pytest.mark.slow
 def test_truncated_ts_reads_up_to_the_damage(clips: dict[str, Path], tmp_path: Path) -> None:
     data = clips["mpeg2"].read_bytes()
     cut = tmp_path / "cut.ts"

@@ -12,6 +12,7 @@ permissions an ordinary ``open()`` would (0666 minus the umask). Pure Python.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 import threading
@@ -107,10 +108,40 @@ def write_error(exc: OSError, target: Path, tmp: Path) -> OSError:
     )
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
+def _link_unique(tmp: Path, first: Path, limit: int = 10_000) -> Path:
+    """Give the finished ``tmp`` the first free name of ``first``, ``stem-2.suffix``...
+
+    A hard link fails when the name exists, so claiming the name and publishing the complete
+    file are one atomic step: two runs never share a name, and a killed run leaves no empty
+    or partial file under one. Where the file system has no hard links, the name is claimed
+    exclusively and then replaced by the file.
+    """
+    candidate = first
+    for i in range(2, limit + 2):
+        try:
+            os.link(tmp, candidate)
+        except FileExistsError:
+            candidate = first.with_name(f"{first.stem}-{i}{first.suffix}")
+            continue
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+                raise
+            claimed = claim_unique(candidate, limit=limit)
+            os.replace(tmp, claimed)
+            return claimed
+        tmp.unlink()
+        return candidate
+    raise FileExistsError(17, f"no free name after {limit} tries", str(first))
+
+
+def atomic_write(
+    path: str | Path, write: Callable[[IO[bytes]], object], *, exclusive: bool = False
+) -> Path:
     """Write ``path`` atomically with ``write(fh)``; raises OSError, leaving nothing partial.
 
     A failed write (a full disk) raises an OSError naming ``path`` and how much was written.
+    With ``exclusive`` an existing file is never replaced: the finished file takes the first
+    free name of ``path``, ``stem-2.suffix``... (see :func:`_link_unique`), which is returned.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -123,7 +154,10 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
                 os.fsync(fh.fileno())
         except OSError as exc:
             raise write_error(exc, target, tmp) from None
-        os.replace(tmp, target)
+        if exclusive:
+            target = _link_unique(tmp, target)
+        else:
+            os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

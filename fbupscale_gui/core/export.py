@@ -1,7 +1,10 @@
 """Exporting picked candidates as 1024 px frames. Pure Python (Pillow), no Qt.
 
-File names come from a template such as ``{match}_{cutout}_{seed}_{lora}.png``. Unknown fields
-are refused with a message listing the known ones; field values are sanitised so a cutout
+File names come from a template such as ``{match}_{cutout}_{engine}_{seed}_{lora}.png`` (the
+default names the engine). Fields that do not apply to an engine (the seed, stage and LoRA of
+a one-pass fast engine) are empty, and the separators around them are dropped, so a Real-ESRGAN
+export is ``match_box_realesrgan.png`` and never claims a seed or "nolora". Unknown fields are
+refused with a message listing the known ones; field values are sanitised so a cutout
 called ``Home v Away/01`` cannot write outside the export folder; the file format decides the
 extension. An existing file is never overwritten: the name gets ``-2``, ``-3``... instead.
 
@@ -39,6 +42,7 @@ __all__ = [
     "ExportError",
     "ExportFormat",
     "ExportItem",
+    "engine_name",
     "export_candidates",
     "low_fidelity",
     "low_fidelity_text",
@@ -55,11 +59,11 @@ EXPORT_SIZE: Final = 1024
 TEMPLATE_FIELDS: Final[dict[str, str]] = {
     "match": "the match name from the settings",
     "cutout": "the cutout's file name without extension",
-    "seed": "the candidate's seed",
-    "lora": "'lora' or 'nolora'",
-    "stage": "'s1' or 's2'",
+    "seed": "the candidate's seed (FLUX; empty for one-pass engines)",
+    "lora": "'lora' or 'nolora' (FLUX; empty for other engines)",
+    "stage": "'s1' or 's2' (FLUX; empty for one-pass engines)",
     "variant": "the variant index (0, 1, ...)",
-    "engine": "flux, realesrgan or lanczos",
+    "engine": "flux, realesrgan, lanczos or the user model's name",
     "date": "export date, YYYYMMDD",
     "time": "export time, HHMMSS",
     "n": "1-based position in the batch",
@@ -74,6 +78,8 @@ _RESERVED: Final = (
     | {f"lpt{i}" for i in range(1, 10)}
 )
 _MAX_STEM: Final = 150
+#: Separators left next to each other by an empty field collapse to the first one.
+_EMPTY_GAP: Final = re.compile(r"([_+-])\1+")
 
 
 class ExportError(FbError, ValueError):
@@ -129,15 +135,18 @@ def _sample_fields() -> dict[str, object]:
 
 
 def render_name(template: str, fields: dict[str, object], fmt: ExportFormat) -> str:
-    """The sanitised file name for ``fields``; the extension always matches ``fmt``."""
-    safe = {k: sanitise(v) if isinstance(v, str) else v for k, v in fields.items()}
+    """The sanitised file name for ``fields``; the extension always matches ``fmt``.
+
+    An empty field leaves no doubled separator behind (``a__b`` becomes ``a_b``)."""
+    safe = {k: (sanitise(v) if v else "") if isinstance(v, str) else v for k, v in fields.items()}
     name = template.format_map(safe)
     stem = name
     for suffix in _IMAGE_SUFFIXES:
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
             break
-    stem = sanitise(stem.replace("/", "_").replace("\\", "_"))[:_MAX_STEM]
+    stem = _EMPTY_GAP.sub(r"\1", stem.replace("/", "_").replace("\\", "_"))
+    stem = sanitise(stem)[:_MAX_STEM]
     if stem.lower() in _RESERVED:
         stem = f"{stem}_"
     return stem + _EXTENSIONS[fmt]
@@ -157,10 +166,12 @@ class ExportItem:
 
     @property
     def title(self) -> str:
-        """``keeper.png seed 6 LoRA`` for messages."""
-        key = self.candidate.key
-        lora = "LoRA" if key.lora else "no LoRA"
-        return f"{self.cutout_name} (seed {self.candidate.seed}, {lora}, stage {key.stage})"
+        """``keeper.png (seed 6, LoRA, stage 2)`` (FLUX) or ``keeper.png (realesrgan)``."""
+        cand = self.candidate
+        if cand.request.engine != "flux":
+            return f"{self.cutout_name} ({engine_name(cand.request.engine)})"
+        lora = "LoRA" if cand.key.lora else "no LoRA"
+        return f"{self.cutout_name} (seed {cand.seed}, {lora}, stage {cand.key.stage})"
 
 
 def low_fidelity(items: Iterable[ExportItem], min_lr_db: float | None) -> list[ExportItem]:
@@ -178,16 +189,40 @@ def low_fidelity_text(items: Iterable[ExportItem]) -> str:
     )
 
 
+def contradicting(items: Iterable[ExportItem]) -> list[ExportItem]:
+    """The items whose shirt numbers contradict their scene (the number check)."""
+    return [
+        i
+        for i in items
+        if i.candidate.number_check is not None
+        and i.candidate.number_check.verdict == "contradicts"
+    ]
+
+
+def contradiction_text(items: Iterable[ExportItem]) -> str:
+    """One line per item: ``keeper.png (seed 6, LoRA, stage 2): 8 read where the scene says 9``."""
+    return "\n".join(
+        f"{i.title}: {i.candidate.number_check.detail if i.candidate.number_check else ''}"
+        for i in items
+    )
+
+
+def engine_name(engine: str) -> str:
+    """The engine as a file name says it: ``flux``, ``realesrgan``, a user model's name."""
+    return engine.split(":", 1)[1] if engine.startswith("model:") else engine
+
+
 def _fields(item: ExportItem, match: str, n: int, now: datetime) -> dict[str, object]:
     cand = item.candidate
+    flux = cand.request.engine == "flux"
     return {
         "match": match or "match",
         "cutout": Path(item.cutout_name).stem or "cutout",
-        "seed": cand.seed,
-        "lora": "lora" if cand.key.lora else "nolora",
-        "stage": f"s{cand.key.stage}",
+        "seed": cand.seed if flux else "",
+        "lora": ("lora" if cand.key.lora else "nolora") if flux else "",
+        "stage": f"s{cand.key.stage}" if flux else "",
         "variant": cand.key.variant,
-        "engine": cand.request.engine,
+        "engine": engine_name(cand.request.engine),
         "date": now.strftime("%Y%m%d"),
         "time": now.strftime("%H%M%S"),
         "n": n,
@@ -253,12 +288,14 @@ def export_candidates(
     now: datetime | None = None,
     badge: bool = False,
     min_lr_db: float | None = None,
+    refuse_contradicting: bool = False,
 ) -> list[Path]:
     """Write each item as a ``size`` px (long side) image with embedded metadata.
 
     ``badge`` burns the visible "AI-reconstructed" label into the corner (recorded in the
     metadata, with the hash of the pixels before it). ``min_lr_db`` refuses the whole batch if
-    any item scores below it (see :func:`low_fidelity`).
+    any item scores below it (see :func:`low_fidelity`); ``refuse_contradicting`` refuses it if
+    any item's shirt number contradicts its scene (see :func:`contradicting`).
 
     Returns the written paths, in order. Raises :class:`ExportError` for a bad template,
     format, an unwritable folder or a refused score; nothing existing is overwritten.
@@ -276,6 +313,12 @@ def export_candidates(
         raise ExportError(
             f"export refused: {len(low)} pick(s) below the LR-consistency threshold of "
             f"{min_lr_db:g} dB (Settings):\n{low_fidelity_text(low)}"
+        )
+    wrong = contradicting(batch) if refuse_contradicting else []
+    if wrong:
+        raise ExportError(
+            f"export refused: {len(wrong)} pick(s) show a shirt number the scene contradicts "
+            f"(Settings: export guard):\n{contradiction_text(wrong)}"
         )
     out = Path(folder).expanduser()
     try:

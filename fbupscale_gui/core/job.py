@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from .number_check import NumberCheck
 from .request import CandidateKey, ReconstructionRequest
 from .runtime import ResolvedRuntime
 
@@ -86,6 +87,9 @@ class Candidate:
     #: The typed runtime (device, precision, memory mode, backend, versions), set by the
     #: engine's facade; None for candidates read back from an older session.
     resolved: ResolvedRuntime | None = None
+    #: The number check (shirt numbers read against the scene), set by the engine's facade;
+    #: None where it did not run (an older file, or the OCR is not installed).
+    number_check: NumberCheck | None = None
 
     @property
     def lora(self) -> bool:

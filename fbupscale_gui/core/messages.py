@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from . import errors as _errors
 from .errors import FbError
 from .job import Candidate, Progress
+from .number_check import NumberCheck
 from .request import CandidateKey, ReconstructionRequest
 from .runtime import ResolvedRuntime
 
@@ -167,6 +168,8 @@ class CandidateReady:
     weights: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     #: What the LoRA touched (the engine's report), for the candidate's metadata.
     lora_report: Mapping[str, Any] | None = None
+    #: The shirt numbers read in the candidate, judged against the scene (None: not run).
+    number_check: NumberCheck | None = None
 
     @classmethod
     def of(
@@ -176,6 +179,7 @@ class CandidateReady:
         runtime: ResolvedRuntime,
         lr_consistency: float | None,
         weights: Mapping[str, Mapping[str, str]],
+        number_check: NumberCheck | None = None,
     ) -> CandidateReady:
         return cls(
             job_id=job_id,
@@ -189,6 +193,7 @@ class CandidateReady:
             lr_consistency=lr_consistency,
             weights={k: dict(v) for k, v in weights.items()},
             lora_report=dict(candidate.lora_report) if candidate.lora_report else None,
+            number_check=number_check,
         )
 
     def candidate(self) -> Candidate:
@@ -202,6 +207,7 @@ class CandidateReady:
             runtime=self.runtime_label or self.runtime.label,
             lora_report=self.lora_report,
             resolved=self.runtime,
+            number_check=self.number_check,
         )
 
 

@@ -37,6 +37,7 @@ from .atomic import atomic_write
 from .errors import InputImageError, RequestError
 from .images import load_cutout_with_notes
 from .jsonable import parse_json
+from .number_check import NumberCheck
 from .request import CandidateKey, ReconstructionRequest
 from .runtime import ResolvedRuntime
 
@@ -52,6 +53,7 @@ __all__ = [
     "CandidateRecord",
     "describe",
     "read_metadata",
+    "run_summary",
     "save_candidate",
     "xmp_packet",
 ]
@@ -93,6 +95,8 @@ class CandidateRecord:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     #: The typed runtime it was rendered on (None: written before it was recorded).
     resolved: ResolvedRuntime | None = None
+    #: The number check: shirt numbers read against the scene (None: not recorded).
+    number_check: NumberCheck | None = None
 
 
 def _app_version() -> str:
@@ -180,11 +184,41 @@ def _xmp_extra(provenance: Mapping[str, Any] | None) -> dict[str, str]:
     return out
 
 
+def run_summary(request: ReconstructionRequest) -> dict[str, Any]:
+    """The stages and candidates as the engine ran them (the ``run`` block of the metadata).
+
+    FLUX: stage 1 (img2img), stage 2 (ControlNet upscaler) when enabled, the variants and the
+    candidates they made. Any other engine: one pass, one candidate, no seed or LoRA.
+    """
+    if request.engine != "flux":
+        return {"engine": request.engine, "stages": ["single pass"], "candidates": 1}
+    stages = ["stage1: FLUX.1-dev image-to-image"]
+    if request.stage2.enabled:
+        stages.append("stage2: FLUX ControlNet upscaler")
+    all_keys = request.replace(only=None).candidate_keys()
+    return {
+        "engine": "flux",
+        "stages": stages,
+        "variants": request.variants,
+        "lora_ab": request.lora.ab and request.lora.model is not None,
+        "candidates": len(all_keys),
+    }
+
+
 def _payload(candidate: Candidate) -> dict[str, Any]:
     key = candidate.key
+    # the stage and LoRA branch only mean something for FLUX; a one-pass engine's key is
+    # its (only) variant, and reads back as the same key
+    flux = candidate.request.engine == "flux"
+    key_data: dict[str, Any] = (
+        {"variant": key.variant, "lora": key.lora, "stage": key.stage}
+        if flux
+        else {"variant": key.variant, "lora": key.lora}
+    )
     return {
         "request": candidate.request.to_dict(),
-        "key": {"variant": key.variant, "lora": key.lora, "stage": key.stage},
+        "key": key_data,
+        "run": run_summary(candidate.request),
         "seed": candidate.seed,
         "runtime": candidate.runtime,
         "timings": {str(k): float(v) for k, v in candidate.timings.items()},
@@ -193,6 +227,11 @@ def _payload(candidate: Candidate) -> dict[str, Any]:
         **(
             {"resolved_runtime": candidate.resolved.to_dict()}
             if candidate.resolved is not None
+            else {}
+        ),
+        **(
+            {"number_check": candidate.number_check.to_dict()}
+            if candidate.number_check is not None
             else {}
         ),
     }
@@ -219,11 +258,13 @@ def save_candidate(
     fmt: Format = "png",
     quality: int = 95,
     provenance: Mapping[str, Any] | None = None,
+    exclusive: bool = False,
 ) -> Path:
     """Write ``candidate.image`` to ``path`` with its metadata, atomically; returns the path.
 
     ``cutout`` is embedded when given (and small enough to read back). An existing file at
-    ``path`` is replaced; callers choose unique names. Raises :class:`RequestError` for an
+    ``path`` is replaced; with ``exclusive`` it never is: the file takes the first free name
+    (``stem-2.png``...), claimed atomically together with its complete content. Raises :class:`RequestError` for an
     unknown format or a quality outside 1..100, and OSError when the file cannot be written
     (nothing partial is left behind).
     """
@@ -269,7 +310,7 @@ def save_candidate(
         }
 
     # atomic, with the umask's permissions; a full disk names the file and how much was written
-    return atomic_write(target, lambda fh: image.save(fh, **save_args))
+    return atomic_write(target, lambda fh: image.save(fh, **save_args), exclusive=exclusive)
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -359,6 +400,8 @@ def read_metadata(path: str | Path) -> CandidateRecord:
         version = data.get("app_version", "")
         resolved_raw = data.get("resolved_runtime")
         resolved = None if resolved_raw is None else ResolvedRuntime.from_dict(resolved_raw)
+        numbers_raw = data.get("number_check")
+        number_check = None if numbers_raw is None else NumberCheck.from_dict(numbers_raw)
     except RequestError as exc:
         raise RequestError(f"{p}: broken fbupscale metadata: {exc}") from None
     encoded = texts.get(CUTOUT_KEY) or data.get(_CUTOUT_FIELD)
@@ -373,6 +416,7 @@ def read_metadata(path: str | Path) -> CandidateRecord:
         app_version=version if isinstance(version, str) else "",
         provenance=data["provenance"] if isinstance(data.get("provenance"), dict) else {},
         resolved=resolved,
+        number_check=number_check,
     )
 
 

@@ -3,7 +3,8 @@
 :func:`locate` resolves a :class:`ModelRef` to a local folder (FLUX, ControlNet) or file (LoRA)
 and fills in its path and SHA-256. Look-up order:
 
-1. the explicit ``path`` of the ref (it must exist and look right, or the look-up fails there);
+1. the explicit ``path`` of the ref (it must exist and look right, or the look-up fails there;
+   for FLUX it may also be a single-file transformer, ``.safetensors``/``.sft``/``.gguf``);
 2. the standard Hugging Face cache, strictly offline (``HF_HUB_CACHE`` / ``HF_HOME`` honoured);
 3. ``<search_dir>/<repo name>`` (and ``<search_dir>/<owner>/<repo name>``) for each search dir,
    then the folders in ``FBUPSCALE_MODEL_DIRS`` (``os.pathsep``-separated).
@@ -31,20 +32,23 @@ from typing import Final, Literal
 from .atomic import atomic_write_bytes
 from .errors import ModelFileError, ModelNotFoundError
 from .jsonable import parse_json
+from .model_files import describe_file, is_single_file
 from .paths import read_regular
 from .request import ModelRef
 
 __all__ = [
     "FINGERPRINT_CACHE_MIN_BYTES",
+    "FLUX_BASE_PARTS",
     "LocatedModel",
     "ModelKind",
+    "check_flux_base",
     "fingerprint",
     "hf_cache_dir",
     "locate",
     "user_cache_dir",
 ]
 
-ModelKind = Literal["flux", "controlnet", "lora"]
+ModelKind = Literal["flux", "flux_base", "controlnet", "lora"]
 
 #: Files at least this large are hashed once and remembered; smaller ones are just hashed.
 FINGERPRINT_CACHE_MIN_BYTES: Final = 4 * 1024 * 1024
@@ -57,13 +61,23 @@ _COMPONENT_LIBRARIES: Final = frozenset({"diffusers", "transformers"})
 
 _WHAT: Final[dict[str, str]] = {
     "flux": "FLUX.1-dev model folder",
+    "flux_base": "FLUX base folder (text encoders, tokenizers, VAE)",
     "controlnet": "ControlNet upscaler folder",
     "lora": "LoRA file",
 }
-_OPTION: Final[dict[str, str]] = {"flux": "--flux", "controlnet": "--controlnet", "lora": "--lora"}
+_OPTION: Final[dict[str, str]] = {
+    "flux": "--flux",
+    "flux_base": "--flux-base",
+    "controlnet": "--controlnet",
+    "lora": "--lora",
+}
 _SHAPE: Final[dict[str, str]] = {
-    "flux": "a folder with model_index.json and its component folders",
-    "controlnet": "a folder with config.json and .safetensors weights",
+    "flux": (
+        "a folder with model_index.json and its component folders, or a single-file "
+        "transformer (.safetensors, .sft or .gguf)"
+    ),
+    "flux_base": "a diffusers FLUX folder with model_index.json",
+    "controlnet": "a folder with config.json and .safetensors weights, or that .safetensors file",
     "lora": "a .safetensors file (or a folder holding exactly one)",
 }
 
@@ -141,8 +155,12 @@ def _looks_right(path: Path, kind: str) -> Path | None:
             if len(files) == 1:
                 return files[0]
         return None
+    if kind in ("flux", "controlnet") and is_single_file(path):
+        return path
     if not path.is_dir():
         return None
+    if kind == "flux_base":
+        return path if (path / "model_index.json").is_file() else None
     if kind == "flux":
         index = path / "model_index.json"
         if not index.is_file():
@@ -246,8 +264,56 @@ def locate(
         raise ModelNotFoundError(label, ref.repo_id or None, searched, _hint(kind, ref.repo_id))
     refuse_custom_code(found)
     digest = fingerprint(found) if compute_fingerprint else ref.sha256
+    fmt, quant = ref.format, ref.quant
+    if kind in ("flux", "controlnet"):
+        if found.is_dir():
+            fmt, quant = "diffusers", ""
+        else:
+            desc = describe_file(found)
+            fmt, quant = desc.format, desc.quant
     return LocatedModel(
-        kind=kind, path=found, ref=replace(ref, path=str(found), sha256=digest), source=source
+        kind=kind,
+        path=found,
+        ref=replace(ref, path=str(found), sha256=digest, format=fmt, quant=quant),
+        source=source,
+    )
+
+
+#: What a single-file FLUX transformer lacks, as (folder in a diffusers FLUX folder, files
+#: any one of which will do, what it is).
+FLUX_BASE_PARTS: Final[tuple[tuple[str, tuple[str, ...], str], ...]] = (
+    ("tokenizer", ("vocab.json", "tokenizer.json"), "CLIP-L tokenizer (vocab.json, merges.txt)"),
+    ("tokenizer_2", ("spiece.model", "tokenizer.json"), "T5 tokenizer (spiece.model)"),
+    ("text_encoder", ("config.json",), "CLIP-L text encoder (config.json + weights)"),
+    ("text_encoder_2", ("config.json",), "T5-XXL text encoder (config.json + weights)"),
+    ("vae", ("config.json",), "VAE (config.json + weights)"),
+    ("scheduler", ("scheduler_config.json",), "scheduler config"),
+)
+
+
+def check_flux_base(transformer_file: str | Path, base: str | Path | None) -> None:
+    """Raise ModelNotFoundError naming exactly which parts a single-file transformer still
+    needs from ``base`` (a diffusers FLUX folder) and where to get them; None if complete."""
+    searched = [str(base)] if base is not None else []
+    missing: list[str] = []
+    for folder, files, what in FLUX_BASE_PARTS:
+        sub = Path(base) / folder if base is not None else None
+        if sub is None or not any((sub / f).is_file() for f in files):
+            where = f"{sub}" if sub is not None else f"<base>/{folder}"
+            missing.append(f"{what} in {where}/")
+    if not missing:
+        return
+    repo = "black-forest-labs/FLUX.1-dev"
+    parts = " ".join(f'"{folder}/*"' for folder, _f, _w in FLUX_BASE_PARTS)
+    hint = (
+        f"{Path(transformer_file).name} holds only the transformer; missing: "
+        f"{'; '.join(missing)}. On a connected machine accept the licence at "
+        f"https://huggingface.co/{repo}, run `hf download {repo} --include model_index.json "
+        f"{parts} --local-dir <models>/FLUX.1-dev-base` (about 10 GB, no transformer), copy "
+        "that folder here and pass --flux-base <models>/FLUX.1-dev-base (or set it in Settings)."
+    )
+    raise ModelNotFoundError(
+        "FLUX base folder (text encoders, tokenizers, VAE)", repo, searched, hint
     )
 
 

@@ -48,10 +48,17 @@ def model_hashes(
     models the request does not name (e.g. the bundled Real-ESRGAN weights)."""
     out: dict[str, dict[str, str]] = {}
     if request.engine == "flux":
-        out["flux"] = {"ref": request.flux.label, "sha256": request.flux.sha256}
+        flux = request.flux
+        out["flux"] = {"ref": flux.label, "sha256": flux.sha256}
+        if flux.format:  # what the file was: "safetensors-bfl", "gguf-bfl", "diffusers"...
+            out["flux"].update(format=flux.format, quant=flux.quant)
+        if request.flux_base is not None:
+            out["flux_base"] = {"ref": request.flux_base.label, "sha256": request.flux_base.sha256}
         if request.stage2.enabled:
             cn = request.controlnet
             out["controlnet"] = {"ref": cn.label, "sha256": cn.sha256}
+            if cn.format:
+                out["controlnet"].update(format=cn.format, quant=cn.quant)
         lora = request.lora.model
         if lora is not None:
             out["lora"] = {"ref": lora.label, "sha256": lora.sha256}

@@ -44,9 +44,11 @@ __all__ = [
     "Preprocess",
     "ReconstructionRequest",
     "SourceRef",
+    "Speed",
     "Stage1Params",
     "Stage2Params",
     "StageName",
+    "Storage",
     "canonical_engine",
     "img2img_steps",
     "is_fast_engine",
@@ -56,7 +58,9 @@ __all__ = [
 
 #: 2: ``engine`` may be "model:NAME" with the user model recorded in ``sr_model``.
 #: 3: the "faithful" engine and "ncnn:NAME" wheel models; ``stage1.start`` (FLUX's start image).
-SCHEMA_VERSION: Final = 3
+#: 4: FLUX from single files (``flux_base``, ``ModelRef.format``/``quant``), ``speed`` and
+#: ``storage``.
+SCHEMA_VERSION: Final = 4
 FLUX_REPO_ID: Final = "black-forest-labs/FLUX.1-dev"
 CONTROLNET_REPO_ID: Final = "jasperai/Flux.1-dev-Controlnet-Upscaler"
 #: The paper tuned the ControlNet conditioning scale within this range (section 3.2).
@@ -84,6 +88,13 @@ Precision = Literal["auto", "bf16", "fp16", "fp32"]
 #: offload; sequential: sequential CPU offload (slowest, least VRAM). auto picks by free VRAM.
 MemoryMode = Literal["auto", "none", "model", "group", "sequential"]
 PadMode = Literal["edge", "reflect", "black", "gray"]
+#: exact: every step computed; fast: First Block Cache on stage 1 (stage 2 stays uncached,
+#: see engine/flux_speed.py); compiled: regional compile of the repeated transformer blocks.
+Speed = Literal["exact", "fast", "compiled"]
+#: How the FLUX transformer's weights are held: native (the file's own precision: bf16, fp8
+#: upcast, GGUF kept quantised), fp8 (layerwise casting: fp8 storage, computed in the
+#: precision, LoRAs loaded first). auto picks by free VRAM; the engine records its choice.
+Storage = Literal["auto", "native", "fp8"]
 StageName = Literal["stage1", "stage2"]
 
 
@@ -127,12 +138,16 @@ class ModelRef:
 
     ``path`` is a local folder or file; empty means "look ``repo_id`` up in the Hugging Face
     cache". ``sha256`` is the file's SHA-256, or for a folder the digest of its files' hashes
-    (see :mod:`fbupscale_gui.core.models`); empty when not yet computed.
+    (see :mod:`fbupscale_gui.core.models`); empty when not yet computed. ``format`` and
+    ``quant`` say what the file is ("diffusers" folder, "safetensors-bfl", "gguf-bfl"...;
+    "bf16", "fp8_scaled", "Q8_0"...), filled in when the model is located.
     """
 
     path: str = ""
     repo_id: str = ""
     sha256: str = ""
+    format: str = ""
+    quant: str = ""
 
     def __post_init__(self) -> None:
         _check(bool(self.path or self.repo_id), "model", "needs a path or a repo id")
@@ -318,6 +333,11 @@ class ReconstructionRequest:
     seed: int = 5
     flux: ModelRef = field(default_factory=lambda: ModelRef(repo_id=FLUX_REPO_ID))
     controlnet: ModelRef = field(default_factory=lambda: ModelRef(repo_id=CONTROLNET_REPO_ID))
+    #: The diffusers FLUX folder supplying what a single-file ``flux`` lacks (VAE, text
+    #: encoders, tokenizers, scheduler); None when ``flux`` is a whole folder.
+    flux_base: ModelRef | None = None
+    speed: Speed = "exact"
+    storage: Storage = "auto"
     device: Device = "auto"
     precision: Precision = "auto"
     memory_mode: MemoryMode = "auto"
@@ -446,5 +466,11 @@ def _migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
         if isinstance(stage1, dict):
             stage1.setdefault("start", "lanczos")
         version = 3
+    if version == 3:
+        # Schema 4 added single-file FLUX (flux_base, ModelRef format/quant), the speed mode
+        # and the weight storage; a schema-3 request ran a FLUX folder, every step exact, in
+        # the folder's own precision.
+        data.setdefault("storage", "native")
+        version = 4
     data["version"] = version
     return data

@@ -496,6 +496,11 @@ class Scene:
             return self.teams[person.team].kit
         return None
 
+    def carried_over(self) -> Scene:
+        """What a new cutout inherits from this scene: the teams (with their kits) and the
+        stadium. People, numbers, actions and positions belong to one moment and never carry."""
+        return Scene(teams=self.teams, stadium=self.stadium)
+
     # -- prompt ------------------------------------------------------------------------------
 
     def to_prompt(self) -> str:

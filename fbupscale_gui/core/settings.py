@@ -67,11 +67,17 @@ def _engine_value(value: Any) -> str:
     return value
 
 
+#: The default template before it named the engine; a stored copy reads as the new default.
+_OLD_DEFAULT_TEMPLATE: Final = "{match}_{cutout}_{seed}_{lora}.png"
+DEFAULT_TEMPLATE: Final = "{match}_{cutout}_{engine}_{seed}_{lora}.png"
+
+
 def _template(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("must be a non-empty file-name template")
     validate_template(value)  # raises ExportError (a ValueError) naming the unknown field
-    return value.strip()
+    value = value.strip()
+    return DEFAULT_TEMPLATE if value == _OLD_DEFAULT_TEMPLATE else value
 
 
 def _text(value: Any) -> str:
@@ -135,7 +141,13 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
     SettingSpec(
         "flux_dir",
         lambda: "",
-        "FLUX.1-dev model folder (empty: the Hugging Face cache)",
+        "FLUX.1-dev model folder or single-file transformer (empty: the Hugging Face cache)",
+        _path_value,
+    ),
+    SettingSpec(
+        "flux_base_dir",
+        lambda: "",
+        "FLUX base folder for a single-file transformer (text encoders, tokenizers, VAE)",
         _path_value,
     ),
     SettingSpec(
@@ -176,7 +188,7 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
     ),
     SettingSpec(
         "export_template",
-        lambda: "{match}_{cutout}_{seed}_{lora}.png",
+        lambda: DEFAULT_TEMPLATE,
         "Export file-name template",
         _template,
     ),
@@ -202,6 +214,12 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
         "export_low_fidelity",
         lambda: "ask",
         "Below the threshold, export",
+        _choice(("ask", "refuse")),
+    ),
+    SettingSpec(
+        "export_number_contradiction",
+        lambda: "ask",
+        "A pick whose shirt number contradicts the scene: export",
         _choice(("ask", "refuse")),
     ),
     SettingSpec(
@@ -244,17 +262,19 @@ class Settings:
     """The validated settings. Construct with :meth:`defaults` or :meth:`from_mapping`."""
 
     flux_dir: str = ""
+    flux_base_dir: str = ""
     controlnet_dir: str = ""
     lora_path: str = ""
     hf_cache: str = ""
     memory_mode: str = "auto"
     engine: str = "faithful"
     export_dir: str = ""
-    export_template: str = "{match}_{cutout}_{seed}_{lora}.png"
+    export_template: str = DEFAULT_TEMPLATE
     export_format: str = "png"
     match_name: str = "match"
     export_min_lr_db: float = 0.0
     export_low_fidelity: str = "ask"
+    export_number_contradiction: str = "ask"
     export_badge: bool = False
     engine_prewarm: bool = True
     cancel_grace_s: float = 10.0

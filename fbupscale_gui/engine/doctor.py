@@ -13,10 +13,12 @@ import sys
 from pathlib import Path
 
 from fbupscale_gui.core.errors import FbError, ModelNotFoundError
+from fbupscale_gui.core.model_files import discover_models_root
 from fbupscale_gui.core.models import locate
 from fbupscale_gui.core.request import CONTROLNET_REPO_ID, FLUX_REPO_ID, ModelRef
 
 from . import devices
+from .flux_plan import CARDS_GIB, plan
 
 __all__ = ["nvml_summary", "report"]
 
@@ -91,10 +93,12 @@ def _realesrgan_line() -> str:
 def report(
     *,
     flux: ModelRef | None = None,
+    flux_base: ModelRef | None = None,
     controlnet: ModelRef | None = None,
     lora: ModelRef | None = None,
     search_dirs: tuple[str | Path, ...] = (),
     hf_cache: str | Path | None = None,
+    models_root: str | Path | None = None,
 ) -> str:
     """The doctor report as text. Never raises for a missing model or GPU: it reports them."""
     lines = [f"Python {platform.python_version()} ({sys.executable})"]
@@ -125,6 +129,11 @@ def report(
     flux_ref = flux or ModelRef(repo_id=FLUX_REPO_ID)
     cn_ref = controlnet or ModelRef(repo_id=CONTROLNET_REPO_ID)
     lines.append(_model_line("FLUX.1-dev", flux_ref, "flux", search_dirs, hf_cache))
+    quant = _flux_quant(flux_ref, search_dirs, hf_cache)
+    if models_root is not None:
+        lines.extend(models_root_lines(models_root))
+    if flux_base is not None:
+        lines.append(_model_line("FLUX base", flux_base, "flux_base", search_dirs, hf_cache))
     lines.append(_model_line("ControlNet upscaler", cn_ref, "controlnet", search_dirs, hf_cache))
     if lora is not None:
         lines.append(_model_line("LoRA", lora, "lora", search_dirs, hf_cache))
@@ -140,4 +149,48 @@ def report(
         why = "" if rt.is_cuda else " (offload needs CUDA)"
         lines.append(f"Runtime (auto): {rt.device} {rt.precision}{free_text}")
         lines.append(f"Memory mode (auto): {rt.memory_mode}{why}")
+        if free is not None:
+            lines.append(f"Memory plan (this card): {plan(free / devices.GIB, quant).describe()}")
+    lines.extend(plan_lines(quant))
     return "\n".join(lines)
+
+
+def _flux_quant(
+    ref: ModelRef, search_dirs: tuple[str | Path, ...], hf_cache: str | Path | None
+) -> str:
+    """The FLUX transformer's quantisation ("bf16" for a diffusers folder or when unknown)."""
+    try:
+        found = locate(
+            ref, "flux", search_dirs=search_dirs, hf_cache=hf_cache, compute_fingerprint=False
+        )
+    except FbError:
+        return "bf16"
+    return found.ref.quant or "bf16"
+
+
+def models_root_lines(root: str | Path) -> list[str]:
+    """What a ComfyUI/Forge models tree holds for FLUX, best candidate first."""
+    try:
+        found = discover_models_root(root)
+    except FbError as exc:
+        return [f"Models root: {exc}"]
+    lines = [
+        f"Models root {found.root}: " + ("; ".join(found.notes) or "no extra_model_paths.yaml")
+    ]
+    for label, files in (
+        ("transformer", found.transformers),
+        ("VAE", found.vaes),
+        ("CLIP-L", found.clip_l),
+        ("T5", found.t5),
+        ("ControlNet", found.controlnets),
+        ("LoRA", found.loras),
+    ):
+        lines.append(f"  {label}: {', '.join(str(f) for f in files) or 'none found'}")
+    return lines
+
+
+def plan_lines(quant: str) -> list[str]:
+    """The memory plan and predicted peak for 16, 24, 48 and 80 GB cards."""
+    return [f"Memory plan ({quant} transformer, 1024 px, both stages):"] + [
+        f"  {plan(card, quant).describe()}" for card in CARDS_GIB
+    ]

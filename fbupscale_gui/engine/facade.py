@@ -39,6 +39,7 @@ from fbupscale_gui.core.messages import (
     VideoBatchJob,
     failed_from,
 )
+from fbupscale_gui.core.number_check import NumberCheck, expected_from_scene_json
 from fbupscale_gui.core.request import ReconstructionRequest
 from fbupscale_gui.core.runtime import ResolvedRuntime
 
@@ -146,11 +147,17 @@ def _reconstruct(
     out: queue.SimpleQueue[Message | _Raise | None],
 ) -> None:
     cutout = _cutout(request)
+    expected = expected_from_scene_json(request.scene_json)
     for candidate in runner.run(request, report, is_cancelled):
         score = _score(cutout, candidate)
         out.put(
             CandidateReady.of(
-                job_id, candidate, resolved_runtime(candidate), score, weights_for(candidate)
+                job_id,
+                candidate,
+                resolved_runtime(candidate),
+                score,
+                weights_for(candidate),
+                _number_check(candidate, expected),
             )
         )
 
@@ -165,6 +172,18 @@ def _cutout(request: ReconstructionRequest) -> Any:
     try:
         return load_source(request.source)
     except Exception:
+        return None
+
+
+def _number_check(candidate: Candidate, expected: tuple[int, ...]) -> NumberCheck | None:
+    """The shirt numbers read in the candidate against the scene's visible ones (the OCR runs
+    only when the scene marks a number visible); None when the OCR is not installed."""
+    from .numbers import NumberCheckUnavailable, check_numbers
+
+    try:
+        return check_numbers(candidate.image, expected)
+    except NumberCheckUnavailable as exc:
+        log.warning("%s", exc)
         return None
 
 

@@ -29,6 +29,19 @@ Memory modes and shared modules (CUDA only):
 
 LoRAs are loaded with all accelerate hooks removed and the mode re-applied afterwards (diffusers
 otherwise re-applies offload on the loading pipeline only, see diffusers #10914 / #11791).
+
+Files (:mod:`.flux_files`): the transformer may be a single file (BFL/ComfyUI layout, fp8,
+fp8_scaled, GGUF) whose other parts come from ``request.flux_base``, and the ControlNet a single
+diffusers-layout file. The same weights render pixel-identically whichever way they were
+stored: on the CPU that needs MKL's alignment-independent mode (``MKL_CBWR``, set in the
+package's ``__init__``), as a folder's weights are memory-mapped at whatever offset the file
+put them and a single file's are fresh allocations.
+
+Memory plan (:mod:`.flux_plan`): ``storage`` "fp8" casts the transformer layerwise after its
+LoRAs are loaded (a LoRA arriving later reloads the set, LoRA first); the prompt is encoded once
+per prompt text per loaded set, and without offload on CUDA the text encoders visit the GPU only
+for that. Speed modes (:mod:`.flux_speed`): First Block Cache around stage-1 calls only, or
+regional compile of the repeated blocks.
 """
 
 from __future__ import annotations
@@ -38,17 +51,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from fbupscale_gui.core.errors import Cancelled, GpuOutOfMemoryError
+from fbupscale_gui.core.errors import Cancelled, GpuOutOfMemoryError, RequestError
 from fbupscale_gui.core.images import crop_to_content, standardise
 from fbupscale_gui.core.job import Candidate, IsCancelled, Note, OnProgress, Progress
-from fbupscale_gui.core.models import LocatedModel, locate
+from fbupscale_gui.core.models import LocatedModel, check_flux_base, locate
 from fbupscale_gui.core.request import CandidateKey, ModelRef, ReconstructionRequest, Stage1Params
 
 from . import devices
 from .devices import Runtime
 from .finite import require_finite
+from .flux_files import load_controlnet_file, load_transformer_file
+from .flux_plan import plan
+from .flux_speed import compile_blocks, stage1_cache
 from .lora import (
     adapter_name_for,
     ensure_lora_loaded,
@@ -82,6 +98,10 @@ class PipelinePair:
     #: group offload: ids of modules already group-offloaded
     grouped: set[int] = field(default_factory=set)
     sequential_applied: bool = False
+    #: fp8 layerwise casting applied to the transformer (LoRAs must be loaded before it)
+    fp8_cast: bool = False
+    #: prompt text -> (prompt_embeds, pooled_prompt_embeds), encoded once per loaded set
+    prompts: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
     @property
     def transformer(self) -> Any:
@@ -100,15 +120,28 @@ def load_pipelines(
     runtime: Runtime,
     *,
     key: tuple[str, ...] = (),
+    base: str | Path | None = None,
 ) -> PipelinePair:
     """Load FLUX.1-dev (and the ControlNet) offline in ``runtime``'s precision, not yet placed.
 
-    Raises OSError/ValueError from diffusers when a folder is damaged.
+    ``flux_dir`` is a diffusers folder, or a single-file transformer (BFL/ComfyUI
+    .safetensors/.sft, fp8, GGUF) whose other parts come from the diffusers folder ``base``.
+    Raises OSError/ValueError from diffusers when a folder is damaged, ModelFileError for a
+    file that is not a FLUX transformer, ModelNotFoundError naming the parts ``base`` lacks.
     """
     from diffusers import FluxImg2ImgPipeline
 
     dtype = devices.torch_dtype(runtime.precision)
-    stage1 = FluxImg2ImgPipeline.from_pretrained(str(flux_dir), dtype=dtype, local_files_only=True)
+    if Path(flux_dir).is_file():
+        check_flux_base(flux_dir, base)
+        transformer, _desc = load_transformer_file(flux_dir, dtype, config_dir=base)
+        stage1 = FluxImg2ImgPipeline.from_pretrained(
+            str(base), transformer=transformer, dtype=dtype, local_files_only=True
+        )
+    else:
+        stage1 = FluxImg2ImgPipeline.from_pretrained(
+            str(flux_dir), dtype=dtype, local_files_only=True
+        )
     stage1.set_progress_bar_config(disable=True)
     pair = PipelinePair(key=key, runtime=runtime, stage1=stage1)
     if controlnet_dir is not None:
@@ -123,9 +156,14 @@ def attach_controlnet(
     from diffusers import FluxControlNetModel, FluxControlNetPipeline
 
     dtype = devices.torch_dtype(pair.runtime.precision)
-    controlnet = FluxControlNetModel.from_pretrained(
-        str(controlnet_dir), dtype=dtype, local_files_only=True
-    )
+    if Path(controlnet_dir).is_file():
+        controlnet = load_controlnet_file(
+            controlnet_dir, dtype, pair.transformer.config.axes_dims_rope
+        )
+    else:
+        controlnet = FluxControlNetModel.from_pretrained(
+            str(controlnet_dir), dtype=dtype, local_files_only=True
+        )
     # Not from_pipe: it would cast the shared modules to float32.
     stage2: Any = FluxControlNetPipeline(**pair.stage1.components, controlnet=controlnet)
     stage2.set_progress_bar_config(disable=True)
@@ -157,8 +195,9 @@ def place(pair: PipelinePair) -> None:
     rt = pair.runtime
     mode = rt.memory_mode
     if mode == "none":
-        for module in pair.modules().values():
-            module.to(rt.device)
+        for name, module in pair.modules().items():
+            # text encoders visit the GPU only to encode a new prompt (encode_prompt)
+            module.to("cpu" if rt.is_cuda and name in _TEXT_ENCODERS else rt.device)
     elif mode == "sequential":
         if not pair.sequential_applied:
             superset = pair.stage2 if pair.stage2 is not None else pair.stage1
@@ -197,6 +236,67 @@ def activate(pair: PipelinePair, pipe: Any) -> None:
         pair.stage2.controlnet.to("cpu")  # a cancelled stage 2 can leave it on the GPU
     pipe.enable_model_cpu_offload(device=pair.runtime.device)
     pair.hooks_owner = pipe
+
+
+_TEXT_ENCODERS: Final = ("text_encoder", "text_encoder_2")
+
+
+def cast_to_fp8(pair: PipelinePair) -> None:
+    """fp8 storage for the transformer: weights kept in float8, upcast per layer to compute.
+    Call after loading LoRAs (diffusers' rule); norms and embeddings stay in full precision."""
+    import torch
+
+    if pair.fp8_cast:
+        return
+    pair.transformer.enable_layerwise_casting(
+        storage_dtype=torch.float8_e4m3fn,
+        compute_dtype=devices.torch_dtype(pair.runtime.precision),
+    )
+    pair.fp8_cast = True
+
+
+def encode_prompt(pair: PipelinePair, prompt: str) -> tuple[Any, Any]:
+    """(prompt_embeds, pooled) for ``prompt``, encoded once per prompt text and loaded set.
+
+    Without offload on CUDA the text encoders live on the CPU and come to the GPU only here;
+    when they do not fit next to the resident weights, those step off the GPU meanwhile.
+    Encoding always runs on the pipeline's device, so embeddings do not depend on the card.
+    """
+    import torch
+
+    cached = pair.prompts.get(prompt)
+    if cached is not None:
+        return cached
+    pipe = pair.stage1
+    rt = pair.runtime
+    swap = rt.is_cuda and rt.memory_mode == "none"
+    moved: list[Any] = []
+    if swap:
+        encoders = [pipe.components[n] for n in _TEXT_ENCODERS]
+        need = sum(p.numel() * p.element_size() for e in encoders for p in e.parameters())
+        free = devices.free_vram_bytes(rt.device)
+        if free is not None and free < need * 1.2 + devices.GIB:
+            moved = [m for n, m in pair.modules().items() if n not in _TEXT_ENCODERS]
+            for module in moved:
+                module.to("cpu")
+        for encoder in encoders:
+            encoder.to(rt.device)
+    try:
+        with torch.no_grad():
+            embeds, pooled, _ = pipe.encode_prompt(
+                prompt=prompt,
+                prompt_2=None,
+                device=pipe._execution_device if not swap else torch.device(rt.device),
+                num_images_per_prompt=1,
+            )
+    finally:
+        if swap:
+            for name in _TEXT_ENCODERS:
+                pipe.components[name].to("cpu")
+            for module in moved:
+                module.to(rt.device)
+    pair.prompts[prompt] = (embeds, pooled)
+    return embeds, pooled
 
 
 # -- the runner ---------------------------------------------------------------------------
@@ -288,6 +388,8 @@ class FluxRunner:
         #: The fast engine (``FastEngine``) that makes a non-Lanczos stage-1 start image.
         self._fast = fast
         self._pair: PipelinePair | None = None
+        #: the runtime the memory plan chose for the run in progress
+        self._planned: Runtime | None = None
 
     @property
     def pipelines(self) -> PipelinePair | None:
@@ -307,6 +409,28 @@ class FluxRunner:
     def _locate(self, ref: ModelRef, what: str) -> LocatedModel:
         return locate(ref, what, search_dirs=self.search_dirs, hf_cache=self.hf_cache)
 
+    def _plan(
+        self, request: ReconstructionRequest, runtime: Runtime, flux: LocatedModel
+    ) -> tuple[Runtime, str]:
+        """The runtime and weight storage: ``auto`` ones follow the memory plan on CUDA
+        (the loaded set's runtime is kept: free VRAM now excludes what it holds)."""
+        if request.storage == "fp8" and flux.ref.format.startswith("gguf"):
+            raise RequestError(
+                "storage: fp8 storage applies to 16-bit weights; a GGUF file stays quantised "
+                "(choose native or auto)"
+            )
+        storage: str = request.storage
+        held = self._pair is not None and self._pair.runtime == runtime
+        free = devices.free_vram_bytes(runtime.device) if runtime.is_cuda and not held else None
+        if free is None:
+            if storage == "auto":
+                storage = self._pair.key[-1] if held and self._pair is not None else "native"
+            return runtime, storage
+        chosen = plan(free / devices.GIB, flux.ref.quant or runtime.precision, storage=storage)
+        if request.memory_mode == "auto" and not runtime.note:
+            runtime = dataclasses.replace(runtime, memory_mode=chosen.memory_mode)
+        return runtime, chosen.storage
+
     def _prepare(
         self, request: ReconstructionRequest, runtime: Runtime, tracker: _Tracker
     ) -> tuple[PipelinePair, ReconstructionRequest, str | None, list[str]]:
@@ -322,23 +446,45 @@ class FluxRunner:
         )
         tracker.emit("load", 0, 3, 0, "locating models")
         flux = self._locate(request.flux, "flux")
+        base: LocatedModel | None = None
+        if flux.path.is_file():
+            if request.flux_base is None:
+                check_flux_base(flux.path, None)  # raises, naming every missing part
+            else:
+                base = self._locate(request.flux_base, "flux_base")
         cn = self._locate(request.controlnet, "controlnet") if needs_stage2 else None
         lora_model = request.lora.model
         lora = self._locate(lora_model, "lora") if (needs_lora and lora_model) else None
         tracker.check()
+        runtime, storage = self._plan(request, runtime, flux)
+        self._planned = runtime
 
         key = (
             flux.ref.sha256,
             str(flux.path),
+            str(base.path) if base is not None else "",
             runtime.device,
             runtime.precision,
             runtime.memory_mode,
+            # compiled blocks stay compiled: exact/fast runs need an uncompiled transformer
+            "compiled" if request.speed == "compiled" else "eager",
+            storage,
         )
         pair = self._pair
+        if (
+            pair is not None
+            and pair.fp8_cast
+            and lora is not None
+            and not is_lora_loaded(pair.transformer, lora.ref.sha256)
+        ):
+            self.release()  # a LoRA cannot be loaded into fp8 storage: reload, LoRA first
+            pair = None
         if pair is None or pair.key != key:
             self.release()
             tracker.emit("load", 1, 3, 0, f"loading {request.flux.repo_id or flux.path.name}")
-            pair = load_pipelines(flux.path, None, runtime, key=key)
+            pair = load_pipelines(
+                flux.path, None, runtime, key=key, base=base.path if base is not None else None
+            )
             self._pair = pair
             tracker.check()
         if cn is not None:
@@ -358,13 +504,31 @@ class FluxRunner:
                     note = Note(report.level, report.summary(), "lora")
                     tracker.emit("load", 2, 3, 0, note=note)
             adapter = adapter_name_for(lora.ref.sha256)
+        if storage == "fp8":
+            cast_to_fp8(pair)
         place(pair)
+        if request.speed == "compiled":
+            plain = not pair.fp8_cast and getattr(pair.transformer, "hf_quantizer", None) is None
+            compile_blocks(pair.transformer, fullgraph=plain)
         tracker.emit("load", 3, 3, 0, "models ready")
 
         resolved = request.replace(
-            flux=dataclasses.replace(request.flux, sha256=flux.ref.sha256),
+            storage=storage,
+            flux=dataclasses.replace(
+                request.flux, sha256=flux.ref.sha256, format=flux.ref.format, quant=flux.ref.quant
+            ),
+            flux_base=(
+                dataclasses.replace(request.flux_base, sha256=base.ref.sha256)
+                if base is not None and request.flux_base is not None
+                else request.flux_base
+            ),
             controlnet=(
-                dataclasses.replace(request.controlnet, sha256=cn.ref.sha256)
+                dataclasses.replace(
+                    request.controlnet,
+                    sha256=cn.ref.sha256,
+                    format=cn.ref.format,
+                    quant=cn.ref.quant,
+                )
                 if cn is not None
                 else request.controlnet
             ),
@@ -381,6 +545,7 @@ class FluxRunner:
             name
             for name, asked, found in (
                 ("FLUX", request.flux, flux),
+                ("FLUX base", request.flux_base if base else None, base),
                 ("ControlNet", request.controlnet if cn else None, cn),
                 ("LoRA", lora_model if lora else None, lora),
             )
@@ -416,6 +581,7 @@ class FluxRunner:
         keys = request.candidate_keys()
         _, _, job_total = plan_steps(request)
         tracker = _Tracker(on_progress, is_cancelled, job_total, len(keys))
+        self._planned = None
         tracker.check()
         out_of_memory = False
         try:
@@ -429,6 +595,7 @@ class FluxRunner:
             out_of_memory = True
         if out_of_memory:
             # Outside the except block, so the traceback's frames (and tensors) are gone.
+            runtime = self._planned or runtime  # the memory plan may have chosen the mode
             mode = runtime.memory_mode
             nxt = devices.next_lighter_mode(mode) if runtime.is_cuda else None
             self.release()  # frees the GPU; the retry loads in the lighter mode
@@ -452,7 +619,11 @@ class FluxRunner:
             square, placement = self._fast().start_square(
                 request.stage1.start, cutout, pre, tracker.is_cancelled
             )
-        label = runtime.label
+        label = pair.runtime.label
+        if resolved.storage == "fp8":
+            label += " fp8-storage"
+        if request.speed != "exact":
+            label += f" {request.speed}"
         if changed:
             label += f" [{', '.join(changed)} differs from the request's]"
 
@@ -486,16 +657,10 @@ class FluxRunner:
                 return None
             return report.to_metadata(request.lora.scale, stages)
 
-        # The prompt is encoded once per run and shared by every call of both stages.
+        # The prompt is encoded once per prompt text and shared by every call of both stages.
         activate(pair, pair.stage1)
         tracker.check()
-        with torch.no_grad():
-            prompt_embeds, pooled, _ = pair.stage1.encode_prompt(
-                prompt=request.prompt,
-                prompt_2=None,
-                device=pair.stage1._execution_device,
-                num_images_per_prompt=1,
-            )
+        prompt_embeds, pooled = encode_prompt(pair, request.prompt)
 
         stage1_results: dict[tuple[int, bool], tuple[Image.Image, float]] = {}
         stage1_timed: set[tuple[int, bool]] = set()
@@ -510,19 +675,20 @@ class FluxRunner:
                 activate(pair, pair.stage1)
                 set_lora(s1_lora, request.lora.scale)
                 start = time.perf_counter()
-                image1 = pair.stage1(
-                    prompt_embeds=prompt_embeds,
-                    pooled_prompt_embeds=pooled,
-                    image=square,
-                    strength=s1.strength,
-                    num_inference_steps=s1.steps,
-                    guidance_scale=s1.guidance,
-                    height=pre.size,
-                    width=pre.size,
-                    generator=torch.Generator("cpu").manual_seed(seed),
-                    callback_on_step_end=tracker.callback("stage1", index),
-                    output_type="np",  # checked for NaN before it becomes 8-bit pixels
-                ).images
+                with stage1_cache(pair.transformer, request.speed):
+                    image1 = pair.stage1(
+                        prompt_embeds=prompt_embeds,
+                        pooled_prompt_embeds=pooled,
+                        image=square,
+                        strength=s1.strength,
+                        num_inference_steps=s1.steps,
+                        guidance_scale=s1.guidance,
+                        height=pre.size,
+                        width=pre.size,
+                        generator=torch.Generator("cpu").manual_seed(seed),
+                        callback_on_step_end=tracker.callback("stage1", index),
+                        output_type="np",  # checked for NaN before it becomes 8-bit pixels
+                    ).images
                 image1 = _to_image(pair.stage1, image1, "stage 1")
                 stage1_results[s1_key] = (image1, time.perf_counter() - start)
             image1, t1 = stage1_results[s1_key]

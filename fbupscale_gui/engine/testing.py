@@ -322,3 +322,98 @@ def tiny_cutout(width: int = 48, height: int = 64, seed: int = 0) -> Image.Image
     img[y0:y1:4, x0:x1] = (240, 240, 240)
     img += rng.normal(0, 12, img.shape)
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+
+
+def save_tiny_transformer_file(
+    transformer: Any,
+    path: str | Path,
+    *,
+    layout: Literal["bfl", "comfy"] = "bfl",
+    quant: Literal["none", "fp8_e4m3fn", "fp8_scaled"] = "none",
+) -> Path:
+    """Write ``transformer`` as a single-file checkpoint in BFL or ComfyUI key layout.
+
+    ``fp8_e4m3fn`` stores 2-D weights in float8; ``fp8_scaled`` stores them as ComfyUI does,
+    divided by a per-weight ``scale_weight`` (plus the ``scaled_fp8`` marker), so a loader
+    that ignores the scales reads wrong weights.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    from .flux_files import COMFY_PREFIX, diffusers_to_bfl
+
+    state = diffusers_to_bfl({k: v.detach().clone() for k, v in transformer.state_dict().items()})
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        if quant != "none" and key.endswith(".weight") and value.ndim == 2:
+            if quant == "fp8_scaled":
+                scale = value.abs().max().float() / 448.0
+                out[key[: -len("weight")] + "scale_weight"] = scale.reshape(1)
+                value = value / scale
+            value = value.to(torch.float8_e4m3fn)
+        out[key] = value.contiguous()
+    if quant == "fp8_scaled":
+        out["scaled_fp8"] = torch.zeros(0, dtype=torch.float8_e4m3fn)
+    if layout == "comfy":
+        out = {COMFY_PREFIX + k: v for k, v in out.items()}
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_file(out, str(target))
+    return target
+
+
+def save_tiny_gguf(transformer: Any, path: str | Path, quant: str = "Q8_0") -> Path:
+    """Write ``transformer`` as a city96-style GGUF: BFL keys, 2-D weights quantised."""
+    import gguf
+    import numpy as np
+
+    from .flux_files import diffusers_to_bfl
+
+    qtype = gguf.GGMLQuantizationType[quant]
+    block, _ = gguf.GGML_QUANT_SIZES[qtype]
+    state = diffusers_to_bfl({k: v.detach().float() for k, v in transformer.state_dict().items()})
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    writer = gguf.GGUFWriter(str(target), arch="flux")
+    for key, value in state.items():
+        data = value.numpy().astype(np.float32)
+        if data.ndim == 2 and data.shape[1] % block == 0:
+            writer.add_tensor(key, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+        else:
+            writer.add_tensor(key, data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return target
+
+
+def tiny_request(files: TinyFluxFiles, cutout: str | Path, **changes: Any) -> Any:
+    """A FLUX request for the tiny models at tiny settings: 64 px, stage 1 4 x 0.75 = 3
+    steps, stage 2 2 steps, no LoRA; ``cutout`` is written first when it does not exist."""
+    from fbupscale_gui.core.images import make_source
+    from fbupscale_gui.core.request import (
+        CONTROLNET_REPO_ID,
+        FLUX_REPO_ID,
+        LoraParams,
+        ModelRef,
+        Preprocess,
+        ReconstructionRequest,
+        Stage1Params,
+        Stage2Params,
+    )
+
+    path = Path(cutout)
+    if not path.exists():
+        tiny_cutout(40, 64, seed=3).save(path)
+    request = ReconstructionRequest(
+        source=make_source(path),
+        prompt="a goalkeeper in a green shirt",
+        preprocess=Preprocess(size=64),
+        stage1=Stage1Params(steps=4, strength=0.75),
+        stage2=Stage2Params(steps=2),
+        flux=ModelRef(path=str(files.flux_dir), repo_id=FLUX_REPO_ID),
+        controlnet=ModelRef(path=str(files.controlnet_dir), repo_id=CONTROLNET_REPO_ID),
+        lora=LoraParams(model=None),
+    )
+    return request.replace(**changes)

@@ -29,6 +29,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
 from fbupscale_gui.core.job import Candidate
+from fbupscale_gui.core.number_check import NumberCheck, suggestable
 from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
 from fbupscale_gui.worker.engine_thread import ReadyCandidate
 
@@ -44,6 +45,7 @@ __all__ = [
     "HeatmapCache",
     "Row",
     "StoredCandidate",
+    "engine_title",
     "layout_grid",
     "rank_by_score",
 ]
@@ -58,6 +60,13 @@ class Column:
     lora: bool
     always: bool  # shown even when empty
 
+
+_ENGINE_TITLES: Final = {
+    "flux": "FLUX",
+    "faithful": "Faithful (waifu2x)",
+    "realesrgan": "Real-ESRGAN",
+    "lanczos": "Lanczos",
+}
 
 #: "Suggest pick" compares candidates of one engine, the first of these present.
 SUGGEST_ENGINES: Final = ("flux", "realesrgan", "faithful", "lanczos")
@@ -154,6 +163,13 @@ class CandidateEntry:
         return candidate
 
     @property
+    def number_check(self) -> NumberCheck | None:
+        """The shirt-number verdict the engine gave (None: not checked, or restored and not
+        decoded yet)."""
+        candidate = self._candidate
+        return None if candidate is None else candidate.number_check
+
+    @property
     def image(self) -> QImage:
         """The full-resolution QImage (made from :attr:`candidate` on first use)."""
         if self._image is None:
@@ -191,11 +207,18 @@ class CandidateEntry:
 
     @property
     def label(self) -> str:
-        """Seed and stage, as every tile shows them."""
+        """Seed and stage (FLUX), or the engine and its one pass, as every tile shows them."""
         if self.engine != "flux":
-            return f"seed {self.seed} · {self.engine} (1 stage)"
+            return f"{engine_title(self.engine)} · one pass"
         lora = "LoRA" if self.key.lora else "no LoRA"
         return f"seed {self.seed} · stage {self.key.stage} · {lora}"
+
+
+def engine_title(engine: str) -> str:
+    """``Real-ESRGAN``, ``Lanczos``, ``FLUX`` or a user model's name."""
+    if engine.startswith("model:"):
+        return engine.split(":", 1)[1]
+    return _ENGINE_TITLES.get(engine, engine)
 
 
 @dataclass(frozen=True)
@@ -203,10 +226,15 @@ class Row:
     run: int
     variant: int
     seed: int
+    engine: str = "flux"
+    #: Whether the grid holds more than one run (only then does the title number it).
+    numbered: bool = field(default=True, compare=False)
 
     @property
     def title(self) -> str:
-        return f"seed {self.seed}" if self.run == 1 else f"run {self.run} · seed {self.seed}"
+        # a one-pass engine has no seed worth naming: the row says which engine made it
+        what = f"seed {self.seed}" if self.engine == "flux" else engine_title(self.engine)
+        return what if self.run == 1 or not self.numbered else f"run {self.run} · {what}"
 
 
 @dataclass
@@ -228,8 +256,10 @@ class Grid:
 def layout_grid(entries: list[CandidateEntry], show_stage1: bool = True) -> Grid:
     """Rows by (run, variant), columns from :data:`COLUMNS`."""
     grid = Grid()
+    several = len({e.run for e in entries}) > 1  # a lone later run is not called "run 2"
     rows = sorted(
-        {Row(e.run, e.key.variant, e.seed) for e in entries}, key=lambda r: (r.run, r.variant)
+        {Row(e.run, e.key.variant, e.seed, e.engine, several) for e in entries},
+        key=lambda r: (r.run, r.variant),
     )
     present = {(e.key.stage, e.key.lora) for e in entries}
     # The LoRA A/B columns only mean something once a FLUX run is there; a cutout that only
@@ -242,6 +272,11 @@ def layout_grid(entries: list[CandidateEntry], show_stage1: bool = True) -> Grid
         if (c.stage == 2 and c.always and (ab or not c.lora or (2, True) in present))
         or (show_stage1 and (c.stage, c.lora) in present)
     ]
+    if not ab:
+        # fast engines only: one column, named for the engine(s), never "Without LoRA"
+        engines = sorted({engine_title(e.engine) for e in entries})
+        title = engines[0] if len(engines) == 1 else "Result"
+        grid.columns = [Column(title, 2, False, True)]
     row_index = {(r.run, r.variant): i for i, r in enumerate(rows)}
     col_index = {(c.stage, c.lora): i for i, c in enumerate(grid.columns)}
     for e in entries:
@@ -448,11 +483,15 @@ class CandidateStore(QObject):
         shown = self.grid(cutout_id).order
         scored = [e for e in shown if e.lr_consistency is not None]
         final = [e for e in scored if e.key.stage == 2] or scored
+        pool = final
         for engine in SUGGEST_ENGINES:
             same = [e for e in final if e.engine == engine]
             if same:
-                return same
-        return final
+                pool = same
+                break
+        # never a candidate whose shirt number contradicts the scene while one agrees
+        allowed = suggestable([e.number_check for e in pool])
+        return [e for e, ok in zip(pool, allowed, strict=True) if ok]
 
     def suggest(self, cutout_id: int) -> CandidateEntry | None:
         """Mark the most faithful candidate of :meth:`suggestion_pool` as suggested (the pick

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -23,6 +23,8 @@ from fbupscale_gui.core.images import load_cutout, make_source
 from fbupscale_gui.core.paths import read_regular
 from fbupscale_gui.core.request import SourceRef
 from fbupscale_gui.worker.qimage import pil_to_qimage
+
+from .cutout_status import MARKERS
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -191,6 +193,8 @@ class CutoutsModel(QAbstractListModel):
         self._rows: list[Cutout] = []
         self._next_id = 1
         self.last_scene: Scene | None = None
+        #: Where a cutout stands ("queued", "running", ... see models.cutout_status).
+        self.status_of: Callable[[int], str] | None = None
 
     # -- Qt model -------------------------------------------------------------------------
 
@@ -202,7 +206,8 @@ class CutoutsModel(QAbstractListModel):
             return None
         cutout = self._rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
-            return f"{cutout.name}\n{cutout.size_text}"
+            marker = MARKERS.get(self.status_of(cutout.id), "") if self.status_of else ""
+            return f"{cutout.name}\n{cutout.size_text}" + (f" · {marker}" if marker else "")
         if role == Qt.ItemDataRole.DecorationRole:
             return cutout.thumbnail()
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -231,11 +236,25 @@ class CutoutsModel(QAbstractListModel):
     def by_id(self, cutout_id: int) -> Cutout:
         return self._rows[self.row_of(cutout_id)]
 
+    def starting_scene(self) -> Scene | None:
+        """The scene a new cutout starts from: the last edited scene's teams and stadium."""
+        return self.last_scene.carried_over() if self.last_scene is not None else None
+
+    def refresh_row(self, cutout_id: int) -> None:
+        """Redraw the row of ``cutout_id`` (its status changed)."""
+        try:
+            index = self.index(self.row_of(cutout_id), 0)
+        except KeyError:
+            return
+        self.dataChanged.emit(index, index, [Qt.ItemDataRole.DisplayRole])
+
     def ensure_scene(self, cutout: Cutout) -> None:
-        """Give a never-shown cutout the last edited scene and its generated prompt."""
-        if cutout.scene is None and self.last_scene is not None:
-            cutout.scene = self.last_scene
-            cutout.prompt = self.last_scene.to_prompt()
+        """Give a never-shown cutout what carries over from the last edited scene (teams
+        and stadium) and its generated prompt."""
+        start = self.starting_scene()
+        if cutout.scene is None and start is not None:
+            cutout.scene = start
+            cutout.prompt = start.to_prompt()
             cutout.prompt_manual = False
 
     # -- loading --------------------------------------------------------------------------

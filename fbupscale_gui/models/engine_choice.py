@@ -96,9 +96,8 @@ def flux_missing_message(error: ModelNotFoundError) -> tuple[str, str]:
     repo = f" ({error.repo_id})" if error.repo_id else ""
     text = (
         f"FLUX weights not found: {error.what}{repo}. Searched: {searched}. "
-        "The faithful preview is selected; faithful, sharp (Real-ESRGAN) and Lanczos work "
-        "without them. "
-        "Run `fbupscale doctor` for a full check and how to install the weights."
+        "The faithful, sharp (Real-ESRGAN) and Lanczos engines work without them. "
+        "Engine ▸ FLUX models… shows what is found and how to get what is missing."
     )
     return text, error.hint
 
@@ -156,7 +155,7 @@ class EngineChoice(QObject):
         return self._models.get(engine[len(MODEL_ENGINE_PREFIX) :])
 
     def set_models(self, entries: Sequence[LibraryEntry]) -> None:
-        """The library's models. A selected model that is gone falls back to Real-ESRGAN."""
+        """The library's models. A selected model that is gone falls back to the default preview."""
         self._models = {e.name: e for e in entries}
         self.modelsChanged.emit()
         if is_model_engine(self._engine) and self.model_entry(self._engine) is None:

@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Final, Literal
 from PySide6.QtCore import QObject, Signal, Slot
 
 from fbupscale_gui.core.errors import FbError, InputImageError, ModelNotFoundError
-from fbupscale_gui.core.export import ExportItem, export_candidates, low_fidelity
+from fbupscale_gui.core.export import (
+    ExportItem,
+    contradicting,
+    export_candidates,
+    low_fidelity,
+)
 from fbupscale_gui.core.job import Note
 from fbupscale_gui.core.model_library import ModelLibrary
 from fbupscale_gui.core.request import (
@@ -36,6 +41,7 @@ from fbupscale_gui.worker.engine_process import ProcessLink
 from fbupscale_gui.worker.engine_thread import EngineThread, RunnerFactory
 
 from .candidates import CandidateEntry, CandidateStore
+from .cutout_status import CutoutStatus
 from .cutouts import Cutout, CutoutsModel, Decoded, LoadReport, decode_paths
 from .engine_choice import EngineChoice
 from .jobs import Job, JobQueue, JobState
@@ -46,11 +52,13 @@ if TYPE_CHECKING:
 from .settings_model import SettingsModel
 from .sr_library import SrLibrary
 
-__all__ = ["Level", "Message", "ParamsApplier", "Session", "base_request"]
+__all__ = ["FLUX_TOPIC", "Level", "Message", "ParamsApplier", "Session", "base_request"]
 
 log = logging.getLogger(__name__)
 
 Level = Literal["info", "warning", "error"]
+#: The topic of every message about the FLUX weights (one banner, always the latest).
+FLUX_TOPIC: Final = "flux"
 ParamsApplier = Callable[[ReconstructionRequest], ReconstructionRequest]
 
 _FLUX_WHATS: Final = ("FLUX", "ControlNet")
@@ -78,6 +86,9 @@ class Message:
     details: str = ""
     #: Interrupted jobs (restored from the session) that the action re-runs.
     rerun: tuple[Job, ...] = ()
+    #: What the message is about ("flux", "export", "cutout:NAME"): the window shows one
+    #: banner per topic, the latest replacing the one before. Empty: the text is the topic.
+    topic: str = ""
 
 
 def base_request(
@@ -102,6 +113,7 @@ def base_request(
         scene_json=cutout.scene.to_json() if cutout.scene is not None else "",
         source=cutout.source,
         flux=ModelRef(path=settings.flux_dir, repo_id=FLUX_REPO_ID),
+        flux_base=ModelRef(path=settings.flux_base_dir) if settings.flux_base_dir else None,
         controlnet=ModelRef(path=settings.controlnet_dir, repo_id=CONTROLNET_REPO_ID),
         lora=lora,
         memory_mode=settings.memory_mode,  # type: ignore[arg-type]
@@ -165,6 +177,8 @@ class Session(QObject):
         self.sr_models.changed.connect(self._on_models_changed)
         self._on_models_changed()
         self.jobs.jobEnded.connect(self._on_job_ended)
+        self.status = CutoutStatus(self.cutouts, self.jobs, self.candidates, self)
+        self.restored.connect(self.status.refresh_all)
         self.jobs.noted.connect(self._on_job_note)
         self.cutouts.loaded.connect(self._on_loaded)
         self.engine.fluxMissing.connect(self._on_flux_missing)
@@ -502,12 +516,14 @@ class Session(QObject):
 
     @Slot(str)
     def _on_save_failed(self, text: str) -> None:
-        self.message.emit(Message("error", text))
+        self.message.emit(Message("error", text, topic="session-save"))
 
     @Slot()
     def _on_save_recovered(self) -> None:
         folder = self.session_path
-        self.message.emit(Message("info", f"The session is being saved again to {folder}."))
+        self.message.emit(  # replaces the failure's banner: it no longer holds
+            Message("info", f"The session is being saved again to {folder}.", topic="session-save")
+        )
 
     # -- loading --------------------------------------------------------------------------
 
@@ -558,7 +574,12 @@ class Session(QObject):
         request = base_request(
             cutout, self.engine.engine, self.settings.settings, self.sr_models.library
         )
-        return apply_params(request) if apply_params is not None else request
+        request = apply_params(request) if apply_params is not None else request
+        if request.engine != "flux":
+            # one pass, one candidate, no LoRA: the request says what the engine will run,
+            # not the FLUX panel's variants and LoRA file (they never touch its pixels)
+            request = request.replace(variants=1, lora=LoraParams())
+        return request
 
     def run(
         self, cutouts: Iterable[Cutout], apply_params: ParamsApplier | None = None
@@ -620,7 +641,11 @@ class Session(QObject):
         ):
             self.engine.report_missing(err)
             self.message.emit(
-                Message("error", f"{job.cutout_name}: not run, the FLUX weights are missing.")
+                Message(
+                    "error",
+                    f"{job.cutout_name}: not run, the FLUX weights are missing.",
+                    topic="flux-jobs",
+                )
             )
             return
         if job.crashed:
@@ -644,10 +669,15 @@ class Session(QObject):
                     retry=job,
                     retry_label=f"Retry with '{mode}'",
                     retry_changes={"memory_mode": mode},
+                    topic=f"job:{job.cutout_name}",
                 )
             )
             return
-        self.message.emit(Message("error", f"{job.cutout_name}: {job.error_message}"))
+        self.message.emit(
+            Message(
+                "error", f"{job.cutout_name}: {job.error_message}", topic=f"job:{job.cutout_name}"
+            )
+        )
 
     @Slot(object, object)
     def _on_job_note(self, job: Job, note: Note) -> None:
@@ -659,7 +689,7 @@ class Session(QObject):
 
     @Slot(str, str)
     def _on_flux_missing(self, text: str, details: str) -> None:
-        self.message.emit(Message("warning", text, details=details))
+        self.message.emit(Message("warning", text, details=details, topic=FLUX_TOPIC))
 
     # -- export ---------------------------------------------------------------------------
 
@@ -689,6 +719,10 @@ class Session(QObject):
         ]
         return low_fidelity([_export_item(c, e) for c, e in low], threshold)
 
+    def contradicting_picks(self, cutout_ids: Iterable[int] | None = None) -> list[ExportItem]:
+        """Picks whose shirt numbers contradict their scene (the number check)."""
+        return contradicting([_export_item(c, e) for c, e in self._picked(cutout_ids)])
+
     def unexported_picks(self) -> list[CandidateEntry]:
         """Picks that exist only in this window (lost on quit unless exported)."""
         return [e for _c, e in self._picked(None) if id(e) not in self._exported]
@@ -706,6 +740,7 @@ class Session(QObject):
             badge=s.export_badge,
             # "refuse" is enforced here, on every path; "ask" is the window's question
             min_lr_db=s.export_min_lr_db if s.export_low_fidelity == "refuse" else None,
+            refuse_contradicting=s.export_number_contradiction == "refuse",
         )
 
     def export(
@@ -741,17 +776,21 @@ class Session(QObject):
         result: list[Path] | BaseException,
     ) -> None:
         if isinstance(result, FbError):
-            self.message.emit(Message("error", f"Export failed: {result}"))
+            self.message.emit(Message("error", f"Export failed: {result}", topic="export"))
             return
         if isinstance(result, BaseException):
             log.error("export failed", exc_info=result)
-            self.message.emit(Message("error", f"Export failed unexpectedly: {result}"))
+            self.message.emit(
+                Message("error", f"Export failed unexpectedly: {result}", topic="export")
+            )
             return
         self._exported.update(id(e) for _c, e in picked)
         self.recorder.record_exports([e for _c, e in picked], result)
         self.exported.emit(result)
         folder = result[0].parent if result else ""
-        self.message.emit(Message("info", f"Exported {len(result)} file(s) to {folder}"))
+        self.message.emit(
+            Message("info", f"Exported {len(result)} file(s) to {folder}", topic="export")
+        )
 
     # -- shutdown -------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from fbupscale_gui.core.number_check import NumberCheck, badge_text
 from fbupscale_gui.core.scoring import LR_TOOLTIP, format_db
 from fbupscale_gui.models.candidates import CandidateEntry, CandidateStore, HeatmapCache
 from fbupscale_gui.models.cutouts import Cutout
@@ -82,7 +83,8 @@ class CandidateTile(QFrame):
             f"Double-click or key {key}: pick"
         )
         self.score_label = QLabel()
-        self.score_label.setFixedWidth(TILE_SIDE)
+        self.number_label = QLabel()
+        self.set_number_check(entry.number_check)
         self.suggested_label = QLabel("◆ SUGGESTED")
         self.suggested_label.setToolTip(
             "The most faithful candidate (best LR-consistency). Not picked until you accept it: "
@@ -104,6 +106,8 @@ class CandidateTile(QFrame):
         score_row = QHBoxLayout()
         score_row.setContentsMargins(0, 0, 0, 0)
         score_row.addWidget(self.score_label)
+        score_row.addStretch(1)
+        score_row.addWidget(self.number_label)
         layout.addLayout(score_row)
         layout.addWidget(self.suggested_label)
         layout.addWidget(self.pick_button)
@@ -141,6 +145,21 @@ class CandidateTile(QFrame):
         limit = f"\nExport threshold: {min_lr_db:g} dB (Settings)." if min_lr_db else ""
         self.score_label.setToolTip(f"{LR_TOOLTIP}\n\nThis candidate: {self.score_text}.{limit}")
 
+    def set_number_check(self, check: NumberCheck | None) -> None:
+        """The shirt-number badge: "✓ 9", "✗ 8≠9" or "?" (hidden when nothing was checked)."""
+        text = badge_text(check)
+        self.number_label.setText(text)
+        self.number_label.setVisible(bool(text))
+        role = {"agrees": "ok", "contradicts": "error"}.get(check.verdict if check else "", "hint")
+        set_style_property(self.number_label, "role", role)
+        if check is not None:
+            read = ", ".join(f"{r.text} ({r.confidence:.0%})" for r in check.readings) or "nothing"
+            self.number_label.setToolTip(
+                f"Number check: {check.detail}.\nRead in this candidate: {read}.\n"
+                "The scene's visible numbers are the truth: a contradicting candidate puts a "
+                "wrong number on a player."
+            )
+
     def set_suggested(self, suggested: bool) -> None:
         self.suggested = suggested
         set_style_property(self, "suggested", suggested)
@@ -163,6 +182,16 @@ class CandidateTile(QFrame):
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
         self.pickRequested.emit(self.entry)
+
+
+def number_boxes(
+    check: NumberCheck | None,
+) -> list[tuple[tuple[tuple[float, float], ...], str, bool]]:
+    """The compare view's outlines for a number check: each reading's box, its text, and
+    whether the scene has that number."""
+    if check is None:
+        return []
+    return [(r.box, r.text, r.value in check.expected) for r in check.readings if r.box]
 
 
 class CandidatesPanel(QWidget):
@@ -193,7 +222,7 @@ class CandidatesPanel(QWidget):
         self.sort_box.setChecked(store.sort_by_score)
         self.sort_box.setToolTip(
             "Order the tiles by LR-consistency, most faithful first (keys 1-9 follow). "
-            "Off: rows by seed, columns without | with LoRA.\n\n" + LR_TOOLTIP
+            "Off: rows by seed (FLUX: columns without | with LoRA).\n\n" + LR_TOOLTIP
         )
         self.sort_box.toggled.connect(store.set_sort_by_score)
         self.suggest_action = QAction("Suggest pick", self)
@@ -353,6 +382,8 @@ class CandidatesPanel(QWidget):
         if self._cutout is None or cutout_id != self._cutout.id:
             return
         picked = self._store.picked(cutout_id)
+        if self.note.isVisible() and self.note.text().startswith(("Suggested:", "Picked the")):
+            self._show_note(self._suggestion_note())  # the note follows the pick
         for tile in self._tiles:
             tile.set_picked(tile.entry is picked)
         self._update_fidelity_actions()
@@ -386,19 +417,27 @@ class CandidatesPanel(QWidget):
         if best is None:
             self._show_note("Nothing to suggest: no candidate of this cutout has a score yet.")
             return None
+        self._show_note(self._suggestion_note())
+        self.compare_entry(best)
+        return best
+
+    def _suggestion_note(self) -> str:
+        """What the suggestion is and how it stands against the pick, as of now."""
+        cutout = self._cutout
+        best = self._store.suggested(cutout.id) if cutout is not None else None
+        if cutout is None or best is None:
+            return ""
         pool = self._store.suggestion_pool(cutout.id)
         picked = self._store.picked(cutout.id)
         tail = (
-            "It is already your pick."
+            "It is your pick."
             if picked is best
-            else "Your pick is unchanged: accept with Shift+S or the tile's Pick button."
+            else "Your pick is another candidate: accept with Shift+S or the tile's Pick button."
         )
-        self._show_note(
+        return (
             f"Suggested: {best.label} — LR-consistency {format_db(best.lr_consistency)}, "
             f"the best of {len(pool)} {best.engine} candidate(s). {tail}"
         )
-        self.compare_entry(best)
-        return best
 
     def accept_suggestion(self) -> CandidateEntry | None:
         if self._cutout is None:
@@ -441,6 +480,8 @@ class CandidatesPanel(QWidget):
         self.title.setText(f"Candidates — {cutout.name}" if cutout is not None else "Candidates")
         self.empty.setVisible(not entries)
         self.grid_scroll.setVisible(bool(entries))
+        # stage 1 exists only for FLUX: a fast engine's cutout shows no such switch
+        self.stage1_box.setVisible(any(e.engine == "flux" for e in entries))
         self._update_fidelity_actions()
         if cutout is None or not entries:
             return
@@ -527,6 +568,7 @@ class CandidatesPanel(QWidget):
             left = self._upscaled_cutout(cutout, size)
             self.compare.set_pair(left, entry.image, "cutout (Lanczos)", right)
             text = f"cutout (Lanczos)  ◀ split ▶  {right}   ·   Ctrl+click another tile to compare two candidates"
+        self.compare.set_number_boxes(number_boxes(entry.number_check))
         self._compared = entry
         self._compare_text = text
         self.compare_label.setText(text)

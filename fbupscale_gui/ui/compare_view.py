@@ -201,6 +201,8 @@ class _Canvas(QWidget):
         self.left_label = ""
         self.right_label = ""
         self.overlay: QImage | None = None
+        #: The number check's readings on the right image: (corners in its pixels, text, ok).
+        self.number_boxes: list[tuple[tuple[tuple[float, float], ...], str, bool]] = []
         self.overlay_opacity = DEFAULT_OVERLAY_PERCENT / 100.0
         self.viewport = Viewport()
         self.split = 0.5
@@ -467,6 +469,31 @@ class _Canvas(QWidget):
     def _draw_overlay(self, p: QPainter, pane: QRectF, clip: QRectF) -> None:
         if self.overlay is not None and not self.overlay.isNull() and self.overlay_opacity > 0:
             self._draw_image(p, self.overlay, pane, clip, self.overlay_opacity)
+        if self.number_boxes and not self.right.isNull():
+            self._draw_number_boxes(p, pane, clip)
+
+    def _draw_number_boxes(self, p: QPainter, pane: QRectF, clip: QRectF) -> None:
+        """Outline what the number check read: green where the scene agrees, red where not."""
+        from PySide6.QtCore import QPointF
+        from PySide6.QtGui import QPolygonF
+
+        frame = self.viewport.frame_rect(pane)
+        kx = frame.width() / max(self.right.width(), 1)
+        ky = frame.height() / max(self.right.height(), 1)
+        p.save()
+        p.setClipRect(clip)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        for corners, text, ok in self.number_boxes:
+            colour = QColor("#8fd694" if ok else "#ff5c4d")
+            poly = QPolygonF(
+                [QPointF(frame.left() + x * kx, frame.top() + y * ky) for x, y in corners]
+            )
+            p.setPen(QPen(colour, 2.0))
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.drawPolygon(poly)
+            top = poly.boundingRect()
+            p.drawText(QPointF(top.left(), max(top.top() - 4, clip.top() + 12)), text)
+        p.restore()
 
     def _draw_frame_border(self, p: QPainter, pane: QRectF, clip: QRectF) -> None:
         p.save()
@@ -650,6 +677,14 @@ class CompareView(QWidget):
 
     def overlay(self) -> QImage | None:
         return self._canvas.overlay
+
+    def set_number_boxes(
+        self, boxes: list[tuple[tuple[tuple[float, float], ...], str, bool]]
+    ) -> None:
+        """Outline the number check's readings on the right image (corners in its pixels,
+        the text read, whether the scene agrees with it); [] removes them."""
+        self._canvas.number_boxes = list(boxes)
+        self._canvas.update()
 
     def overlay_opacity(self) -> float:
         return self._canvas.overlay_opacity

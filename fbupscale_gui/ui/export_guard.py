@@ -1,5 +1,6 @@
 """The export's fidelity guard: ask (or refuse) before exporting picks below the operator's
-LR-consistency threshold (Settings: "Export guard").
+LR-consistency threshold, or picks whose shirt number contradicts the scene (Settings:
+"Export guard").
 
 "ask" shows the picks below it with their scores and exports only after "Export anyway";
 "refuse" says which picks block the export and exports nothing. The session enforces "refuse"
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from fbupscale_gui.core.export import low_fidelity_text
+from fbupscale_gui.core.export import contradiction_text, low_fidelity_text
 
 if TYPE_CHECKING:
     from fbupscale_gui.models.session import Session
@@ -27,8 +28,47 @@ EXPORT_ANYWAY = "Export anyway"
 def confirm_fidelity(
     parent: QWidget | None, session: Session, cutout_ids: Iterable[int] | None = None
 ) -> bool:
-    """True if the export may go ahead (nothing below the threshold, or the operator agreed)."""
+    """True if the export may go ahead: no pick below the LR-consistency threshold and none
+    whose shirt number contradicts its scene, or the operator agreed to each question."""
     ids = None if cutout_ids is None else list(cutout_ids)
+    return _confirm_numbers(parent, session, ids) and _confirm_scores(parent, session, ids)
+
+
+def _confirm_numbers(parent: QWidget | None, session: Session, ids: list[int] | None) -> bool:
+    wrong = session.contradicting_picks(ids)
+    if not wrong:
+        return True
+    box = QMessageBox(parent)
+    box.setWindowTitle("fbupscale — export guard")
+    box.setDetailedText(
+        "The number check reads the shirt numbers in each candidate and compares them with the "
+        "numbers the scene marks fully visible. A contradicting candidate puts a wrong number "
+        "on a player: the worst error to put on air."
+    )
+    listing = contradiction_text(wrong)
+    if session.settings.settings.export_number_contradiction == "refuse":
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setText(
+            f"Export refused: {len(wrong)} pick(s) show a shirt number the scene contradicts."
+        )
+        box.setInformativeText(
+            f"{listing}\n\nPick a candidate marked ✓ (Suggest pick: S), or change the export "
+            "guard in Settings."
+        )
+        box.addButton(QMessageBox.StandardButton.Ok)
+        box.exec()
+        return False
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setText(f"{len(wrong)} pick(s) show a shirt number the scene contradicts. Export anyway?")
+    box.setInformativeText(listing)
+    anyway = box.addButton(EXPORT_ANYWAY, QMessageBox.ButtonRole.AcceptRole)
+    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(cancel)
+    box.exec()
+    return box.clickedButton() is anyway
+
+
+def _confirm_scores(parent: QWidget | None, session: Session, ids: list[int] | None) -> bool:
     low = session.low_fidelity_picks(ids)
     if not low:
         return True

@@ -144,6 +144,10 @@ class FrameView(QWidget):
             return None
         return (left, top, right - left, bottom - top)
 
+    def set_zoom(self, zoom: float | None) -> None:
+        """Zoom to ``zoom`` about the middle of the view (None: fit)."""
+        self._set_zoom(zoom)
+
     def _set_zoom(self, zoom: float | None, about: QPointF | None = None) -> None:
         if self._image.isNull():
             return
@@ -313,8 +317,13 @@ class FrameView(QWidget):
     def _paint_rect(self, painter: QPainter, frame: QRectF) -> None:
         assert self._rect is not None
         x, y, w, h = self._rect
-        tl = self.to_widget(x, y)
-        box = QRectF(tl.x(), tl.y(), w * self.zoom(), h * self.zoom())
+        # whole device pixels, so the shaded parts meet without a visible seam
+        tl, br = self.to_widget(x, y), self.to_widget(x + w, y + h)
+        box = QRectF(QPointF(round(tl.x()), round(tl.y())), QPointF(round(br.x()), round(br.y())))
+        frame = QRectF(
+            QPointF(round(frame.left()), round(frame.top())),
+            QPointF(round(frame.right()), round(frame.bottom())),
+        )
         # shade the frame outside the region
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(_SHADE)

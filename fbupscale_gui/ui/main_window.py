@@ -4,7 +4,8 @@ It holds no state of its own: cutouts, candidates, picks, jobs and settings live
 :class:`~fbupscale_gui.models.session.Session`; the panes are bound to it here.
 
 Scene and prompt are per cutout (each cutout is a different player and moment; a new cutout
-starts from the last scene, so teams and stadium carry over). The Advanced parameters and the
+inherits only the last scene's teams, kits and stadium, never its people, numbers, action or
+positions). The Advanced parameters and the
 engine are shared by all cutouts.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from PySide6.QtCore import Qt, QTimer, Slot
@@ -45,6 +47,18 @@ __all__ = ["WINDOW_TITLE", "MainWindow"]
 log = logging.getLogger(__name__)
 
 WINDOW_TITLE: Final = "fbupscale — football cutout reconstruction"
+#: How long passing news stays in the status bar.
+_STATUS_MS: Final = 10_000
+#: How the middle column is shared when Advanced is expanded: scene editor : parameters.
+_SCENE_STRETCH: Final = 3
+_PARAMS_STRETCH: Final = 2
+#: Lines a title bar and a desktop panel take from the screen's height.
+_FRAME_ALLOWANCE: Final = 40
+_SPLITTERS_KEY: Final = "window/splitters"
+_SCENE_SPLITTER_KEY: Final = "window/sceneSplitter"
+_SELECTED_KEY: Final = "window/selectedCutout"
+#: Set once the operator has been shown where exports go.
+_EXPORT_TOLD_KEY: Final = "ui/export_folder_told"
 
 
 class MainWindow(QMainWindow):
@@ -68,6 +82,7 @@ class MainWindow(QMainWindow):
         self._current: Cutout | None = None
         self._video: VideoWindow | None = None
         self._built = False
+        self._wanted_sha = ""
         self.gpu: GpuMonitor | None = None
         self.setWindowTitle(WINDOW_TITLE)
         self.setAcceptDrops(True)
@@ -110,8 +125,10 @@ class MainWindow(QMainWindow):
         middle = QWidget()  # the scene editor scrolls itself; the params panel folds away
         middle_layout = QVBoxLayout(middle)
         middle_layout.setContentsMargins(4, 4, 4, 4)
-        middle_layout.addWidget(self.scene_editor, 1)
+        middle_layout.addWidget(self.scene_editor, _SCENE_STRETCH)
         middle_layout.addWidget(self.params)
+        self._middle_layout = middle_layout
+        self.params.expandedChanged.connect(self._on_params_expanded)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(self.cutouts)
@@ -143,11 +160,23 @@ class MainWindow(QMainWindow):
             if gpu.text:
                 self.gpu_label.set_status(gpu.text)
 
+        from PySide6.QtWidgets import QApplication
+
+        from .wheel_guard import WheelGuard
+
+        self._wheel_guard = WheelGuard(self)  # the wheel scrolls forms, not their dropdowns
+        app = QApplication.instance()
+        if app is not None:
+            app.installEventFilter(self._wheel_guard)
+
         self._build_actions()
         self._build_toolbar()
         self._build_menus()
         self._bind()
         self._params_from_settings(session.settings.settings)
+        self._restore_layout()
+        session.cutouts.rowsInserted.connect(self._select_wanted)
+        session.restored.connect(self._select_wanted)
         self._built = True
         self._update_actions()
         # keyboard focus on the cutouts list (arrows, PgUp/PgDown, 1-9) once the window shows
@@ -230,10 +259,16 @@ class MainWindow(QMainWindow):
             "Queue again the jobs that were running or waiting when fbupscale stopped",
         )
         self.models_action = self._action(
-            "Models…",
+            "Super-resolution models…",
             self.open_models,
             [],
             "Add and remove super-resolution models (SPAN, ESRGAN, Compact, SwinIR, …)",
+        )
+        self.flux_models_action = self._action(
+            "FLUX models…",
+            self.open_flux_models,
+            [],
+            "FLUX.1-dev, its ControlNet and LoRAs: what is found, what is missing, how to get it",
         )
         self.next_action = self._action("Next cutout", self.next_cutout, ["PgDown", "Alt+Right"])
         self.prev_action = self._action(
@@ -265,7 +300,9 @@ class MainWindow(QMainWindow):
         bar.addSeparator()
         bar.addWidget(QLabel(" Engine "))
         self.engine_combo = QComboBox()
-        self.engine_combo.setToolTip("Which engine Run uses (add models with Engine ▸ Models…)")
+        self.engine_combo.setToolTip(
+            "Which engine Run uses (Engine ▸ Super-resolution models… and FLUX models…)"
+        )
         for engine in ENGINES:
             self.engine_combo.addItem(ENGINE_LABELS[engine], engine)
             self.engine_combo.setItemData(
@@ -332,6 +369,7 @@ class MainWindow(QMainWindow):
             run_menu.addAction(a)
         engine_menu = menu.addMenu("&Engine")
         engine_menu.addAction(self.models_action)
+        engine_menu.addAction(self.flux_models_action)
         engine_menu.addAction("Train LoRA…", self.open_train_window)  # paper 3.3
         pick_menu = menu.addMenu("&Pick")
         for a in self.pick_actions:
@@ -355,6 +393,7 @@ class MainWindow(QMainWindow):
         s.candidates.pickChanged.connect(self._update_actions)
         s.cutouts.rowsInserted.connect(self._update_actions)
         s.message.connect(self.show_message)
+        s.exported.connect(self._on_exported)
         s.loraReported.connect(self.params.show_lora_report)
         s.sessionChanged.connect(self._on_session_changed)
         s.restored.connect(self._update_actions)
@@ -365,17 +404,56 @@ class MainWindow(QMainWindow):
         self._on_models_changed()
         self._on_engine_changed(s.engine.engine)
 
+    @Slot(bool)
+    def _on_params_expanded(self, expanded: bool) -> None:
+        """Expanded, the parameters share the column with the scene (they scroll inside)."""
+        self._middle_layout.setStretchFactor(self.params, _PARAMS_STRETCH if expanded else 0)
+
     # -- geometry -------------------------------------------------------------------------
 
     def _restore_geometry(self, store: QSettings | None) -> None:
         geometry, state = read_window_geometry(store) if store is not None else (None, None)
         if geometry is None or not self.restoreGeometry(geometry):
-            self.resize(1600, 960)
+            # a first start: large, but never larger than the screen (1366x768 included)
+            room = self.screen().availableGeometry()
+            self.resize(min(1600, room.width()), min(960, room.height() - _FRAME_ALLOWANCE))
         if state is not None:
             self.restoreState(state)
 
     def save_geometry(self) -> None:
+        """Window, splitters and the selected cutout, for the next start."""
+        store = self.session.settings.store
+        store.setValue(_SPLITTERS_KEY, self.splitter.saveState())
+        store.setValue(_SCENE_SPLITTER_KEY, self.scene_editor.splitter().saveState())
+        current = self.cutouts.current()
+        store.setValue(_SELECTED_KEY, current.source.sha256 if current is not None else "")
         self.session.settings.save_window_geometry(self.saveGeometry(), self.saveState())
+
+    def _restore_layout(self) -> None:
+        """Splitter positions as they were left; the cutout selected then, once it is back."""
+        from PySide6.QtCore import QByteArray
+
+        store = self.session.settings.store
+        for key, splitter in (
+            (_SPLITTERS_KEY, self.splitter),
+            (_SCENE_SPLITTER_KEY, self.scene_editor.splitter()),
+        ):
+            state = store.value(key)
+            if isinstance(state, QByteArray):
+                splitter.restoreState(state)
+        wanted = store.value(_SELECTED_KEY, "")
+        self._wanted_sha = wanted if isinstance(wanted, str) else ""
+
+    @Slot()
+    def _select_wanted(self, *_args: object) -> None:
+        """Select the cutout that was selected at the last quit, when it comes back."""
+        if not self._wanted_sha:
+            return
+        for row, cutout in enumerate(self.session.cutouts.cutouts()):
+            if cutout.source.sha256 == self._wanted_sha:
+                self._wanted_sha = ""
+                self.cutouts.select_row(row)
+                return
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if not self._built:
@@ -508,9 +586,7 @@ class MainWindow(QMainWindow):
 
     @Slot(int)
     def _on_cutout_sent(self, cutout_id: int) -> None:
-        for row, cutout in enumerate(self.session.cutouts.cutouts()):
-            if cutout.id == cutout_id:
-                self.cutouts.select_row(row)
+        self._select_cutout(cutout_id)
 
     def open_files(self) -> None:
         from PySide6.QtWidgets import QFileDialog
@@ -546,7 +622,23 @@ class MainWindow(QMainWindow):
         if image.isNull():
             self.show_message(Message("warning", "The clipboard holds no image to paste."))
             return
-        self.session.cutouts.add_image(qimage_to_pil(image), "pasted")
+        pasted = qimage_to_pil(image)
+        report = self.session.cutouts.add_image(pasted, "pasted")
+        if report.added:
+            cutout = report.added[0]
+            self._select_cutout(cutout.id)
+            text = f"Pasted {cutout.name} ({pasted.width}×{pasted.height} px): it is selected."
+            self.show_message(Message("info", text))
+        elif report.duplicates:
+            self.show_message(Message("info", "That image is already in the cutouts list."))
+
+    def _select_cutout(self, cutout_id: int) -> None:
+        """Select and show the cutout with ``cutout_id`` in the list."""
+        try:
+            row = self.session.cutouts.row_of(cutout_id)
+        except KeyError:
+            return
+        self.cutouts.select_row(row)
 
     # -- current cutout and its scene -----------------------------------------------------
 
@@ -558,7 +650,7 @@ class MainWindow(QMainWindow):
         self._current = cutout
         self.candidates.set_cutout(cutout)
         if cutout is not None:
-            scene = cutout.scene or self.session.cutouts.last_scene or Scene()
+            scene = cutout.scene or self.session.cutouts.starting_scene() or Scene()
             self.scene_editor.set_scene(scene, cutout.prompt if cutout.prompt_manual else None)
             self._store_editor()
         self._update_actions()
@@ -624,11 +716,15 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _on_flux_status(self, status: str) -> None:
         from fbupscale_gui.models.engine_choice import ENGINE_LABELS, FluxStatus
+        from fbupscale_gui.models.session import FLUX_TOPIC
 
         index = self.engine_combo.findData("flux")
         label = ENGINE_LABELS["flux"]
         if status == FluxStatus.MISSING:
             label = "FLUX (weights missing)"
+        elif status == FluxStatus.AVAILABLE:
+            self.messages.dismiss(FLUX_TOPIC)  # found now: the banner would be stale
+            self.messages.dismiss("flux-jobs")
         self.engine_combo.setItemText(index, label)
 
     # -- running --------------------------------------------------------------------------
@@ -638,7 +734,9 @@ class MainWindow(QMainWindow):
         return self.session.run(self.cutouts.selected(), self.params.apply_to)
 
     def cancel(self) -> None:
+        """Esc: the status reads "cancelling…" at once, then "cancelled" when the job stops."""
         if self.session.jobs.is_busy():
+            self.progress.set_cancelling()
             self.session.jobs.cancel()
 
     def rerun_interrupted(self) -> list[Job]:
@@ -664,6 +762,30 @@ class MainWindow(QMainWindow):
         if self._current is not None and self._fidelity_ok([self._current.id]):
             self.session.export_in_background([self._current.id])
 
+    @Slot(object)
+    def _on_exported(self, paths: object) -> None:
+        """The first export ever names the folder and offers to change it (once)."""
+        store = self.session.settings.store
+        if not isinstance(paths, list) or not paths or store.value(_EXPORT_TOLD_KEY, False):
+            return
+        store.setValue(_EXPORT_TOLD_KEY, True)
+        folder = Path(paths[0]).parent
+        self.messages.show_message(
+            "info",
+            f"Exports go to {folder}. Keep it, or choose another folder (also in Settings).",
+            ("Change folder…", self.change_export_folder),
+            "export-folder",
+        )
+
+    def change_export_folder(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        current = self.session.settings.settings.export_dir
+        folder = QFileDialog.getExistingDirectory(self, "Export picks to", current)
+        if folder:
+            self.session.settings.update(export_dir=folder)
+            self.statusBar().showMessage(f"Exports now go to {folder}", _STATUS_MS)
+
     def _fidelity_ok(self, cutout_ids: list[int] | None) -> bool:
         """Below the settings' LR-consistency threshold: ask, or refuse (ui/export_guard.py)."""
         from .export_guard import confirm_fidelity
@@ -680,6 +802,19 @@ class MainWindow(QMainWindow):
         if dialog is None:
             dialog = self.models_dialog = ModelsDialog(self.session.sr_models, self)
         dialog.refresh()
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
+
+    def open_flux_models(self) -> None:
+        """The FLUX models page (non-modal: the survey and hashing run in the background)."""
+        from .flux_models_dialog import FluxModelsDialog
+
+        dialog = getattr(self, "flux_models_dialog", None)
+        if dialog is None:
+            dialog = self.flux_models_dialog = FluxModelsDialog(self.session, self)
+        else:
+            dialog.refresh()
         dialog.show()
         dialog.raise_()
         dialog.activateWindow()
@@ -746,14 +881,22 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def show_message(self, message: Message) -> None:
+        """Errors and warnings as banners (one per topic); passing news in the status bar."""
+        from fbupscale_gui.models.session import FLUX_TOPIC
+
         action = None
         if message.retry is not None or message.rerun:
             action = (message.retry_label or "Retry", lambda: self.session.retry(message))
-        row = self.messages.show_message(message.level, message.text, action)
+        elif message.topic == FLUX_TOPIC:
+            action = ("Set up FLUX…", self.open_flux_models)
+        topic = message.topic or f"text:{message.text}"
+        if message.level == "info" and action is None:
+            self.messages.dismiss(topic)  # an older error on the same topic no longer holds
+            self.statusBar().showMessage(message.text, _STATUS_MS)
+            return
+        row = self.messages.show_message(message.level, message.text, action, topic)
         if message.details:
             row.setToolTip(message.details)
-        if message.level == "info":
-            self.statusBar().showMessage(message.text, 8000)
 
     def _update_actions(self, *_args: object) -> None:
         has_cutouts = len(self.session.cutouts) > 0

@@ -2,6 +2,10 @@
 
 Non-modal, so a failure never blocks the queue or the keyboard. Each message can carry one
 action button (e.g. "Retry with 'sequential'") and is dismissed with ×.
+
+One banner per topic: a message on a topic already shown (the FLUX weights, an export, one
+cutout's failure) replaces that banner in place instead of stacking a second one, so what is
+shown is always the latest word on it. A message without a topic is its own topic by its text.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class MessageRow(QFrame):
     ) -> None:
         super().__init__(parent)
         self.level = level
+        self.topic = ""
         self.setObjectName("messageRow")
         self.setFrameShape(QFrame.Shape.StyledPanel)
         layout = QHBoxLayout(self)
@@ -63,7 +68,7 @@ class MessageRow(QFrame):
 
 
 class MessageBar(QWidget):
-    """A stack of the latest messages (newest at the bottom, at most ``limit``)."""
+    """The latest messages, one per topic (newest at the bottom, at most ``limit``)."""
 
     def __init__(self, limit: int = 4, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -80,13 +85,30 @@ class MessageBar(QWidget):
     def texts(self) -> list[str]:
         return [r.label.text() for r in self._rows]
 
+    def row_for(self, topic: str) -> MessageRow | None:
+        """The banner shown on ``topic``, if any."""
+        return next((r for r in self._rows if r.topic == topic), None)
+
     def show_message(
-        self, level: str, text: str, action: tuple[str, Callable[[], object]] | None = None
+        self,
+        level: str,
+        text: str,
+        action: tuple[str, Callable[[], object]] | None = None,
+        topic: str = "",
     ) -> MessageRow:
+        """Show ``text``; a banner already shown on the same topic is replaced in place."""
         row = MessageRow(level, text, action, self)
+        row.topic = topic or f"text:{text}"
         row.dismissed.connect(self._on_dismissed)
-        self._rows.append(row)
-        self._layout.addWidget(row)
+        old = self.row_for(row.topic)
+        if old is not None:
+            index = self._rows.index(old)
+            self._layout.insertWidget(self._layout.indexOf(old), row)
+            self._rows.insert(index, row)
+            self._remove(old)
+        else:
+            self._rows.append(row)
+            self._layout.addWidget(row)
         while len(self._rows) > self._limit:
             self._remove(self._rows[0])
         self.setVisible(True)
@@ -104,6 +126,12 @@ class MessageBar(QWidget):
             row.hide()
             row.setParent(None)  # Python owns it now; collected when unreferenced
         self.setVisible(bool(self._rows))
+
+    def dismiss(self, topic: str) -> None:
+        """Remove the banner on ``topic`` (what it said is no longer true)."""
+        row = self.row_for(topic)
+        if row is not None:
+            self._remove(row)
 
     def clear(self) -> None:
         for row in list(self._rows):

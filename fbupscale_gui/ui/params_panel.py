@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QSizePolicy,
     QSpinBox,
     QToolButton,
@@ -44,6 +45,7 @@ from fbupscale_gui.core.request import (
     ModelRef,
     Preprocess,
     ReconstructionRequest,
+    Speed,
     Stage1Params,
     Stage2Params,
     StageName,
@@ -54,6 +56,8 @@ __all__ = ["MEMORY_MODE_LABELS", "PAPER_INTERMEDIATE", "ParamsPanel"]
 
 #: The paper's two-step standardisation goes through a 256 px square first.
 PAPER_INTERMEDIATE: Final = 256
+#: Expanded, the parameters get at least this much height (they scroll within it).
+_BODY_MIN_HEIGHT: Final = 150
 #: Random seeds are drawn below this, so they stay short enough to read out and type.
 RANDOM_SEED_LIMIT: Final = 2**31
 
@@ -63,6 +67,11 @@ MEMORY_MODE_LABELS: Final[dict[MemoryMode, str]] = {
     "model": "Model offload",
     "group": "Group offload",
     "sequential": "Sequential offload (slowest, least memory)",
+}
+SPEED_LABELS: Final[dict[Speed, str]] = {
+    "exact": "Exact (every step computed)",
+    "fast": "Fast (stage-1 steps cached)",
+    "compiled": "Compiled (GPU, first run compiles)",
 }
 
 
@@ -104,6 +113,7 @@ class ParamsPanel(QWidget):
     """Stage 1/2, variants and seed, LoRA, output size and memory mode. Emits ``changed()``."""
 
     changed = Signal()
+    expandedChanged = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -197,6 +207,18 @@ class ParamsPanel(QWidget):
         )
         for mode, label in MEMORY_MODE_LABELS.items():
             self._memory.addItem(label, mode)
+        self._speed = QComboBox()
+        self._speed.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self._speed.setMinimumContentsLength(14)
+        self._speed.setToolTip(
+            "Exact computes every step. Fast skips stage-1 steps whose first block barely "
+            "changes (First Block Cache; stage 2 stays exact); its quality cost is the "
+            "LR-consistency delta. Compiled compiles the transformer blocks once."
+        )
+        for speed, label in SPEED_LABELS.items():
+            self._speed.addItem(label, speed)
 
         self._error_label = QLabel()
         self._error_label.setProperty("role", "error")
@@ -236,6 +258,7 @@ class ParamsPanel(QWidget):
         form.addRow("Size", self._size)
         form.addRow("", self._intermediate)
         form.addRow("GPU memory", self._memory)
+        form.addRow("Speed", self._speed)
         compact: tuple[QWidget, ...] = (
             self._s1_strength,
             self._s1_guidance,
@@ -255,7 +278,17 @@ class ParamsPanel(QWidget):
         body_layout = QVBoxLayout(self._body)
         body_layout.setContentsMargins(12, 0, 0, 0)
         body_layout.addLayout(form)
-        self._body.setVisible(False)
+        # Expanded, the parameters scroll inside the column rather than growing the window
+        # past the screen (1366x768 included); the scene editor keeps its share.
+        self._body_scroll = QScrollArea()
+        self._body_scroll.setWidget(self._body)
+        self._body_scroll.setWidgetResizable(True)
+        self._body_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self._body_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._body_scroll.setMinimumHeight(_BODY_MIN_HEIGHT)
+        # its height comes from the column's stretch, not from the long form's size hint
+        self._body_scroll.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Ignored)
+        self._body_scroll.setVisible(False)
 
         header = QHBoxLayout()
         header.setContentsMargins(0, 0, 0, 0)
@@ -268,7 +301,7 @@ class ParamsPanel(QWidget):
         layout.addLayout(header)
         layout.addWidget(self._summary)
         layout.addWidget(self._error_label)
-        layout.addWidget(self._body)
+        layout.addWidget(self._body_scroll, 1)
 
         # -- wiring
         self._toggle.toggled.connect(self.set_expanded)
@@ -301,6 +334,7 @@ class ParamsPanel(QWidget):
         self._seed.textChanged.connect(self._on_edit)
         self._lora_path.textChanged.connect(self._on_edit)
         self._memory.currentIndexChanged.connect(self._on_edit)
+        self._speed.currentIndexChanged.connect(self._on_edit)
 
         self.set_from(self._base)
 
@@ -314,7 +348,8 @@ class ParamsPanel(QWidget):
             self._toggle.setChecked(expanded)  # re-enters through toggled
             return
         self._toggle.setArrowType(Qt.ArrowType.DownArrow if expanded else Qt.ArrowType.RightArrow)
-        self._body.setVisible(expanded)
+        self._body_scroll.setVisible(expanded)
+        self.expandedChanged.emit(expanded)
 
     def error(self) -> str:
         """The request's message for the current values, or "" when they are valid."""
@@ -372,6 +407,7 @@ class ParamsPanel(QWidget):
                 request.preprocess, size=size, intermediate=intermediate
             ),
             memory_mode=memory,
+            speed=self._speed.currentData(),
         )
 
     def set_from(self, request: ReconstructionRequest) -> None:
@@ -395,6 +431,7 @@ class ParamsPanel(QWidget):
             self._size,
             self._intermediate,
             self._memory,
+            self._speed,
         ]
         blockers = [QSignalBlocker(w) for w in widgets]
         try:
@@ -417,6 +454,7 @@ class ParamsPanel(QWidget):
             self._intermediate.setChecked(request.preprocess.intermediate is not None)
             index = self._memory.findData(request.memory_mode)
             self._memory.setCurrentIndex(max(index, 0))
+            self._speed.setCurrentIndex(max(self._speed.findData(request.speed), 0))
         finally:
             for blocker in blockers:
                 blocker.unblock()
@@ -442,6 +480,7 @@ class ParamsPanel(QWidget):
                     intermediate=defaults.preprocess.intermediate,
                 ),
                 memory_mode=defaults.memory_mode,
+                speed=defaults.speed,
             )
         )
 
@@ -557,6 +596,7 @@ def _param_fields(request: ReconstructionRequest) -> dict[str, object]:
             size=request.preprocess.size, intermediate=request.preprocess.intermediate
         ),
         "memory_mode": request.memory_mode,
+        "speed": request.speed,
     }
 
 
@@ -580,6 +620,8 @@ def _summarize(request: ReconstructionRequest) -> str:
     else:
         parts.append("no LoRA")
     parts.append(f"{request.preprocess.size} px")
+    if request.speed != "exact":
+        parts.append(request.speed)
     defaults = ReconstructionRequest()
     same = _param_fields(request.replace(lora=dataclasses.replace(request.lora, model=None)))
     changed = same != _param_fields(defaults)

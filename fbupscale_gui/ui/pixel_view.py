@@ -14,9 +14,12 @@ _MAX_ZOOM = 32
 class PixelView(QWidget):
     """Integer zoom (fit by default; the wheel steps it), drawn without smoothing."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, parent: QWidget | None = None, placeholder: str = "Select a cutout to see its pixels"
+    ) -> None:
         super().__init__(parent)
         self._image = QImage()
+        self.placeholder = placeholder
         self._zoom: int | None = None  # None: fit
         self.setMinimumSize(160, 160)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -61,7 +64,9 @@ class PixelView(QWidget):
         if self._image.isNull():
             painter.setPen(pal.placeholderText().color())
             painter.drawText(
-                self.rect(), Qt.AlignmentFlag.AlignCenter, "Select a cutout to see its pixels"
+                self.rect(),
+                Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                self.placeholder,
             )
             return
         z = self.zoom()
@@ -72,8 +77,15 @@ class PixelView(QWidget):
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
         painter.drawImage(QRect(x, y, w, h), self._image)
         painter.setPen(pal.text().color())
+        caption = self.caption()
+        if painter.fontMetrics().horizontalAdvance(caption) > self.width() - 4:
+            caption = caption.split(" · ", 1)[0]  # narrow: the size alone, never clipped
         painter.drawText(
             QRect(0, self.height() - caption_h, self.width(), caption_h),
             Qt.AlignmentFlag.AlignCenter,
-            f"{self._image.width()}×{self._image.height()} px · {z}× nearest",
+            caption,
         )
+
+    def caption(self) -> str:
+        """``88×66 px · 2× nearest`` (shown under the pixels)."""
+        return f"{self._image.width()}×{self._image.height()} px · {self.zoom()}× nearest"

@@ -59,6 +59,8 @@ from fbupscale_gui.ui.theme import set_style_property
 __all__ = ["SceneEditor", "SwatchStrip"]
 
 MAX_TEAMS: Final = 8
+#: Height of the handle between the scene form and the prompt (room between their titles).
+_SPLITTER_HANDLE: Final = 12
 
 _KIT_LABELS: Final[dict[str, str]] = {"home": "Home kit", "away": "Away kit", "third": "Third kit"}
 _STADIUM_LABELS: Final[dict[str, str]] = {
@@ -584,6 +586,8 @@ class SceneEditor(QWidget):
         self._splitter.setStretchFactor(0, 2)
         self._splitter.setStretchFactor(1, 1)
         self._splitter.setChildrenCollapsible(False)
+        # a visible gap between the form's last box and the Prompt title: they never touch
+        self._splitter.setHandleWidth(_SPLITTER_HANDLE)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self._splitter)
@@ -614,6 +618,10 @@ class SceneEditor(QWidget):
 
     def model(self) -> SceneModel:
         return self._model
+
+    def splitter(self) -> QSplitter:
+        """The splitter between the scene form and the prompt (its state is kept)."""
+        return self._splitter
 
     def scene(self) -> Scene:
         return self._model.scene()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import get_args
+from typing import Final, get_args
 
 from PySide6.QtWidgets import (
     QComboBox,
@@ -26,7 +26,10 @@ from .theme import set_style_property
 
 __all__ = ["SettingsDialog"]
 
-_FOLDERS = ("flux_dir", "controlnet_dir", "hf_cache", "export_dir")
+_FOLDERS = ("flux_dir", "flux_base_dir", "controlnet_dir", "hf_cache", "export_dir")
+#: Path fields show at least this many characters (paths like ~/models/FLUX.1-dev fit whole).
+_PATH_CHARS: Final = 56
+_MIN_WIDTH: Final = 820
 
 
 class SettingsDialog(QDialog):
@@ -35,12 +38,19 @@ class SettingsDialog(QDialog):
     def __init__(self, settings: Settings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("fbupscale — Settings")
-        self.setMinimumWidth(640)
+        self.setMinimumWidth(_MIN_WIDTH)
         self._settings = settings
         self._result: Settings | None = None
         self.edits: dict[str, QLineEdit] = {}
         form = QFormLayout()
-        for name in ("flux_dir", "controlnet_dir", "lora_path", "hf_cache", "export_dir"):
+        for name in (
+            "flux_dir",
+            "flux_base_dir",
+            "controlnet_dir",
+            "lora_path",
+            "hf_cache",
+            "export_dir",
+        ):
             form.addRow(Settings.describe(name), self._path_row(name))
         self.memory = QComboBox()
         self.memory.addItems(list(get_args(MemoryMode)))
@@ -99,6 +109,17 @@ class SettingsDialog(QDialog):
             max(0, self.low_fidelity.findData(settings.export_low_fidelity))
         )
         form.addRow(Settings.describe("export_low_fidelity"), self.low_fidelity)
+        self.contradiction = QComboBox()
+        self.contradiction.addItem("asks for confirmation", "ask")
+        self.contradiction.addItem("is refused", "refuse")
+        self.contradiction.setCurrentIndex(
+            max(0, self.contradiction.findData(settings.export_number_contradiction))
+        )
+        self.contradiction.setToolTip(
+            "The number check reads the shirt numbers in each candidate and compares them with "
+            "the numbers the scene marks fully visible."
+        )
+        form.addRow(Settings.describe("export_number_contradiction"), self.contradiction)
         self.badge = QCheckBox("Corner badge in the exported pixels")
         self.badge.setChecked(settings.export_badge)
         self.badge.setToolTip(
@@ -137,6 +158,11 @@ class SettingsDialog(QDialog):
     def _path_row(self, name: str) -> QWidget:
         edit = QLineEdit(getattr(self._settings, name))
         edit.setPlaceholderText("(not set)")
+        # wide enough for a typical models path; the full path is also the tooltip
+        edit.setMinimumWidth(edit.fontMetrics().horizontalAdvance("x" * _PATH_CHARS))
+        edit.setToolTip(edit.text())
+        edit.textChanged.connect(edit.setToolTip)
+        edit.setCursorPosition(0)
         self.edits[name] = edit
         browse = QPushButton("Browse…")
         browse.clicked.connect(lambda: self._browse(name))
@@ -176,6 +202,7 @@ class SettingsDialog(QDialog):
             match_name=self.match.text(),
             export_min_lr_db=self.min_lr.value(),
             export_low_fidelity=self.low_fidelity.currentData(),
+            export_number_contradiction=self.contradiction.currentData(),
             export_badge=self.badge.isChecked(),
         )
         remote = self.engine_where.currentData() == "server"

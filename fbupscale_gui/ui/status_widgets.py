@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
 
+from fbupscale_gui.models.candidates import engine_title
 from fbupscale_gui.models.jobs import Job, JobQueue, ProgressInfo
 
 from .theme import set_style_property
@@ -17,6 +18,7 @@ class JobProgress(QWidget):
     def __init__(self, queue: JobQueue, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._queue = queue
+        self._cancelling: Job | None = None
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
         self.bar.setTextVisible(True)
@@ -42,24 +44,41 @@ class JobProgress(QWidget):
         if self._queue.current is None:
             self.label.setText(f"Starting…{self._queued_suffix()}")
 
+    def set_cancelling(self) -> None:
+        """Cancel was asked: say so until the job ends (its late progress does not undo it)."""
+        job = self._queue.current
+        if job is None:
+            return
+        self._cancelling = job
+        self.label.setText(f"{job.cutout_name} — cancelling…")
+        set_style_property(self.label, "role", "warning")
+
     def _on_started(self, job: Job) -> None:
+        self._cancelling = None
+        set_style_property(self.label, "role", "hint")
         self.bar.setValue(0)
         self.label.setText(
-            f"{job.cutout_name} — starting ({job.request.engine}){self._queued_suffix()}"
+            f"{job.cutout_name} — starting {engine_title(job.request.engine)}"
+            f"{self._queued_suffix()}"
         )
 
-    def _on_progress(self, _job: Job, info: ProgressInfo) -> None:
+    def _on_progress(self, job: Job, info: ProgressInfo) -> None:
+        if job is self._cancelling:
+            return
         self.bar.setValue(round(info.progress.fraction * 1000))
         self.label.setText(info.text + self._queued_suffix())
 
     def _on_ended(self, job: Job) -> None:
+        if job is self._cancelling:
+            self._cancelling = None
+            set_style_property(self.label, "role", "hint")
         if self._queue.is_busy():
             return
         self.bar.setValue(1000 if job.state.value == "done" else 0)
         outcome = {
             "done": f"Done: {job.cutout_name} ({job.candidates} candidate(s))",
             "failed": f"Failed: {job.cutout_name}",
-            "cancelled": f"Cancelled: {job.cutout_name}",
+            "cancelled": f"{job.cutout_name} — cancelled",
         }.get(job.state.value, "Idle")
         self.label.setText(outcome)
 

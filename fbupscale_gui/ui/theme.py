@@ -40,6 +40,7 @@ __all__ = [
     "ACCENT_TEXT",
     "ERROR",
     "HINT",
+    "OK",
     "WARNING",
     "ContrastPair",
     "apply_dark_theme",
@@ -74,6 +75,8 @@ SELECTION_TEXT: Final = "#ffffff"
 LINK: Final = "#8cc4ff"
 WARNING: Final = "#f5c46b"
 ERROR: Final = "#ff8a80"
+#: A check that passed (the shirt-number badge "✓ 9"); contrast 8:1 on BASE.
+OK: Final = "#8fd694"
 TOOLTIP_BASE: Final = "#33373c"
 
 #: The base font size in points: text is read from a couple of metres away.
@@ -348,6 +351,7 @@ QCheckBox:focus {{ color: {TEXT}; }}
 QLabel[role="hint"] {{ color: {HINT}; }}
 QLabel[role="warning"] {{ color: {WARNING}; font-weight: 600; }}
 QLabel[role="error"] {{ color: {ERROR}; font-weight: 600; }}
+QLabel[role="ok"] {{ color: {OK}; font-weight: 600; }}
 *[picked="true"] {{ border: 3px solid {ACCENT}; }}
 """
 

@@ -74,6 +74,8 @@ __all__ = ["VideoWindow"]
 log = logging.getLogger(__name__)
 
 TITLE: Final = "fbupscale — clip"
+#: The width of the cut and batch column beside the frame (its texts wrap inside it).
+_COLUMN_MIN_WIDTH: Final = 400
 _TEMPORAL_LABELS: Final = {
     "none": "None (each frame alone)",
     "median": "Median on static areas",
@@ -184,6 +186,9 @@ class VideoWindow(QWidget):
         right_layout.addWidget(self.cut_box)
         right_layout.addWidget(self.batch_box)
         right_layout.addStretch(1)
+        # The column's width is set here, never by its texts: a label that changes when a
+        # region is drawn must not resize the frame under the operator's pointer.
+        right.setMinimumWidth(_COLUMN_MIN_WIDTH)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
         self.splitter.addWidget(right)
@@ -226,7 +231,7 @@ class VideoWindow(QWidget):
             "(Ctrl+Return)"
         )
         set_style_property(self.send_button, "primary", True)
-        self.preview = PixelView()
+        self.preview = PixelView(placeholder="Draw a region on the frame to see its pixels here")
         self.preview.setMinimumSize(150, 150)
 
         fields = QHBoxLayout()
@@ -259,6 +264,7 @@ class VideoWindow(QWidget):
         self.set_end_button = QPushButton("Set end here ⇥")
         self.set_end_button.setToolTip("The frame on show becomes the last frame (included)")
         self.range_label = QLabel()
+        self.range_label.setWordWrap(True)
         set_style_property(self.range_label, "role", "hint")
         self.engine_combo = QComboBox()
         for engine in BATCH_ENGINES:
