@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -86,7 +87,10 @@ def test_every_message_round_trips_through_json(cutout: Path) -> None:
         Cancelled(3, "hard"),
         JobProgress(3, Progress("fast", 1, 2, 1, 2)),
     ]
-    assert any(isinstance(m, CandidateReady) for m in messages)
+    ready = next(m for m in messages if isinstance(m, CandidateReady))
+    assert ready.number_check is not None  # the engine's number check travels too
+    report = {"stages": ["stage2"], "layers": 12, "scale": 0.9}
+    messages.append(dataclasses.replace(ready, lora_report=report))
     for message in messages:
         text = json.dumps(message_to_json(message))
         assert message_from_json(json.loads(text)) == message

@@ -34,6 +34,7 @@ from .messages import (
     Started,
     Warning,
 )
+from .number_check import NumberCheck
 from .request import CandidateKey, ReconstructionRequest
 from .runtime import ResolvedRuntime
 
@@ -66,6 +67,8 @@ def message_to_json(message: Message) -> dict[str, Any]:
         data["pixels"]["data"] = base64.b64encode(message.pixels.data).decode("ascii")
         data["timings"] = dict(message.timings)
         data["weights"] = {k: dict(v) for k, v in message.weights.items()}
+        if message.lora_report is not None:
+            data["lora_report"] = to_jsonable(dict(message.lora_report))
     elif isinstance(message, Failed):
         data["attrs"] = to_jsonable(dict(message.attrs))
     return data
@@ -104,6 +107,8 @@ def message_from_json(data: Any) -> Message:
         timings = _str_map(data.get("timings", {}), f"{where}.timings")
         weights = _str_map(data.get("weights", {}), f"{where}.weights")
         score = data.get("lr_consistency")
+        report = data.get("lora_report")
+        check = data.get("number_check")
         return CandidateReady(
             job_id=job_id,
             key=_get(data, "key", CandidateKey, where),
@@ -115,6 +120,8 @@ def message_from_json(data: Any) -> Message:
             timings={k: from_jsonable(float, v, f"{where}.timings") for k, v in timings.items()},
             lr_consistency=None if score is None else from_jsonable(float, score, where),
             weights={k: _str_map(v, f"{where}.weights") for k, v in weights.items()},
+            lora_report=None if report is None else _str_map(report, f"{where}.lora_report"),
+            number_check=None if check is None else NumberCheck.from_dict(check),
         )
     if kind == "JobProgress":
         return JobProgress(job_id, _get(data, "progress", Progress, where))
