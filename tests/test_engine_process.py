@@ -30,6 +30,7 @@ from fbupscale_gui.core.messages import (
     Message,
     ModelJob,
     Pixels,
+    ReadNumbersJob,
     ReconstructJob,
     ScoreJob,
     Started,
@@ -117,6 +118,7 @@ def test_every_job_kind_and_message_round_trips_as_plain_data(cutout: Path) -> N
         ModelJob("add", "span.safetensors", "/models", "CC BY-NC-SA 4.0"),
         ModelJob("convert"),
         ScoreJob("cutout.png", ("a.png", "b.png")),
+        ReadNumbersJob("cutout.png"),
     ]
     image = Image.new("RGB", (5, 7), (1, 2, 3))
     messages: list[Message] = [

@@ -14,6 +14,7 @@ from fbupscale_gui.core.number_check import (
     expected_numbers,
     judge,
     suggestable,
+    suggestion_text,
 )
 from fbupscale_gui.core.scene import Person, Scene
 
@@ -219,3 +220,48 @@ def test_export_refuses_a_contradicting_pick_when_set_to(tmp_path) -> None:
         )
     assert list(tmp_path.iterdir()) == []  # nothing written
     assert len(export_candidates([right, wrong], tmp_path, "{cutout}_{seed}", match="m")) == 2
+
+
+# -- suggesting the cutout's numbers in the scene form ----------------------------------------
+
+
+def test_the_suggestion_gives_confidences_and_never_a_value() -> None:
+    text = suggestion_text([_r("9", 0.96), _r("19", 0.41), _r("9", 0.5)])
+    assert text.startswith("The cutout may show 9 (96% sure) or 19 (41%).")
+    assert "Only a suggestion" in text
+    assert "No shirt number is legible" in suggestion_text([])
+
+
+@pytest.mark.slow  # the faithful preview and a real OCR run
+def test_the_engine_reads_a_cutouts_numbers_enlarged(read, tmp_path) -> None:
+    from PIL import Image
+
+    from fbupscale_gui.core.messages import Done, ReadNumbersJob
+    from fbupscale_gui.engine import Engine
+
+    cutout = tmp_path / "cutout.png"
+    render(spec_for(23, "clear", 6, size=512)).resize((96, 96), Image.Resampling.BOX).save(cutout)
+    messages = list(Engine().handle(3, ReadNumbersJob(str(cutout)), lambda: False))
+    done = messages[-1]
+    assert isinstance(done, Done), messages
+    assert [r.text for r in done.result][:1] == ["23"]
+    assert all(0 <= r.confidence <= 1 for r in done.result)
+
+
+def test_the_scene_form_shows_the_suggestion_and_keeps_the_scene(qtbot, window, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    cutouts = window.session.cutouts
+    Image.new("RGB", (40, 60), (200, 30, 30)).save(tmp_path / "red.png")
+    cutouts.add_paths([tmp_path / "red.png"])
+    qtbot.waitUntil(lambda: cutouts.rowCount() == 1)
+    window.cutouts.select_row(0)
+    (cutout,) = cutouts.cutouts()
+    editor = window.scene_editor
+    before = editor.scene()
+    text = suggestion_text([_r("9", 0.96)])
+    window._on_numbers_suggested(cutout.id, text)
+    assert editor.number_hint.text() == text and editor.number_hint.isVisibleTo(window)
+    assert editor.scene() == before  # nothing filled in
+    window._on_numbers_suggested(cutout.id + 999, "another cutout's")
+    assert editor.number_hint.text() == text  # only the current cutout's suggestion shows

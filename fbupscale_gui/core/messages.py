@@ -41,6 +41,7 @@ __all__ = [
     "ModelJob",
     "Pixels",
     "Queued",
+    "ReadNumbersJob",
     "ReconstructJob",
     "ScoreJob",
     "Started",
@@ -101,7 +102,17 @@ class ScoreJob:
     kind: Literal["score"] = "score"
 
 
-JobKind = ReconstructJob | VideoBatchJob | ModelJob | ScoreJob
+@dataclass(frozen=True)
+class ReadNumbersJob:
+    """Read the shirt numbers in a cutout, enlarged by the faithful preview first, to suggest
+    them in the scene form (``Done.result``: the readings, a tuple of
+    :class:`~.number_check.NumberReading`, best first)."""
+
+    cutout: str
+    kind: Literal["numbers"] = "numbers"
+
+
+JobKind = ReconstructJob | VideoBatchJob | ModelJob | ScoreJob | ReadNumbersJob
 
 # -- pixels ---------------------------------------------------------------------------------
 

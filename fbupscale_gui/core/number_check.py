@@ -38,6 +38,7 @@ __all__ = [
     "expected_numbers",
     "judge",
     "suggestable",
+    "suggestion_text",
 ]
 
 Verdict = Literal["agrees", "contradicts", "unreadable", "unchecked"]
@@ -184,6 +185,26 @@ def _closest(text: str, candidates: Sequence[int]) -> int:
 def _words(numbers: Sequence[int]) -> str:
     items = [str(n) for n in numbers]
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def suggestion_text(readings: Sequence[NumberReading]) -> str:
+    """What the scene form says after reading the cutout: a suggestion with confidences, never
+    a value filled in ("The cutout may show 9 (96 % sure) or 19 (41 %)...")."""
+    best: dict[str, float] = {}
+    for r in readings:
+        best[r.text] = max(best.get(r.text, 0.0), r.confidence)
+    if not best:
+        return (
+            "No shirt number is legible in the cutout, even enlarged. If one is fully visible "
+            "to you, add it to that person yourself."
+        )
+    ranked = sorted(best.items(), key=lambda kv: -kv[1])[:3]
+    first, rest = ranked[0], ranked[1:]
+    shown = f"{first[0]} ({first[1]:.0%} sure)" + "".join(f" or {t} ({c:.0%})" for t, c in rest)
+    return (
+        f"The cutout may show {shown}. Only a suggestion: set the number on its person and "
+        "tick 'fully visible' only if you can read it yourself."
+    )
 
 
 def badge_text(check: NumberCheck | None) -> str:

@@ -33,13 +33,14 @@ from fbupscale_gui.core.messages import (
     JobProgress,
     Message,
     ModelJob,
+    ReadNumbersJob,
     ReconstructJob,
     ScoreJob,
     Started,
     VideoBatchJob,
     failed_from,
 )
-from fbupscale_gui.core.number_check import NumberCheck, expected_from_scene_json
+from fbupscale_gui.core.number_check import NumberCheck, NumberReading, expected_from_scene_json
 from fbupscale_gui.core.request import ReconstructionRequest
 from fbupscale_gui.core.runtime import ResolvedRuntime
 
@@ -86,6 +87,8 @@ def handle(
                 if isinstance(job, ReconstructJob):
                     _reconstruct(runner, job_id, job.request, report, is_cancelled, out)
                     out.put(Done(job_id))
+                elif isinstance(job, ReadNumbersJob):
+                    out.put(Done(job_id, _cutout_numbers(runner, job, is_cancelled)))
                 else:
                     out.put(Done(job_id, _run_other(job, report, is_cancelled)))
             except CancelledError:
@@ -268,6 +271,25 @@ def resolved_runtime(candidate: Candidate) -> ResolvedRuntime:
 
 
 # -- the other job kinds --------------------------------------------------------------------
+
+
+def _cutout_numbers(
+    runner: Runner, job: ReadNumbersJob, is_cancelled: IsCancelled
+) -> tuple[NumberReading, ...]:
+    """The digit strings legible in a cutout once the faithful preview has enlarged it to
+    1024 px (OCR cannot read a 60 px cutout as it is), most confident first."""
+    from fbupscale_gui.core.images import make_source
+    from fbupscale_gui.core.request import Preprocess
+
+    from .numbers import read_numbers
+
+    request = ReconstructionRequest(
+        engine="faithful", source=make_source(job.cutout), preprocess=Preprocess(size=1024)
+    )
+    readings: list[NumberReading] = []
+    for candidate in runner.run(request, lambda _p: None, is_cancelled):
+        readings.extend(read_numbers(candidate.image))
+    return tuple(sorted(readings, key=lambda r: -r.confidence))
 
 
 def _run_other(job: JobKind, report: OnProgress, is_cancelled: IsCancelled) -> object:

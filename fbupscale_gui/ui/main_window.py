@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Final
 from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import QLabel, QMainWindow, QWidget
 
+from fbupscale_gui.models.number_suggest import NumberSuggester
 from fbupscale_gui.models.settings_model import read_window_geometry
 
 from .theme import set_style_property
@@ -80,6 +81,8 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.confirm_on_close = True
         self._current: Cutout | None = None
+        #: What the engine read in each cutout (cutout id -> the suggestion shown).
+        self._number_hints: dict[int, str] = {}
         self._video: VideoWindow | None = None
         self._built = False
         self._wanted_sha = ""
@@ -384,6 +387,9 @@ class MainWindow(QMainWindow):
         self.cutouts.filesDropped.connect(self.load_paths)
         self.cutouts.openRequested.connect(self.open_files)
         self.scene_editor.promptChanged.connect(self._on_prompt_changed)
+        self.scene_editor.numbersRequested.connect(self._on_numbers_requested)
+        self.number_suggester = NumberSuggester(self.session.jobs, self)
+        self.number_suggester.suggested.connect(self._on_numbers_suggested)
         self.engine_combo.currentIndexChanged.connect(self._on_engine_combo)
         s.engine.engineChanged.connect(self._on_engine_changed)
         self._on_engine_changed(s.engine.engine)  # the summary says what the engine uses
@@ -653,7 +659,21 @@ class MainWindow(QMainWindow):
             scene = cutout.scene or self.session.cutouts.starting_scene() or Scene()
             self.scene_editor.set_scene(scene, cutout.prompt if cutout.prompt_manual else None)
             self._store_editor()
+        hint = self._number_hints.get(cutout.id, "") if cutout is not None else ""
+        self.scene_editor.show_number_suggestion(hint)
         self._update_actions()
+
+    @Slot()
+    def _on_numbers_requested(self) -> None:
+        if self._current is not None:
+            self.scene_editor.reading_numbers()
+            self.number_suggester.read(self._current)
+
+    @Slot(int, str)
+    def _on_numbers_suggested(self, cutout_id: int, text: str) -> None:
+        self._number_hints[cutout_id] = text
+        if self._current is not None and self._current.id == cutout_id:
+            self.scene_editor.show_number_suggestion(text)
 
     def _store_editor(self) -> None:
         """Copy the editor's scene and prompt into the current cutout."""

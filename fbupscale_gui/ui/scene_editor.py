@@ -454,6 +454,8 @@ class SceneEditor(QWidget):
     with (hand-edited or generated) whenever it changes."""
 
     promptChanged = Signal(str)
+    #: The operator asked for the cutout's shirt numbers to be read (a suggestion).
+    numbersRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None, model: SceneModel | None = None) -> None:
         super().__init__(parent)
@@ -486,10 +488,23 @@ class SceneEditor(QWidget):
             "No people yet. Add everyone visible: players, goalkeepers, referees…"
         )
         self._add_person = QPushButton("Add person")
+        self.read_numbers_button = QPushButton("Suggest numbers from the cutout")
+        self.read_numbers_button.setToolTip(
+            "Enlarge the cutout with the faithful preview and read its shirt numbers. Only a "
+            "suggestion, with how sure it is: nothing is filled in."
+        )
+        self.read_numbers_button.clicked.connect(self.numbersRequested)
+        self.number_hint = _hint("")
+        self.number_hint.hide()
         people_outer = QVBoxLayout(self._people_box)
         people_outer.addWidget(self._people_empty)
         people_outer.addLayout(self._people_layout)
-        people_outer.addWidget(self._add_person, 0, Qt.AlignmentFlag.AlignLeft)
+        people_buttons = QHBoxLayout()
+        people_buttons.addWidget(self._add_person)
+        people_buttons.addWidget(self.read_numbers_button)
+        people_buttons.addStretch(1)
+        people_outer.addLayout(people_buttons)
+        people_outer.addWidget(self.number_hint)
 
         # -- action and positions
         self._action_box = QGroupBox("Action and positions")
@@ -625,6 +640,17 @@ class SceneEditor(QWidget):
 
     def scene(self) -> Scene:
         return self._model.scene()
+
+    def show_number_suggestion(self, text: str) -> None:
+        """Show what the engine read in the cutout ("" hides it). Never changes the scene."""
+        self.number_hint.setText(text)
+        self.number_hint.setVisible(bool(text))
+        self.read_numbers_button.setEnabled(True)
+
+    def reading_numbers(self) -> None:
+        """The cutout is being read: say so until the suggestion arrives."""
+        self.show_number_suggestion("Reading the cutout's shirt numbers…")
+        self.read_numbers_button.setEnabled(False)
 
     def set_scene(self, scene: Scene, prompt: str | None = None) -> None:
         """Show ``scene``; ``prompt`` restores that scene's hand-edited prompt (see
