@@ -322,6 +322,37 @@ def test_export_below_threshold_is_refused(qtbot, make_window, tmp_path: Path) -
         window.session.export()
 
 
+def test_export_guard_asks_then_refuses_a_contradicting_shirt_number(
+    qtbot, make_window, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from fbupscale_gui.core.number_check import NumberReading, judge
+
+    window = make_window()
+    entries = run_two_seeds(qtbot, window)
+    wrong = entries[0]
+    check = judge((9,), [NumberReading("8", 0.99, ((0, 0), (9, 0), (9, 9), (0, 9)))])
+    wrong._candidate = dataclasses.replace(wrong.candidate, number_check=check)
+    window.session.candidates.pick(wrong)
+    exports = tmp_path / "exports"
+    seen: list[str] = []
+    answer_modal("Cancel", seen)
+    window.export_all()
+    assert seen and "shirt number the scene contradicts. Export anyway?" in seen[0]
+    assert "8 read where the scene says 9" in seen[0]
+    assert not exports.exists() or not list(exports.iterdir())
+    # a setting makes it refuse, on every export path
+    window.session.settings.update(export_number_contradiction="refuse")
+    seen.clear()
+    answer_modal("OK", seen)
+    window.export_all()
+    assert seen and seen[0].startswith("Export refused: 1 pick(s) show a shirt number")
+    with pytest.raises(ExportError, match="8 read where the scene says 9"):
+        window.session.export()
+    assert not exports.exists() or not list(exports.iterdir())
+
+
 def test_guard_is_off_by_default_and_settings_parse_stored_text(qapp, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from fbupscale_gui.core.settings import Settings, SettingsError
 

@@ -38,34 +38,22 @@ def _confirm_numbers(parent: QWidget | None, session: Session, ids: list[int] | 
     wrong = session.contradicting_picks(ids)
     if not wrong:
         return True
-    box = QMessageBox(parent)
-    box.setWindowTitle("fbupscale — export guard")
-    box.setDetailedText(
-        "The number check reads the shirt numbers in each candidate and compares them with the "
-        "numbers the scene marks fully visible. A contradicting candidate puts a wrong number "
-        "on a player: the worst error to put on air."
+    problem = f"{len(wrong)} pick(s) show a shirt number the scene contradicts"
+    return _ask_or_refuse(
+        parent,
+        refuse=session.settings.settings.export_number_contradiction == "refuse",
+        refused=f"Export refused: {problem}.",
+        question=f"{problem}. Export anyway?",
+        listing=contradiction_text(wrong),
+        remedy="Pick a candidate marked ✓ (Suggest pick: S), or change the export guard in "
+        "Settings.",
+        detail=(
+            "The number check reads the shirt numbers in each candidate and compares them with "
+            "the numbers the scene marks fully visible. A contradicting candidate puts a wrong "
+            "number on a player: the worst error to put on air."
+        ),
+        icon=QMessageBox.Icon.Warning,
     )
-    listing = contradiction_text(wrong)
-    if session.settings.settings.export_number_contradiction == "refuse":
-        box.setIcon(QMessageBox.Icon.Warning)
-        box.setText(
-            f"Export refused: {len(wrong)} pick(s) show a shirt number the scene contradicts."
-        )
-        box.setInformativeText(
-            f"{listing}\n\nPick a candidate marked ✓ (Suggest pick: S), or change the export "
-            "guard in Settings."
-        )
-        box.addButton(QMessageBox.StandardButton.Ok)
-        box.exec()
-        return False
-    box.setIcon(QMessageBox.Icon.Warning)
-    box.setText(f"{len(wrong)} pick(s) show a shirt number the scene contradicts. Export anyway?")
-    box.setInformativeText(listing)
-    anyway = box.addButton(EXPORT_ANYWAY, QMessageBox.ButtonRole.AcceptRole)
-    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
-    box.setDefaultButton(cancel)
-    box.exec()
-    return box.clickedButton() is anyway
 
 
 def _confirm_scores(parent: QWidget | None, session: Session, ids: list[int] | None) -> bool:
@@ -74,32 +62,53 @@ def _confirm_scores(parent: QWidget | None, session: Session, ids: list[int] | N
         return True
     settings = session.settings.settings
     threshold = settings.export_min_lr_db
-    listing = low_fidelity_text(low)
-    box = QMessageBox(parent)
-    box.setWindowTitle("fbupscale — export guard")
-    box.setDetailedText(
-        "LR-consistency: how well the candidate, shrunk back to the cutout's size, matches the "
-        "cutout — higher is more faithful. A low score means the candidate contradicts what the "
-        "camera recorded somewhere: check the compare view's heatmap (H)."
-    )
-    if settings.export_low_fidelity == "refuse":
-        box.setIcon(QMessageBox.Icon.Warning)
-        box.setText(
+    return _ask_or_refuse(
+        parent,
+        refuse=settings.export_low_fidelity == "refuse",
+        refused=(
             f"Export refused: {len(low)} pick(s) below the LR-consistency threshold of "
             f"{threshold:g} dB."
-        )
-        box.setInformativeText(
-            f"{listing}\n\nPick a more faithful candidate (Suggest pick: S), or change the "
-            "export guard in Settings."
-        )
+        ),
+        question=(
+            f"{len(low)} pick(s) are below the LR-consistency threshold of {threshold:g} dB. "
+            "Export anyway?"
+        ),
+        listing=low_fidelity_text(low),
+        remedy="Pick a more faithful candidate (Suggest pick: S), or change the export guard "
+        "in Settings.",
+        detail=(
+            "LR-consistency: how well the candidate, shrunk back to the cutout's size, matches "
+            "the cutout — higher is more faithful. A low score means the candidate contradicts "
+            "what the camera recorded somewhere: check the compare view's heatmap (H)."
+        ),
+        icon=QMessageBox.Icon.Question,
+    )
+
+
+def _ask_or_refuse(
+    parent: QWidget | None,
+    *,
+    refuse: bool,
+    refused: str,
+    question: str,
+    listing: str,
+    remedy: str,
+    detail: str,
+    icon: QMessageBox.Icon,
+) -> bool:
+    """Refuse (an OK box naming the picks and the remedy), or ask "Export anyway?"."""
+    box = QMessageBox(parent)
+    box.setWindowTitle("fbupscale — export guard")
+    box.setDetailedText(detail)
+    if refuse:
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setText(refused)
+        box.setInformativeText(f"{listing}\n\n{remedy}")
         box.addButton(QMessageBox.StandardButton.Ok)
         box.exec()
         return False
-    box.setIcon(QMessageBox.Icon.Question)
-    box.setText(
-        f"{len(low)} pick(s) are below the LR-consistency threshold of {threshold:g} dB. "
-        "Export anyway?"
-    )
+    box.setIcon(icon)
+    box.setText(question)
     box.setInformativeText(listing)
     anyway = box.addButton(EXPORT_ANYWAY, QMessageBox.ButtonRole.AcceptRole)
     cancel = box.addButton(QMessageBox.StandardButton.Cancel)
