@@ -259,20 +259,19 @@ def cmd_score(args: argparse.Namespace, _cancel: object = None) -> int:
 
 
 def _scene_numbers(scene_path: Path | None, info: CandidateInfo) -> tuple[int, ...]:
-    """The numbers to check: from ``--scene``, else from the candidate's recorded scene."""
+    """The numbers to check: from ``--scene``, else from the candidate's recorded scene.
+
+    ``--scene`` is read as ``upscale --scene`` reads it: a regular file of bounded size only."""
+    from .cli import _scene_prompt
     from .core.errors import RequestError
-    from .core.number_check import expected_from_scene_json, expected_numbers
-    from .core.scene import Scene
+    from .core.number_check import expected_from_scene_json
 
     if scene_path is not None:
         try:
-            text = scene_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise _CliError(f"{scene_path}: cannot read the scene file ({exc})") from None
-        try:
-            return expected_numbers(Scene.from_json(text))
+            _prompt, scene_json = _scene_prompt(str(scene_path))
         except RequestError as exc:
-            raise _CliError(f"{scene_path}: {exc}") from None
+            raise _CliError(str(exc)) from None
+        return expected_from_scene_json(scene_json)
     recorded = (info.request or {}).get("scene_json")
     return expected_from_scene_json(recorded) if isinstance(recorded, str) else ()
 

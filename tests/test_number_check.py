@@ -265,3 +265,15 @@ def test_the_scene_form_shows_the_suggestion_and_keeps_the_scene(qtbot, window, 
     assert editor.scene() == before  # nothing filled in
     window._on_numbers_suggested(cutout.id + 999, "another cutout's")
     assert editor.number_hint.text() == text  # only the current cutout's suggestion shows
+
+
+def test_score_scene_must_be_a_regular_file(tmp_path, capsys) -> None:
+    from fbupscale_gui.cli import main as cli_main
+
+    image = render(spec_for(9, "clear", 1, size=64))
+    image.save(tmp_path / "cutout.png")
+    image.save(tmp_path / "cand.png")
+    args = ["score", str(tmp_path / "cutout.png"), str(tmp_path / "cand.png"), "--scene"]
+    assert cli_main([*args, "/dev/zero"]) == 1  # never read without bound
+    err = capsys.readouterr().err
+    assert "not a regular file" in err and err.count("\n") == 1
