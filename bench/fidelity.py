@@ -2,7 +2,7 @@
 
 Ground truth is a set of real photographs shipped inside the scikit-image wheel
 (``skimage/data``), each centre-cropped to a square and resized with Lanczos to 1024 x 1024.
-Each is degraded with :mod:`fbupscale_gui.core.degrade` at the three severities (cutouts of
+Each is degraded with :mod:`fbupscale_gui.eval.degrade` at the three severities (cutouts of
 100, 80 and 64 px), then reconstructed by every engine available here:
 
 * ``nearest`` - a reference, not an engine: every cutout pixel as a block. It is exactly
@@ -43,14 +43,14 @@ from PIL import Image, ImageDraw, ImageFont
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fbupscale_gui.core.degrade import SEVERITIES, degrade  # noqa: E402
-from fbupscale_gui.core.fidelity import (  # noqa: E402
+from fbupscale_gui.core.request import ReconstructionRequest  # noqa: E402
+from fbupscale_gui.eval.degrade import SEVERITIES, degrade  # noqa: E402
+from fbupscale_gui.eval.fidelity import (  # noqa: E402
     deviation_heatmap,
     lr_consistency,
     psnr_y,
     ssim_y,
 )
-from fbupscale_gui.core.request import ReconstructionRequest  # noqa: E402
 
 #: Ground truth: colour photographs first (people, objects, fur, machinery), then grey ones that
 #: stand for what matters on a pitch (printed characters like shirt numbers, grass texture).
@@ -147,7 +147,7 @@ def make_engines(names: Sequence[str], threads: int = 1) -> dict[str, Engine]:
 
 def make_user_models(threads: int) -> dict[str, Engine]:
     """Every model in the user's models folder (``fbupscale models add``), by library name."""
-    from fbupscale_gui.core.model_library import ModelLibrary
+    from fbupscale_gui.storage.weights_library import ModelLibrary
 
     entries = ModelLibrary().entries()
     if not entries:

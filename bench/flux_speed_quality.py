@@ -41,7 +41,6 @@ def main() -> int:
 
     from PIL import Image
 
-    from fbupscale_gui.core.fidelity import lr_consistency, psnr_y
     from fbupscale_gui.core.images import make_source
     from fbupscale_gui.core.request import (
         LoraParams,
@@ -51,9 +50,10 @@ def main() -> int:
         Stage1Params,
         Stage2Params,
     )
-    from fbupscale_gui.core.scoring import placement_for
     from fbupscale_gui.engine import Engine
     from fbupscale_gui.engine.testing import make_tiny_flux_files, tiny_cutout
+    from fbupscale_gui.eval.fidelity import lr_consistency, psnr_y
+    from fbupscale_gui.eval.scoring import placement_for
 
     tmp = Path(tempfile.mkdtemp(prefix="fbupscale-quality-"))
     if args.flux:

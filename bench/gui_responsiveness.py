@@ -83,8 +83,8 @@ def run_case(
 ) -> None:
     from PySide6.QtCore import QSettings
 
-    from fbupscale_gui.models.session import Session
-    from fbupscale_gui.models.settings_model import SettingsModel
+    from fbupscale_gui.state.session import Session
+    from fbupscale_gui.state.settings_model import SettingsModel
     from fbupscale_gui.worker.engine_thread import default_runner_factory
 
     existing = QApplication.instance()

@@ -319,8 +319,8 @@ def _candidate(folder: Path, **request_fields: object) -> Path:
     """A genuine lanczos candidate with its metadata (rendered in this process, no torch)."""
     from fbupscale_gui.core.images import make_source
     from fbupscale_gui.core.job import Candidate
-    from fbupscale_gui.core.metadata import save_candidate
     from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+    from fbupscale_gui.storage.metadata import save_candidate
 
     src = _cutout(folder)
     image = Image.open(src).convert("RGB")
@@ -770,7 +770,7 @@ _SESSION = """
 import sys, sqlite3
 from pathlib import Path
 from fbupscale_gui.core.errors import FbError
-from fbupscale_gui.core import session_store as s
+from fbupscale_gui.storage import session_store as s
 root = Path(sys.argv[1]); kind = sys.argv[2]; candidate = Path(sys.argv[3])
 path = s.create_session("hostile", root)
 store = s.SessionStore(path); store.close()
@@ -778,7 +778,7 @@ if kind == "schema":
     con = sqlite3.connect(path / "session.sqlite")
     con.execute("UPDATE meta SET value='abc' WHERE key='schema_version'"); con.commit(); con.close()
 elif kind == "outside":
-    from fbupscale_gui.core.metadata import read_metadata
+    from fbupscale_gui.storage.metadata import read_metadata
     (root.parent / "outside.png").write_bytes(candidate.read_bytes())
     key = "a" * 64
     (path / "cutouts").mkdir(exist_ok=True)
@@ -812,7 +812,7 @@ try:
 except FbError as exc:
     print("refused:", exc, file=sys.stderr); sys.exit(1)
 try:  # what the window shows: the restored candidates
-    from fbupscale_gui.models.session_persist import load_restored
+    from fbupscale_gui.state.session_persist import load_restored
     shown = [str(c.stored.path) for c in load_restored(snap).candidates]
 except ImportError:  # older releases show the index's rows as they are
     shown = [str(path / row.file) for row in snap.candidates]

@@ -2,7 +2,7 @@
 
 Builds a small real session (two cutouts, one candidate each) in a temporary folder, copies it
 once per case, damages the copy, and then does what the window does with it: the writer
-thread's open (:class:`~fbupscale_gui.core.session_store.SessionStore`), the sessions list,
+thread's open (:class:`~fbupscale_gui.storage.session_store.SessionStore`), the sessions list,
 and the restore (``read_snapshot`` + ``load_restored``), each case in a thread with a time
 limit. One row per case:
 
@@ -36,12 +36,13 @@ from PIL.PngImagePlugin import PngInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fbupscale_gui.core import session_store
 from fbupscale_gui.core.images import image_sha256
 from fbupscale_gui.core.job import Candidate
-from fbupscale_gui.core.metadata import CUTOUT_KEY, JSON_KEY
 from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest, SourceRef
-from fbupscale_gui.core.session_store import (
+from fbupscale_gui.state.session_persist import load_restored
+from fbupscale_gui.storage import session_store
+from fbupscale_gui.storage.metadata import CUTOUT_KEY, JSON_KEY
+from fbupscale_gui.storage.session_store import (
     INDEX_NAME,
     CandidateRow,
     CutoutRow,
@@ -53,7 +54,6 @@ from fbupscale_gui.core.session_store import (
     list_sessions,
     read_snapshot,
 )
-from fbupscale_gui.models.session_persist import load_restored
 
 LIMIT_S = 30.0
 #: Refused as damaged (earlier releases had no such refusal: any SessionError counts there).

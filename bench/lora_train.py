@@ -30,8 +30,8 @@ SAMPLES = Path(__file__).resolve().parents[1] / "resources" / "samples"
 
 def _dataset(root: Path, size: tuple[int, int]) -> Path:
     from fbupscale_gui.core.lora_dataset import AugmentOptions
-    from fbupscale_gui.core.lora_dataset_build import build_dataset
     from fbupscale_gui.engine.testing import tiny_cutout
+    from fbupscale_gui.storage.lora_dataset_files import build_dataset
 
     frames = root / "frames"
     frames.mkdir(parents=True)

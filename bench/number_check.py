@@ -4,7 +4,7 @@
 
 Each render carries a number 1-99 in one of three difficulty bands (clear / moderate / hard:
 rotation, perspective, cloth warp, blur, JPEG, low contrast, partial occlusion; see
-``fbupscale_gui.core.jersey_renders``). The OCR reads it once; the readings are then judged
+``fbupscale_gui.eval.jersey_renders``). The OCR reads it once; the readings are then judged
 twice: against the true number (should agree) and against a confusable wrong one, as when a
 reconstruction painted 8 where the scene says 9 (should contradict). Prints per band:
 
@@ -24,9 +24,9 @@ import statistics
 import time
 from collections import defaultdict
 
-from fbupscale_gui.core.jersey_renders import BANDS, render, spec_for
 from fbupscale_gui.core.number_check import judge
 from fbupscale_gui.engine.numbers import read_numbers
+from fbupscale_gui.eval.jersey_renders import BANDS, render, spec_for
 
 _CONFUSABLE = {
     "0": "869",

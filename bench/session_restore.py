@@ -145,7 +145,7 @@ def build_session(root: Path, n_cutouts: int, per_cutout: int) -> Path:
     from fbupscale_gui.core.images import make_source
     from fbupscale_gui.core.job import Candidate
     from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
-    from fbupscale_gui.core.session_store import (
+    from fbupscale_gui.storage.session_store import (
         CandidateRow,
         CutoutRow,
         JobRow,

@@ -86,7 +86,7 @@ def make_clip(path: Path, frames: int, w: int, h: int, *, pan: bool) -> Path:
 
 
 def decode_all(path: Path) -> list[np.ndarray]:
-    from fbupscale_gui.core.video import ClipReader
+    from fbupscale_gui.storage.video import ClipReader
 
     with ClipReader(path) as reader:
         return [np.asarray(img) for _, img in reader.frames(0)]
@@ -122,7 +122,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from fbupscale_gui.core.temporal import TEMPORAL_MODES, TemporalFilter, flicker, moving_mask
-    from fbupscale_gui.core.video import lanczos_upscaler, upscale_range
+    from fbupscale_gui.storage.video import lanczos_upscaler, upscale_range
 
     tmp = Path(tempfile.mkdtemp(prefix="fb-video-bench-"))
     n, w, h = args.frames, args.width, args.height

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from PySide6.QtCore import QObject
     from PySide6.QtWidgets import QApplication
 
-    from fbupscale_gui.models.cutouts import LoadReport
-    from fbupscale_gui.models.session import Session
+    from fbupscale_gui.state.cutouts import LoadReport
+    from fbupscale_gui.state.session import Session
     from fbupscale_gui.ui.main_window import MainWindow
 
 __all__ = ["main"]
@@ -90,11 +90,11 @@ def _build(
 
     import qasync
 
-    from fbupscale_gui.models.gc_guard import GuiThreadGarbageCollector
-    from fbupscale_gui.models.gpu import GpuMonitor
-    from fbupscale_gui.models.session import Message as SessionMessage
-    from fbupscale_gui.models.session import Session
-    from fbupscale_gui.models.settings_model import SettingsModel
+    from fbupscale_gui.state.gc_guard import GuiThreadGarbageCollector
+    from fbupscale_gui.state.gpu import GpuMonitor
+    from fbupscale_gui.state.session import Message as SessionMessage
+    from fbupscale_gui.state.session import Session
+    from fbupscale_gui.state.settings_model import SettingsModel
 
     loop = qasync.QEventLoop(app, already_running=True)
     # Plain threads for asyncio.to_thread (file loading, export): joined at exit, unlike the
@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from PySide6.QtCore import QEvent, QObject, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from fbupscale_gui.models.settings_model import default_store
+    from fbupscale_gui.state.settings_model import default_store
     from fbupscale_gui.ui.main_window import MainWindow
     from fbupscale_gui.ui.theme import apply_dark_theme
 

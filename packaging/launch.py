@@ -1,7 +1,7 @@
 """Entry point of the PyInstaller bundle: one script, two executables.
 
 ``fbupscale-gui`` (``fbupscale-gui.exe``) opens the window (:func:`fbupscale_gui.app.main`);
-``fbupscale`` (``fbupscale.exe``) is the command line (:func:`fbupscale_gui.cli.main`). Which one
+``fbupscale`` (``fbupscale.exe``) is the command line (:func:`fbupscale_gui.cli.entry`). Which one
 runs is decided by the executable's name, so both share one analysed set of modules.
 
 ``fbupscale-gui --smoke-test [OUTDIR]`` (hidden; used by ``packaging/smoke.sh``) checks a built
@@ -55,8 +55,8 @@ def smoke_test(outdir: Path) -> int:
     print(f"smoke: window shown and built ({time.perf_counter() - started:.1f} s)", flush=True)
 
     # 2. Resources and weights are found inside the bundle.
-    from fbupscale_gui.core.kits import default_kits_path, load_kits, resources_dir
     from fbupscale_gui.engine.fast import realesrgan_model_files
+    from fbupscale_gui.storage.kits import default_kits_path, load_kits, resources_dir
 
     samples = sorted((resources_dir() / "samples").glob("*.png"))
     kits = load_kits(default_kits_path())
@@ -68,9 +68,9 @@ def smoke_test(outdir: Path) -> int:
 
     # 3. Real-ESRGAN on a sample through the engine the app uses, saved with metadata.
     from fbupscale_gui.core.images import make_source
-    from fbupscale_gui.core.metadata import read_metadata, save_candidate
     from fbupscale_gui.core.request import ReconstructionRequest
     from fbupscale_gui.engine import Engine
+    from fbupscale_gui.storage.metadata import read_metadata, save_candidate
 
     for engine in ("faithful", "realesrgan"):
         t0 = time.perf_counter()

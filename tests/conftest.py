@@ -90,8 +90,8 @@ def make_window(qtbot, tmp_path: Path) -> Iterator[Callable[..., MainWindow]]:  
     import shiboken6
     from PySide6.QtCore import QSettings
 
-    from fbupscale_gui.models.session import Session
-    from fbupscale_gui.models.settings_model import SettingsModel
+    from fbupscale_gui.state.session import Session
+    from fbupscale_gui.state.settings_model import SettingsModel
     from fbupscale_gui.ui.main_window import MainWindow
     from fbupscale_gui.worker.testing import FakeRunner
 

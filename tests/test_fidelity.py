@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter, PngImagePlugin
 
-from fbupscale_gui.cli_fidelity import main as cli_main
-from fbupscale_gui.cli_fidelity import read_candidate_info
-from fbupscale_gui.core.fidelity import (
+from fbupscale_gui.cli.fidelity import main as cli_main
+from fbupscale_gui.cli.fidelity import read_candidate_info
+from fbupscale_gui.core.images import Placement, crop_to_content, standardise
+from fbupscale_gui.core.request import Preprocess, ReconstructionRequest
+from fbupscale_gui.eval.fidelity import (
     PSNR_CAP_DB,
     content_box,
     deviation_heatmap,
@@ -25,8 +27,6 @@ from fbupscale_gui.core.fidelity import (
     rank_candidates,
     ssim_y,
 )
-from fbupscale_gui.core.images import Placement, crop_to_content, standardise
-from fbupscale_gui.core.request import Preprocess, ReconstructionRequest
 
 NEAREST = Image.Resampling.NEAREST
 
@@ -354,9 +354,9 @@ def test_score_errors_are_one_line_naming_the_file(
 def test_score_reads_what_the_exporter_writes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from fbupscale_gui.core import metadata
     from fbupscale_gui.core.job import Candidate
     from fbupscale_gui.core.request import CandidateKey
+    from fbupscale_gui.storage import metadata
 
     small = cutout(60, 100)
     cut = _save(small, tmp_path / "cutout.png")

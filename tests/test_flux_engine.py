@@ -528,7 +528,7 @@ def test_fast_engines_are_dispatched_and_created_once(
 
 def test_importing_the_engine_does_not_import_torch() -> None:
     code = (
-        "import sys, fbupscale_gui.engine, fbupscale_gui.core.models; "
+        "import sys, fbupscale_gui.engine, fbupscale_gui.storage.weights; "
         "bad = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
         "print(*bad); sys.exit(1 if bad else 0)"
     )

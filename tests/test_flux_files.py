@@ -13,8 +13,6 @@ import pytest
 
 from fbupscale_gui.core.errors import ModelNotFoundError
 from fbupscale_gui.core.images import make_source
-from fbupscale_gui.core.model_files import describe_file, discover_models_root
-from fbupscale_gui.core.provenance import model_hashes
 from fbupscale_gui.core.request import (
     CONTROLNET_REPO_ID,
     FLUX_REPO_ID,
@@ -30,6 +28,8 @@ from fbupscale_gui.engine.testing import (
     tiny_cutout,
     tiny_request,
 )
+from fbupscale_gui.storage.provenance import model_hashes
+from fbupscale_gui.storage.weight_files import describe_file, discover_models_root
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 

@@ -10,7 +10,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QImage
 from PySide6.QtWidgets import QApplication
 
-from fbupscale_gui.models.cutouts import CutoutsModel, decode_paths
+from fbupscale_gui.state.cutouts import CutoutsModel, decode_paths
 from fbupscale_gui.ui.main_window import MainWindow
 
 

@@ -19,10 +19,10 @@ from PySide6.QtCore import QSettings
 from fbupscale_gui.core.errors import RequestError
 from fbupscale_gui.core.messages import EngineCrashed
 from fbupscale_gui.core.request import ReconstructionRequest
-from fbupscale_gui.core.session_store import read_snapshot
-from fbupscale_gui.models.jobs import JobState
-from fbupscale_gui.models.session import Message, Session
-from fbupscale_gui.models.settings_model import SettingsModel
+from fbupscale_gui.state.job_queue import JobState
+from fbupscale_gui.state.session import Message, Session
+from fbupscale_gui.state.settings_model import SettingsModel
+from fbupscale_gui.storage.session_store import read_snapshot
 
 pytestmark = pytest.mark.slow  # every test runs an engine child process
 
@@ -96,9 +96,9 @@ from PySide6.QtWidgets import QApplication
 from PySide6.QtCore import QSettings
 app = QApplication([])
 from PIL import Image
-from fbupscale_gui.models.jobs import JobState
-from fbupscale_gui.models.session import Session
-from fbupscale_gui.models.settings_model import SettingsModel
+from fbupscale_gui.state.job_queue import JobState
+from fbupscale_gui.state.session import Session
+from fbupscale_gui.state.settings_model import SettingsModel
 from fbupscale_gui.ui.main_window import MainWindow
 session = Session(SettingsModel(QSettings(sys.argv[1], QSettings.Format.IniFormat)))
 window = MainWindow(session)

@@ -16,15 +16,15 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from fbupscale_gui.core.errors import Cancelled
 from fbupscale_gui.core.export import ExportError
-from fbupscale_gui.core.fidelity import lr_consistency
 from fbupscale_gui.core.images import load_cutout
 from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress, Progress
 from fbupscale_gui.core.request import FAITHFUL_MODEL, CandidateKey, ReconstructionRequest
-from fbupscale_gui.core.scoring import format_db
-from fbupscale_gui.models.candidates import CandidateEntry
-from fbupscale_gui.models.jobs import JobState
-from fbupscale_gui.models.session import Session
-from fbupscale_gui.models.settings_model import SettingsModel
+from fbupscale_gui.eval.fidelity import lr_consistency
+from fbupscale_gui.eval.scoring import format_db
+from fbupscale_gui.state.candidates import CandidateEntry
+from fbupscale_gui.state.job_queue import JobState
+from fbupscale_gui.state.session import Session
+from fbupscale_gui.state.settings_model import SettingsModel
 from fbupscale_gui.ui.export_guard import EXPORT_ANYWAY
 from fbupscale_gui.ui.main_window import MainWindow
 
@@ -394,7 +394,7 @@ def test_settings_dialog_edits_the_guard_and_badge(qtbot, tmp_path: Path) -> Non
 def test_pixels_are_never_scored_in_the_gui_thread(qtbot, make_window, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     import threading
 
-    from fbupscale_gui.core import scoring
+    from fbupscale_gui.eval import scoring
 
     threads: list[str] = []
     real = scoring.score_candidate
@@ -416,7 +416,7 @@ def test_suggest_compares_like_with_like(qapp) -> None:  # type: ignore[no-untyp
     that reconstructs, and FLUX candidates are compared among themselves."""
     from PySide6.QtGui import QImage
 
-    from fbupscale_gui.models.candidates import CandidateStore
+    from fbupscale_gui.state.candidates import CandidateStore
     from fbupscale_gui.worker.engine_thread import ReadyCandidate
 
     store = CandidateStore()
@@ -446,8 +446,8 @@ def test_heatmap_is_made_off_the_gui_thread_on_the_asyncio_loop(
     import asyncio
     import threading
 
-    from fbupscale_gui.core import scoring
-    from fbupscale_gui.models.candidates import HeatmapCache
+    from fbupscale_gui.eval import scoring
+    from fbupscale_gui.state.candidates import HeatmapCache
 
     window = make_window()
     entries = run_two_seeds(qtbot, window)

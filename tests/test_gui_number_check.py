@@ -17,7 +17,7 @@ def _check(expected: int, read: str) -> NumberCheck:
 def _store_with(checks: list[tuple[float, NumberCheck | None]]):  # type: ignore[no-untyped-def]
     from PySide6.QtGui import QImage
 
-    from fbupscale_gui.models.candidates import CandidateStore
+    from fbupscale_gui.state.candidates import CandidateStore
     from fbupscale_gui.worker.bridge import ReadyCandidate
 
     store = CandidateStore()

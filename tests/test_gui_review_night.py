@@ -16,8 +16,8 @@ import pytest
 from PySide6.QtCore import QPoint, QSettings, Qt
 from PySide6.QtTest import QTest
 
-from fbupscale_gui.models.session import Session
-from fbupscale_gui.models.settings_model import SettingsModel
+from fbupscale_gui.state.session import Session
+from fbupscale_gui.state.settings_model import SettingsModel
 from fbupscale_gui.ui.main_window import MainWindow
 from fbupscale_gui.worker.testing import FakeRunner
 
@@ -137,7 +137,7 @@ def test_a_new_cutout_inherits_only_teams_and_stadium(qtbot, window, tmp_path) -
 
 def test_banners_are_one_per_topic_and_passing_news_goes_to_the_status_bar(qtbot, window) -> None:  # type: ignore[no-untyped-def]
     from fbupscale_gui.core.errors import ModelNotFoundError
-    from fbupscale_gui.models.session import Message
+    from fbupscale_gui.state.session import Message
 
     engine = window.session.engine
     engine.report_missing(ModelNotFoundError("FLUX.1-dev model folder", None, ["/a"], ""), ("a",))
@@ -209,7 +209,7 @@ def _fake_flux_folder(root: Path) -> None:
 
 
 def test_flux_models_page_lists_missing_then_adopts_a_folder(qtbot, window, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from fbupscale_gui.models.engine_choice import FluxStatus
+    from fbupscale_gui.state.engine_choice import FluxStatus
 
     window.session.settings.update(flux_dir="", controlnet_dir="", lora_path="")
     empty = tmp_path / "empty"
@@ -259,7 +259,7 @@ def test_flux_models_page_lists_missing_then_adopts_a_folder(qtbot, window, tmp_
 def test_window_fits_the_screen_in_every_state(qtbot, window, tmp_path, screen) -> None:  # type: ignore[no-untyped-def]
     from PIL import Image
 
-    from fbupscale_gui.models.session import Message
+    from fbupscale_gui.state.session import Message
 
     width, height = screen[0], screen[1] - 40  # a title bar and a panel take some lines
     p = tmp_path / "cutout.png"
@@ -303,7 +303,7 @@ def test_fast_engines_wear_no_flux_wording(qtbot, window, tmp_path) -> None:  # 
 
     from PIL import Image
 
-    from fbupscale_gui.core.metadata import JSON_KEY, read_metadata
+    from fbupscale_gui.storage.metadata import JSON_KEY, read_metadata
 
     p = tmp_path / "box.png"
     Image.new("RGB", (64, 80), (30, 120, 40)).save(p)
@@ -346,9 +346,9 @@ def test_one_engine_column_and_guard_wording(tmp_path) -> None:  # type: ignore[
 
     from fbupscale_gui.core.export import ExportItem, low_fidelity_text
     from fbupscale_gui.core.job import Candidate
-    from fbupscale_gui.core.metadata import run_summary
     from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
-    from fbupscale_gui.models.candidates import CandidateEntry, layout_grid
+    from fbupscale_gui.state.candidates import CandidateEntry, layout_grid
+    from fbupscale_gui.storage.metadata import run_summary
 
     fast = ReconstructionRequest(engine="realesrgan", variants=1)
     cand = Candidate(CandidateKey(0, False, 2), 5, Image.new("RGB", (8, 8)), fast)
@@ -374,7 +374,7 @@ def test_cancel_reads_cancelling_then_cancelled(qtbot, gated, tmp_path) -> None:
     from PIL import Image
 
     from fbupscale_gui.core.job import Progress
-    from fbupscale_gui.models.jobs import JobState, ProgressInfo
+    from fbupscale_gui.state.job_queue import JobState, ProgressInfo
 
     win, _runner = gated
     p = tmp_path / "box.png"
@@ -576,7 +576,7 @@ def test_with_nothing_installed_every_missing_model_has_a_real_command(
     monkeypatch, tmp_path
 ) -> None:  # type: ignore[no-untyped-def]
     from fbupscale_gui.core.settings import Settings
-    from fbupscale_gui.models.flux_setup import default_folder, survey
+    from fbupscale_gui.state.flux_setup import default_folder, survey
 
     monkeypatch.setenv("HOME", str(tmp_path))
     statuses = survey(Settings())
@@ -600,7 +600,7 @@ def test_a_lone_later_run_is_not_numbered(qapp) -> None:  # type: ignore[no-unty
 
     from fbupscale_gui.core.job import Candidate
     from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
-    from fbupscale_gui.models.candidates import CandidateEntry, layout_grid
+    from fbupscale_gui.state.candidates import CandidateEntry, layout_grid
 
     fast = ReconstructionRequest(engine="realesrgan", variants=1)
     cand = Candidate(CandidateKey(0, False, 2), 5, Image.new("RGB", (8, 8)), fast)

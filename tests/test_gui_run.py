@@ -11,8 +11,8 @@ from PySide6.QtCore import QSettings
 
 from fbupscale_gui.core.errors import GpuOutOfMemoryError, LoraError
 from fbupscale_gui.core.request import CandidateKey
-from fbupscale_gui.models.jobs import JobState
-from fbupscale_gui.models.settings_model import SettingsModel
+from fbupscale_gui.state.job_queue import JobState
+from fbupscale_gui.state.settings_model import SettingsModel
 from fbupscale_gui.ui.main_window import MainWindow
 from fbupscale_gui.worker.testing import FakeRunner
 

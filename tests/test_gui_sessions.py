@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
-from fbupscale_gui.core.session_store import create_session, list_sessions, read_snapshot
+from fbupscale_gui.storage.session_store import create_session, list_sessions, read_snapshot
 from fbupscale_gui.ui.main_window import MainWindow
 from fbupscale_gui.ui.sessions_dialog import SessionsDialog
 from fbupscale_gui.worker.testing import FakeRunner
@@ -175,8 +175,8 @@ def test_the_image_loader_decodes_the_wanted_cutout_first() -> None:
     from PySide6.QtGui import QImage
 
     from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest, SourceRef
-    from fbupscale_gui.models.candidates import CandidateEntry, StoredCandidate
-    from fbupscale_gui.models.session_persist import ImageLoader
+    from fbupscale_gui.state.candidates import CandidateEntry, StoredCandidate
+    from fbupscale_gui.state.session_persist import ImageLoader
 
     request = ReconstructionRequest(engine="lanczos", source=SourceRef("a.png", "0" * 64, 8, 8))
     stored = StoredCandidate(CandidateKey(0, False, 2), 1, request, Path("x.png"))
@@ -195,7 +195,7 @@ def test_the_image_loader_decodes_the_wanted_cutout_first() -> None:
 def test_a_damaged_session_is_listed_as_damaged_and_rebuilt_from_the_dialog(
     qtbot, window: MainWindow, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    from fbupscale_gui.core.session_store import INDEX_NAME
+    from fbupscale_gui.storage.session_store import INDEX_NAME
 
     add_cutout(window, tmp_path / "in")
     saturday = window.session.session_path

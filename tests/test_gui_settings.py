@@ -9,8 +9,8 @@ import pytest
 from PySide6.QtCore import QSettings
 
 from fbupscale_gui.core.settings import Settings, SettingsError
-from fbupscale_gui.models.session import Session
-from fbupscale_gui.models.settings_model import SettingsModel
+from fbupscale_gui.state.session import Session
+from fbupscale_gui.state.settings_model import SettingsModel
 from fbupscale_gui.ui.main_window import MainWindow
 from fbupscale_gui.ui.settings_dialog import SettingsDialog
 from fbupscale_gui.worker.testing import FakeRunner
@@ -90,7 +90,7 @@ def test_dialog_validates_and_returns_settings(qtbot, tmp_path: Path) -> None:  
     # a single-file transformer's base folder goes into the requests the window builds
     from types import SimpleNamespace
 
-    from fbupscale_gui.models.session import base_request
+    from fbupscale_gui.state.session import base_request
 
     cutout = SimpleNamespace(prompt="", scene=None, source=None)
     request = base_request(cutout, "lanczos", result)  # type: ignore[arg-type]

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from fbupscale_gui.core.errors import ModelNotFoundError
-from fbupscale_gui.models.gpu import NO_GPU_TEXT, GpuMonitor, GpuReading, format_reading, read_nvml
-from fbupscale_gui.models.jobs import JobState
+from fbupscale_gui.state.gpu import NO_GPU_TEXT, GpuMonitor, GpuReading, format_reading, read_nvml
+from fbupscale_gui.state.job_queue import JobState
 from fbupscale_gui.ui.main_window import MainWindow
 from fbupscale_gui.worker.testing import FakeRunner
 
@@ -124,7 +124,7 @@ def test_gpu_reading_is_formatted(qapp) -> None:  # type: ignore[no-untyped-def]
 
 def test_garbage_is_collected_in_the_gui_thread_only(qapp) -> None:  # type: ignore[no-untyped-def]
 
-    from fbupscale_gui.models.gc_guard import GuiThreadGarbageCollector
+    from fbupscale_gui.state.gc_guard import GuiThreadGarbageCollector
 
     class Cycle:
         def __init__(self) -> None:

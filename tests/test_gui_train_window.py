@@ -37,7 +37,7 @@ def _frames(folder: Path) -> Path:
 @pytest.mark.slow
 def test_the_window_process_never_imports_torch() -> None:
     code = (
-        "import sys; import fbupscale_gui.ui.train_window, fbupscale_gui.models.lora_training;"
+        "import sys; import fbupscale_gui.ui.train_window, fbupscale_gui.state.lora_training;"
         "bad = [m for m in ('torch', 'diffusers', 'peft') if m in sys.modules]; print(bad)"
     )
     out = subprocess.run(
@@ -151,7 +151,7 @@ def test_engine_menu_opens_the_train_window(window: MainWindow) -> None:
 
 
 def test_cli_command_in_the_packaged_app(monkeypatch: pytest.MonkeyPatch) -> None:
-    from fbupscale_gui.models.lora_training import cli_command
+    from fbupscale_gui.state.lora_training import cli_command
 
     assert cli_command(["lora", "train"]) == (
         sys.executable, ["-m", "fbupscale_gui.cli", "lora", "train"]

@@ -20,12 +20,12 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtTest import QTest
 
-from fbupscale_gui.core.video import cut_region, open_clip, read_frame
 from fbupscale_gui.engine import facade
-from fbupscale_gui.models.jobs import JobState
-from fbupscale_gui.models.session import Session
-from fbupscale_gui.models.settings_model import SettingsModel
-from fbupscale_gui.models.video import ClipModel
+from fbupscale_gui.state.job_queue import JobState
+from fbupscale_gui.state.session import Session
+from fbupscale_gui.state.settings_model import SettingsModel
+from fbupscale_gui.state.video import ClipModel
+from fbupscale_gui.storage.video import cut_region, open_clip, read_frame
 from fbupscale_gui.ui.main_window import MainWindow
 from fbupscale_gui.ui.video_window import VideoWindow
 from fbupscale_gui.worker.testing import FakeRunner

@@ -15,7 +15,6 @@ from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
 from fbupscale_gui.core.errors import RequestError
-from fbupscale_gui.core.kits import KitPreset, load_kits
 from fbupscale_gui.core.request import (
     CONDITIONING_SCALE_RANGE,
     LoraParams,
@@ -26,7 +25,8 @@ from fbupscale_gui.core.request import (
     Stage2Params,
 )
 from fbupscale_gui.core.scene import Kit, Person, Scene, Team
-from fbupscale_gui.models.scene_model import SceneModel, colour_swatches
+from fbupscale_gui.state.scene_model import SceneModel, colour_swatches
+from fbupscale_gui.storage.kits import KitPreset, load_kits
 from fbupscale_gui.ui import theme
 from fbupscale_gui.ui.compare_view import CompareView
 from fbupscale_gui.ui.params_panel import ParamsPanel

@@ -21,15 +21,15 @@ import pytest
 from PIL import Image
 from test_cli import run_cli
 
-from fbupscale_gui import cli
-from fbupscale_gui.core import metadata
-from fbupscale_gui.core.atomic import claim_unique
+from fbupscale_gui.cli import entry as cli
 from fbupscale_gui.core.errors import InputImageError, ModelFileError, RequestError
-from fbupscale_gui.core.model_library import LibraryEntry, ModelInfo, ModelLibrary
-from fbupscale_gui.core.models import locate
-from fbupscale_gui.core.paths import NotRegularFileError, fit_name, read_regular, shown
 from fbupscale_gui.core.request import ModelRef
-from fbupscale_gui.core.video import parse_position
+from fbupscale_gui.storage import metadata
+from fbupscale_gui.storage.atomic import claim_unique
+from fbupscale_gui.storage.paths import NotRegularFileError, fit_name, read_regular, shown
+from fbupscale_gui.storage.video import parse_position
+from fbupscale_gui.storage.weights import locate
+from fbupscale_gui.storage.weights_library import LibraryEntry, ModelInfo, ModelLibrary
 
 REPO = Path(__file__).resolve().parents[1]
 #: FIFOs, /dev/zero, resource limits and process groups are POSIX.
@@ -169,7 +169,7 @@ def test_claims_are_exclusive(tmp_path: Path) -> None:
 def test_exclusive_writes_take_a_free_name_and_leave_no_placeholder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fbupscale_gui.core.atomic import atomic_write
+    from fbupscale_gui.storage.atomic import atomic_write
 
     (tmp_path / "a.png").write_bytes(b"kept")
     got = atomic_write(tmp_path / "a.png", lambda fh: fh.write(b"new"), exclusive=True)
@@ -395,7 +395,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_video_cut_and_upscale_with_absurd_times(
     clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from fbupscale_gui.cli_video import main
+    from fbupscale_gui.cli.video import main
 
     argv = ["video", "cut", str(clip), "--time", "1e308", "--rect", "0,0,8,8", "-o"]
     assert main([*argv, str(tmp_path / "c.png")]) == 1
@@ -474,7 +474,7 @@ def test_control_characters_in_names_are_escaped(
 def test_full_disk_names_the_file_and_how_much_was_written(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from fbupscale_gui.core import atomic
+    from fbupscale_gui.storage import atomic
 
     def full(fd: int) -> None:
         raise OSError(28, "No space left on device")
@@ -493,7 +493,7 @@ def test_full_disk_names_the_file_and_how_much_was_written(
 def test_video_upscale_into_a_folder_names_that_folder(
     clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from fbupscale_gui.cli_video import main
+    from fbupscale_gui.cli.video import main
 
     folder = tmp_path / "exists"
     folder.mkdir()
@@ -507,7 +507,7 @@ def test_video_upscale_into_a_folder_names_that_folder(
 def test_truncated_mp4_says_it_wrote_fewer_frames(
     clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from fbupscale_gui.cli_video import main
+    from fbupscale_gui.cli.video import main
 
     short = tmp_path / "short.mp4"
     data = clip.read_bytes()
@@ -520,7 +520,7 @@ def test_truncated_mp4_says_it_wrote_fewer_frames(
 
 
 def test_two_video_cuts_never_share_a_name(clip: Path, tmp_path: Path) -> None:
-    from fbupscale_gui.cli_video import main
+    from fbupscale_gui.cli.video import main
 
     argv = ["video", "cut", str(clip), "--time", "2f", "--rect", "0,0,16,16", "-o"]
     threads = [

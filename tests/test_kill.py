@@ -1,7 +1,7 @@
 """Kill test: SIGKILL a CLI batch mid-run; nothing finished is lost, nothing partial is visible.
 
 ``python -m fbupscale_gui upscale`` writes each candidate with
-:func:`fbupscale_gui.core.metadata.save_candidate` (a hidden temporary file in the same folder,
+:func:`fbupscale_gui.storage.metadata.save_candidate` (a hidden temporary file in the same folder,
 fsynced, then ``os.replace``). The batch is killed as soon as its first candidate exists (so the
 kill always lands mid-run, whatever the machine's speed), then:
 
@@ -31,7 +31,7 @@ import pytest
 from PIL import Image
 
 from fbupscale_gui.core.images import image_sha256
-from fbupscale_gui.core.metadata import read_metadata
+from fbupscale_gui.storage.metadata import read_metadata
 
 pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
 

@@ -29,8 +29,8 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import QSettings
 
-from fbupscale_gui.core.metadata import read_metadata
-from fbupscale_gui.core.session_store import INDEX_NAME, last_session, read_snapshot
+from fbupscale_gui.storage.metadata import read_metadata
+from fbupscale_gui.storage.session_store import INDEX_NAME, last_session, read_snapshot
 
 pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
 
@@ -132,8 +132,8 @@ def test_sigkill_mid_session_loses_nothing_finished(qtbot, tmp_path: Path, monke
     assert any(j.state in ("queued", "running") for j in jobs_before)
 
     # -- restart: a window on the last session
-    from fbupscale_gui.models.session import Session
-    from fbupscale_gui.models.settings_model import SettingsModel
+    from fbupscale_gui.state.session import Session
+    from fbupscale_gui.state.settings_model import SettingsModel
     from fbupscale_gui.ui.main_window import MainWindow
     from fbupscale_gui.worker.testing import FakeRunner
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from fbupscale_gui.core import kits as kits_module
 from fbupscale_gui.core.errors import RequestError
-from fbupscale_gui.core.kits import (
+from fbupscale_gui.core.scene import Kit, Person, Scene
+from fbupscale_gui.storage import kits as kits_module
+from fbupscale_gui.storage.kits import (
     KITS_FILE_FORMAT,
     KITS_SCHEMA_VERSION,
     KitPreset,
@@ -23,7 +24,6 @@ from fbupscale_gui.core.kits import (
     resources_dir,
     save_kits,
 )
-from fbupscale_gui.core.scene import Kit, Person, Scene
 
 
 def test_shipped_kits_load_with_traditional_home_colours() -> None:

@@ -15,17 +15,17 @@ _SCRIPT = """
 import json, os, pkgutil, importlib, sys
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 import fbupscale_gui.app
-import fbupscale_gui.ui, fbupscale_gui.models, fbupscale_gui.worker
+import fbupscale_gui.ui, fbupscale_gui.state, fbupscale_gui.worker
 names = []
-for pkg in (fbupscale_gui.ui, fbupscale_gui.models, fbupscale_gui.worker):
+for pkg in (fbupscale_gui.ui, fbupscale_gui.state, fbupscale_gui.worker):
     for info in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + "."):
         importlib.import_module(info.name)
         names.append(info.name)
 from PySide6.QtWidgets import QApplication
 from PySide6.QtCore import QSettings
 app = QApplication([])
-from fbupscale_gui.models.session import Session
-from fbupscale_gui.models.settings_model import SettingsModel
+from fbupscale_gui.state.session import Session
+from fbupscale_gui.state.settings_model import SettingsModel
 from fbupscale_gui.ui.main_window import MainWindow
 settings = SettingsModel(QSettings(sys.argv[1], QSettings.Format.IniFormat))
 window = MainWindow(Session(settings))
@@ -51,7 +51,7 @@ def test_the_whole_ui_imports_without_torch_or_diffusers(tmp_path: Path) -> None
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert "fbupscale_gui.ui.main_window" in result["modules"]
-    assert "fbupscale_gui.models.session" in result["modules"]
+    assert "fbupscale_gui.state.session" in result["modules"]
     assert result["heavy"] == []
 
 

@@ -425,7 +425,7 @@ def test_a_partly_matching_lora_is_reported_by_name(
     tiny_flux: TinyFluxFiles, tmp_path: Path
 ) -> None:
     from fbupscale_gui.core.job import Progress
-    from fbupscale_gui.core.metadata import read_metadata, save_candidate
+    from fbupscale_gui.storage.metadata import read_metadata, save_candidate
 
     transformer = build_tiny_components(0)["transformer"]
     lora = _partial_kohya(transformer, tmp_path / "partial.safetensors")
@@ -464,7 +464,7 @@ def test_a_partly_matching_lora_is_reported_by_name(
 def test_the_cli_reports_the_load_and_an_empty_prompt_once(
     tiny_flux: TinyFluxFiles, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from fbupscale_gui import cli
+    from fbupscale_gui.cli import entry as cli
 
     transformer = build_tiny_components(0)["transformer"]
     lora = _partial_kohya(transformer, tmp_path / "partial.safetensors")

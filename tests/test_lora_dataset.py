@@ -22,8 +22,8 @@ from fbupscale_gui.core.lora_dataset import (
     plan_augmentations,
     sd_scripts_command,
 )
-from fbupscale_gui.core.lora_dataset_build import build_dataset, read_frames, read_metadata
 from fbupscale_gui.core.scene import Kit, Person, Scene, Team
+from fbupscale_gui.storage.lora_dataset_files import build_dataset, read_frames, read_metadata
 
 SAMPLES = Path(__file__).resolve().parents[1] / "resources" / "samples"
 
@@ -353,7 +353,7 @@ def test_command_model_files_found_in_a_comfyui_models_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from fbupscale_gui.cli import main
-    from fbupscale_gui.core.lora_dataset_build import find_model_files
+    from fbupscale_gui.storage.lora_dataset_files import find_model_files
 
     models = tmp_path / "models"
     for rel in (

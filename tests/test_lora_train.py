@@ -17,7 +17,7 @@ import pytest
 
 from fbupscale_gui.core.errors import Cancelled, RequestError
 from fbupscale_gui.core.lora_dataset import AugmentOptions
-from fbupscale_gui.core.lora_dataset_build import build_dataset
+from fbupscale_gui.storage.lora_dataset_files import build_dataset
 
 if TYPE_CHECKING:
     from fbupscale_gui.engine.testing import TinyFluxFiles

@@ -11,17 +11,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, PngImagePlugin
 
-from fbupscale_gui.core import atomic, metadata
 from fbupscale_gui.core.errors import InputImageError, RequestError
 from fbupscale_gui.core.images import image_sha256, load_source, make_source
 from fbupscale_gui.core.job import Candidate
-from fbupscale_gui.core.metadata import (
-    DIGITAL_SOURCE_ENHANCED,
-    DIGITAL_SOURCE_TRAINED,
-    XMP_NS,
-    read_metadata,
-    save_candidate,
-)
 from fbupscale_gui.core.request import (
     CandidateKey,
     LoraParams,
@@ -29,7 +21,15 @@ from fbupscale_gui.core.request import (
     Preprocess,
     ReconstructionRequest,
 )
-from fbupscale_gui.core.store import cache_dir, cutout_dir, store_cutout
+from fbupscale_gui.storage import atomic, metadata
+from fbupscale_gui.storage.metadata import (
+    DIGITAL_SOURCE_ENHANCED,
+    DIGITAL_SOURCE_TRAINED,
+    XMP_NS,
+    read_metadata,
+    save_candidate,
+)
+from fbupscale_gui.storage.store import cache_dir, cutout_dir, store_cutout
 
 IPTC = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from fbupscale_gui.core import models
 from fbupscale_gui.core.errors import ModelNotFoundError
-from fbupscale_gui.core.models import fingerprint, locate
 from fbupscale_gui.core.request import CONTROLNET_REPO_ID, FLUX_REPO_ID, ModelRef
 from fbupscale_gui.engine.testing import TinyFluxFiles
+from fbupscale_gui.storage import weights as models
+from fbupscale_gui.storage.weights import fingerprint, locate
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from fbupscale_gui.core.errors import RequestError
-from fbupscale_gui.core.jersey_renders import render, render_pair, spec_for
 from fbupscale_gui.core.number_check import (
     NumberCheck,
     NumberReading,
@@ -17,6 +16,7 @@ from fbupscale_gui.core.number_check import (
     suggestion_text,
 )
 from fbupscale_gui.core.scene import Person, Scene
+from fbupscale_gui.eval.jersey_renders import render, render_pair, spec_for
 
 
 def _r(text: str, conf: float = 0.99) -> NumberReading:
@@ -161,9 +161,9 @@ def test_the_engine_checks_every_candidate_and_the_metadata_keeps_it(read, tmp_p
     from fbupscale_gui.core.images import make_source
     from fbupscale_gui.core.messages import CandidateReady
     from fbupscale_gui.core.messages import ReconstructJob as Job
-    from fbupscale_gui.core.metadata import read_metadata, save_candidate
     from fbupscale_gui.core.request import Preprocess, ReconstructionRequest
     from fbupscale_gui.engine import Engine
+    from fbupscale_gui.storage.metadata import read_metadata, save_candidate
 
     cutout = tmp_path / "nine.png"
     render(spec_for(9, "clear", 4, size=512)).resize((200, 200), Image.Resampling.BOX).save(cutout)
@@ -201,9 +201,10 @@ def test_without_a_visible_number_the_ocr_does_not_run(monkeypatch) -> None:
 def test_export_refuses_a_contradicting_pick_when_set_to(tmp_path) -> None:
     from PIL import Image
 
-    from fbupscale_gui.core.export import ExportError, ExportItem, contradicting, export_candidates
+    from fbupscale_gui.core.export import ExportError, ExportItem, contradicting
     from fbupscale_gui.core.job import Candidate
     from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+    from fbupscale_gui.storage.export import export_candidates
 
     request = ReconstructionRequest(engine="lanczos", scene_json=_scene_json(9))
     image = Image.new("RGB", (64, 64))

@@ -45,7 +45,7 @@ def test_spec_puts_files_where_the_code_looks() -> None:
 def test_resources_are_next_to_the_package() -> None:
     """resources_dir() is ``<package parent>/resources``: in the bundle that is <bundle>/resources."""
     import fbupscale_gui
-    from fbupscale_gui.core.kits import resources_dir
+    from fbupscale_gui.storage.kits import resources_dir
 
     package_parent = Path(fbupscale_gui.__file__).resolve().parents[1]
     assert resources_dir() == package_parent / "resources"

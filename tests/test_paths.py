@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fbupscale_gui.core.paths import PathEscapeError, contained
+from fbupscale_gui.storage.paths import PathEscapeError, contained
 
 
 def test_plain_name_resolves_inside(tmp_path: Path) -> None:

@@ -16,16 +16,16 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from test_images import png_header_only
 
-from fbupscale_gui.core.metadata import CUTOUT_KEY, JSON_KEY
-from fbupscale_gui.core.session_store import (
+from fbupscale_gui.state.session import Message
+from fbupscale_gui.state.session_persist import SessionWriter
+from fbupscale_gui.storage.metadata import CUTOUT_KEY, JSON_KEY
+from fbupscale_gui.storage.session_store import (
     INDEX_NAME,
     last_session,
     list_sessions,
     read_snapshot,
     set_last_session,
 )
-from fbupscale_gui.models.session import Message
-from fbupscale_gui.models.session_persist import SessionWriter
 
 # the fixtures and helpers of the session tests
 sessions = base.sessions
@@ -253,8 +253,8 @@ def test_a_relaunch_with_a_slow_restore_keeps_one_copy_and_the_operators_edits(
 
     import qasync
 
-    from fbupscale_gui.core import session_store
     from fbupscale_gui.core.scene import Scene
+    from fbupscale_gui.storage import session_store
 
     samples = tmp_path / "samples"
     a = cutout_file(samples, "a.png")

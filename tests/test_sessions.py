@@ -19,9 +19,12 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import QSettings
 
-from fbupscale_gui.core import metadata
-from fbupscale_gui.core.atomic import atomic_write_bytes, clean_stale_temps
-from fbupscale_gui.core.session_store import (
+from fbupscale_gui.state.job_queue import JobState
+from fbupscale_gui.state.session import Message, Session
+from fbupscale_gui.state.settings_model import SettingsModel
+from fbupscale_gui.storage import metadata
+from fbupscale_gui.storage.atomic import atomic_write_bytes, clean_stale_temps
+from fbupscale_gui.storage.session_store import (
     INDEX_NAME,
     SCHEMA_VERSION,
     SessionStore,
@@ -29,9 +32,6 @@ from fbupscale_gui.core.session_store import (
     list_sessions,
     read_snapshot,
 )
-from fbupscale_gui.models.jobs import JobState
-from fbupscale_gui.models.session import Message, Session
-from fbupscale_gui.models.settings_model import SettingsModel
 from fbupscale_gui.worker.testing import FakeRunner
 
 
@@ -105,7 +105,7 @@ def recorded_session(qtbot, make_session, tmp_path: Path) -> Path:  # type: igno
 
 
 def test_store_schema_wal_and_interrupted_on_reopen(tmp_path: Path) -> None:
-    from fbupscale_gui.core.session_store import JobRow
+    from fbupscale_gui.storage.session_store import JobRow
 
     folder = create_session("Derby", root=tmp_path)
     store = SessionStore(folder)
@@ -156,7 +156,7 @@ def test_export_folder_cleanup_only_touches_old_own_temps(tmp_path: Path) -> Non
 def test_atomic_files_get_the_umask_permissions(tmp_path: Path) -> None:
     old = os.umask(0o027)
     try:
-        from fbupscale_gui.core import atomic
+        from fbupscale_gui.storage import atomic
 
         atomic._umask_value = None  # read again under this umask
         path = atomic_write_bytes(tmp_path / "f.bin", b"data")
@@ -167,9 +167,9 @@ def test_atomic_files_get_the_umask_permissions(tmp_path: Path) -> None:
 
 
 def test_candidate_files_are_not_0600(tmp_path: Path) -> None:
-    from fbupscale_gui.core import atomic
     from fbupscale_gui.core.job import Candidate
     from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+    from fbupscale_gui.storage import atomic
 
     atomic._umask_value = None
     umask = os.umask(0o022)
@@ -445,8 +445,13 @@ def build_stored_session(
     from fbupscale_gui.core.images import make_source
     from fbupscale_gui.core.job import Candidate
     from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
-    from fbupscale_gui.core.session_store import CandidateRow, CutoutRow, JobRow, set_last_session
     from fbupscale_gui.engine import Engine
+    from fbupscale_gui.storage.session_store import (
+        CandidateRow,
+        CutoutRow,
+        JobRow,
+        set_last_session,
+    )
 
     folder = create_session("big", root)
     store = SessionStore(folder)
@@ -493,7 +498,7 @@ def test_restore_lists_everything_first_and_decodes_candidates_off_the_gui_threa
 ) -> None:  # type: ignore[no-untyped-def]
     from PIL import ImageFile
 
-    from fbupscale_gui.core import session_store
+    from fbupscale_gui.storage import session_store
 
     folder, stored, _picks = build_stored_session(sessions, tmp_path)
     decoded: list[tuple[str, Path]] = []  # (thread, file) of each candidate decode

@@ -23,17 +23,10 @@ import pytest
 import torch
 from PIL import Image
 
-from fbupscale_gui import cli_models
+from fbupscale_gui.cli import models as cli_models
 from fbupscale_gui.core.errors import Cancelled, ModelNotFoundError, RequestError
 from fbupscale_gui.core.images import crop_to_content, standardise
 from fbupscale_gui.core.job import Progress
-from fbupscale_gui.core.model_library import (
-    INDEX_NAME,
-    ModelFileError,
-    ModelInfo,
-    ModelLibrary,
-    file_sha256,
-)
 from fbupscale_gui.core.request import Preprocess, ReconstructionRequest
 from fbupscale_gui.engine import sr_models
 from fbupscale_gui.engine.sr_models import (
@@ -46,6 +39,13 @@ from fbupscale_gui.engine.sr_models import (
     load_state_dict,
     model_spec,
     resolve_precision,
+)
+from fbupscale_gui.storage.weights_library import (
+    INDEX_NAME,
+    ModelFileError,
+    ModelInfo,
+    ModelLibrary,
+    file_sha256,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -164,8 +164,8 @@ def test_engine_modules_import_light() -> None:
     code = (
         "import sys\n"
         "import fbupscale_gui.engine.sr_models, fbupscale_gui.engine.tiling\n"
-        "import fbupscale_gui.engine.convert_ncnn, fbupscale_gui.core.model_library\n"
-        "import fbupscale_gui.cli_models\n"
+        "import fbupscale_gui.engine.convert_ncnn, fbupscale_gui.storage.weights_library\n"
+        "import fbupscale_gui.cli.models\n"
         "heavy = [m for m in ('torch', 'spandrel', 'torchvision') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

@@ -16,12 +16,9 @@ import pytest
 import torch
 from PIL import Image
 
-from fbupscale_gui import cli
+from fbupscale_gui.cli import entry as cli
 from fbupscale_gui.core.errors import RequestError
 from fbupscale_gui.core.images import image_sha256, make_source
-from fbupscale_gui.core.metadata import read_metadata
-from fbupscale_gui.core.model_library import ModelLibrary
-from fbupscale_gui.core.provenance import model_hashes
 from fbupscale_gui.core.request import (
     SCHEMA_VERSION,
     CandidateKey,
@@ -31,7 +28,10 @@ from fbupscale_gui.core.request import (
 )
 from fbupscale_gui.engine import Engine
 from fbupscale_gui.engine.sr_models import import_spandrel, inspect_model
-from fbupscale_gui.models.jobs import JobState
+from fbupscale_gui.state.job_queue import JobState
+from fbupscale_gui.storage.metadata import read_metadata
+from fbupscale_gui.storage.provenance import model_hashes
+from fbupscale_gui.storage.weights_library import ModelLibrary
 from fbupscale_gui.ui.main_window import MainWindow
 from fbupscale_gui.ui.models_dialog import ModelsDialog
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from fbupscale_gui.core.errors import Cancelled, InputImageError, RequestError
 from fbupscale_gui.core.job import Progress
-from fbupscale_gui.core.video import (
+from fbupscale_gui.storage.video import (
     ClipError,
     ClipReader,
     clamp_rect,
@@ -527,7 +527,7 @@ def test_cli_info_cut_upscale(
 ) -> None:
     import json
 
-    from fbupscale_gui.cli_video import main
+    from fbupscale_gui.cli.video import main
 
     assert main(["video", "info", str(clips["mpeg2"]), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)

@@ -22,8 +22,8 @@ from typing import Final
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InputImageError
-from .request import PadMode, Preprocess, SourceRef
+from fbupscale_gui.core.errors import InputImageError
+from fbupscale_gui.core.request import PadMode, Preprocess, SourceRef
 
 __all__ = [
     "ACCEPTED_FORMATS",

@@ -6,9 +6,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from .number_check import NumberCheck
-from .request import CandidateKey, ReconstructionRequest
-from .runtime import ResolvedRuntime
+from fbupscale_gui.core.number_check import NumberCheck
+from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+from fbupscale_gui.core.runtime import ResolvedRuntime
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -13,7 +13,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, Union, get_args, get_origin
 
-from .errors import RequestError
+from fbupscale_gui.core.errors import RequestError
 
 __all__ = [
     "check_literals",

@@ -26,8 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from .errors import RequestError
-from .scene import HAIR_STYLES, ROLES, SKIN_TONES, Scene
+from fbupscale_gui.core.errors import RequestError
+from fbupscale_gui.core.scene import HAIR_STYLES, ROLES, SKIN_TONES, Scene
 
 __all__ = [
     "DISCRETE_FLOW_SHIFT",

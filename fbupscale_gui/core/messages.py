@@ -19,12 +19,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from . import errors as _errors
-from .errors import FbError
-from .job import Candidate, Progress
-from .number_check import NumberCheck
-from .request import CandidateKey, ReconstructionRequest
-from .runtime import ResolvedRuntime
+from fbupscale_gui.core import errors as _errors
+from fbupscale_gui.core.errors import FbError
+from fbupscale_gui.core.job import Candidate, Progress
+from fbupscale_gui.core.number_check import NumberCheck
+from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+from fbupscale_gui.core.runtime import ResolvedRuntime
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -24,8 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from .errors import RequestError
-from .jsonable import check_literals, from_jsonable, to_jsonable
+from fbupscale_gui.core.errors import RequestError
+from fbupscale_gui.core.jsonable import check_literals, from_jsonable, to_jsonable
 
 __all__ = [
     "DECISIVE_CONFIDENCE",
@@ -110,7 +110,7 @@ def expected_from_scene_json(scene_json: str) -> tuple[int, ...]:
     (the request was validated when made; a scene it cannot parse checks nothing)."""
     if not scene_json:
         return ()
-    from .scene import Scene
+    from fbupscale_gui.core.scene import Scene
 
     try:
         return expected_numbers(Scene.from_json(scene_json))

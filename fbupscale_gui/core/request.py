@@ -19,8 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from .errors import RequestError
-from .jsonable import check_literals, check_version, from_jsonable, parse_json, to_jsonable
+from fbupscale_gui.core.errors import RequestError
+from fbupscale_gui.core.jsonable import (
+    check_literals,
+    check_version,
+    from_jsonable,
+    parse_json,
+    to_jsonable,
+)
 
 __all__ = [
     "BUILTIN_ENGINES",
@@ -138,7 +144,7 @@ class ModelRef:
 
     ``path`` is a local folder or file; empty means "look ``repo_id`` up in the Hugging Face
     cache". ``sha256`` is the file's SHA-256, or for a folder the digest of its files' hashes
-    (see :mod:`fbupscale_gui.core.models`); empty when not yet computed. ``format`` and
+    (see :mod:`fbupscale_gui.storage.weights`); empty when not yet computed. ``format`` and
     ``quant`` say what the file is ("diffusers" folder, "safetensors-bfl", "gguf-bfl"...;
     "bf16", "fp8_scaled", "Q8_0"...), filled in when the model is located.
     """

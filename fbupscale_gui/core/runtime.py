@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Final
 
-from .errors import RequestError
+from fbupscale_gui.core.errors import RequestError
 
 __all__ = ["ResolvedRuntime"]
 

@@ -30,8 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
-from .errors import RequestError
-from .jsonable import check_version, from_jsonable, parse_json, to_jsonable
+from fbupscale_gui.core.errors import RequestError
+from fbupscale_gui.core.jsonable import check_version, from_jsonable, parse_json, to_jsonable
 
 __all__ = [
     "BACKGROUND_ELEMENTS",

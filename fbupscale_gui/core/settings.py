@@ -6,7 +6,7 @@ a bad value falls back to its default and is logged, so a corrupt settings file 
 the application. :meth:`Settings.replace` validates and raises :class:`SettingsError` naming
 the setting, for the settings dialog.
 
-Persistence is the Qt side's business (:mod:`fbupscale_gui.models.settings_model`).
+Persistence is the Qt side's business (:mod:`fbupscale_gui.state.settings_model`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, get_args
 
-from .errors import FbError
-from .export import validate_template
-from .request import BUILTIN_ENGINES, MemoryMode, canonical_engine, is_model_engine
+from fbupscale_gui.core.errors import FbError
+from fbupscale_gui.core.export import validate_template
+from fbupscale_gui.core.request import (
+    BUILTIN_ENGINES,
+    MemoryMode,
+    canonical_engine,
+    is_model_engine,
+)
 
 __all__ = ["SPECS", "ExportFormat", "SettingSpec", "Settings", "SettingsError"]
 

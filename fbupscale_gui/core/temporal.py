@@ -54,7 +54,7 @@ from typing import Final, Literal, get_args
 import numpy as np
 from PIL import Image
 
-from .errors import RequestError
+from fbupscale_gui.core.errors import RequestError
 
 __all__ = [
     "TEMPORAL_MODES",

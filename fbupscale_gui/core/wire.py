@@ -19,10 +19,10 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from .errors import RequestError
-from .job import Progress
-from .jsonable import from_jsonable, to_jsonable
-from .messages import (
+from fbupscale_gui.core.errors import RequestError
+from fbupscale_gui.core.job import Progress
+from fbupscale_gui.core.jsonable import from_jsonable, to_jsonable
+from fbupscale_gui.core.messages import (
     Cancelled,
     CandidateReady,
     Done,
@@ -34,9 +34,9 @@ from .messages import (
     Started,
     Warning,
 )
-from .number_check import NumberCheck
-from .request import CandidateKey, ReconstructionRequest
-from .runtime import ResolvedRuntime
+from fbupscale_gui.core.number_check import NumberCheck
+from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+from fbupscale_gui.core.runtime import ResolvedRuntime
 
 __all__ = ["message_from_json", "message_to_json", "model_name"]
 

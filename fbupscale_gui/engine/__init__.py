@@ -30,11 +30,10 @@ from fbupscale_gui.core.request import ReconstructionRequest, is_model_engine
 
 if TYPE_CHECKING:
     from fbupscale_gui.core.messages import JobKind, Message
-    from fbupscale_gui.core.model_library import ModelLibrary
-
-    from .flux import FluxRunner
-    from .lora_train import TrainConfig, TrainResult
-    from .sr_models import SrModelEngine
+    from fbupscale_gui.engine.flux import FluxRunner
+    from fbupscale_gui.engine.lora_train import TrainConfig, TrainResult
+    from fbupscale_gui.engine.sr_models import SrModelEngine
+    from fbupscale_gui.storage.weights_library import ModelLibrary
 
 __all__ = ["Engine", "default_engine", "run"]
 
@@ -70,7 +69,7 @@ class Engine:
     def flux(self) -> FluxRunner:
         """The FLUX runner (created on first use)."""
         if self._flux is None:
-            from .flux import FluxRunner
+            from fbupscale_gui.engine.flux import FluxRunner
 
             self._flux = FluxRunner(
                 search_dirs=self.search_dirs, hf_cache=self.hf_cache, fast=self._fast_engine
@@ -79,7 +78,7 @@ class Engine:
 
     def _fast_engine(self) -> Any:
         if self._fast is None:
-            from .fast import FastEngine
+            from fbupscale_gui.engine.fast import FastEngine
 
             self._fast = FastEngine()
         return self._fast
@@ -88,7 +87,7 @@ class Engine:
     def sr_models(self) -> SrModelEngine:
         """The user-model engine (created on first use)."""
         if self._sr is None:
-            from .sr_models import SrModelEngine
+            from fbupscale_gui.engine.sr_models import SrModelEngine
 
             self._sr = SrModelEngine(library=self.library)
         return self._sr
@@ -143,7 +142,7 @@ class Engine:
         is_cancelled: IsCancelled | None,
     ) -> Candidate:
         """Real-ESRGAN x4plus through torch: the converted weights, same geometry as ncnn."""
-        from .convert_ncnn import ensure_realesrgan_in_library
+        from fbupscale_gui.engine.convert_ncnn import ensure_realesrgan_in_library
 
         engine = self.sr_models
         entry = ensure_realesrgan_in_library(engine.library)
@@ -154,7 +153,7 @@ class Engine:
 
     def handle(self, job_id: int, job: JobKind, is_cancelled: IsCancelled) -> Iterator[Message]:
         """The one entry point: run ``job`` and yield its messages (see :mod:`.facade`)."""
-        from .facade import handle
+        from fbupscale_gui.engine.facade import handle
 
         return handle(self, job_id, job, is_cancelled)
 
@@ -168,7 +167,7 @@ class Engine:
     ) -> TrainResult:
         """The LoRA training job (:func:`.lora_train.train_lora`): loaded pipelines are freed
         first, since training needs the memory."""
-        from .lora_train import train_lora
+        from fbupscale_gui.engine.lora_train import train_lora
 
         self.release()
         return train_lora(config, on_event, is_cancelled, estimate_only=estimate_only)
@@ -190,7 +189,7 @@ class Engine:
 
 def _torch_device(device: str) -> str:
     """The torch device a request's ``device`` resolves to (imports torch)."""
-    from .devices import resolve_runtime
+    from fbupscale_gui.engine.devices import resolve_runtime
 
     return resolve_runtime(device, "fp32", "none").device  # type: ignore[arg-type]
 

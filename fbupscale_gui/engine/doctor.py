@@ -13,12 +13,11 @@ import sys
 from pathlib import Path
 
 from fbupscale_gui.core.errors import FbError, ModelNotFoundError
-from fbupscale_gui.core.model_files import discover_models_root
-from fbupscale_gui.core.models import locate
 from fbupscale_gui.core.request import CONTROLNET_REPO_ID, FLUX_REPO_ID, ModelRef
-
-from . import devices
-from .flux_plan import CARDS_GIB, plan
+from fbupscale_gui.engine import devices
+from fbupscale_gui.engine.flux_plan import CARDS_GIB, plan
+from fbupscale_gui.storage.weight_files import discover_models_root
+from fbupscale_gui.storage.weights import locate
 
 __all__ = ["nvml_summary", "report"]
 
@@ -80,7 +79,7 @@ def _model_line(
 
 def _realesrgan_line() -> str:
     try:
-        from .fast import realesrgan_model_files
+        from fbupscale_gui.engine.fast import realesrgan_model_files
 
         param, _weights = realesrgan_model_files()
     except ModelNotFoundError as exc:

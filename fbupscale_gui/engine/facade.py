@@ -181,7 +181,7 @@ def _cutout(request: ReconstructionRequest) -> Any:
 def _number_check(candidate: Candidate, expected: tuple[int, ...]) -> NumberCheck | None:
     """The shirt numbers read in the candidate against the scene's visible ones (the OCR runs
     only when the scene marks a number visible); None when the OCR is not installed."""
-    from .numbers import NumberCheckUnavailable, check_numbers
+    from fbupscale_gui.engine.numbers import NumberCheckUnavailable, check_numbers
 
     try:
         return check_numbers(candidate.image, expected)
@@ -193,7 +193,7 @@ def _number_check(candidate: Candidate, expected: tuple[int, ...]) -> NumberChec
 def _score(cutout: Any, candidate: Candidate) -> float | None:
     if cutout is None:
         return None
-    from fbupscale_gui.core.scoring import score_candidate
+    from fbupscale_gui.eval.scoring import score_candidate
 
     return score_candidate(cutout, candidate)
 
@@ -214,9 +214,8 @@ def weights_for(candidate: Candidate) -> dict[str, dict[str, str]]:
         if cached is not None:
             return cached
         try:
-            from fbupscale_gui.core.models import fingerprint
-
-            from .fast import weights_file
+            from fbupscale_gui.engine.fast import weights_file
+            from fbupscale_gui.storage.weights import fingerprint
 
             found = weights_file(engine)
             weights = (
@@ -280,8 +279,7 @@ def _cutout_numbers(
     1024 px (OCR cannot read a 60 px cutout as it is), most confident first."""
     from fbupscale_gui.core.images import make_source
     from fbupscale_gui.core.request import Preprocess
-
-    from .numbers import read_numbers
+    from fbupscale_gui.engine.numbers import read_numbers
 
     request = ReconstructionRequest(
         engine="faithful", source=make_source(job.cutout), preprocess=Preprocess(size=1024)
@@ -305,7 +303,7 @@ def _run_other(job: JobKind, report: OnProgress, is_cancelled: IsCancelled) -> o
 def make_upscaler(engine: str, is_cancelled: IsCancelled | None = None) -> Callable[[Any], Any]:
     """The ×4 frame upscaler of a video batch: "lanczos" or "realesrgan" (loaded now, so a
     missing model is reported before any frame is read; cancel works per tile)."""
-    from fbupscale_gui.core.video import lanczos_upscaler
+    from fbupscale_gui.storage.video import lanczos_upscaler
 
     if engine == "lanczos":
         return lanczos_upscaler(4)
@@ -313,7 +311,7 @@ def make_upscaler(engine: str, is_cancelled: IsCancelled | None = None) -> Calla
         from fbupscale_gui.core.errors import RequestError
 
         raise RequestError(f"engine: a video batch runs lanczos or realesrgan, not {engine!r}")
-    from .fast import FastEngine
+    from fbupscale_gui.engine.fast import FastEngine
 
     fast = FastEngine()
     fast.net()
@@ -325,7 +323,7 @@ def make_upscaler(engine: str, is_cancelled: IsCancelled | None = None) -> Calla
 
 
 def _video(job: VideoBatchJob, report: OnProgress, is_cancelled: IsCancelled) -> object:
-    from fbupscale_gui.core.video import upscale_range
+    from fbupscale_gui.storage.video import upscale_range
 
     return upscale_range(
         job.clip,
@@ -342,18 +340,18 @@ def _video(job: VideoBatchJob, report: OnProgress, is_cancelled: IsCancelled) ->
 
 
 def _model(job: ModelJob) -> object:
-    from fbupscale_gui.core.model_library import ModelLibrary
+    from fbupscale_gui.storage.weights_library import ModelLibrary
 
     library = ModelLibrary(job.library or None)
     if job.op == "inspect":
-        from .sr_models import inspect_model
+        from fbupscale_gui.engine.sr_models import inspect_model
 
         return inspect_model(job.path)
     if job.op == "add":
-        from .sr_models import inspect_model
+        from fbupscale_gui.engine.sr_models import inspect_model
 
         return library.add(job.path, inspect_model, licence=job.licence)
-    from .convert_ncnn import ensure_realesrgan_in_library
+    from fbupscale_gui.engine.convert_ncnn import ensure_realesrgan_in_library
 
     return ensure_realesrgan_in_library(library)
 
@@ -361,7 +359,7 @@ def _model(job: ModelJob) -> object:
 def _scores(job: ScoreJob) -> tuple[float | None, ...]:
     from PIL import Image
 
-    from fbupscale_gui.core.fidelity import lr_consistency
+    from fbupscale_gui.eval.fidelity import lr_consistency
 
     with Image.open(job.cutout) as im:
         cutout = im.convert("RGB")

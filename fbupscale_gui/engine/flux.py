@@ -56,22 +56,21 @@ from typing import TYPE_CHECKING, Any, Final
 from fbupscale_gui.core.errors import Cancelled, GpuOutOfMemoryError, RequestError
 from fbupscale_gui.core.images import crop_to_content, standardise
 from fbupscale_gui.core.job import Candidate, IsCancelled, Note, OnProgress, Progress
-from fbupscale_gui.core.models import LocatedModel, check_flux_base, locate
 from fbupscale_gui.core.request import CandidateKey, ModelRef, ReconstructionRequest, Stage1Params
-
-from . import devices
-from .devices import Runtime
-from .finite import require_finite
-from .flux_files import load_controlnet_file, load_transformer_file
-from .flux_plan import plan
-from .flux_speed import compile_blocks, stage1_cache
-from .lora import (
+from fbupscale_gui.engine import devices
+from fbupscale_gui.engine.devices import Runtime
+from fbupscale_gui.engine.finite import require_finite
+from fbupscale_gui.engine.flux_files import load_controlnet_file, load_transformer_file
+from fbupscale_gui.engine.flux_plan import plan
+from fbupscale_gui.engine.flux_speed import compile_blocks, stage1_cache
+from fbupscale_gui.engine.lora import (
     adapter_name_for,
     ensure_lora_loaded,
     is_lora_loaded,
     lora_report,
     set_lora_state,
 )
+from fbupscale_gui.storage.weights import LocatedModel, check_flux_base, locate
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterator
 from typing import Any, Final
 
-from fbupscale_gui.core.models import user_cache_dir
+from fbupscale_gui.storage.weights import user_cache_dir
 
 __all__ = ["FBC_THRESHOLD", "compile_blocks", "stage1_cache"]
 

@@ -1,8 +1,8 @@
 """The measured LoRA A/B the paper lacked: held-out frames, degraded, reconstructed twice.
 
 For every held-out frame of a dataset (``OUT/holdout``, see
-:mod:`fbupscale_gui.core.lora_dataset_build`): the frame is the ground truth (long side
-``size``); the broadcast degradation model (:mod:`fbupscale_gui.core.degrade`) makes a cutout of
+:mod:`fbupscale_gui.storage.lora_dataset_files`): the frame is the ground truth (long side
+``size``); the broadcast degradation model (:mod:`fbupscale_gui.eval.degrade`) makes a cutout of
 it; the FLUX engine reconstructs the cutout with and without the LoRA (the usual A/B: stage 1
 once, stage 2 both ways, same seeds). Each result is scored against the ground truth (PSNR-Y,
 SSIM-Y) and against the cutout (LR-consistency). :func:`write_report` writes ``report.json``,
@@ -18,15 +18,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from fbupscale_gui.core.atomic import atomic_write_bytes
 from fbupscale_gui.core.errors import Cancelled, RequestError
+from fbupscale_gui.storage.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from fbupscale_gui.core.request import ReconstructionRequest
-
-    from . import Engine
+    from fbupscale_gui.engine import Engine
 
 __all__ = ["ABRow", "ab_rows", "report_markdown", "report_plot", "write_report"]
 
@@ -71,11 +70,10 @@ def ab_rows(
     ``work``. Raises RequestError when there is no held-out frame or no LoRA."""
     from PIL import Image as PILImage
 
-    from fbupscale_gui.core.degrade import degrade
-    from fbupscale_gui.core.fidelity import lr_consistency, psnr_y, ssim_y
     from fbupscale_gui.core.images import make_source
-
-    from . import Engine as EngineClass
+    from fbupscale_gui.engine import Engine as EngineClass
+    from fbupscale_gui.eval.degrade import degrade
+    from fbupscale_gui.eval.fidelity import lr_consistency, psnr_y, ssim_y
 
     holdout = dataset / "holdout"
     frames = sorted(

@@ -36,12 +36,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
-from fbupscale_gui.core.atomic import atomic_write_bytes
 from fbupscale_gui.core.errors import Cancelled, RequestError
 from fbupscale_gui.core.lora_dataset import DISCRETE_FLOW_SHIFT
-from fbupscale_gui.core.lora_dataset_build import METADATA_NAME, frame_size, read_metadata
-
-from .lora import BFL_DOUBLE_BLOCK, BFL_GLOBAL, BFL_SINGLE_BLOCK
+from fbupscale_gui.engine.lora import BFL_DOUBLE_BLOCK, BFL_GLOBAL, BFL_SINGLE_BLOCK
+from fbupscale_gui.storage.atomic import atomic_write_bytes
+from fbupscale_gui.storage.lora_dataset_files import METADATA_NAME, frame_size, read_metadata
 
 if TYPE_CHECKING:
     import torch
@@ -292,7 +291,7 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor] | None:
 def _resolve(config: TrainConfig) -> tuple[str, str, Any]:
     import torch
 
-    from .devices import _cuda_available
+    from fbupscale_gui.engine.devices import _cuda_available
 
     if config.device == "cuda" and not _cuda_available():
         raise RequestError("device: CUDA was requested but no CUDA GPU is available")

@@ -48,8 +48,7 @@ from PIL import Image
 from fbupscale_gui.core.errors import Cancelled, ModelNotFoundError, RequestError
 from fbupscale_gui.core.job import IsCancelled
 from fbupscale_gui.core.request import FAITHFUL_MODEL
-
-from .finite import require_finite
+from fbupscale_gui.engine.finite import require_finite
 
 __all__ = [
     "FAITHFUL",
@@ -325,7 +324,7 @@ def load_ncnn_net(param: Path, weights: Path, num_threads: int, what: str, hint:
 
     Raises :class:`ModelNotFoundError` if ncnn is missing or the files do not load.
     """
-    from .fast import _import_ncnn
+    from fbupscale_gui.engine.fast import _import_ncnn
 
     try:
         ncnn_module = _import_ncnn()
@@ -451,7 +450,7 @@ class NcnnModel:
     """
 
     def __init__(self, v: Variant, *, num_threads: int, tile: int = DEFAULT_TILE) -> None:
-        from .fast import _import_ncnn
+        from fbupscale_gui.engine.fast import _import_ncnn
 
         self.variant = v
         self.tile = tile

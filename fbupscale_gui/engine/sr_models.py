@@ -50,15 +50,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from fbupscale_gui.core.errors import Cancelled, ModelFileError, RequestError
-from fbupscale_gui.core.model_library import (
+from fbupscale_gui.engine.finite import require_finite
+from fbupscale_gui.storage.weights_library import (
     MODEL_SUFFIXES,
     PICKLE_SUFFIXES,
     ModelInfo,
     ModelLibrary,
     file_sha256,
 )
-
-from .finite import require_finite
 
 if TYPE_CHECKING:
     import torch
@@ -623,7 +622,7 @@ class SrModel:
 
     def tile_size(self) -> int:
         """The tile side (input px) that fits this device; see :mod:`.tiling`."""
-        from . import tiling
+        from fbupscale_gui.engine import tiling
 
         if self.info.tiling == "internal":
             return tiling.NO_TILING
@@ -631,7 +630,7 @@ class SrModel:
             # spandrel marks some models as tiling badly: give them bigger tiles
             discouraged = self.info.tiling == "discouraged"
             return tiling.DEFAULT_CPU_TILE * (2 if discouraged else 1)
-        from .devices import free_vram_bytes
+        from fbupscale_gui.engine.devices import free_vram_bytes
 
         free = free_vram_bytes(self.device)
         if free is None:
@@ -673,7 +672,7 @@ class SrModel:
         import torch
         from PIL import Image as PILImage
 
-        from . import tiling
+        from fbupscale_gui.engine import tiling
 
         rgb = np.asarray(image.convert("RGB"), dtype=np.float32) * np.float32(1.0 / 255.0)
         h, w = rgb.shape[:2]
@@ -867,8 +866,7 @@ class SrModelEngine:
         from fbupscale_gui.core.images import crop_to_content, standardise
         from fbupscale_gui.core.job import Candidate, Progress
         from fbupscale_gui.core.request import CandidateKey
-
-        from .devices import resolve_runtime
+        from fbupscale_gui.engine.devices import resolve_runtime
 
         if is_cancelled is not None and is_cancelled():
             raise Cancelled()

@@ -69,11 +69,10 @@ from fbupscale_gui.core.messages import (
     failed_from,
 )
 from fbupscale_gui.core.messages import Cancelled as CancelledMessage
-from fbupscale_gui.core.paths import PathEscapeError, contained
 from fbupscale_gui.core.request import ModelRef, ReconstructionRequest
 from fbupscale_gui.core.wire import message_from_json, message_to_json, model_name
-
-from .serve_config import ServeConfig
+from fbupscale_gui.host.serve_config import ServeConfig
+from fbupscale_gui.storage.paths import PathEscapeError, contained
 
 __all__ = ["EngineReplica", "Gateway", "build_app", "make_engine", "resolve_models"]
 
@@ -352,7 +351,7 @@ class Gateway:
         return {"engines": engines, "models": await asyncio.to_thread(self._list_models)}
 
     def _list_models(self) -> list[dict[str, Any]]:
-        from fbupscale_gui.core.models import fingerprint
+        from fbupscale_gui.storage.weights import fingerprint
 
         found: list[dict[str, Any]] = []
         for folder in self.config.models_dirs:

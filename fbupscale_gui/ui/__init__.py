@@ -1,1 +1,1 @@
-"""Qt widgets: thin views that bind to the Qt models in :mod:`fbupscale_gui.models`."""
+"""Qt widgets: thin views that bind to the Qt models in :mod:`fbupscale_gui.state`."""

@@ -32,14 +32,13 @@ from PySide6.QtWidgets import (
 )
 
 from fbupscale_gui.core.number_check import NumberCheck, badge_text
-from fbupscale_gui.core.scoring import LR_TOOLTIP, format_db
-from fbupscale_gui.models.candidates import CandidateEntry, CandidateStore, HeatmapCache
-from fbupscale_gui.models.cutouts import Cutout
+from fbupscale_gui.eval.scoring import LR_TOOLTIP, format_db
+from fbupscale_gui.state.candidates import CandidateEntry, CandidateStore, HeatmapCache
+from fbupscale_gui.state.cutouts import Cutout
+from fbupscale_gui.ui import theme
+from fbupscale_gui.ui.compare_view import CompareView
+from fbupscale_gui.ui.theme import set_style_property
 from fbupscale_gui.worker.qimage import pil_to_qimage
-
-from . import theme
-from .compare_view import CompareView
-from .theme import set_style_property
 
 __all__ = ["CandidateTile", "CandidatesPanel"]
 

@@ -12,7 +12,7 @@ Mouse, in split mode: left-drag moves the split line (a click jumps it there); C
 left-drag or middle-drag pans; the wheel zooms around the cursor. In side-by-side mode a plain
 left-drag pans. Keyboard: +/- zoom, Left/Right move the split.
 
-Heatmap: an RGBA overlay (the deviation heatmap of :mod:`fbupscale_gui.core.fidelity`) is drawn
+Heatmap: an RGBA overlay (the deviation heatmap of :mod:`fbupscale_gui.eval.fidelity`) is drawn
 over the right image when the **Heatmap** toggle (key H) is on, at the opacity of the slider
 next to it, with a small legend. The view only shows it: whoever owns the candidates listens
 to ``heatmapToggled`` and hands the overlay in with :meth:`CompareView.set_overlay`.

@@ -14,10 +14,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from fbupscale_gui.models.cutouts import Cutout, CutoutRole, CutoutsModel
-
-from .pixel_view import PixelView
-from .theme import set_style_property
+from fbupscale_gui.state.cutouts import Cutout, CutoutRole, CutoutsModel
+from fbupscale_gui.ui.pixel_view import PixelView
+from fbupscale_gui.ui.theme import set_style_property
 
 __all__ = ["CutoutPanel"]
 

@@ -4,7 +4,7 @@ LR-consistency threshold, or picks whose shirt number contradicts the scene (Set
 
 "ask" shows the picks below it with their scores and exports only after "Export anyway";
 "refuse" says which picks block the export and exports nothing. The session enforces "refuse"
-again on every export path (:meth:`fbupscale_gui.models.session.Session.export`), so this
+again on every export path (:meth:`fbupscale_gui.state.session.Session.export`), so this
 dialog is the courtesy, not the lock.
 """
 
@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 from fbupscale_gui.core.export import contradiction_text, low_fidelity_text
 
 if TYPE_CHECKING:
-    from fbupscale_gui.models.session import Session
+    from fbupscale_gui.state.session import Session
 
 __all__ = ["EXPORT_ANYWAY", "confirm_fidelity"]
 

@@ -30,13 +30,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from fbupscale_gui.models.flux_setup import FluxSetup, ModelStatus, settings_for
-
-from .models_dialog import format_size
-from .theme import set_style_property
+from fbupscale_gui.state.flux_setup import FluxSetup, ModelStatus, settings_for
+from fbupscale_gui.ui.models_dialog import format_size
+from fbupscale_gui.ui.theme import set_style_property
 
 if TYPE_CHECKING:
-    from fbupscale_gui.models.session import Session
+    from fbupscale_gui.state.session import Session
 
 __all__ = ["COLUMNS", "FluxModelsDialog"]
 

@@ -29,9 +29,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from fbupscale_gui.core.video import Rect
-
-from .theme import ACCENT, ACCENT_TEXT
+from fbupscale_gui.storage.video import Rect
+from fbupscale_gui.ui.theme import ACCENT, ACCENT_TEXT
 
 __all__ = ["ZOOM_STEPS", "FrameView"]
 

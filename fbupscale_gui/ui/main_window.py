@@ -1,7 +1,7 @@
 """The main window: assembles the three panes, the toolbar, menus and status bar.
 
 It holds no state of its own: cutouts, candidates, picks, jobs and settings live in the
-:class:`~fbupscale_gui.models.session.Session`; the panes are bound to it here.
+:class:`~fbupscale_gui.state.session.Session`; the panes are bound to it here.
 
 Scene and prompt are per cutout (each cutout is a different player and moment; a new cutout
 inherits only the last scene's teams, kits and stadium, never its people, numbers, action or
@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING, Final
 from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import QLabel, QMainWindow, QWidget
 
-from fbupscale_gui.models.number_suggest import NumberSuggester
-from fbupscale_gui.models.settings_model import read_window_geometry
-
-from .theme import set_style_property
+from fbupscale_gui.state.number_suggest import NumberSuggester
+from fbupscale_gui.state.settings_model import read_window_geometry
+from fbupscale_gui.ui.theme import set_style_property
 
 if TYPE_CHECKING:
     from PySide6.QtCore import QSettings
@@ -30,18 +29,17 @@ if TYPE_CHECKING:
     from PySide6.QtWidgets import QPushButton
 
     from fbupscale_gui.core.settings import Settings
-    from fbupscale_gui.models.cutouts import Cutout
-    from fbupscale_gui.models.gpu import GpuMonitor
-    from fbupscale_gui.models.jobs import Job
-    from fbupscale_gui.models.session import Message, Session
-
-    from .candidates_panel import CandidatesPanel
-    from .cutout_panel import CutoutPanel
-    from .message_bar import MessageBar
-    from .params_panel import ParamsPanel
-    from .scene_editor import SceneEditor
-    from .status_widgets import GpuLabel, JobProgress
-    from .video_window import VideoWindow
+    from fbupscale_gui.state.cutouts import Cutout
+    from fbupscale_gui.state.gpu import GpuMonitor
+    from fbupscale_gui.state.job_queue import Job
+    from fbupscale_gui.state.session import Message, Session
+    from fbupscale_gui.ui.candidates_panel import CandidatesPanel
+    from fbupscale_gui.ui.cutout_panel import CutoutPanel
+    from fbupscale_gui.ui.message_bar import MessageBar
+    from fbupscale_gui.ui.params_panel import ParamsPanel
+    from fbupscale_gui.ui.scene_editor import SceneEditor
+    from fbupscale_gui.ui.status_widgets import GpuLabel, JobProgress
+    from fbupscale_gui.ui.video_window import VideoWindow
 
 __all__ = ["WINDOW_TITLE", "MainWindow"]
 
@@ -112,12 +110,12 @@ class MainWindow(QMainWindow):
         """Add the three panes, toolbar, menus and status bar, bound to ``session``."""
         from PySide6.QtWidgets import QSplitter, QVBoxLayout
 
-        from .candidates_panel import CandidatesPanel
-        from .cutout_panel import CutoutPanel
-        from .message_bar import MessageBar
-        from .params_panel import ParamsPanel
-        from .scene_editor import SceneEditor
-        from .status_widgets import GpuLabel, JobProgress
+        from fbupscale_gui.ui.candidates_panel import CandidatesPanel
+        from fbupscale_gui.ui.cutout_panel import CutoutPanel
+        from fbupscale_gui.ui.message_bar import MessageBar
+        from fbupscale_gui.ui.params_panel import ParamsPanel
+        from fbupscale_gui.ui.scene_editor import SceneEditor
+        from fbupscale_gui.ui.status_widgets import GpuLabel, JobProgress
 
         self.session = session
         self.cutouts: CutoutPanel = CutoutPanel(session.cutouts)
@@ -165,7 +163,7 @@ class MainWindow(QMainWindow):
 
         from PySide6.QtWidgets import QApplication
 
-        from .wheel_guard import WheelGuard
+        from fbupscale_gui.ui.wheel_guard import WheelGuard
 
         self._wheel_guard = WheelGuard(self)  # the wheel scrolls forms, not their dropdowns
         app = QApplication.instance()
@@ -292,7 +290,7 @@ class MainWindow(QMainWindow):
     def _build_toolbar(self) -> None:
         from PySide6.QtWidgets import QComboBox, QToolBar
 
-        from fbupscale_gui.models.engine_choice import ENGINE_LABELS, ENGINE_LICENCES, ENGINES
+        from fbupscale_gui.state.engine_choice import ENGINE_LABELS, ENGINE_LICENCES, ENGINES
 
         bar = QToolBar("Main")
         bar.setObjectName("mainToolbar")
@@ -529,7 +527,7 @@ class MainWindow(QMainWindow):
     @Slot(list)
     def load_paths(self, paths: list[str]) -> None:
         """Load cutouts; a clip among them opens in the video window instead."""
-        from fbupscale_gui.models.video import is_clip_path
+        from fbupscale_gui.state.video import is_clip_path
 
         clips = [p for p in paths if is_clip_path(p)]
         images = [p for p in paths if not is_clip_path(p)]
@@ -552,7 +550,7 @@ class MainWindow(QMainWindow):
 
     def open_train_window(self) -> None:
         """The Train window (its own module; training runs in a child process)."""
-        from .train_window import TrainWindow
+        from fbupscale_gui.ui.train_window import TrainWindow
 
         if getattr(self, "_train", None) is None:
             s = self.session.settings.settings
@@ -564,7 +562,7 @@ class MainWindow(QMainWindow):
     def video_window(self) -> VideoWindow:
         """The video window (made on first use; closing it only hides it)."""
         if self._video is None:
-            from .video_window import VideoWindow
+            from fbupscale_gui.ui.video_window import VideoWindow
 
             self._video = VideoWindow(self.session, self)
             self._video.cutoutSent.connect(self._on_cutout_sent)
@@ -581,7 +579,7 @@ class MainWindow(QMainWindow):
     def open_clip(self) -> None:
         from PySide6.QtWidgets import QFileDialog
 
-        from fbupscale_gui.models.video import VIDEO_SUFFIXES
+        from fbupscale_gui.state.video import VIDEO_SUFFIXES
 
         pattern = " ".join(f"*{s}" for s in VIDEO_SUFFIXES)
         path, _ = QFileDialog.getOpenFileName(
@@ -597,7 +595,7 @@ class MainWindow(QMainWindow):
     def open_files(self) -> None:
         from PySide6.QtWidgets import QFileDialog
 
-        from fbupscale_gui.models.cutouts import IMAGE_SUFFIXES
+        from fbupscale_gui.state.cutouts import IMAGE_SUFFIXES
 
         image_filter = "Images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ");;All files (*)"
         paths, _ = QFileDialog.getOpenFileNames(self, "Open cutouts", "", image_filter)
@@ -614,7 +612,7 @@ class MainWindow(QMainWindow):
     def paste(self) -> None:
         from PySide6.QtWidgets import QApplication
 
-        from fbupscale_gui.models.session import Message
+        from fbupscale_gui.state.session import Message
         from fbupscale_gui.worker.qimage import qimage_to_pil
 
         clipboard = QApplication.clipboard()
@@ -716,8 +714,8 @@ class MainWindow(QMainWindow):
     @Slot()
     def _on_models_changed(self) -> None:
         """Rebuild the user-model entries after the built-ins, keeping the selection."""
-        from fbupscale_gui.models.engine_choice import ENGINES
-        from fbupscale_gui.models.sr_library import model_engine, model_label
+        from fbupscale_gui.state.engine_choice import ENGINES
+        from fbupscale_gui.state.weights_library import model_engine, model_label
 
         combo = self.engine_combo
         blocked = combo.blockSignals(True)
@@ -735,8 +733,8 @@ class MainWindow(QMainWindow):
 
     @Slot(str)
     def _on_flux_status(self, status: str) -> None:
-        from fbupscale_gui.models.engine_choice import ENGINE_LABELS, FluxStatus
-        from fbupscale_gui.models.session import FLUX_TOPIC
+        from fbupscale_gui.state.engine_choice import ENGINE_LABELS, FluxStatus
+        from fbupscale_gui.state.session import FLUX_TOPIC
 
         index = self.engine_combo.findData("flux")
         label = ENGINE_LABELS["flux"]
@@ -808,7 +806,7 @@ class MainWindow(QMainWindow):
 
     def _fidelity_ok(self, cutout_ids: list[int] | None) -> bool:
         """Below the settings' LR-consistency threshold: ask, or refuse (ui/export_guard.py)."""
-        from .export_guard import confirm_fidelity
+        from fbupscale_gui.ui.export_guard import confirm_fidelity
 
         return confirm_fidelity(self, self.session, cutout_ids)
 
@@ -816,7 +814,7 @@ class MainWindow(QMainWindow):
 
     def open_models(self) -> None:
         """The Models dialog (non-modal: adding a model runs in the engine thread)."""
-        from .models_dialog import ModelsDialog
+        from fbupscale_gui.ui.models_dialog import ModelsDialog
 
         dialog = getattr(self, "models_dialog", None)
         if dialog is None:
@@ -828,7 +826,7 @@ class MainWindow(QMainWindow):
 
     def open_flux_models(self) -> None:
         """The FLUX models page (non-modal: the survey and hashing run in the background)."""
-        from .flux_models_dialog import FluxModelsDialog
+        from fbupscale_gui.ui.flux_models_dialog import FluxModelsDialog
 
         dialog = getattr(self, "flux_models_dialog", None)
         if dialog is None:
@@ -841,7 +839,7 @@ class MainWindow(QMainWindow):
 
     def open_sessions(self) -> None:
         """The Sessions dialog (open, new, rename, archive, delete)."""
-        from .sessions_dialog import SessionsDialog
+        from fbupscale_gui.ui.sessions_dialog import SessionsDialog
 
         self._store_editor()  # the current cutout's edits belong to the session being left
         dialog = SessionsDialog(self.session, self)
@@ -856,7 +854,7 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_session_changed(self, path: object) -> None:
-        from fbupscale_gui.core.session_store import SessionError, read_info
+        from fbupscale_gui.storage.session_store import SessionError, read_info
 
         name = ""
         if path is not None:
@@ -868,7 +866,7 @@ class MainWindow(QMainWindow):
         self._update_actions()
 
     def open_settings(self) -> None:
-        from .settings_dialog import SettingsDialog
+        from fbupscale_gui.ui.settings_dialog import SettingsDialog
 
         dialog = SettingsDialog(self.session.settings.settings, self)
         if dialog.exec() and (result := dialog.result_settings()) is not None:
@@ -902,7 +900,7 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def show_message(self, message: Message) -> None:
         """Errors and warnings as banners (one per topic); passing news in the status bar."""
-        from fbupscale_gui.models.session import FLUX_TOPIC
+        from fbupscale_gui.state.session import FLUX_TOPIC
 
         action = None
         if message.retry is not None or message.rerun:

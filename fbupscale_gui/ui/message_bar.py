@@ -15,7 +15,7 @@ from collections.abc import Callable
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from .theme import set_style_property
+from fbupscale_gui.ui.theme import set_style_property
 
 __all__ = ["MessageBar", "MessageRow"]
 

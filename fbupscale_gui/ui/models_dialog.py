@@ -2,7 +2,7 @@
 
 Each model shows what was detected when it was added: architecture, scale, parameter count,
 file size, the precisions it runs in, and its licence note. Adding validates the file in the
-engine thread (:class:`~fbupscale_gui.models.sr_library.SrLibrary`), so the window stays
+engine thread (:class:`~fbupscale_gui.state.weights_library.SrLibrary`), so the window stays
 responsive and never loads torch; a refused file (pickled code, not an upscaler, a damaged
 header) shows one line here and changes nothing.
 """
@@ -31,10 +31,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from fbupscale_gui.core.model_library import MODEL_SUFFIXES, LibraryEntry
-from fbupscale_gui.models.sr_library import SrLibrary
-
-from .theme import set_style_property
+from fbupscale_gui.state.weights_library import SrLibrary
+from fbupscale_gui.storage.weights_library import MODEL_SUFFIXES, LibraryEntry
+from fbupscale_gui.ui.theme import set_style_property
 
 __all__ = ["COLUMNS", "ModelsDialog", "format_params", "format_size"]
 

@@ -1,6 +1,6 @@
 """The scene form: teams and kits, people, action, background, and the prompt made from them.
 
-A thin view over :class:`~fbupscale_gui.models.scene_model.SceneModel`: every edit goes to the
+A thin view over :class:`~fbupscale_gui.state.scene_model.SceneModel`: every edit goes to the
 model, and the form is refreshed from the model's (always valid) scene. The prompt preview at
 the bottom follows the scene until the operator types into it; the hand-edited text is then
 kept and clearly marked, with a button to go back to the generated prompt.
@@ -32,7 +32,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from fbupscale_gui.core.kits import find_preset
 from fbupscale_gui.core.scene import (
     BACKGROUND_ELEMENTS,
     HAIR_STYLES,
@@ -53,7 +52,8 @@ from fbupscale_gui.core.scene import (
     Stadium,
     Team,
 )
-from fbupscale_gui.models.scene_model import SceneModel, colour_swatches
+from fbupscale_gui.state.scene_model import SceneModel, colour_swatches
+from fbupscale_gui.storage.kits import find_preset
 from fbupscale_gui.ui.theme import set_style_property
 
 __all__ = ["SceneEditor", "SwatchStrip"]

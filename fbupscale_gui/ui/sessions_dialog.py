@@ -1,7 +1,7 @@
 """File ▸ Sessions…: open, create, rename, archive and delete the saved sessions.
 
 Every cutout, request, candidate, pick and export is written to the current session as it is
-made (:mod:`fbupscale_gui.models.session_persist`), so opening another session loses nothing.
+made (:mod:`fbupscale_gui.state.session_persist`), so opening another session loses nothing.
 Deleting asks first; the current session cannot be deleted (or left) while a job runs.
 A damaged session is listed with the reason; "Rebuild" recovers it from its candidate files.
 """
@@ -31,10 +31,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from fbupscale_gui.core.session_store import SessionInfo, list_sessions, sessions_dir
-from fbupscale_gui.models.session import Session
-
-from .theme import ERROR, set_style_property
+from fbupscale_gui.state.session import Session
+from fbupscale_gui.storage.session_store import SessionInfo, list_sessions, sessions_dir
+from fbupscale_gui.ui.theme import ERROR, set_style_property
 
 __all__ = ["COLUMNS", "SessionsDialog"]
 

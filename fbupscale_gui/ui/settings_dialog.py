@@ -21,8 +21,7 @@ from PySide6.QtWidgets import (
 from fbupscale_gui.core.export import TEMPLATE_FIELDS, ExportError, validate_template
 from fbupscale_gui.core.request import MemoryMode
 from fbupscale_gui.core.settings import Settings, SettingsError
-
-from .theme import set_style_property
+from fbupscale_gui.ui.theme import set_style_property
 
 __all__ = ["SettingsDialog"]
 
@@ -88,7 +87,7 @@ class SettingsDialog(QDialog):
         """Export guard and provenance badge (issue 5)."""
         from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox
 
-        from fbupscale_gui.core.scoring import LR_TOOLTIP
+        from fbupscale_gui.eval.scoring import LR_TOOLTIP
 
         self.min_lr = QDoubleSpinBox()
         self.min_lr.setRange(0.0, 99.0)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
 
-from fbupscale_gui.models.candidates import engine_title
-from fbupscale_gui.models.jobs import Job, JobQueue, ProgressInfo
-
-from .theme import set_style_property
+from fbupscale_gui.state.candidates import engine_title
+from fbupscale_gui.state.job_queue import Job, JobQueue, ProgressInfo
+from fbupscale_gui.ui.theme import set_style_property
 
 __all__ = ["GpuLabel", "JobProgress"]
 

@@ -32,8 +32,8 @@ from PySide6.QtCore import QBuffer, QByteArray, QDir, QIODevice, QPointF, Qt
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPalette, QPen
 from PySide6.QtWidgets import QApplication, QWidget
 
-from fbupscale_gui.core.atomic import atomic_write_bytes
-from fbupscale_gui.core.models import user_cache_dir
+from fbupscale_gui.storage.atomic import atomic_write_bytes
+from fbupscale_gui.storage.weights import user_cache_dir
 
 __all__ = [
     "ACCENT",

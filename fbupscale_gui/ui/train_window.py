@@ -7,7 +7,7 @@ edit; right, the caption it makes, the rules it breaks and the counts per action
 and a button that copies the current frame's teams, kits and stadium to the selected frames.
 
 Below, "Build dataset" and "Train" run ``fbupscale lora dataset`` / ``fbupscale lora train`` in
-child processes (:mod:`fbupscale_gui.models.lora_training`): this window never imports torch.
+child processes (:mod:`fbupscale_gui.state.lora_training`): this window never imports torch.
 Training shows its estimate, progress, ETA and a loss curve; Cancel stops after the current
 step and keeps a resume state, and Train again resumes. After each checkpoint a fixed cutout
 (when chosen) goes through the real two-stage pipeline with and without the new LoRA and the
@@ -44,12 +44,11 @@ from PySide6.QtWidgets import (
 
 from fbupscale_gui.core.errors import FbError
 from fbupscale_gui.core.scene import Scene
-from fbupscale_gui.models.lora_training import CliRun, LoraFramesModel, PreviewRun, TrainingRun
-
-from .scene_editor import SceneEditor
+from fbupscale_gui.state.lora_training import CliRun, LoraFramesModel, PreviewRun, TrainingRun
+from fbupscale_gui.ui.scene_editor import SceneEditor
 
 if TYPE_CHECKING:
-    from fbupscale_gui.core.lora_dataset_build import Frame
+    from fbupscale_gui.storage.lora_dataset_files import Frame
 
 __all__ = ["LossPlot", "TrainWindow"]
 

@@ -1,7 +1,7 @@
 """The video window: scrub a match clip, cut a region to the cutouts list, batch-upscale a range.
 
 Opened by File → Open clip… (Ctrl+Shift+O) or by dropping a clip on the main window. Frames
-are decoded off the GUI thread (:class:`~fbupscale_gui.models.video.ClipModel`); the slider
+are decoded off the GUI thread (:class:`~fbupscale_gui.state.video.ClipModel`); the slider
 never waits for them. Keys: Left/Right one frame, Shift+Left/Right one second, Home/End,
 Ctrl+Return sends the region to the cutouts list.
 
@@ -42,9 +42,8 @@ from fbupscale_gui.core.errors import FbError
 from fbupscale_gui.core.images import image_sha256
 from fbupscale_gui.core.request import ReconstructionRequest
 from fbupscale_gui.core.temporal import TEMPORAL_MODES
-from fbupscale_gui.core.video import FIELDS, ClipInfo, Field, Rect, UpscaleResult, parse_position
-from fbupscale_gui.models.jobs import Job, JobState, ProgressInfo, format_eta
-from fbupscale_gui.models.video import (
+from fbupscale_gui.state.job_queue import Job, JobState, ProgressInfo, format_eta
+from fbupscale_gui.state.video import (
     BATCH_ENGINE_LABELS,
     BATCH_ENGINES,
     BATCH_SCALE,
@@ -60,14 +59,14 @@ from fbupscale_gui.models.video import (
     error_text,
     is_clip_path,
 )
-
-from .frame_view import FrameView
-from .pixel_view import PixelView
-from .theme import set_style_property
+from fbupscale_gui.storage.video import FIELDS, ClipInfo, Field, Rect, UpscaleResult, parse_position
+from fbupscale_gui.ui.frame_view import FrameView
+from fbupscale_gui.ui.pixel_view import PixelView
+from fbupscale_gui.ui.theme import set_style_property
 
 if TYPE_CHECKING:
-    from fbupscale_gui.models.cutouts import Cutout
-    from fbupscale_gui.models.session import Session
+    from fbupscale_gui.state.cutouts import Cutout
+    from fbupscale_gui.state.session import Session
 
 __all__ = ["VideoWindow"]
 
@@ -863,7 +862,7 @@ class VideoWindow(QWidget):
             set_style_property(self.batch_label, "role", "")
             self.output_edit.clear()  # the next run gets a new name, never this file
             if not self.isVisible():
-                from fbupscale_gui.models.session import Message
+                from fbupscale_gui.state.session import Message
 
                 self.session.message.emit(Message("info", text))
         elif job.state is JobState.CANCELLED:

@@ -7,9 +7,9 @@ signal. Importing this package never loads torch, diffusers or ncnn.
 
 from __future__ import annotations
 
-from .bridge import THUMB_SIDE, Delivery, ReadyCandidate, deliver
-from .engine_process import ProcessLink
-from .engine_thread import (
+from fbupscale_gui.worker.bridge import THUMB_SIDE, Delivery, ReadyCandidate, deliver
+from fbupscale_gui.worker.engine_process import ProcessLink
+from fbupscale_gui.worker.engine_thread import (
     EngineThread,
     EngineWorker,
     JobRunner,
@@ -17,7 +17,7 @@ from .engine_thread import (
     Task,
     default_runner_factory,
 )
-from .qimage import pil_to_qimage, qimage_to_pil
+from fbupscale_gui.worker.qimage import pil_to_qimage, qimage_to_pil
 
 __all__ = [
     "THUMB_SIDE",

@@ -15,8 +15,7 @@ from PySide6.QtGui import QImage
 
 from fbupscale_gui.core.job import Candidate
 from fbupscale_gui.core.messages import CandidateReady, Message
-
-from .qimage import pil_to_qimage, thumbnail
+from fbupscale_gui.worker.qimage import pil_to_qimage, thumbnail
 
 __all__ = ["THUMB_SIDE", "Delivery", "ReadyCandidate", "deliver"]
 

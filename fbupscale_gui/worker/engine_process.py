@@ -21,8 +21,7 @@ from PySide6.QtCore import QObject, Signal
 from fbupscale_gui.core.messages import JobKind, Message, ReconstructJob, failed_from
 from fbupscale_gui.host.client import DEFAULT_FACTORY, DEFAULT_GRACE_S, EngineProcess
 from fbupscale_gui.host.remote import RemoteEngine
-
-from .bridge import deliver
+from fbupscale_gui.worker.bridge import deliver
 
 __all__ = ["ProcessLink"]
 

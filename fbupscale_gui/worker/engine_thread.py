@@ -31,8 +31,7 @@ from fbupscale_gui.core.messages import (
     failed_from,
 )
 from fbupscale_gui.core.request import ReconstructionRequest
-
-from .bridge import THUMB_SIDE, ReadyCandidate, deliver
+from fbupscale_gui.worker.bridge import THUMB_SIDE, ReadyCandidate, deliver
 
 __all__ = [
     "THUMB_SIDE",

@@ -1,0 +1,610 @@
+"""Candidates per cutout, their grid layout and the one pick per cutout.
+
+Nothing is thrown away: a second run of a cutout adds rows below the first (labelled with the
+run number), so an earlier pick stays visible and exportable.
+
+Grid: one row per (run, variant), i.e. per seed; columns are stage 1 (when shown), then
+**without LoRA | with LoRA** for the final (stage-2 or fast-engine) results. Tiles are numbered
+row by row; keys 1-9 pick by that number.
+
+Fidelity: every entry carries its LR-consistency (scored in the engine thread). The store can
+order the tiles by it instead (:meth:`CandidateStore.set_sort_by_score`; tiles and keys 1-9
+then follow the ranking), and :meth:`CandidateStore.suggest` marks the most faithful final
+candidate as *suggested*; the pick changes only when the operator accepts it. Deviation
+heatmaps are made on demand off the GUI thread and cached per entry (:class:`HeatmapCache`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
+
+from fbupscale_gui.core.job import Candidate
+from fbupscale_gui.core.number_check import NumberCheck, suggestable
+from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+from fbupscale_gui.worker.engine_thread import ReadyCandidate
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+__all__ = [
+    "COLUMNS",
+    "CandidateEntry",
+    "CandidateStore",
+    "Column",
+    "Grid",
+    "HeatmapCache",
+    "Row",
+    "StoredCandidate",
+    "engine_title",
+    "layout_grid",
+    "rank_by_score",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    stage: int
+    lora: bool
+    always: bool  # shown even when empty
+
+
+_ENGINE_TITLES: Final = {
+    "flux": "FLUX",
+    "faithful": "Faithful (waifu2x)",
+    "realesrgan": "Real-ESRGAN",
+    "lanczos": "Lanczos",
+}
+
+#: "Suggest pick" compares candidates of one engine, the first of these present.
+SUGGEST_ENGINES: Final = ("flux", "realesrgan", "faithful", "lanczos")
+
+COLUMNS: Final = (
+    Column("Stage 1", 1, False, False),
+    Column("Stage 1 + LoRA", 1, True, False),
+    Column("Without LoRA", 2, False, True),
+    Column("With LoRA", 2, True, True),
+)
+
+
+@dataclass(frozen=True, eq=False)
+class StoredCandidate:
+    """A candidate read back from a session, before its pixels are decoded.
+
+    Everything but the image comes from the session index; :meth:`load` decodes the
+    full-resolution PNG (tens of ms at 1024 px: never in the GUI thread during a restore).
+    """
+
+    key: CandidateKey
+    seed: int
+    request: ReconstructionRequest
+    path: Path
+    timings: Mapping[str, float] = field(default_factory=dict)
+    runtime: str = ""
+
+    def load(self) -> Image.Image:
+        """The stored full-resolution RGB pixels. Raises SessionError naming the file."""
+        from fbupscale_gui.storage import session_store
+
+        return session_store.read_candidate_image(self.path)
+
+    def with_image(self, image: Image.Image) -> Candidate:
+        return Candidate(self.key, self.seed, image, self.request, dict(self.timings), self.runtime)
+
+
+class CandidateEntry:
+    """A candidate as the window keeps it: which run it came from, and its images.
+
+    A candidate restored from a session starts without pixels (``thumb`` is a null QImage until
+    the session's image loader delivers it): its key, seed and engine come from the index, and
+    :attr:`candidate` decodes the stored full-resolution file on first use, in whichever thread
+    asks (the export thread, usually), unless the loader got there first.
+    """
+
+    def __init__(
+        self,
+        cutout_id: int,
+        run: int,
+        candidate: Candidate | None,
+        image: QImage | None,
+        thumb: QImage,
+        lr_consistency: float | None = None,
+        models: Mapping[str, Mapping[str, str]] | None = None,
+        *,
+        stored: StoredCandidate | None = None,
+    ) -> None:
+        if candidate is None and stored is None:
+            raise ValueError("a candidate entry needs its candidate or its stored file")
+        self.cutout_id = cutout_id
+        self.run = run
+        self.thumb = thumb
+        #: LR-consistency in dB against the cutout (None: not scored).
+        self.lr_consistency = lr_consistency
+        #: Models the request does not name, for the export's provenance.
+        self.models: Mapping[str, Mapping[str, str]] = dict(models or {})
+        self.stored = stored
+        self._candidate = candidate
+        self._image = image
+        self._lock = threading.Lock()
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the full-resolution pixels are in memory."""
+        return self._candidate is not None
+
+    @property
+    def has_thumb(self) -> bool:
+        return not self.thumb.isNull()
+
+    @property
+    def candidate(self) -> Candidate:
+        """The candidate with its full-resolution image (decoded now if it was not yet).
+
+        Raises SessionError when a restored candidate's file can no longer be read."""
+        candidate = self._candidate
+        if candidate is None:
+            with self._lock:
+                if self._candidate is None:
+                    assert self.stored is not None
+                    self._candidate = self.stored.with_image(self.stored.load())
+                candidate = self._candidate
+        return candidate
+
+    @property
+    def number_check(self) -> NumberCheck | None:
+        """The shirt-number verdict the engine gave (None: not checked, or restored and not
+        decoded yet)."""
+        candidate = self._candidate
+        return None if candidate is None else candidate.number_check
+
+    @property
+    def image(self) -> QImage:
+        """The full-resolution QImage (made from :attr:`candidate` on first use)."""
+        if self._image is None:
+            from fbupscale_gui.worker.qimage import pil_to_qimage
+
+            self._image = pil_to_qimage(self.candidate.image)
+        return self._image
+
+    def provide(self, image: Image.Image | None, thumb: QImage) -> None:
+        """The image loader's result: the decoded pixels (unless already loaded) and the
+        tile thumbnail."""
+        if image is not None and self.stored is not None:
+            with self._lock:
+                if self._candidate is None:
+                    self._candidate = self.stored.with_image(image)
+        self.thumb = thumb
+
+    @property
+    def key(self) -> CandidateKey:
+        if self._candidate is None and self.stored is not None:
+            return self.stored.key
+        return self.candidate.key
+
+    @property
+    def seed(self) -> int:
+        if self._candidate is None and self.stored is not None:
+            return self.stored.seed
+        return self.candidate.seed
+
+    @property
+    def engine(self) -> str:
+        if self._candidate is None and self.stored is not None:
+            return self.stored.request.engine
+        return self.candidate.request.engine
+
+    @property
+    def label(self) -> str:
+        """Seed and stage (FLUX), or the engine and its one pass, as every tile shows them."""
+        if self.engine != "flux":
+            return f"{engine_title(self.engine)} · one pass"
+        lora = "LoRA" if self.key.lora else "no LoRA"
+        return f"seed {self.seed} · stage {self.key.stage} · {lora}"
+
+
+def engine_title(engine: str) -> str:
+    """``Real-ESRGAN``, ``Lanczos``, ``FLUX`` or a user model's name."""
+    if engine.startswith("model:"):
+        return engine.split(":", 1)[1]
+    return _ENGINE_TITLES.get(engine, engine)
+
+
+@dataclass(frozen=True)
+class Row:
+    run: int
+    variant: int
+    seed: int
+    engine: str = "flux"
+    #: Whether the grid holds more than one run (only then does the title number it).
+    numbered: bool = field(default=True, compare=False)
+
+    @property
+    def title(self) -> str:
+        # a one-pass engine has no seed worth naming: the row says which engine made it
+        what = f"seed {self.seed}" if self.engine == "flux" else engine_title(self.engine)
+        return what if self.run == 1 or not self.numbered else f"run {self.run} · {what}"
+
+
+@dataclass
+class Grid:
+    """Where each entry sits. ``order`` numbers tiles row by row (index 0 is key 1)."""
+
+    rows: list[Row] = field(default_factory=list)
+    columns: list[Column] = field(default_factory=list)
+    cells: dict[tuple[int, int], CandidateEntry] = field(default_factory=dict)
+    order: list[CandidateEntry] = field(default_factory=list)
+
+    def position(self, entry: CandidateEntry) -> tuple[int, int] | None:
+        for pos, e in self.cells.items():
+            if e is entry:
+                return pos
+        return None
+
+
+def layout_grid(entries: list[CandidateEntry], show_stage1: bool = True) -> Grid:
+    """Rows by (run, variant), columns from :data:`COLUMNS`."""
+    grid = Grid()
+    several = len({e.run for e in entries}) > 1  # a lone later run is not called "run 2"
+    rows = sorted(
+        {Row(e.run, e.key.variant, e.seed, e.engine, several) for e in entries},
+        key=lambda r: (r.run, r.variant),
+    )
+    present = {(e.key.stage, e.key.lora) for e in entries}
+    # The LoRA A/B columns only mean something once a FLUX run is there; a cutout that only
+    # went through a fast engine shows one column, not an empty "With LoRA" one.
+    ab = any(e.engine == "flux" for e in entries)
+    grid.rows = rows
+    grid.columns = [
+        c
+        for c in COLUMNS
+        if (c.stage == 2 and c.always and (ab or not c.lora or (2, True) in present))
+        or (show_stage1 and (c.stage, c.lora) in present)
+    ]
+    if not ab:
+        # fast engines only: one column, named for the engine(s), never "Without LoRA"
+        engines = sorted({engine_title(e.engine) for e in entries})
+        title = engines[0] if len(engines) == 1 else "Result"
+        grid.columns = [Column(title, 2, False, True)]
+    row_index = {(r.run, r.variant): i for i, r in enumerate(rows)}
+    col_index = {(c.stage, c.lora): i for i, c in enumerate(grid.columns)}
+    for e in entries:
+        col = col_index.get((e.key.stage, e.key.lora))
+        if col is None:
+            continue
+        grid.cells[(row_index[(e.run, e.key.variant)], col)] = e
+    grid.order = [grid.cells[pos] for pos in sorted(grid.cells)]
+    return grid
+
+
+def rank_by_score(entries: list[CandidateEntry]) -> list[CandidateEntry]:
+    """Best LR-consistency first; unscored last; ties keep the given order."""
+    indexed = list(enumerate(entries))
+    indexed.sort(
+        key=lambda item: (
+            item[1].lr_consistency is None,
+            -(item[1].lr_consistency or 0.0),
+            item[0],
+        )
+    )
+    return [e for _i, e in indexed]
+
+
+class CandidateStore(QObject):
+    """All candidates by cutout, and exactly one pick per cutout that has any.
+
+    The first candidate to arrive for a cutout is picked automatically (so a pick always
+    exists); the operator changes it with a click or keys 1-9, and a user pick is never
+    replaced automatically.
+    """
+
+    added = Signal(int, object)  # cutout id, CandidateEntry
+    pickChanged = Signal(int)  # cutout id
+    showStage1Changed = Signal(bool)
+    sortChanged = Signal(bool)  # True: ordered by LR-consistency
+    suggestionChanged = Signal(int)  # cutout id
+    #: A restored entry's tile image (and pixels) arrived from the session's image loader.
+    imageReady = Signal(object)  # CandidateEntry
+    #: A restored entry was dropped (its file could not be read).
+    removed = Signal(int, object)  # cutout id, CandidateEntry
+    #: The window shows this cutout's grid: the image loader decodes its candidates first.
+    imagesWanted = Signal(int)  # cutout id
+    #: Many entries were added at once (a restore, see :meth:`bulk`): rebuild what shows them.
+    reset = Signal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._entries: dict[int, list[CandidateEntry]] = {}
+        self._picked: dict[int, CandidateEntry] = {}
+        self._runs: dict[int, int] = {}
+        self._show_stage1 = True
+        self._sort_by_score = False
+        self._suggested: dict[int, CandidateEntry] = {}
+        self._bulk = 0
+
+    # -- runs and entries -----------------------------------------------------------------
+
+    def new_run(self, cutout_id: int) -> int:
+        self._runs[cutout_id] = self._runs.get(cutout_id, 0) + 1
+        return self._runs[cutout_id]
+
+    def add(self, cutout_id: int, run: int, ready: ReadyCandidate) -> CandidateEntry:
+        entry = CandidateEntry(
+            cutout_id,
+            run,
+            ready.candidate,
+            ready.image,
+            ready.thumb,
+            ready.lr_consistency,
+            ready.models,
+        )
+        self._entries.setdefault(cutout_id, []).append(entry)
+        # a suggestion is "the best of what there was": a newcomer may beat it
+        self._suggested.pop(cutout_id, None)
+        self.added.emit(cutout_id, entry)
+        if cutout_id not in self._picked:
+            self._picked[cutout_id] = entry
+            self.pickChanged.emit(cutout_id)
+        return entry
+
+    def restore(self, cutout_id: int, run: int, ready: ReadyCandidate) -> CandidateEntry:
+        """Add a candidate read back from the session (its run number as recorded)."""
+        entry = self.add(cutout_id, run, ready)
+        self._runs[cutout_id] = max(self._runs.get(cutout_id, 0), run)
+        return entry
+
+    def restore_stored(
+        self,
+        cutout_id: int,
+        run: int,
+        stored: StoredCandidate,
+        lr_consistency: float | None,
+        models: Mapping[str, Mapping[str, str]],
+    ) -> CandidateEntry:
+        """Add a candidate read back from the session without decoding its pixels (its tile
+        image arrives later, see :meth:`provide_image`)."""
+        entry = CandidateEntry(
+            cutout_id, run, None, None, QImage(), lr_consistency, models, stored=stored
+        )
+        self._entries.setdefault(cutout_id, []).append(entry)
+        self._suggested.pop(cutout_id, None)
+        self._runs[cutout_id] = max(self._runs.get(cutout_id, 0), run)
+        if not self._bulk:
+            self.added.emit(cutout_id, entry)
+        if cutout_id not in self._picked:
+            self._picked[cutout_id] = entry
+            if not self._bulk:
+                self.pickChanged.emit(cutout_id)
+        return entry
+
+    @contextlib.contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Restore many entries with one ``reset`` at the end instead of an ``added`` (and a
+        first ``pickChanged``) per entry; :meth:`pick` still signals."""
+        self._bulk += 1
+        try:
+            yield
+        finally:
+            self._bulk -= 1
+            if not self._bulk:
+                self.reset.emit()
+
+    def provide_image(
+        self, entry: CandidateEntry, image: Image.Image | None, thumb: QImage
+    ) -> None:
+        """A restored entry's decoded pixels and tile image (from the image loader)."""
+        entry.provide(image, thumb)
+        if entry in self._entries.get(entry.cutout_id, []):
+            self.imageReady.emit(entry)
+
+    def discard(self, entry: CandidateEntry) -> None:
+        """Drop a restored entry whose file cannot be read (the first left is picked)."""
+        entries = self._entries.get(entry.cutout_id, [])
+        if entry not in entries:
+            return
+        entries.remove(entry)
+        if self._suggested.get(entry.cutout_id) is entry:
+            del self._suggested[entry.cutout_id]
+            self.suggestionChanged.emit(entry.cutout_id)
+        self.removed.emit(entry.cutout_id, entry)
+        if self._picked.get(entry.cutout_id) is entry:
+            del self._picked[entry.cutout_id]
+            if entries:
+                self._picked[entry.cutout_id] = entries[0]
+            self.pickChanged.emit(entry.cutout_id)
+
+    def want_images(self, cutout_id: int) -> None:
+        """The window shows ``cutout_id``'s grid (its restored tiles are decoded first)."""
+        self.imagesWanted.emit(cutout_id)
+
+    def clear(self) -> None:
+        """Forget every candidate and pick (another session is opened)."""
+        cutout_ids = set(self._entries) | set(self._picked)
+        self._entries.clear()
+        self._picked.clear()
+        self._runs.clear()
+        self._suggested.clear()
+        for cutout_id in sorted(cutout_ids):
+            self.pickChanged.emit(cutout_id)
+
+    def entries(self, cutout_id: int) -> list[CandidateEntry]:
+        return list(self._entries.get(cutout_id, []))
+
+    def grid(self, cutout_id: int) -> Grid:
+        return layout_grid(self.entries(cutout_id), self._show_stage1)
+
+    @property
+    def show_stage1(self) -> bool:
+        return self._show_stage1
+
+    def set_show_stage1(self, show: bool) -> None:
+        if show != self._show_stage1:
+            self._show_stage1 = show
+            self.showStage1Changed.emit(show)
+
+    # -- fidelity: order and suggestion ---------------------------------------------------
+
+    @property
+    def sort_by_score(self) -> bool:
+        return self._sort_by_score
+
+    def set_sort_by_score(self, on: bool) -> None:
+        if on != self._sort_by_score:
+            self._sort_by_score = on
+            self.sortChanged.emit(on)
+
+    def display_order(self, cutout_id: int) -> list[CandidateEntry]:
+        """The tiles as shown and numbered (keys 1-9): grid order, or ranked by score."""
+        order = self.grid(cutout_id).order
+        return rank_by_score(order) if self._sort_by_score else order
+
+    def suggested(self, cutout_id: int) -> CandidateEntry | None:
+        return self._suggested.get(cutout_id)
+
+    def suggestion_pool(self, cutout_id: int) -> list[CandidateEntry]:
+        """The candidates "Suggest pick" chooses among: like with like.
+
+        LR-consistency ranks candidates of similar quality (the LoRA and no-LoRA outputs of a
+        seed); it cannot rank engines (Lanczos invents nothing and always scores highest). So:
+        scored final candidates (stage 2 or a fast engine; stage 1 only if no final one is
+        scored) of the most generative engine present, FLUX before Real-ESRGAN before Lanczos.
+        """
+        shown = self.grid(cutout_id).order
+        scored = [e for e in shown if e.lr_consistency is not None]
+        final = [e for e in scored if e.key.stage == 2] or scored
+        pool = final
+        for engine in SUGGEST_ENGINES:
+            same = [e for e in final if e.engine == engine]
+            if same:
+                pool = same
+                break
+        # never a candidate whose shirt number contradicts the scene while one agrees
+        allowed = suggestable([e.number_check for e in pool])
+        return [e for e, ok in zip(pool, allowed, strict=True) if ok]
+
+    def suggest(self, cutout_id: int) -> CandidateEntry | None:
+        """Mark the most faithful candidate of :meth:`suggestion_pool` as suggested (the pick
+        does not change). Returns it, or None when nothing is scored."""
+        pool = self.suggestion_pool(cutout_id)
+        best = rank_by_score(pool)[0] if pool else None
+        if best is None:
+            changed = self._suggested.pop(cutout_id, None) is not None
+        else:
+            changed = self._suggested.get(cutout_id) is not best
+            self._suggested[cutout_id] = best
+        if changed:
+            self.suggestionChanged.emit(cutout_id)
+        return best
+
+    def accept_suggestion(self, cutout_id: int) -> CandidateEntry | None:
+        """Pick the suggested candidate (the operator's decision); None if there is none."""
+        entry = self._suggested.get(cutout_id)
+        if entry is not None:
+            self.pick(entry)
+        return entry
+
+    # -- picks ----------------------------------------------------------------------------
+
+    def picked(self, cutout_id: int) -> CandidateEntry | None:
+        return self._picked.get(cutout_id)
+
+    def pick(self, entry: CandidateEntry) -> None:
+        if self._picked.get(entry.cutout_id) is not entry:
+            self._picked[entry.cutout_id] = entry
+            self.pickChanged.emit(entry.cutout_id)
+
+    def pick_index(self, cutout_id: int, index: int) -> CandidateEntry | None:
+        """Pick the ``index``-th tile (0-based, row by row); None if there is no such tile."""
+        order = self.display_order(cutout_id)
+        if not 0 <= index < len(order):
+            return None
+        self.pick(order[index])
+        return order[index]
+
+    def all_picks(self) -> list[CandidateEntry]:
+        return list(self._picked.values())
+
+
+def _rgba_qimage(image: Image.Image) -> QImage:
+    rgba = image.convert("RGBA")
+    data = rgba.tobytes("raw", "RGBA")
+    q = QImage(data, rgba.width, rgba.height, rgba.width * 4, QImage.Format.Format_RGBA8888)
+    return q.copy()  # own the pixels
+
+
+def _make_heatmap(cutout: Image.Image, entry: CandidateEntry) -> QImage | None:
+    from fbupscale_gui.eval.scoring import candidate_heatmap
+
+    heat = candidate_heatmap(cutout, entry.candidate)
+    return None if heat is None else _rgba_qimage(heat)
+
+
+class HeatmapCache(QObject):
+    """Deviation heatmaps (RGBA QImage at the candidate's size), one per entry, made once.
+
+    :meth:`request` returns a cached heatmap at once; otherwise it starts making it in a worker
+    thread of the running asyncio (qasync) loop, about half a second for a 1024 px candidate,
+    and emits ``ready(entry)`` when done. Without a running loop (tests, scripts) it is made in
+    the calling thread.
+    """
+
+    ready = Signal(object)  # CandidateEntry
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._cache: dict[int, tuple[CandidateEntry, QImage | None]] = {}
+        self._pending: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # referenced until done
+
+    def get(self, entry: CandidateEntry) -> QImage | None:
+        hit = self._cache.get(id(entry))
+        return hit[1] if hit is not None and hit[0] is entry else None
+
+    def has(self, entry: CandidateEntry) -> bool:
+        hit = self._cache.get(id(entry))
+        return hit is not None and hit[0] is entry
+
+    def is_pending(self, entry: CandidateEntry) -> bool:
+        return id(entry) in self._pending
+
+    def request(self, entry: CandidateEntry, cutout: Image.Image) -> QImage | None:
+        if self.has(entry):
+            return self.get(entry)
+        if id(entry) in self._pending:
+            return None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._store(entry, _make_heatmap(cutout, entry))
+            return self.get(entry)
+        self._pending.add(id(entry))
+        pixels = cutout.copy()  # the worker thread gets its own
+
+        async def work() -> None:
+            try:
+                heat = await asyncio.to_thread(_make_heatmap, pixels, entry)
+            except Exception:
+                log.exception("deviation heatmap failed")
+                heat = None
+            self._pending.discard(id(entry))
+            self._store(entry, heat)
+
+        task = loop.create_task(work())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return None
+
+    def _store(self, entry: CandidateEntry, heat: QImage | None) -> None:
+        self._cache[id(entry)] = (entry, heat)
+        self.ready.emit(entry)

@@ -1,0 +1,881 @@
+"""The session: the models the window shows, and the actions on them (run, export).
+
+This is the window's state and logic in one testable place, without widgets: cutouts,
+candidates and picks, the job queue, the engine choice and the settings. The main window only
+binds widgets to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Literal
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from fbupscale_gui.core.errors import FbError, InputImageError, ModelNotFoundError
+from fbupscale_gui.core.export import ExportItem, contradicting, low_fidelity
+from fbupscale_gui.core.job import Note
+from fbupscale_gui.core.request import (
+    CONTROLNET_REPO_ID,
+    FLUX_REPO_ID,
+    LoraParams,
+    ModelRef,
+    ReconstructionRequest,
+    is_model_engine,
+)
+from fbupscale_gui.core.settings import Settings
+from fbupscale_gui.host.client import DEFAULT_FACTORY
+from fbupscale_gui.state.candidates import CandidateEntry, CandidateStore
+from fbupscale_gui.state.cutout_status import CutoutStatus
+from fbupscale_gui.state.cutouts import Cutout, CutoutsModel, Decoded, LoadReport, decode_paths
+from fbupscale_gui.state.engine_choice import EngineChoice
+from fbupscale_gui.state.job_queue import Job, JobQueue, JobState
+from fbupscale_gui.state.session_persist import (
+    ImageLoader,
+    Restored,
+    SessionRecorder,
+    load_restored,
+)
+from fbupscale_gui.storage.export import export_candidates
+from fbupscale_gui.storage.weights_library import ModelLibrary
+from fbupscale_gui.worker.engine_process import ProcessLink
+from fbupscale_gui.worker.engine_thread import EngineThread, RunnerFactory
+
+if TYPE_CHECKING:
+    from fbupscale_gui.storage.session_store import SessionStore
+from fbupscale_gui.state.settings_model import SettingsModel
+from fbupscale_gui.state.weights_library import SrLibrary
+
+__all__ = ["FLUX_TOPIC", "Level", "Message", "ParamsApplier", "Session", "base_request"]
+
+log = logging.getLogger(__name__)
+
+Level = Literal["info", "warning", "error"]
+#: The topic of every message about the FLUX weights (one banner, always the latest).
+FLUX_TOPIC: Final = "flux"
+ParamsApplier = Callable[[ReconstructionRequest], ReconstructionRequest]
+
+_FLUX_WHATS: Final = ("FLUX", "ControlNet")
+
+
+def engine_server(settings: Settings) -> tuple[str, str] | None:
+    """Settings › Engine: (URL, token) of the server that runs reconstructions, or None for
+    this computer's engine process. The token falls back to ``FBUPSCALE_TOKEN``."""
+    if not settings.engine_server:
+        return None
+    return settings.engine_server, settings.engine_token or os.environ.get("FBUPSCALE_TOKEN", "")
+
+
+@dataclass(frozen=True, eq=False)
+class Message:
+    """Something to tell the operator. ``retry`` is a failed job that can be re-queued with
+    ``retry_changes`` (e.g. a lighter memory mode after running out of GPU memory)."""
+
+    level: Level
+    text: str
+    retry: Job | None = None
+    retry_label: str = ""
+    retry_changes: dict[str, object] | None = None
+    #: Longer help (shown as a tooltip).
+    details: str = ""
+    #: Interrupted jobs (restored from the session) that the action re-runs.
+    rerun: tuple[Job, ...] = ()
+    #: What the message is about ("flux", "export", "cutout:NAME"): the window shows one
+    #: banner per topic, the latest replacing the one before. Empty: the text is the topic.
+    topic: str = ""
+
+
+def base_request(
+    cutout: Cutout, engine: str, settings: Settings, library: ModelLibrary | None = None
+) -> ReconstructionRequest:
+    """The request for ``cutout`` before the Advanced parameters are applied.
+
+    A user model ("model:NAME") is looked up in ``library`` (default: the models folder) and
+    recorded with its file and SHA-256. Raises ModelNotFoundError when it is gone.
+    """
+    sr_model = None
+    if is_model_engine(engine):
+        lib = library if library is not None else ModelLibrary()
+        sr_model = lib.ref(engine.split(":", 1)[1])
+    lora = (
+        LoraParams(model=ModelRef(path=settings.lora_path)) if settings.lora_path else LoraParams()
+    )
+    return ReconstructionRequest(
+        engine=engine,  # validated by the request
+        sr_model=sr_model,
+        prompt=cutout.prompt,
+        scene_json=cutout.scene.to_json() if cutout.scene is not None else "",
+        source=cutout.source,
+        flux=ModelRef(path=settings.flux_dir, repo_id=FLUX_REPO_ID),
+        flux_base=ModelRef(path=settings.flux_base_dir) if settings.flux_base_dir else None,
+        controlnet=ModelRef(path=settings.controlnet_dir, repo_id=CONTROLNET_REPO_ID),
+        lora=lora,
+        memory_mode=settings.memory_mode,  # type: ignore[arg-type]
+    )
+
+
+def apply_environment(settings: Settings) -> None:
+    """Settings the engine reads from the environment (the Hugging Face cache)."""
+    if settings.hf_cache:
+        os.environ["HF_HUB_CACHE"] = str(Path(settings.hf_cache).expanduser())
+
+
+class Session(QObject):
+    """Everything the window shows, with the actions on it."""
+
+    message = Signal(object)  # Message
+    exported = Signal(object)  # list[Path]
+    #: The session folder now shown (None: nothing is saved), after :meth:`open_session`.
+    sessionChanged = Signal(object)
+    #: A session finished restoring (its cutouts, candidates and picks are in the models;
+    #: the candidates' images follow, see ``imagesRestored``).
+    restored = Signal()
+    #: Every restored candidate has its tile image and full-resolution pixels.
+    imagesRestored = Signal()
+    #: The engine loaded a LoRA: its path, "info" or "warning", and what it applied / left out.
+    loraReported = Signal(str, str, str)
+
+    def __init__(
+        self,
+        settings: SettingsModel,
+        runner_factory: RunnerFactory | None = None,
+        parent: QObject | None = None,
+        *,
+        engine_factory: str = DEFAULT_FACTORY,
+        engine_kwargs: dict[str, object] | None = None,
+    ) -> None:
+        """Jobs run in the engine process (``engine_factory``, ``module:callable``, made with
+        ``engine_kwargs`` there); with ``runner_factory`` (a test double sharing state with a
+        test) they run in a thread of this process instead, through the same facade."""
+        super().__init__(parent)
+        self.settings = settings
+        self.cutouts = CutoutsModel(self)
+        self.candidates = CandidateStore(self)
+        #: Checks and task callables; the jobs too when a runner factory is given.
+        self.engine_thread = EngineThread(runner_factory, self)
+        self.engine_link: EngineThread | ProcessLink = (
+            self.engine_thread
+            if runner_factory is not None
+            else ProcessLink(
+                factory=engine_factory,
+                kwargs=engine_kwargs,
+                grace_s=settings.settings.cancel_grace_s,
+                server=engine_server(settings.settings),
+                parent=self,
+            )
+        )
+        self.jobs = JobQueue(self.engine_link, self.candidates, self, tasks=self.engine_thread)
+        settings.changed.connect(self._on_settings_changed)
+        self.engine = EngineChoice(self.engine_thread, settings.settings.engine, self)
+        self.sr_models = SrLibrary(self.jobs, parent=self)
+        self.sr_models.changed.connect(self._on_models_changed)
+        self._on_models_changed()
+        self.jobs.jobEnded.connect(self._on_job_ended)
+        self.status = CutoutStatus(self.cutouts, self.jobs, self.candidates, self)
+        self.restored.connect(self.status.refresh_all)
+        self.jobs.noted.connect(self._on_job_note)
+        self.cutouts.loaded.connect(self._on_loaded)
+        self.engine.fluxMissing.connect(self._on_flux_missing)
+        self._exported: set[int] = set()  # id() of exported CandidateEntry objects
+        self.recorder = SessionRecorder(self.cutouts, self.candidates, self.jobs, self)
+        self.recorder.failed.connect(self._on_save_failed)
+        self.recorder.recovered.connect(self._on_save_recovered)
+        self._generation = 0  # bumped by each open: a slow restore of an older one is dropped
+        self._restoring = False
+        self._loader: ImageLoader | None = None  # decodes the restored candidates' images
+        self._wanted: int | None = None  # the cutout whose grid is shown
+        self._image_problems: list[str] = []
+        #: Files decoded while a session was being read, added when it is in.
+        self._pending_loads: list[list[Decoded | InputImageError]] = []
+        self.candidates.imagesWanted.connect(self._on_images_wanted)
+        apply_environment(settings.settings)
+
+    # -- the session on disk ---------------------------------------------------------------
+
+    @property
+    def session_path(self) -> Path | None:
+        """The session folder being written (None: this window's work is not saved)."""
+        return self.recorder.path
+
+    @property
+    def is_restoring(self) -> bool:
+        return self._restoring
+
+    @property
+    def images_pending(self) -> bool:
+        """Restored candidates whose images are still being decoded."""
+        return self._loader is not None
+
+    def open_session(self, path: str | Path | None = None, *, fallback: bool = True) -> bool:
+        """Show the session in ``path`` (default: the last one, else a new one).
+
+        Refused (False, with a message) while a job runs. The current session is written out
+        and closed first; the index is read and the cutouts decoded off the GUI thread on a
+        running asyncio loop (now, without one), then every cutout, candidate and pick is shown
+        at once (``restored``); the candidates' full-resolution PNGs are decoded by an
+        :class:`ImageLoader` thread, the shown cutout's first, and their tiles fill in
+        (``imagesRestored`` when all are in). Jobs left queued or running show as interrupted.
+
+        A damaged session is never written to: it stays on disk (listed as damaged, see
+        :func:`~fbupscale_gui.storage.session_store.rebuild_index`), the operator is told why,
+        and, with ``fallback``, a new session is started so the window's work is saved.
+        """
+        from fbupscale_gui.storage.session_store import (
+            SessionError,
+            create_session,
+            last_session,
+        )
+
+        if self.jobs.is_busy():
+            self.message.emit(
+                Message("warning", "Cancel or wait for the running job before switching session.")
+            )
+            return False
+        try:
+            folder = Path(path) if path is not None else (last_session() or create_session())
+        except SessionError as exc:
+            self.message.emit(Message("error", f"{exc}. This window's work is not being saved."))
+            return False
+        self._clear()
+        writer = self.recorder.start(folder)
+        writer.submit(_RememberLast())  # "reopen this one next time", in the writer thread
+        self._generation += 1
+        self._restoring = True
+        self.sessionChanged.emit(folder)
+        generation = self._generation
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._apply_restored(generation, _call_restore(self.recorder, folder), fallback)
+            return True
+
+        # submitted now (not when the task first runs): the index is read while the window
+        # lays out and paints
+        future = loop.run_in_executor(None, _call_restore, self.recorder, folder)
+
+        async def work() -> None:
+            self._apply_restored(generation, await future, fallback)
+
+        loop.create_task(work()).add_done_callback(self._log_task_error)
+        return True
+
+    def new_session(self, name: str = "", *, fallback: bool = True) -> bool:
+        """Create an empty session and switch to it."""
+        from fbupscale_gui.storage.session_store import SessionError, create_session
+
+        if self.jobs.is_busy():
+            self.message.emit(
+                Message("warning", "Cancel or wait for the running job before switching session.")
+            )
+            return False
+        try:
+            folder = create_session(name)
+        except SessionError as exc:
+            self.message.emit(Message("error", str(exc)))
+            return False
+        return self.open_session(folder, fallback=fallback)
+
+    def rebuild_session(self, path: str | Path) -> bool:
+        """Recover a damaged session from its candidate files, then open it."""
+        from fbupscale_gui.storage.session_store import SessionError, rebuild_index
+
+        folder = Path(path)
+        if folder == self.session_path:  # its writer holds the index
+            self.message.emit(
+                Message("warning", "Open another session before rebuilding this one.")
+            )
+            return False
+        if self.jobs.is_busy():
+            self.message.emit(
+                Message("warning", "Cancel or wait for the running job before switching session.")
+            )
+            return False
+        try:
+            info, problems = rebuild_index(folder)
+        except SessionError as exc:
+            self.message.emit(Message("error", str(exc)))
+            return False
+        text = (
+            f"Rebuilt the session “{info.name}” from its files: {info.cutouts} cutout(s), "
+            f"{info.candidates} candidate(s). Picks and export records were only in the "
+            "damaged index; the old index is kept beside it."
+        )
+        if problems:
+            text += f" Not recovered: {_listed(problems)}."
+        self.message.emit(Message("warning" if problems else "info", text))
+        return self.open_session(folder)
+
+    def rename_session(self, path: str | Path, name: str) -> bool:
+        from fbupscale_gui.storage.session_store import SessionError, rename_session
+
+        try:
+            rename_session(path, name)
+        except SessionError as exc:
+            self.message.emit(Message("error", str(exc)))
+            return False
+        if self.session_path is not None and Path(path) == self.session_path:
+            self.sessionChanged.emit(self.session_path)
+        return True
+
+    def archive_session(self, path: str | Path, archived: bool = True) -> bool:
+        from fbupscale_gui.storage.session_store import SessionError, set_archived
+
+        try:
+            set_archived(path, archived)
+        except SessionError as exc:
+            self.message.emit(Message("error", str(exc)))
+            return False
+        return True
+
+    def delete_session(self, path: str | Path) -> bool:
+        """Delete a session folder. The current one only when no job runs; a new empty
+        session replaces it."""
+        from fbupscale_gui.storage.session_store import SessionError, delete_session
+
+        folder = Path(path)
+        current = self.session_path is not None and folder == self.session_path
+        if current and self.jobs.is_busy():
+            self.message.emit(
+                Message("warning", "The current session cannot be deleted while a job runs.")
+            )
+            return False
+        if current:
+            self._generation += 1  # drop a restore still under way
+            self._clear()
+        try:
+            delete_session(folder)
+        except SessionError as exc:
+            self.message.emit(Message("error", str(exc)))
+            if current:
+                self.open_session(folder)
+            return False
+        if current:
+            self.new_session()
+        return True
+
+    def _clear(self) -> None:
+        self._stop_loader()
+        self.recorder.close()
+        self.jobs.forget()
+        self.candidates.clear()
+        self.cutouts.clear()
+        self._exported.clear()
+
+    def _apply_restored(
+        self, generation: int, result: Restored | BaseException, fallback: bool = True
+    ) -> None:
+        from fbupscale_gui.storage.session_store import SessionDamagedError, session_name
+
+        if generation != self._generation:
+            return  # another session was opened meanwhile
+        self._restoring = False
+        if isinstance(result, BaseException):
+            damaged = isinstance(result, SessionDamagedError) or not isinstance(
+                result, FbError | OSError
+            )
+            if not isinstance(result, FbError):
+                log.error("session restore failed", exc_info=result)
+            folder = self.session_path
+            if damaged and fallback and folder is not None:
+                started = self.new_session(fallback=False)
+                then = "New work goes to a new session." if started else "Work is not saved."
+                self.message.emit(
+                    Message(
+                        "error",
+                        f"Session “{session_name(folder)}” is damaged ({_reason(result)}); it "
+                        f"is kept, and File ▸ Sessions ▸ Rebuild recovers it. {then}",
+                        details=str(folder),
+                    )
+                )
+                if started:
+                    return
+            else:
+                self.message.emit(Message("error", f"Could not reopen the session: {result}"))
+            self.restored.emit()
+            self._add_pending_loads()
+            return
+        interrupted, exported = self.recorder.apply(result)
+        self._exported.update(exported)
+        self._start_loader(generation)
+        if result.problems:
+            self.message.emit(
+                Message(
+                    "warning", f"Some of the session could not be read: {_listed(result.problems)}."
+                )
+            )
+        if interrupted:
+            names = ", ".join(sorted({j.cutout_name for j in interrupted})[:5])
+            self.message.emit(
+                Message(
+                    "warning",
+                    f"{len(interrupted)} job(s) were interrupted when fbupscale stopped ({names}).",
+                    retry_label="Re-run interrupted",
+                    rerun=tuple(interrupted),
+                )
+            )
+        self.restored.emit()
+        self._add_pending_loads()
+
+    def _add_pending_loads(self) -> None:
+        """Add the files decoded while the session was being read (after its cutouts, so a
+        file already in the session is recognised and never added twice)."""
+        pending, self._pending_loads = self._pending_loads, []
+        for results in pending:
+            self.cutouts.add_decoded(results)
+
+    # -- restored candidates' images (decoded in the loader's thread) ----------------------
+
+    def _start_loader(self, generation: int) -> None:
+        entries = [
+            e
+            for c in self.cutouts.cutouts()
+            for e in self.candidates.entries(c.id)
+            if e.stored is not None and not e.has_thumb
+        ]
+        self._image_problems = []
+        if not entries:
+            self.imagesRestored.emit()
+            return
+        loader = ImageLoader(generation, entries, self)
+        loader.decoded.connect(self._on_image_decoded)
+        loader.failed.connect(self._on_image_failed)
+        loader.finished.connect(self._on_images_finished)
+        loader.want(self._wanted)
+        self._loader = loader
+        loader.start()
+
+    def _stop_loader(self) -> None:
+        loader, self._loader = self._loader, None
+        if loader is not None:
+            loader.stop()
+            loader.decoded.disconnect(self._on_image_decoded)
+            loader.failed.disconnect(self._on_image_failed)
+            loader.finished.disconnect(self._on_images_finished)
+            loader.deleteLater()
+
+    @Slot(int)
+    def _on_images_wanted(self, cutout_id: int) -> None:
+        self._wanted = cutout_id
+        if self._loader is not None:
+            self._loader.want(cutout_id)
+
+    def _current_loader(self, generation: int) -> bool:
+        return self._loader is not None and self._loader.generation == generation
+
+    @Slot(int, object, object, object)
+    def _on_image_decoded(
+        self, generation: int, entry: CandidateEntry, image: object, thumb: object
+    ) -> None:
+        if self._current_loader(generation):
+            self.candidates.provide_image(entry, image, thumb)  # type: ignore[arg-type]
+
+    @Slot(int, object, str)
+    def _on_image_failed(self, generation: int, entry: CandidateEntry, text: str) -> None:
+        if self._current_loader(generation):
+            self._image_problems.append(text)
+            self.candidates.discard(entry)
+
+    @Slot(int)
+    def _on_images_finished(self, generation: int) -> None:
+        if not self._current_loader(generation):
+            return
+        self._stop_loader()
+        problems, self._image_problems = self._image_problems, []
+        if problems:
+            self.message.emit(
+                Message("warning", f"Some candidates could not be read: {_listed(problems)}.")
+            )
+        self.imagesRestored.emit()
+
+    def rerun_interrupted(self, jobs: Iterable[Job] | None = None) -> list[Job]:
+        """Queue interrupted jobs again (all of them by default)."""
+        targets = list(jobs) if jobs is not None else self.jobs.interrupted()
+        out: list[Job] = []
+        for old in targets:
+            if old.state is not JobState.INTERRUPTED:
+                continue
+            try:
+                cutout = self.cutouts.by_id(old.cutout_id)
+            except KeyError:
+                continue
+            new = self.jobs.retry(old, source=cutout.source)  # the original file may be gone
+            old.state = JobState.CANCELLED  # replaced: no longer offered
+            self.recorder.rerun(old, new)
+            out.append(new)
+        return out
+
+    def note_cutout_changed(self, cutout: Cutout) -> None:
+        """The cutout's scene or prompt changed: record it."""
+        self.recorder.record_cutout(cutout)
+
+    @Slot(str)
+    def _on_save_failed(self, text: str) -> None:
+        self.message.emit(Message("error", text, topic="session-save"))
+
+    @Slot()
+    def _on_save_recovered(self) -> None:
+        folder = self.session_path
+        self.message.emit(  # replaces the failure's banner: it no longer holds
+            Message("info", f"The session is being saved again to {folder}.", topic="session-save")
+        )
+
+    # -- loading --------------------------------------------------------------------------
+
+    @Slot(object)
+    def _on_loaded(self, report: LoadReport) -> None:
+        text = report.message()
+        if text:
+            level: Level = "error" if report.errors else "warning" if report.warnings else "info"
+            self.message.emit(Message(level, text))
+
+    def load(self, paths: Iterable[str | Path]) -> None:
+        """Load files/folders: off the GUI thread on a running asyncio (qasync) loop, else now.
+
+        Files decoded while a session is being read are added once it is in (whatever
+        finishes first), so content already in the session is recognised as such."""
+        items = [str(p) for p in paths]
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._add_loaded(decode_paths(items))
+            return
+
+        async def work() -> None:
+            self._add_loaded(await asyncio.to_thread(decode_paths, items))
+
+        loop.create_task(work()).add_done_callback(self._log_task_error)
+
+    def _add_loaded(self, results: list[Decoded | InputImageError]) -> None:
+        if self._restoring:
+            self._pending_loads.append(results)
+        else:
+            self.cutouts.add_decoded(results)
+
+    @staticmethod
+    def _log_task_error(task: asyncio.Task[object]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    # -- running --------------------------------------------------------------------------
+
+    def check_models(self) -> None:
+        """Look for the FLUX weights in the background (result via ``engine`` signals)."""
+        self.engine.check(self.settings.settings)
+
+    def build_request(
+        self, cutout: Cutout, apply_params: ParamsApplier | None = None
+    ) -> ReconstructionRequest:
+        request = base_request(
+            cutout, self.engine.engine, self.settings.settings, self.sr_models.library
+        )
+        request = apply_params(request) if apply_params is not None else request
+        if request.engine != "flux":
+            # one pass, one candidate, no LoRA: the request says what the engine will run,
+            # not the FLUX panel's variants and LoRA file (they never touch its pixels)
+            request = request.replace(variants=1, lora=LoraParams())
+        return request
+
+    def run(
+        self, cutouts: Iterable[Cutout], apply_params: ParamsApplier | None = None
+    ) -> list[Job]:
+        """Queue one job per cutout. A request the schema refuses becomes a message."""
+        jobs: list[Job] = []
+        targets = list(cutouts)
+        if not targets:
+            self.message.emit(Message("warning", "Nothing to run: load and select a cutout first."))
+            return jobs
+        promptless: list[str] = []
+        for cutout in targets:
+            self.cutouts.ensure_scene(cutout)
+            try:
+                request = self.build_request(cutout, apply_params)
+            except FbError as exc:
+                self.message.emit(Message("error", f"{cutout.name}: cannot run: {exc}"))
+                continue
+            if request.engine == "flux" and not request.prompt.strip():
+                promptless.append(cutout.name)
+            # the engine reads the source file itself; this private copy is embedded in the
+            # session's candidate files (a session can be rebuilt from them)
+            jobs.append(
+                self.jobs.enqueue(cutout.id, cutout.name, request, cutout=cutout.image.copy())
+            )
+        if promptless:  # once per run, however many cutouts
+            shown = ", ".join(promptless[:3]) + ("…" if len(promptless) > 3 else "")
+            self.message.emit(
+                Message(
+                    "warning",
+                    f"FLUX runs without a prompt for {shown}: describe the players in the "
+                    "Scene form (on the command line: --scene FILE.json). FLUX's results "
+                    "depend on the prompt.",
+                )
+            )
+        return jobs
+
+    def retry(self, message: Message) -> Job | None:
+        if message.rerun:
+            jobs = self.rerun_interrupted(message.rerun)
+            return jobs[0] if jobs else None
+        if message.retry is None:
+            return None
+        return self.jobs.retry(message.retry, **(message.retry_changes or {}))
+
+    @Slot()
+    def _on_models_changed(self) -> None:
+        self.engine.set_models(self.sr_models.entries())
+
+    @Slot(object)
+    def _on_job_ended(self, job: Job) -> None:
+        if job.state is not JobState.FAILED or job.error is None or not job.report_errors:
+            return
+        err = job.error
+        if (
+            isinstance(err, ModelNotFoundError)
+            and job.request.engine == "flux"
+            and err.what.startswith(_FLUX_WHATS)
+        ):
+            self.engine.report_missing(err)
+            self.message.emit(
+                Message(
+                    "error",
+                    f"{job.cutout_name}: not run, the FLUX weights are missing.",
+                    topic="flux-jobs",
+                )
+            )
+            return
+        if job.crashed:
+            self.message.emit(
+                Message(
+                    "error",
+                    f"{job.cutout_name}: {job.error_message}. Finished candidates are kept; "
+                    "the engine restarts for the next job.",
+                    retry=job,
+                    retry_label="Re-run",
+                    details=job.detail,
+                )
+            )
+            return
+        mode = job.retry_mode
+        if mode is not None:
+            self.message.emit(
+                Message(
+                    "error",
+                    f"{job.cutout_name}: {job.error_message}",
+                    retry=job,
+                    retry_label=f"Retry with '{mode}'",
+                    retry_changes={"memory_mode": mode},
+                    topic=f"job:{job.cutout_name}",
+                )
+            )
+            return
+        self.message.emit(
+            Message(
+                "error", f"{job.cutout_name}: {job.error_message}", topic=f"job:{job.cutout_name}"
+            )
+        )
+
+    @Slot(object, object)
+    def _on_job_note(self, job: Job, note: Note) -> None:
+        """What the engine reported during the run (a LoRA load): the run's message."""
+        self.message.emit(Message(note.level, f"{job.cutout_name}: {note.text}"))
+        lora = job.request.lora.model
+        if note.topic == "lora" and lora is not None:
+            self.loraReported.emit(lora.path, note.level, note.text)
+
+    @Slot(str, str)
+    def _on_flux_missing(self, text: str, details: str) -> None:
+        self.message.emit(Message("warning", text, details=details, topic=FLUX_TOPIC))
+
+    # -- export ---------------------------------------------------------------------------
+
+    def _picked(self, cutout_ids: Iterable[int] | None) -> list[tuple[Cutout, CandidateEntry]]:
+        wanted = None if cutout_ids is None else set(cutout_ids)
+        out: list[tuple[Cutout, CandidateEntry]] = []
+        for cutout in self.cutouts.cutouts():
+            if wanted is not None and cutout.id not in wanted:
+                continue
+            entry = self.candidates.picked(cutout.id)
+            if entry is not None:
+                out.append((cutout, entry))
+        return out
+
+    def export_items(self, cutout_ids: Iterable[int] | None = None) -> list[ExportItem]:
+        """The picked candidate of each cutout (all cutouts with a pick by default)."""
+        return [_export_item(cutout, entry) for cutout, entry in self._picked(cutout_ids)]
+
+    def low_fidelity_picks(self, cutout_ids: Iterable[int] | None = None) -> list[ExportItem]:
+        """Picks below the settings' LR-consistency threshold (none when it is off)."""
+        threshold = self.settings.settings.export_min_lr_db
+        # by score first: a restored pick's pixels are decoded only to be named here
+        low = [
+            (c, e)
+            for c, e in self._picked(cutout_ids)
+            if threshold and (e.lr_consistency is None or e.lr_consistency < threshold)
+        ]
+        return low_fidelity([_export_item(c, e) for c, e in low], threshold)
+
+    def contradicting_picks(self, cutout_ids: Iterable[int] | None = None) -> list[ExportItem]:
+        """Picks whose shirt numbers contradict their scene (the number check)."""
+        return contradicting([_export_item(c, e) for c, e in self._picked(cutout_ids)])
+
+    def unexported_picks(self) -> list[CandidateEntry]:
+        """Picks that exist only in this window (lost on quit unless exported)."""
+        return [e for _c, e in self._picked(None) if id(e) not in self._exported]
+
+    def _write(
+        self, picked: list[tuple[Cutout, CandidateEntry]], folder: str | Path | None
+    ) -> list[Path]:
+        s = self.settings.settings
+        return export_candidates(
+            [_export_item(c, e) for c, e in picked],
+            folder if folder is not None else s.export_dir,
+            s.export_template,
+            match=s.match_name,
+            fmt="jpeg" if s.export_format == "jpeg" else "png",
+            badge=s.export_badge,
+            # "refuse" is enforced here, on every path; "ask" is the window's question
+            min_lr_db=s.export_min_lr_db if s.export_low_fidelity == "refuse" else None,
+            refuse_contradicting=s.export_number_contradiction == "refuse",
+        )
+
+    def export(
+        self, cutout_ids: Iterable[int] | None = None, folder: str | Path | None = None
+    ) -> list[Path]:
+        """Export picks now (calling thread). Raises ExportError with an actionable message."""
+        picked = self._picked(cutout_ids)
+        paths = self._write(picked, folder)
+        self._exported.update(id(e) for _c, e in picked)
+        self.recorder.record_exports([e for _c, e in picked], paths)
+        return paths
+
+    def export_in_background(
+        self, cutout_ids: Iterable[int] | None = None, folder: str | Path | None = None
+    ) -> None:
+        """Export off the GUI thread on the qasync loop (now, if no loop runs); report by signal."""
+        picked = self._picked(None if cutout_ids is None else list(cutout_ids))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._finish_export(picked, _call(lambda: self._write(picked, folder)))
+            return
+
+        async def work() -> None:
+            result = await _to_thread_result(lambda: self._write(picked, folder))
+            self._finish_export(picked, result)
+
+        loop.create_task(work()).add_done_callback(self._log_task_error)
+
+    def _finish_export(
+        self,
+        picked: list[tuple[Cutout, CandidateEntry]],
+        result: list[Path] | BaseException,
+    ) -> None:
+        if isinstance(result, FbError):
+            self.message.emit(Message("error", f"Export failed: {result}", topic="export"))
+            return
+        if isinstance(result, BaseException):
+            log.error("export failed", exc_info=result)
+            self.message.emit(
+                Message("error", f"Export failed unexpectedly: {result}", topic="export")
+            )
+            return
+        self._exported.update(id(e) for _c, e in picked)
+        self.recorder.record_exports([e for _c, e in picked], result)
+        self.exported.emit(result)
+        folder = result[0].parent if result else ""
+        self.message.emit(
+            Message("info", f"Exported {len(result)} file(s) to {folder}", topic="export")
+        )
+
+    # -- shutdown -------------------------------------------------------------------------
+
+    @Slot(object)
+    def _on_settings_changed(self, settings: Settings) -> None:
+        if isinstance(self.engine_link, ProcessLink):
+            self.engine_link.grace_s = settings.cancel_grace_s
+
+    def prewarm_engine(self) -> None:
+        """Start the engine process now if the settings ask for it (after the first paint)."""
+        if self.settings.settings.engine_prewarm and isinstance(self.engine_link, ProcessLink):
+            self.engine_link.prewarm()
+
+    def shutdown(self, timeout_ms: int = 60_000) -> bool:
+        """Cancel jobs, stop the engine (process and thread) and wait for them to end;
+        then write out what is queued for the session and close it."""
+        ok = self.jobs.shutdown(timeout_ms)
+        self._stop_loader()
+        self.recorder.close()
+        return ok
+
+
+def _export_item(cutout: Cutout, entry: CandidateEntry) -> ExportItem:
+    return ExportItem(
+        entry.candidate, cutout.name, cutout.image, entry.lr_consistency, entry.models
+    )
+
+
+class _RememberLast:
+    """A writer operation: remember the store's folder as the session to reopen."""
+
+    def __call__(self, store: SessionStore) -> None:
+        from fbupscale_gui.storage.session_store import set_last_session
+
+        set_last_session(store.path)
+
+
+def _call_restore(recorder: SessionRecorder, folder: Path) -> Restored | BaseException:
+    """Wait for the writer to open the session (it marks interrupted jobs), then read the
+    snapshot and decode its cutouts (the candidates' pixels are left to the ImageLoader).
+    Runs in a worker thread (in the calling one without an asyncio loop); returns the error
+    instead of raising."""
+    from fbupscale_gui.storage.session_store import read_snapshot
+
+    try:
+        writer = recorder.writer
+        problems: list[str] = []
+        if writer is not None:
+            writer.flush()
+            error = writer.open_error
+            if error is not None and not isinstance(error, OSError | sqlite3.Error):
+                return error  # damaged: a disk problem (read-only) still shows what is there
+            problems = writer.open_problems
+        restored = load_restored(read_snapshot(folder))
+        restored.problems[:0] = problems
+        return restored
+    except Exception as exc:  # reported by _apply_restored
+        return exc
+
+
+def _reason(exc: BaseException) -> str:
+    from fbupscale_gui.storage.session_store import SessionDamagedError
+
+    if isinstance(exc, SessionDamagedError):
+        return exc.reason
+    if isinstance(exc, RecursionError):
+        return "its index holds data nested too deeply to read"
+    return str(exc) or type(exc).__name__
+
+
+def _listed(problems: list[str], shown: int = 5) -> str:
+    """The first few problems in one line, and how many more there are."""
+    more = f" (and {len(problems) - shown} more)" if len(problems) > shown else ""
+    return "; ".join(problems[:shown]) + more
+
+
+def _call(fn: Callable[[], list[Path]]) -> list[Path] | BaseException:
+    try:
+        return fn()
+    except Exception as exc:  # reported by _finish_export
+        return exc
+
+
+async def _to_thread_result(fn: Callable[[], list[Path]]) -> list[Path] | BaseException:
+    try:
+        return await asyncio.to_thread(fn)
+    except Exception as exc:  # reported by _finish_export
+        return exc
