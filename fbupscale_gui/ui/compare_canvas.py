@@ -21,12 +21,11 @@ from PySide6.QtGui import (
     QPaintEvent,
     QPalette,
     QPen,
-    QResizeEvent,
     QWheelEvent,
 )
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-from fbupscale_gui.ui.viewport import Viewport
+from fbupscale_gui.ui.viewport import ViewportWidget, draw_frame_image
 
 __all__ = ["DEFAULT_OVERLAY_PERCENT", "CompareCanvas", "CompareMode"]
 
@@ -42,10 +41,9 @@ SPLIT_GRAB: Final = 8
 DEFAULT_OVERLAY_PERCENT: Final = 60
 
 
-class CompareCanvas(QWidget):
+class CompareCanvas(ViewportWidget):
     """Paints the pair and handles the mouse; state is read and written by CompareView."""
 
-    zoomChanged = Signal(float)
     splitChanged = Signal(float)
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -63,17 +61,11 @@ class CompareCanvas(QWidget):
         #: The number check's readings on the right image: (corners in its pixels, text, ok).
         self.number_boxes: list[tuple[tuple[tuple[float, float], ...], str, bool]] = []
         self.overlay_opacity = DEFAULT_OVERLAY_PERCENT / 100.0
-        self.viewport = Viewport()
         self.split = 0.5
         self.mode: CompareMode = "split"
-        self.fit_mode = True
         self._drag: Literal["", "split", "pan"] = ""
-        self._last = QPointF()
 
     # -- geometry -----------------------------------------------------------------------
-
-    def has_pair(self) -> bool:
-        return not self.viewport.frame.isEmpty()
 
     def panes(self) -> tuple[QRectF, QRectF]:
         """The (left, right) pane rectangles; in split mode both are the whole canvas."""
@@ -92,27 +84,6 @@ class CompareCanvas(QWidget):
     def split_x(self) -> float:
         return self.split * self.width()
 
-    def sync_dpr(self) -> None:
-        self.viewport.dpr = float(self.devicePixelRatioF()) or 1.0
-
-    def refit(self) -> None:
-        self.sync_dpr()
-        vp = self.viewport
-        vp.zoom = vp.fit_zoom(self.panes()[0])
-        vp.center = QPointF(vp.frame.width() / 2.0, vp.frame.height() / 2.0)
-        self.fit_mode = True
-        self.zoomChanged.emit(vp.zoom)
-        self.update()
-
-    def zoom_at(self, zoom: float, anchor: QPointF | None) -> None:
-        self.sync_dpr()
-        pane = self.pane_at(anchor) if anchor is not None else self.panes()[0]
-        at = anchor if anchor is not None else pane.center()
-        self.viewport.set_zoom_at(zoom, at, pane)
-        self.fit_mode = False
-        self.zoomChanged.emit(self.viewport.zoom)
-        self.update()
-
     def set_split(self, fraction: float) -> None:
         f = min(max(float(fraction), 0.0), 1.0) if math.isfinite(fraction) else 0.5
         if f != self.split:
@@ -122,13 +93,8 @@ class CompareCanvas(QWidget):
 
     # -- events -------------------------------------------------------------------------
 
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        if self.fit_mode and self.has_pair():
-            self.refit()
-
     def wheelEvent(self, event: QWheelEvent) -> None:
-        if not self.has_pair():
+        if not self.has_frame():
             event.ignore()
             return
         notches = event.angleDelta().y() / 120.0
@@ -163,12 +129,12 @@ class CompareCanvas(QWidget):
         )
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
-        if not self.has_pair():
+        if not self.has_frame():
             return
         self.setFocus(Qt.FocusReason.MouseFocusReason)
         if self._wants_pan(event):
             self._drag = "pan"
-            self._last = event.position()
+            self.begin_pan(event.position())
             self.setCursor(Qt.CursorShape.ClosedHandCursor)
         elif event.button() == Qt.MouseButton.LeftButton and self.mode == "split":
             self._drag = "split"
@@ -179,14 +145,13 @@ class CompareCanvas(QWidget):
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
         pos = event.position()
         if self._drag == "pan":
-            self.viewport.pan_by(pos.x() - self._last.x(), pos.y() - self._last.y())
-            self._last = pos
-            self.fit_mode = False
-            self.update()
+            self.pan_to(pos)
         elif self._drag == "split":
             self.set_split(pos.x() / max(self.width(), 1))
         elif (
-            self.has_pair() and self.mode == "split" and abs(pos.x() - self.split_x()) <= SPLIT_GRAB
+            self.has_frame()
+            and self.mode == "split"
+            and abs(pos.x() - self.split_x()) <= SPLIT_GRAB
         ):
             self.setCursor(Qt.CursorShape.SplitHCursor)
         else:
@@ -195,12 +160,13 @@ class CompareCanvas(QWidget):
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         self._drag = ""
+        self.end_pan()
         self.unsetCursor()
         event.accept()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         key = event.key()
-        if not self.has_pair():
+        if not self.has_frame():
             super().keyPressEvent(event)
         elif key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
             self.zoom_at(self.viewport.zoom * WHEEL_FACTOR, None)
@@ -219,7 +185,7 @@ class CompareCanvas(QWidget):
         self.sync_dpr()
         p = QPainter(self)
         p.fillRect(self.rect(), QColor("#0e0f10"))
-        if not self.has_pair():
+        if not self.has_frame():
             p.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
             p.drawText(
                 self.rect(),
@@ -234,16 +200,16 @@ class CompareCanvas(QWidget):
             full = QRectF(self.rect())
             left_clip = QRectF(0.0, 0.0, sx, full.height())
             right_clip = QRectF(sx, 0.0, full.width() - sx, full.height())
-            self._draw_image(p, self.left, left_pane, left_clip)
-            self._draw_image(p, self.right, right_pane, right_clip)
+            draw_frame_image(p, self.left, self.viewport, left_pane, left_clip)
+            draw_frame_image(p, self.right, self.viewport, right_pane, right_clip)
             self._draw_overlay(p, right_pane, right_clip)
             self._draw_frame_border(p, left_pane, full)
             self._draw_split_line(p, sx)
             self._draw_label(p, self.left_label, left_clip, Qt.AlignmentFlag.AlignLeft)
             self._draw_label(p, self.right_label, right_clip, Qt.AlignmentFlag.AlignRight)
         else:
-            self._draw_image(p, self.left, left_pane, left_pane)
-            self._draw_image(p, self.right, right_pane, right_pane)
+            draw_frame_image(p, self.left, self.viewport, left_pane, left_pane)
+            draw_frame_image(p, self.right, self.viewport, right_pane, right_pane)
             self._draw_overlay(p, right_pane, right_pane)
             self._draw_frame_border(p, left_pane, left_pane)
             self._draw_frame_border(p, right_pane, right_pane)
@@ -289,45 +255,9 @@ class CompareCanvas(QWidget):
         p.drawText(right_rect, Qt.AlignmentFlag.AlignVCenter, right_text)
         p.restore()
 
-    def _draw_image(
-        self, p: QPainter, image: QImage, pane: QRectF, clip: QRectF, opacity: float = 1.0
-    ) -> None:
-        if image.isNull() or clip.isEmpty():
-            return
-        vp = self.viewport
-        frame = vp.frame_rect(pane)
-        visible = frame.intersected(clip)
-        if visible.isEmpty():
-            return
-        # map the visible part back to source pixels, widened to whole pixels, so only that
-        # part is resampled (cheap at high zoom) and pixel edges stay where they belong
-        kx = image.width() / frame.width()
-        ky = image.height() / frame.height()
-        sx0 = max(math.floor((visible.left() - frame.left()) * kx), 0)
-        sy0 = max(math.floor((visible.top() - frame.top()) * ky), 0)
-        sx1 = min(math.ceil((visible.right() - frame.left()) * kx), image.width())
-        sy1 = min(math.ceil((visible.bottom() - frame.top()) * ky), image.height())
-        if sx1 <= sx0 or sy1 <= sy0:
-            return
-        source = QRectF(sx0, sy0, sx1 - sx0, sy1 - sy0)
-        target = QRectF(
-            frame.left() + sx0 / kx,
-            frame.top() + sy0 / ky,
-            (sx1 - sx0) / kx,
-            (sy1 - sy0) / ky,
-        )
-        # device pixels per *source* pixel decides the filter: blocky when magnified
-        source_zoom = vp.zoom * vp.frame.width() / max(image.width(), 1)
-        p.save()
-        p.setClipRect(clip)
-        p.setOpacity(opacity)
-        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, source_zoom < 1.0)
-        p.drawImage(target, image, source)
-        p.restore()
-
     def _draw_overlay(self, p: QPainter, pane: QRectF, clip: QRectF) -> None:
         if self.overlay is not None and not self.overlay.isNull() and self.overlay_opacity > 0:
-            self._draw_image(p, self.overlay, pane, clip, self.overlay_opacity)
+            draw_frame_image(p, self.overlay, self.viewport, pane, clip, self.overlay_opacity)
         if self.number_boxes and not self.right.isNull():
             self._draw_number_boxes(p, pane, clip)
 

@@ -210,11 +210,8 @@ class CompareView(QWidget):
         """Whether the operator asked for the heatmap (the overlay may still be on its way)."""
         return self.heatmap_button.isChecked()
 
-    def set_heatmap_on(self, on: bool) -> None:
-        self.heatmap_button.setChecked(on)
-
     def has_pair(self) -> bool:
-        return self._canvas.has_pair()
+        return self._canvas.has_frame()
 
     def labels(self) -> tuple[str, str]:
         return self._canvas.left_label, self._canvas.right_label
@@ -246,12 +243,6 @@ class CompareView(QWidget):
     def center(self) -> QPointF:
         """The frame point shown at the centre of the (each) pane."""
         return QPointF(self._canvas.viewport.center)
-
-    def set_center(self, point: QPointF) -> None:
-        self._canvas.viewport.center = QPointF(point)
-        self._canvas.viewport.clamp_center()
-        self._canvas.fit_mode = False
-        self._canvas.update()
 
     def split(self) -> float:
         """Where the split line is, as a fraction of the view's width (0..1)."""
@@ -296,7 +287,7 @@ class CompareView(QWidget):
         hint = _SPLIT_HINT if mode == "split" else _SIDE_HINT
         self._hint.setText(hint)
         self._hint.setToolTip(hint)
-        if c.fit_mode and c.has_pair():
+        if c.fit_mode and c.has_frame():
             c.refit()
         c.update()
 
@@ -314,7 +305,7 @@ class CompareView(QWidget):
         self.zoomChanged.emit(zoom)
 
     def _update_enabled(self) -> None:
-        has = self._canvas.has_pair()
+        has = self._canvas.has_frame()
         for w in (
             self._fit_btn,
             self._actual_btn,

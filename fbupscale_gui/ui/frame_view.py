@@ -24,13 +24,13 @@ from PySide6.QtGui import (
     QPainter,
     QPaintEvent,
     QPen,
-    QResizeEvent,
     QWheelEvent,
 )
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from fbupscale_gui.storage.video import Rect
 from fbupscale_gui.ui.theme import ACCENT, ACCENT_TEXT
+from fbupscale_gui.ui.viewport import ViewportWidget, draw_frame_image
 
 __all__ = ["ZOOM_STEPS", "FrameView"]
 
@@ -40,19 +40,21 @@ _BACKGROUND: Final = QColor("#0c0d0e")
 _SHADE: Final = QColor(0, 0, 0, 130)
 
 
-class FrameView(QWidget):
-    """Emits ``rectChanged(rect | None)`` (x, y, w, h in source pixels) while it is drawn."""
+class FrameView(ViewportWidget):
+    """Emits ``rectChanged(rect | None)`` (x, y, w, h in source pixels) while it is drawn.
+
+    Zoom is in logical pixels per source pixel (the steps mean the same size on every display).
+    """
 
     rectChanged = Signal(object)
+    device_zoom = False
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._image = QImage()
         self._rect: Rect | None = None
-        self._zoom: float | None = None  # None: fit
-        self._centre = QPointF(0, 0)  # source point at the middle of the view when zoomed
         self._drag: str = ""  # "draw", "move", "pan"
-        self._anchor = QPointF()  # source point (draw, move) or widget point (pan)
+        self._anchor = QPointF()  # source point (draw, move)
         self._rect_at_press: Rect | None = None
         self._drew = False
         self._placeholder = "Open a clip (Ctrl+Shift+O) or drop one here"
@@ -71,20 +73,18 @@ class FrameView(QWidget):
 
     def set_image(self, image: QImage) -> None:
         """Show ``image``; zoom, pan and rectangle stay (a new size resets them)."""
-        if image.size() != self._image.size():
-            self._zoom = None
-            if self._rect is not None:
-                self._rect = None
-                self.rectChanged.emit(None)
+        resized = image.size() != self._image.size()
+        if resized and self._rect is not None:
+            self._rect = None
+            self.rectChanged.emit(None)
         self._image = image
+        self.viewport.frame = QSize(image.size())
+        if resized:
+            self.refit()
         self.update()
 
     def image(self) -> QImage:
         return self._image
-
-    def set_placeholder(self, text: str) -> None:
-        self._placeholder = text
-        self.update()
 
     def rect_px(self) -> Rect | None:
         """The rectangle in source pixels (x, y, width, height), or None."""
@@ -100,39 +100,20 @@ class FrameView(QWidget):
 
     # -- geometry -------------------------------------------------------------------------
 
-    def fit_zoom(self) -> float:
-        if self._image.isNull():
-            return 1.0
-        return min(self.width() / self._image.width(), self.height() / self._image.height())
-
     def zoom(self) -> float:
-        return self._zoom if self._zoom is not None else self.fit_zoom()
-
-    def _origin(self) -> QPointF:
-        """Widget position of the image's top-left corner."""
-        z = self.zoom()
-        if self._zoom is None:
-            return QPointF(
-                (self.width() - self._image.width() * z) / 2,
-                (self.height() - self._image.height() * z) / 2,
-            )
-        return QPointF(
-            self.width() / 2 - self._centre.x() * z, self.height() / 2 - self._centre.y() * z
-        )
+        """Logical pixels per source pixel (the fitted zoom while fitted)."""
+        return self.viewport.zoom
 
     def to_source(self, point: QPointF | QPoint) -> QPointF:
         """Widget point -> source pixel coordinates (fractional)."""
-        o, z = self._origin(), self.zoom()
-        return QPointF((point.x() - o.x()) / z, (point.y() - o.y()) / z)
+        return self.viewport.to_frame(QPointF(point), QRectF(self.rect()))
 
     def to_widget(self, x: float, y: float) -> QPointF:
-        o, z = self._origin(), self.zoom()
-        return QPointF(o.x() + x * z, o.y() + y * z)
+        return self.viewport.to_pane(QPointF(x, y), QRectF(self.rect()))
 
     def image_rect(self) -> QRectF:
         """Where the image is drawn, in widget coordinates."""
-        o, z = self._origin(), self.zoom()
-        return QRectF(o.x(), o.y(), self._image.width() * z, self._image.height() * z)
+        return self.viewport.frame_rect(QRectF(self.rect()))
 
     def _clip(self, rect: Rect) -> Rect | None:
         x, y, w, h = rect
@@ -151,25 +132,18 @@ class FrameView(QWidget):
         if self._image.isNull():
             return
         if zoom is None:
-            self._zoom = None
-            self.update()
-            return
-        fixed = about if about is not None else QPointF(self.width() / 2, self.height() / 2)
-        src = self.to_source(fixed)
-        self._zoom = zoom
-        # keep the source point under ``fixed`` where it is
-        self._centre = QPointF(
-            src.x() - (fixed.x() - self.width() / 2) / zoom,
-            src.y() - (fixed.y() - self.height() / 2) / zoom,
-        )
-        self._clamp_centre()
-        self.update()
+            self.refit()
+        else:
+            self.zoom_at(zoom, about)
 
-    def _clamp_centre(self) -> None:
-        w, h = self._image.width(), self._image.height()
-        self._centre = QPointF(
-            min(max(self._centre.x(), 0.0), float(w)), min(max(self._centre.y(), 0.0), float(h))
-        )
+    def _step_zoom(self, bigger: bool) -> float:
+        """The next zoom step up or down from the current zoom."""
+        current = self.zoom()
+        if bigger:
+            steps = [z for z in ZOOM_STEPS if z > current + 1e-6]
+            return steps[0] if steps else ZOOM_STEPS[-1]
+        steps = [z for z in ZOOM_STEPS if z < current - 1e-6]
+        return steps[-1] if steps else ZOOM_STEPS[0]
 
     def sizeHint(self) -> QSize:
         return QSize(960, 540)
@@ -179,14 +153,7 @@ class FrameView(QWidget):
     def wheelEvent(self, event: QWheelEvent) -> None:
         if self._image.isNull():
             return
-        current = self.zoom()
-        if event.angleDelta().y() > 0:
-            bigger = [z for z in ZOOM_STEPS if z > current + 1e-6]
-            zoom = bigger[0] if bigger else ZOOM_STEPS[-1]
-        else:
-            smaller = [z for z in ZOOM_STEPS if z < current - 1e-6]
-            zoom = smaller[-1] if smaller else ZOOM_STEPS[0]
-        self._set_zoom(zoom, event.position())
+        self._set_zoom(self._step_zoom(event.angleDelta().y() > 0), event.position())
         event.accept()
 
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
@@ -204,11 +171,8 @@ class FrameView(QWidget):
             return
         pos = event.position()
         if event.button() in (Qt.MouseButton.RightButton, Qt.MouseButton.MiddleButton):
-            if self._zoom is None:
-                self._zoom = self.fit_zoom()
-                self._centre = self.to_source(QPointF(self.width() / 2, self.height() / 2))
             self._drag = "pan"
-            self._anchor = pos
+            self.begin_pan(pos)
             self.setCursor(Qt.CursorShape.ClosedHandCursor)
             return
         if event.button() != Qt.MouseButton.LeftButton:
@@ -229,14 +193,7 @@ class FrameView(QWidget):
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
         pos = event.position()
         if self._drag == "pan":
-            z = self.zoom()
-            delta = pos - self._anchor
-            self._anchor = pos
-            self._centre = QPointF(
-                self._centre.x() - delta.x() / z, self._centre.y() - delta.y() / z
-            )
-            self._clamp_centre()
-            self.update()
+            self.pan_to(pos)
         elif self._drag == "draw":
             self._drew = True
             self._draw_to(pos)
@@ -263,6 +220,7 @@ class FrameView(QWidget):
             elif not self._drew:
                 self.set_rect(None)  # a click outside the region clears it
         self._drag = ""
+        self.end_pan()
         self._drew = False
         self._rect_at_press = None
         self.setCursor(Qt.CursorShape.CrossCursor)
@@ -271,13 +229,8 @@ class FrameView(QWidget):
         if event.key() in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace):
             self.set_rect(None)
             return
-        if event.key() in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
-            bigger = [z for z in ZOOM_STEPS if z > self.zoom() + 1e-6]
-            self._set_zoom(bigger[0] if bigger else ZOOM_STEPS[-1], self._rect_centre())
-            return
-        if event.key() == Qt.Key.Key_Minus:
-            smaller = [z for z in ZOOM_STEPS if z < self.zoom() - 1e-6]
-            self._set_zoom(smaller[-1] if smaller else ZOOM_STEPS[0], self._rect_centre())
+        if event.key() in (Qt.Key.Key_Plus, Qt.Key.Key_Equal, Qt.Key.Key_Minus):
+            self._set_zoom(self._step_zoom(event.key() != Qt.Key.Key_Minus), self._rect_centre())
             return
         if event.key() == Qt.Key.Key_0:
             self._set_zoom(None)
@@ -291,10 +244,6 @@ class FrameView(QWidget):
         x, y, w, h = self._rect
         return self.to_widget(x + w / 2, y + h / 2)
 
-    def resizeEvent(self, event: QResizeEvent) -> None:
-        super().resizeEvent(event)
-        self.update()
-
     # -- painting -------------------------------------------------------------------------
 
     def paintEvent(self, event: QPaintEvent) -> None:
@@ -307,8 +256,8 @@ class FrameView(QWidget):
         z = self.zoom()
         target = self.image_rect()
         # nearest-neighbour from 1x up (the raw pixels); smooth only when shrinking
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, z < 1)
-        painter.drawImage(target, self._image)
+        pane = QRectF(self.rect())
+        draw_frame_image(painter, self._image, self.viewport, pane, pane)
         if self._rect is not None:
             self._paint_rect(painter, target)
         self._paint_zoom(painter, z)
@@ -355,7 +304,7 @@ class FrameView(QWidget):
         text = (
             f"{z * 100:.0f}%"
             + (" · nearest" if z > 1 else "")
-            + (" · fit" if self._zoom is None else "")
+            + (" · fit" if self.fit_mode else "")
         )
         metrics = QFontMetrics(painter.font())
         box = QRect(
