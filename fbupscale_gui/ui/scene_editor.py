@@ -11,22 +11,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from PySide6.QtCore import QRectF, QSignalBlocker, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLayout,
-    QLineEdit,
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
-    QSpinBox,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -34,26 +30,23 @@ from PySide6.QtWidgets import (
 
 from fbupscale_gui.core.scene import (
     BACKGROUND_ELEMENTS,
-    HAIR_STYLES,
-    KIT_TYPES,
     MAX_PEOPLE,
-    MAX_TEXT,
-    ROLES,
-    SKIN_TONES,
     STADIUM_OCCUPANCY,
-    TEAM_ROLES,
     BackgroundElement,
-    Hair,
-    KitType,
-    Person,
-    Role,
     Scene,
-    SkinTone,
     Stadium,
-    Team,
 )
-from fbupscale_gui.state.scene_model import SceneModel, colour_swatches
-from fbupscale_gui.storage.kits import find_preset
+from fbupscale_gui.state.scene_model import SceneModel
+from fbupscale_gui.ui.scene_cards import (
+    PersonCard,
+    SwatchStrip,
+    TeamCard,
+    combo,
+    hint_label,
+    line_edit,
+    set_combo_data,
+    set_text,
+)
 from fbupscale_gui.ui.theme import set_style_property
 
 __all__ = ["SceneEditor", "SwatchStrip"]
@@ -62,7 +55,6 @@ MAX_TEAMS: Final = 8
 #: Height of the handle between the scene form and the prompt (room between their titles).
 _SPLITTER_HANDLE: Final = 12
 
-_KIT_LABELS: Final[dict[str, str]] = {"home": "Home kit", "away": "Away kit", "third": "Third kit"}
 _STADIUM_LABELS: Final[dict[str, str]] = {
     "": "Not visible / not specified",
     "empty": "Empty: no spectators",
@@ -80,373 +72,8 @@ _BACKGROUND_LABELS: Final[dict[str, str]] = {
     "bench": "Bench",
     "spectators out of focus": "Spectators (out of focus)",
 }
-_NOT_SPECIFIED: Final = "not specified"
-_NO_PRESET: Final = "Custom colours"
-
 _GENERATED_TEXT: Final = "Generated from the scene"
 _MANUAL_TEXT: Final = "Edited by hand — scene changes no longer update it"
-
-
-def _cap(text: str) -> str:
-    return text[:1].upper() + text[1:] if text else text
-
-
-def _set_text(edit: QLineEdit, text: str) -> None:
-    """Show the model's value, unless the operator is typing in this field right now (the model
-    may be holding the last valid value while the field is half-typed, e.g. emptied)."""
-    if edit.text() != text and not edit.hasFocus():
-        with QSignalBlocker(edit):
-            edit.setText(text)
-
-
-def _set_combo_data(combo: QComboBox, value: object) -> None:
-    index = combo.findData(value)
-    if index >= 0 and index != combo.currentIndex():
-        with QSignalBlocker(combo):
-            combo.setCurrentIndex(index)
-
-
-def _line_edit(placeholder: str) -> QLineEdit:
-    edit = QLineEdit()
-    edit.setPlaceholderText(placeholder)
-    edit.setMaxLength(MAX_TEXT)
-    edit.setClearButtonEnabled(False)
-    return edit
-
-
-def _combo(min_chars: int = 8) -> QComboBox:
-    """A combo box that may be narrower than its longest item, so the form fits a side pane."""
-    combo = QComboBox()
-    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-    combo.setMinimumContentsLength(min_chars)
-    return combo
-
-
-def _hint(text: str) -> QLabel:
-    label = QLabel(text)
-    label.setProperty("role", "hint")
-    label.setWordWrap(True)
-    return label
-
-
-class SwatchStrip(QWidget):
-    """The colours named in a text field, as one small flag (unknown colour words: nothing)."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._colours: list[QColor] = []
-        self.setFixedSize(QSize(40, 22))
-
-    def colours(self) -> list[QColor]:
-        return list(self._colours)
-
-    def set_text(self, text: str) -> None:
-        colours = colour_swatches(text)[:4]
-        if [c.name() for c in colours] != [c.name() for c in self._colours]:
-            self._colours = colours
-            self.setToolTip(", ".join(c.name() for c in colours))
-            self.update()
-
-    def paintEvent(self, event: QPaintEvent) -> None:
-        if not self._colours:
-            return
-        p = QPainter(self)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        box = QRectF(self.rect()).adjusted(1.5, 2.5, -1.5, -2.5)
-        w = box.width() / len(self._colours)
-        p.save()
-        clip = box.adjusted(0.5, 0.5, -0.5, -0.5)
-        p.setClipRect(clip)
-        for i, colour in enumerate(self._colours):
-            p.fillRect(QRectF(box.left() + i * w, box.top(), w + 1, box.height()), colour)
-        p.restore()
-        p.setPen(QPen(QColor("#8a8f96"), 1.0))
-        p.setBrush(Qt.BrushStyle.NoBrush)
-        p.drawRoundedRect(box, 3.0, 3.0)
-        p.end()
-
-
-class _Card(QFrame):
-    """A bordered block for one team or one person: a bold title and a Remove button on top."""
-
-    def __init__(self, editor: SceneEditor, index: int, title: str) -> None:
-        super().__init__()
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.setObjectName("sceneCard")
-        self._editor = editor
-        self._model = editor.model()
-        self.index = index
-        self.title = QLabel(title)
-        self.title.setStyleSheet("font-weight: 600;")
-        self.remove = QPushButton("Remove")
-
-    def _grid(self, columns: int) -> QGridLayout:
-        """The card's grid, with the title row (title left, Remove right) in row 0."""
-        grid = QGridLayout(self)
-        grid.setContentsMargins(8, 6, 8, 8)
-        grid.setHorizontalSpacing(6)
-        grid.setVerticalSpacing(4)
-        head = QHBoxLayout()
-        head.addWidget(self.title)
-        head.addStretch(1)
-        head.addWidget(self.remove)
-        grid.addLayout(head, 0, 0, 1, columns)
-        return grid
-
-
-class _TeamCard(_Card):
-    def __init__(self, editor: SceneEditor, index: int) -> None:
-        super().__init__(editor, index, f"Team {index + 1}")
-        self.name = _line_edit("Team name")
-        self.kit_type = _combo(7)
-        for kit_type in KIT_TYPES:
-            self.kit_type.addItem(_KIT_LABELS[kit_type], kit_type)
-        self.kit_type.setToolTip(
-            "Which kit the team wears. The team name goes into the prompt only for a home kit."
-        )
-        self.remove.setToolTip("Remove this team; its people stay, without a team")
-        self.preset = _combo(10)
-        self.preset.addItem(_NO_PRESET, "")
-        for preset in self._model.presets():
-            self.preset.addItem(preset.name, preset.name)
-        self.preset.setToolTip("Fill name and colours from a kit preset")
-        self.jersey = _line_edit("e.g. red and black")
-        self.pattern = _line_edit("e.g. striped")
-        self.shorts = _line_edit("e.g. white")
-        self.accents = _line_edit("e.g. yellow")
-        self.jersey_swatch = SwatchStrip()
-        self.shorts_swatch = SwatchStrip()
-        self.accents_swatch = SwatchStrip()
-        self.name_note = _hint("")
-
-        grid = self._grid(3)
-        grid.addWidget(QLabel("Preset"), 1, 0)
-        grid.addWidget(self.preset, 1, 1, 1, 2)
-        grid.addWidget(QLabel("Name"), 2, 0)
-        name_row = QHBoxLayout()
-        name_row.addWidget(self.name, 1)
-        name_row.addWidget(self.kit_type)
-        grid.addLayout(name_row, 2, 1, 1, 2)
-        rows: Sequence[tuple[str, QLineEdit, SwatchStrip | None]] = (
-            ("Jersey", self.jersey, self.jersey_swatch),
-            ("Pattern", self.pattern, None),
-            ("Shorts", self.shorts, self.shorts_swatch),
-            ("Accents", self.accents, self.accents_swatch),
-        )
-        for r, (label, edit, swatch) in enumerate(rows, start=3):
-            grid.addWidget(QLabel(label), r, 0)
-            grid.addWidget(edit, r, 1)
-            if swatch is not None:
-                grid.addWidget(swatch, r, 2)
-        grid.addWidget(self.name_note, 7, 0, 1, 3)
-        grid.setColumnStretch(1, 1)
-
-        self.name.textEdited.connect(self._on_name)
-        self.kit_type.activated.connect(self._on_kit_type)
-        self.preset.activated.connect(self._on_preset)
-        self.jersey.textEdited.connect(self._on_jersey)
-        self.pattern.textEdited.connect(self._on_pattern)
-        self.shorts.textEdited.connect(self._on_shorts)
-        self.accents.textEdited.connect(self._on_accents)
-        self.remove.clicked.connect(self._on_remove)
-
-    def refresh(self, team: Team) -> None:
-        _set_text(self.name, team.name)
-        _set_combo_data(self.kit_type, team.kit_type)
-        _set_text(self.jersey, team.kit.jersey)
-        _set_text(self.pattern, team.kit.pattern)
-        _set_text(self.shorts, team.kit.shorts)
-        _set_text(self.accents, team.kit.accents)
-        self.jersey_swatch.set_text(team.kit.jersey)
-        self.shorts_swatch.set_text(team.kit.shorts)
-        self.accents_swatch.set_text(team.kit.accents)
-        # the combo names a preset only while the team still wears exactly that preset's kit
-        found = find_preset(self._model.presets(), team.name)
-        preset = 0
-        if found is not None and found.kit(team.kit_type) == team.kit:
-            preset = max(self.preset.findData(found.name), 0)
-        if preset != self.preset.currentIndex():
-            with QSignalBlocker(self.preset):
-                self.preset.setCurrentIndex(preset)
-        if team.kit_type == "home":
-            self.name_note.setText("")
-            self.name_note.hide()
-        else:
-            self.name_note.setText(
-                f"{_KIT_LABELS[team.kit_type]}: the team name is left out of the prompt "
-                "(only kit colours are described)."
-            )
-            self.name_note.show()
-
-    def _on_name(self, text: str) -> None:
-        self._model.update_team(self.index, name=text)
-
-    def _on_kit_type(self, _row: int) -> None:
-        kit_type: KitType = self.kit_type.currentData()
-        self._model.set_kit_type(self.index, kit_type)
-
-    def _on_preset(self, _row: int) -> None:
-        name = str(self.preset.currentData() or "")
-        if name:
-            kit_type: KitType = self.kit_type.currentData()
-            self._model.apply_preset(self.index, name, kit_type)
-
-    def _on_jersey(self, text: str) -> None:
-        self.jersey_swatch.set_text(text)
-        self._model.update_kit(self.index, jersey=text)
-
-    def _on_pattern(self, text: str) -> None:
-        self._model.update_kit(self.index, pattern=text)
-
-    def _on_shorts(self, text: str) -> None:
-        self.shorts_swatch.set_text(text)
-        self._model.update_kit(self.index, shorts=text)
-
-    def _on_accents(self, text: str) -> None:
-        self.accents_swatch.set_text(text)
-        self._model.update_kit(self.index, accents=text)
-
-    def _on_remove(self) -> None:
-        self._editor.remove_team(self.index)
-
-
-class _PersonCard(_Card):
-    def __init__(self, editor: SceneEditor, index: int) -> None:
-        super().__init__(editor, index, f"Person {index + 1}")
-        self.role = _combo(6)
-        for role in ROLES:
-            self.role.addItem(_cap(role), role)
-        self.team = _combo(6)
-        self.team.setToolTip("The team whose kit this person wears")
-        self.number = QSpinBox()
-        self.number.setRange(-1, 99)
-        self.number.setSpecialValueText("none")
-        self.number.setToolTip("Shirt number, or none")
-        self.number.setMinimumWidth(self.number.fontMetrics().horizontalAdvance("none") + 44)
-        self.visible = QCheckBox("fully visible")
-        self.visible.setToolTip(
-            "Tick only when the whole number can be read in the cutout. "
-            "A number that is not visible is left out of the prompt."
-        )
-        self.hair = _combo(6)
-        for hair in HAIR_STYLES:
-            self.hair.addItem(_cap(hair) if hair else _NOT_SPECIFIED, hair)
-        self.skin = _combo(6)
-        for skin in SKIN_TONES:
-            label = skin.removesuffix(" skin tone")
-            self.skin.addItem(_cap(label) if skin else _NOT_SPECIFIED, skin)
-        self.action = _line_edit("e.g. kicking the ball")
-        self.own_jersey = _line_edit("team kit")
-        self.own_jersey.setToolTip(
-            "A kit of their own, e.g. a goalkeeper's or a referee's: the jersey colour. "
-            "Leave empty to wear the team's kit."
-        )
-        self.own_shorts = _line_edit("shorts")
-        self.own_shorts.setToolTip("The shorts colour of their own kit")
-        self.own_swatch = SwatchStrip()
-
-        grid = self._grid(4)
-        grid.addWidget(QLabel("Role"), 1, 0)
-        grid.addWidget(self.role, 1, 1)
-        grid.addWidget(QLabel("Team"), 1, 2)
-        grid.addWidget(self.team, 1, 3)
-        grid.addWidget(QLabel("Number"), 2, 0)
-        number_row = QHBoxLayout()
-        number_row.addWidget(self.number)
-        number_row.addWidget(self.visible)
-        number_row.addStretch(1)
-        grid.addLayout(number_row, 2, 1, 1, 3)
-        grid.addWidget(QLabel("Hair"), 3, 0)
-        grid.addWidget(self.hair, 3, 1)
-        grid.addWidget(QLabel("Skin"), 3, 2)
-        grid.addWidget(self.skin, 3, 3)
-        grid.addWidget(QLabel("Own kit"), 4, 0)
-        kit_row = QHBoxLayout()
-        kit_row.addWidget(self.own_jersey, 3)
-        kit_row.addWidget(self.own_shorts, 2)
-        kit_row.addWidget(self.own_swatch)
-        grid.addLayout(kit_row, 4, 1, 1, 3)
-        grid.addWidget(QLabel("Action"), 5, 0)
-        grid.addWidget(self.action, 5, 1, 1, 3)
-        grid.setColumnStretch(1, 1)
-        grid.setColumnStretch(3, 1)
-
-        self.role.activated.connect(self._on_role)
-        self.team.activated.connect(self._on_team)
-        self.number.valueChanged.connect(self._on_number)
-        self.visible.toggled.connect(self._on_visible)
-        self.hair.activated.connect(self._on_hair)
-        self.skin.activated.connect(self._on_skin)
-        self.action.textEdited.connect(self._on_action)
-        self.own_jersey.textEdited.connect(self._on_own_kit)
-        self.own_shorts.textEdited.connect(self._on_own_kit)
-        self.remove.clicked.connect(self._on_remove)
-
-    def refresh(self, person: Person, teams: Sequence[Team]) -> None:
-        _set_combo_data(self.role, person.role)
-        labels = ["No team", *(t.name.strip() or f"Team {i + 1}" for i, t in enumerate(teams))]
-        current = [self.team.itemText(i) for i in range(self.team.count())]
-        if labels != current:
-            with QSignalBlocker(self.team):
-                self.team.clear()
-                self.team.addItem(labels[0], -1)
-                for i, label in enumerate(labels[1:]):
-                    self.team.addItem(label, i)
-        _set_combo_data(self.team, person.team if person.team is not None else -1)
-        has_team = person.role in TEAM_ROLES
-        self.team.setEnabled(has_team)
-        self.team.setToolTip(
-            "The team whose kit this person wears"
-            if has_team
-            else f"A {person.role} does not belong to a team"
-        )
-        self.own_jersey.setPlaceholderText("team kit" if has_team else "e.g. yellow")
-        number = person.number if person.number is not None else -1
-        if self.number.value() != number and not self.number.hasFocus():
-            with QSignalBlocker(self.number):
-                self.number.setValue(number)
-        with QSignalBlocker(self.visible):
-            self.visible.setChecked(person.number_visible)
-        self.visible.setEnabled(person.number is not None)
-        _set_combo_data(self.hair, person.hair)
-        _set_combo_data(self.skin, person.skin)
-        _set_text(self.action, person.action)
-        _set_text(self.own_jersey, person.kit.jersey if person.kit is not None else "")
-        _set_text(self.own_shorts, person.kit.shorts if person.kit is not None else "")
-        self.own_swatch.set_text(self.own_jersey.text())
-        self.own_shorts.setEnabled(person.kit is not None or bool(self.own_jersey.text().strip()))
-
-    def _on_role(self, _row: int) -> None:
-        role: Role = self.role.currentData()
-        self._model.update_person(self.index, role=role)
-
-    def _on_team(self, _row: int) -> None:
-        team = int(self.team.currentData())
-        self._model.update_person(self.index, team=team if team >= 0 else None)
-
-    def _on_number(self, value: int) -> None:
-        self._model.update_person(self.index, number=value if value >= 0 else None)
-
-    def _on_visible(self, on: bool) -> None:
-        self._model.update_person(self.index, number_visible=on)
-
-    def _on_hair(self, _row: int) -> None:
-        hair: Hair = self.hair.currentData()
-        self._model.update_person(self.index, hair=hair)
-
-    def _on_skin(self, _row: int) -> None:
-        skin: SkinTone = self.skin.currentData()
-        self._model.update_person(self.index, skin=skin)
-
-    def _on_own_kit(self, _text: str) -> None:
-        self.own_swatch.set_text(self.own_jersey.text())
-        self._model.set_person_kit(self.index, self.own_jersey.text(), self.own_shorts.text())
-
-    def _on_action(self, text: str) -> None:
-        self._model.update_person(self.index, action=text)
-
-    def _on_remove(self) -> None:
-        self._editor.remove_person(self.index)
 
 
 class SceneEditor(QWidget):
@@ -460,14 +87,14 @@ class SceneEditor(QWidget):
     def __init__(self, parent: QWidget | None = None, model: SceneModel | None = None) -> None:
         super().__init__(parent)
         self._model = model if model is not None else SceneModel(parent=self)
-        self._team_cards: list[_TeamCard] = []
-        self._person_cards: list[_PersonCard] = []
+        self._team_cards: list[TeamCard] = []
+        self._person_cards: list[PersonCard] = []
 
         # -- teams
         self._teams_box = QGroupBox("Teams")
         self._teams_layout = QVBoxLayout()
         self._teams_layout.setSpacing(6)
-        self._teams_empty = _hint("No teams yet. Add one, then pick its kit preset.")
+        self._teams_empty = hint_label("No teams yet. Add one, then pick its kit preset.")
         self._add_team = QPushButton("Add team")
         self._add_team.setToolTip("Add a team and describe its kit")
         teams_outer = QVBoxLayout(self._teams_box)
@@ -484,7 +111,7 @@ class SceneEditor(QWidget):
         self._people_box = QGroupBox("People")
         self._people_layout = QVBoxLayout()
         self._people_layout.setSpacing(6)
-        self._people_empty = _hint(
+        self._people_empty = hint_label(
             "No people yet. Add everyone visible: players, goalkeepers, referees…"
         )
         self._add_person = QPushButton("Add person")
@@ -494,7 +121,7 @@ class SceneEditor(QWidget):
             "suggestion, with how sure it is: nothing is filled in."
         )
         self.read_numbers_button.clicked.connect(self.numbersRequested)
-        self.number_hint = _hint("")
+        self.number_hint = hint_label("")
         self.number_hint.hide()
         people_outer = QVBoxLayout(self._people_box)
         people_outer.addWidget(self._people_empty)
@@ -508,7 +135,7 @@ class SceneEditor(QWidget):
 
         # -- action and positions
         self._action_box = QGroupBox("Action and positions")
-        self._action = _line_edit("e.g. Two players are contesting possession of the ball")
+        self._action = line_edit("e.g. Two players are contesting possession of the ball")
         self._spatial = QPlainTextEdit()
         self._spatial.setPlaceholderText(
             "One per line, e.g. Player number 10 is positioned near the penalty box"
@@ -523,7 +150,7 @@ class SceneEditor(QWidget):
 
         # -- background
         self._background_box = QGroupBox("Background")
-        self._stadium = _combo(12)
+        self._stadium = combo(12)
         for stadium in STADIUM_OCCUPANCY:
             self._stadium.addItem(_STADIUM_LABELS[stadium], stadium)
         self._elements: dict[BackgroundElement, QCheckBox] = {}
@@ -545,7 +172,7 @@ class SceneEditor(QWidget):
 
         # -- extra
         self._extra_box = QGroupBox("Anything else")
-        self._extra = _line_edit("One more sentence for the prompt (optional)")
+        self._extra = line_edit("One more sentence for the prompt (optional)")
         QVBoxLayout(self._extra_box).addWidget(self._extra)
 
         form = QWidget()
@@ -581,7 +208,7 @@ class SceneEditor(QWidget):
             "The text the reconstruction runs with. You may edit it; it then stops following "
             "the scene until you regenerate it."
         )
-        self._prompt_count = _hint("")
+        self._prompt_count = hint_label("")
         self._error = QLabel("")
         self._error.setProperty("role", "error")
         self._error.setWordWrap(True)
@@ -682,7 +309,7 @@ class SceneEditor(QWidget):
     def _sync_team_cards(self, force: bool = False) -> None:
         teams = self._model.scene().teams
         if force or len(teams) != len(self._team_cards):
-            team_cards = [_TeamCard(self, i) for i in range(len(teams))]
+            team_cards = [TeamCard(self, i) for i in range(len(teams))]
             _swap_cards(self._team_cards, team_cards, self._teams_layout)
             self._team_cards = team_cards
         self._teams_empty.setVisible(not teams)
@@ -691,7 +318,7 @@ class SceneEditor(QWidget):
     def _sync_person_cards(self, force: bool = False) -> None:
         people = self._model.scene().people
         if force or len(people) != len(self._person_cards):
-            person_cards = [_PersonCard(self, i) for i in range(len(people))]
+            person_cards = [PersonCard(self, i) for i in range(len(people))]
             _swap_cards(self._person_cards, person_cards, self._people_layout)
             self._person_cards = person_cards
         self._people_empty.setVisible(not people)
@@ -703,13 +330,13 @@ class SceneEditor(QWidget):
             team_card.refresh(team)
         for person_card, person in zip(self._person_cards, scene.people, strict=False):
             person_card.refresh(person, scene.teams)
-        _set_text(self._action, scene.action)
+        set_text(self._action, scene.action)
         spatial = "\n".join(scene.spatial)
         typed = [line.strip() for line in self._spatial.toPlainText().splitlines() if line.strip()]
         if typed != list(scene.spatial) and not self._spatial.hasFocus():
             with QSignalBlocker(self._spatial):
                 self._spatial.setPlainText(spatial)
-        _set_combo_data(self._stadium, scene.stadium)
+        set_combo_data(self._stadium, scene.stadium)
         for element, box in self._elements.items():
             with QSignalBlocker(box):
                 box.setChecked(element in scene.background)
@@ -720,7 +347,7 @@ class SceneEditor(QWidget):
         )
         with QSignalBlocker(self._blurred):
             self._blurred.setChecked(scene.blurred_background)
-        _set_text(self._extra, scene.extra)
+        set_text(self._extra, scene.extra)
 
     # -- prompt ---------------------------------------------------------------------------
 
