@@ -3,22 +3,21 @@
 Nothing is thrown away: a second run of a cutout adds rows below the first (labelled with the
 run number), so an earlier pick stays visible and exportable.
 
-Grid: one row per (run, variant), i.e. per seed; columns are stage 1 (when shown), then
-**without LoRA | with LoRA** for the final (stage-2 or fast-engine) results. Tiles are numbered
-row by row; keys 1-9 pick by that number.
+Where each tile sits (rows by seed, columns without | with LoRA) is worked out in
+:mod:`~fbupscale_gui.state.candidate_grid`; tiles are numbered row by row and keys 1-9 pick by
+that number.
 
 Fidelity: every entry carries its LR-consistency (scored in the engine thread). The store can
 order the tiles by it instead (:meth:`CandidateStore.set_sort_by_score`; tiles and keys 1-9
 then follow the ranking), and :meth:`CandidateStore.suggest` marks the most faithful final
 candidate as *suggested*; the pick changes only when the operator accepts it. Deviation
-heatmaps are made on demand off the GUI thread and cached per entry (:class:`HeatmapCache`).
+heatmaps are made on demand off the GUI thread and cached per entry
+(:class:`~fbupscale_gui.state.heatmaps.HeatmapCache`, re-exported here).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +30,16 @@ from PySide6.QtGui import QImage
 from fbupscale_gui.core.job import Candidate
 from fbupscale_gui.core.number_check import NumberCheck, suggestable
 from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+from fbupscale_gui.state.candidate_grid import (
+    COLUMNS,
+    Column,
+    Grid,
+    Row,
+    engine_title,
+    layout_grid,
+    rank_by_score,
+)
+from fbupscale_gui.state.heatmaps import HeatmapCache
 from fbupscale_gui.worker.engine_thread import ReadyCandidate
 
 if TYPE_CHECKING:
@@ -50,33 +59,8 @@ __all__ = [
     "rank_by_score",
 ]
 
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Column:
-    title: str
-    stage: int
-    lora: bool
-    always: bool  # shown even when empty
-
-
-_ENGINE_TITLES: Final = {
-    "flux": "FLUX",
-    "faithful": "Faithful (waifu2x)",
-    "realesrgan": "Real-ESRGAN",
-    "lanczos": "Lanczos",
-}
-
 #: "Suggest pick" compares candidates of one engine, the first of these present.
 SUGGEST_ENGINES: Final = ("flux", "realesrgan", "faithful", "lanczos")
-
-COLUMNS: Final = (
-    Column("Stage 1", 1, False, False),
-    Column("Stage 1 + LoRA", 1, True, False),
-    Column("Without LoRA", 2, False, True),
-    Column("With LoRA", 2, True, True),
-)
 
 
 @dataclass(frozen=True, eq=False)
@@ -212,93 +196,6 @@ class CandidateEntry:
             return f"{engine_title(self.engine)} · one pass"
         lora = "LoRA" if self.key.lora else "no LoRA"
         return f"seed {self.seed} · stage {self.key.stage} · {lora}"
-
-
-def engine_title(engine: str) -> str:
-    """``Real-ESRGAN``, ``Lanczos``, ``FLUX`` or a user model's name."""
-    if engine.startswith("model:"):
-        return engine.split(":", 1)[1]
-    return _ENGINE_TITLES.get(engine, engine)
-
-
-@dataclass(frozen=True)
-class Row:
-    run: int
-    variant: int
-    seed: int
-    engine: str = "flux"
-    #: Whether the grid holds more than one run (only then does the title number it).
-    numbered: bool = field(default=True, compare=False)
-
-    @property
-    def title(self) -> str:
-        # a one-pass engine has no seed worth naming: the row says which engine made it
-        what = f"seed {self.seed}" if self.engine == "flux" else engine_title(self.engine)
-        return what if self.run == 1 or not self.numbered else f"run {self.run} · {what}"
-
-
-@dataclass
-class Grid:
-    """Where each entry sits. ``order`` numbers tiles row by row (index 0 is key 1)."""
-
-    rows: list[Row] = field(default_factory=list)
-    columns: list[Column] = field(default_factory=list)
-    cells: dict[tuple[int, int], CandidateEntry] = field(default_factory=dict)
-    order: list[CandidateEntry] = field(default_factory=list)
-
-    def position(self, entry: CandidateEntry) -> tuple[int, int] | None:
-        for pos, e in self.cells.items():
-            if e is entry:
-                return pos
-        return None
-
-
-def layout_grid(entries: list[CandidateEntry], show_stage1: bool = True) -> Grid:
-    """Rows by (run, variant), columns from :data:`COLUMNS`."""
-    grid = Grid()
-    several = len({e.run for e in entries}) > 1  # a lone later run is not called "run 2"
-    rows = sorted(
-        {Row(e.run, e.key.variant, e.seed, e.engine, several) for e in entries},
-        key=lambda r: (r.run, r.variant),
-    )
-    present = {(e.key.stage, e.key.lora) for e in entries}
-    # The LoRA A/B columns only mean something once a FLUX run is there; a cutout that only
-    # went through a fast engine shows one column, not an empty "With LoRA" one.
-    ab = any(e.engine == "flux" for e in entries)
-    grid.rows = rows
-    grid.columns = [
-        c
-        for c in COLUMNS
-        if (c.stage == 2 and c.always and (ab or not c.lora or (2, True) in present))
-        or (show_stage1 and (c.stage, c.lora) in present)
-    ]
-    if not ab:
-        # fast engines only: one column, named for the engine(s), never "Without LoRA"
-        engines = sorted({engine_title(e.engine) for e in entries})
-        title = engines[0] if len(engines) == 1 else "Result"
-        grid.columns = [Column(title, 2, False, True)]
-    row_index = {(r.run, r.variant): i for i, r in enumerate(rows)}
-    col_index = {(c.stage, c.lora): i for i, c in enumerate(grid.columns)}
-    for e in entries:
-        col = col_index.get((e.key.stage, e.key.lora))
-        if col is None:
-            continue
-        grid.cells[(row_index[(e.run, e.key.variant)], col)] = e
-    grid.order = [grid.cells[pos] for pos in sorted(grid.cells)]
-    return grid
-
-
-def rank_by_score(entries: list[CandidateEntry]) -> list[CandidateEntry]:
-    """Best LR-consistency first; unscored last; ties keep the given order."""
-    indexed = list(enumerate(entries))
-    indexed.sort(
-        key=lambda item: (
-            item[1].lr_consistency is None,
-            -(item[1].lr_consistency or 0.0),
-            item[0],
-        )
-    )
-    return [e for _i, e in indexed]
 
 
 class CandidateStore(QObject):
@@ -534,77 +431,3 @@ class CandidateStore(QObject):
 
     def all_picks(self) -> list[CandidateEntry]:
         return list(self._picked.values())
-
-
-def _rgba_qimage(image: Image.Image) -> QImage:
-    rgba = image.convert("RGBA")
-    data = rgba.tobytes("raw", "RGBA")
-    q = QImage(data, rgba.width, rgba.height, rgba.width * 4, QImage.Format.Format_RGBA8888)
-    return q.copy()  # own the pixels
-
-
-def _make_heatmap(cutout: Image.Image, entry: CandidateEntry) -> QImage | None:
-    from fbupscale_gui.eval.scoring import candidate_heatmap
-
-    heat = candidate_heatmap(cutout, entry.candidate)
-    return None if heat is None else _rgba_qimage(heat)
-
-
-class HeatmapCache(QObject):
-    """Deviation heatmaps (RGBA QImage at the candidate's size), one per entry, made once.
-
-    :meth:`request` returns a cached heatmap at once; otherwise it starts making it in a worker
-    thread of the running asyncio (qasync) loop, about half a second for a 1024 px candidate,
-    and emits ``ready(entry)`` when done. Without a running loop (tests, scripts) it is made in
-    the calling thread.
-    """
-
-    ready = Signal(object)  # CandidateEntry
-
-    def __init__(self, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._cache: dict[int, tuple[CandidateEntry, QImage | None]] = {}
-        self._pending: set[int] = set()
-        self._tasks: set[asyncio.Task[None]] = set()  # referenced until done
-
-    def get(self, entry: CandidateEntry) -> QImage | None:
-        hit = self._cache.get(id(entry))
-        return hit[1] if hit is not None and hit[0] is entry else None
-
-    def has(self, entry: CandidateEntry) -> bool:
-        hit = self._cache.get(id(entry))
-        return hit is not None and hit[0] is entry
-
-    def is_pending(self, entry: CandidateEntry) -> bool:
-        return id(entry) in self._pending
-
-    def request(self, entry: CandidateEntry, cutout: Image.Image) -> QImage | None:
-        if self.has(entry):
-            return self.get(entry)
-        if id(entry) in self._pending:
-            return None
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._store(entry, _make_heatmap(cutout, entry))
-            return self.get(entry)
-        self._pending.add(id(entry))
-        pixels = cutout.copy()  # the worker thread gets its own
-
-        async def work() -> None:
-            try:
-                heat = await asyncio.to_thread(_make_heatmap, pixels, entry)
-            except Exception:
-                log.exception("deviation heatmap failed")
-                heat = None
-            self._pending.discard(id(entry))
-            self._store(entry, heat)
-
-        task = loop.create_task(work())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return None
-
-    def _store(self, entry: CandidateEntry, heat: QImage | None) -> None:
-        self._cache[id(entry)] = (entry, heat)
-        self.ready.emit(entry)
