@@ -32,6 +32,16 @@ from typing import Any, Final, Literal, get_args
 
 from fbupscale_gui.core.errors import RequestError
 from fbupscale_gui.core.jsonable import check_version, from_jsonable, parse_json, to_jsonable
+from fbupscale_gui.core.scene_prompt import (
+    ACCENT_NOUNS,
+    HAIR_PHRASES,
+    clean_text,
+    count_phrase,
+    join_words,
+    norm_colour,
+    with_article,
+    write_prompt,
+)
 
 __all__ = [
     "BACKGROUND_ELEMENTS",
@@ -93,81 +103,6 @@ BACKGROUND_ELEMENTS: Final[tuple[BackgroundElement, ...]] = get_args(BackgroundE
 #: Roles that may belong to a team (referees and spectators never do).
 TEAM_ROLES: Final[tuple[Role, ...]] = ("player", "goalkeeper", "coach")
 
-_PLURALS: Final[dict[str, str]] = {
-    "player": "players",
-    "goalkeeper": "goalkeepers",
-    "referee": "referees",
-    "assistant referee": "assistant referees",
-    "coach": "coaches",
-    "spectator": "spectators",
-}
-_NUMBER_WORDS: Final = (
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-    "twenty",
-)
-_HAIR_PHRASES: Final[dict[str, str]] = {
-    "bald": "a bald head",
-    "short hair": "short hair",
-    "long hair": "long hair",
-    "curly hair": "curly hair",
-    "braids": "braids",
-    "ponytail": "a ponytail",
-}
-_BACKGROUND_PHRASES: Final[dict[str, str]] = {
-    "goal area": "the goal area",
-    "goalposts": "the goalposts",
-    "goal net": "the goal net",
-    "penalty box": "the penalty box",
-    "field markings": "field markings",
-    "corner flag": "a corner flag",
-    "advertising boards": "advertising boards",
-    "bench": "the bench",
-    "spectators out of focus": "out-of-focus spectators",
-}
-_STADIUM_PHRASES: Final[dict[str, str]] = {
-    "empty": "an empty stadium with no spectators",
-    "half full": "a partially filled stadium with a moderate crowd",
-    "full": "a sold-out stadium at full capacity",
-}
-_STADIUM_WITH_SPECTATORS: Final[dict[str, str]] = {
-    "half full": "a partially filled stadium with a moderate crowd of out-of-focus spectators",
-    "full": "a sold-out stadium at full capacity with out-of-focus spectators",
-}
-#: An accent ending in one of these nouns ("white sleeves") is written as is, else "<x> accents".
-_ACCENT_NOUNS: Final = (
-    "accents",
-    "trim",
-    "details",
-    "sleeves",
-    "stripe",
-    "stripes",
-    "collar",
-    "sash",
-    "band",
-    "hoops",
-    "cuffs",
-    "panels",
-)
-
 
 def _check(cond: bool, field_name: str, message: str) -> None:
     if not cond:
@@ -189,51 +124,6 @@ def _check_text(value: object, field_name: str, *, required: bool = False) -> No
 
 def _check_choice(value: object, allowed: Sequence[object], field_name: str) -> None:
     _check(value in allowed, field_name, f"must be one of {list(allowed)}, got {value!r}")
-
-
-# -- English helpers ------------------------------------------------------------------------
-
-
-def with_article(phrase: str) -> str:
-    """``phrase`` with "a" or "an" in front ("an orange jersey", "a white jersey")."""
-    word = phrase.strip().lower()
-    vowel_sound = bool(word) and word[0] in "aeiou" and not word.startswith(("uni", "use", "one"))
-    return f"{'an' if vowel_sound else 'a'} {phrase.strip()}"
-
-
-def _number_word(n: int) -> str:
-    return _NUMBER_WORDS[n] if 0 <= n < len(_NUMBER_WORDS) else str(n)
-
-
-def _join(items: Sequence[str]) -> str:
-    """English list: "a", "a and b", "a, b, and c" (serial comma, as in the captions)."""
-    if len(items) <= 2:
-        return " and ".join(items)
-    return f"{', '.join(items[:-1])}, and {items[-1]}"
-
-
-def count_phrase(role: str, count: int) -> str:
-    """ "a goalkeeper", "an assistant referee", "two players", "21 spectators"."""
-    if count == 1:
-        return with_article(role)
-    return f"{_number_word(count)} {_PLURALS.get(role, role + 's')}"
-
-
-def _clean(text: str) -> str:
-    return " ".join(text.split())
-
-
-def _sentence(text: str) -> str:
-    """Free text as one sentence: squeezed spaces, capital first letter, final full stop."""
-    text = _clean(text)
-    if not text:
-        return ""
-    text = text[0].upper() + text[1:]
-    return text if text[-1] in ".!?" else text + "."
-
-
-def _norm_colour(text: str) -> str:
-    return _clean(text).lower()
 
 
 # -- schema ---------------------------------------------------------------------------------
@@ -264,33 +154,33 @@ class Kit:
     @property
     def jersey_phrase(self) -> str:
         """ "red and black striped jersey" (no article)."""
-        words = [_clean(self.jersey)]
+        words = [clean_text(self.jersey)]
         if self.pattern.strip():
-            words.append(_clean(self.pattern))
+            words.append(clean_text(self.pattern))
         return " ".join([*words, "jersey"])
 
     @property
     def accents_phrase(self) -> str:
         """ "yellow accents", or "" without accents."""
-        accents = _clean(self.accents)
+        accents = clean_text(self.accents)
         if not accents:
             return ""
         lower = accents.lower()
-        if lower.startswith(("a ", "an ")) or lower.endswith(_ACCENT_NOUNS):
+        if lower.startswith(("a ", "an ")) or lower.endswith(ACCENT_NOUNS):
             return accents
         return f"{accents} accents"
 
     @property
     def matching_shorts(self) -> bool:
-        shorts = _norm_colour(self.shorts)
-        return shorts in (_norm_colour(self.jersey), "matching")
+        shorts = norm_colour(self.shorts)
+        return shorts in (norm_colour(self.jersey), "matching")
 
     def describe(self) -> str:
         """ "a green jersey and matching shorts", "a blue jersey with yellow accents and white
         shorts", "a red and black striped jersey with white shorts"."""
         text = with_article(self.jersey_phrase)
         accents = self.accents_phrase
-        shorts = _clean(self.shorts)
+        shorts = clean_text(self.shorts)
         if accents:
             text += f" with {accents}"
         if not shorts:
@@ -316,7 +206,7 @@ class Team:
     @property
     def prompt_name(self) -> str:
         """The name as the prompt writes it: the name for a home kit, else ""."""
-        return _clean(self.name) if self.kit_type == "home" else ""
+        return clean_text(self.name) if self.kit_type == "home" else ""
 
 
 @dataclass(frozen=True)
@@ -385,14 +275,14 @@ class Person:
 
     def appearance(self) -> str:
         """ "short hair and light skin tone", "a ponytail", or ""."""
-        parts = [_HAIR_PHRASES[self.hair]] if self.hair else []
+        parts = [HAIR_PHRASES[self.hair]] if self.hair else []
         if self.skin:
             parts.append(self.skin)
         return " and ".join(parts)
 
     def verb_phrase(self) -> str:
         """The action as a predicate: "is kicking the ball", or ""."""
-        action = _clean(self.action).rstrip(".")
+        action = clean_text(self.action).rstrip(".")
         if not action:
             return ""
         if re.match(r"(?i)^(is|are|was|has)\b", action):
@@ -486,15 +376,7 @@ class Scene:
 
     def count_text(self) -> str:
         """ "two players and a goalkeeper" ("" for nobody)."""
-        return _join([count_phrase(r, n) for r, n in self.role_counts().items()])
-
-    def kit_of(self, person: Person) -> Kit | None:
-        """The kit a person wears: their own, else their team's, else unknown (None)."""
-        if person.kit is not None:
-            return person.kit
-        if person.team is not None:
-            return self.teams[person.team].kit
-        return None
+        return join_words([count_phrase(r, n) for r, n in self.role_counts().items()])
 
     def carried_over(self) -> Scene:
         """What a new cutout inherits from this scene: the teams (with their kits) and the
@@ -505,94 +387,7 @@ class Scene:
 
     def to_prompt(self) -> str:
         """The FLUX prompt: deterministic, concise English (see the module docstring)."""
-        sentences: list[str] = []
-        several = len(self.people) > 1
-        if several:
-            sentences.append(_sentence(f"{self.count_text()} are visible"))
-        counts = self.role_counts()
-        seen_roles: set[str] = set()
-        described_teams: set[int] = set()
-        for person in self.people:
-            text = self._person_sentence(person, counts, seen_roles, described_teams, several)
-            if text:
-                sentences.append(text)
-        sentences.append(_sentence(self.action))
-        sentences.extend(_sentence(s) for s in self.spatial)
-        sentences.append(self._background_sentence())
-        sentences.append(_sentence(self.extra))
-        return " ".join(s for s in sentences if s)
-
-    def _person_sentence(
-        self,
-        person: Person,
-        counts: Mapping[Role, int],
-        seen_roles: set[str],
-        described_teams: set[int],
-        several: bool,
-    ) -> str:
-        role = person.role
-        if role in seen_roles:
-            subject = f"another {role}"
-        elif several and counts[role] == 1:
-            subject = f"the {role}"
-        else:
-            subject = with_article(role)
-        seen_roles.add(role)
-        if person.team is not None and self.teams[person.team].prompt_name:
-            subject += f" from {self.teams[person.team].prompt_name}"
-
-        parts: list[str] = []
-        appearance = person.appearance()
-        if appearance:
-            parts.append(f"with {appearance}")
-        kit_part = ""
-        if person.kit is not None:
-            kit_part = f"wearing {person.kit.describe()}"
-        elif person.team is not None:
-            kit = self.teams[person.team].kit
-            if person.team in described_teams:
-                kit_part = f"also wearing {with_article(kit.jersey_phrase)}"
-            else:
-                kit_part = f"wearing {kit.describe()}"
-                described_teams.add(person.team)
-        number = person.shown_number
-        if number is not None:
-            # The paper's "a green jersey and matching shorts with the number 99"; a kit that
-            # already has a "with" gets the number as its own clause, as in its captions.
-            if kit_part and not re.search(r"\bwith\b", kit_part):
-                kit_part += f" with the number {number}"
-            elif kit_part:
-                parts.append(kit_part)
-                kit_part = f"marked with the number {number}"
-            else:
-                kit_part = f"with the number {number}"
-        if kit_part:
-            parts.append(kit_part)
-        verb = person.verb_phrase()
-        if not verb and parts and parts[-1].startswith(("wearing ", "also wearing ")):
-            verb = "is " + parts.pop()
-        if not verb:
-            if several and not parts:
-                return ""  # the count sentence already names them
-            verb = "is visible"
-        if len(parts) >= 2 or (parts and parts[0].startswith("also ")):
-            return _sentence(f"{subject}, {', '.join(parts)}, {verb}")
-        return _sentence(" ".join([subject, *parts, verb]))
-
-    def _background_sentence(self) -> str:
-        items = [_BACKGROUND_PHRASES[b] for b in self.background if b != "spectators out of focus"]
-        spectators = "spectators out of focus" in self.background
-        if self.stadium:
-            table = _STADIUM_WITH_SPECTATORS if spectators else _STADIUM_PHRASES
-            items.append(table[self.stadium])
-        elif spectators:
-            items.append(_BACKGROUND_PHRASES["spectators out of focus"])
-        blurred = "blurred " if self.blurred_background else ""
-        if items:
-            return f"The scene unfolds on a soccer field, with the {blurred}background featuring {_join(items)}."
-        if self.blurred_background:
-            return "The scene unfolds on a soccer field, with a blurred background."
-        return "The scene unfolds on a soccer field."
+        return write_prompt(self)
 
     # -- JSON --------------------------------------------------------------------------------
 

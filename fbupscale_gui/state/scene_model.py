@@ -192,9 +192,6 @@ class SceneModel(QObject):
         """The prompt to run with: the hand-edited text if there is one, else the generated one."""
         return self._manual if self._manual is not None else self._scene.to_prompt()
 
-    def generated_prompt(self) -> str:
-        return self._scene.to_prompt()
-
     def is_prompt_manual(self) -> bool:
         return self._manual is not None
 
@@ -296,10 +293,6 @@ class SceneModel(QObject):
                 index, dataclasses.replace(team, kit=dataclasses.replace(team.kit, **changes))
             )
         )
-
-    def apply_kit(self, index: int, name: str, kit_type: KitType, kit: Kit) -> None:
-        """Fill a team from a kit preset: its name, which kit it is, and the kit's colours."""
-        self._edit(lambda: self.set_team(index, Team(name=name, kit_type=kit_type, kit=kit)))
 
     # -- people -------------------------------------------------------------------------
 
