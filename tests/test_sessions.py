@@ -626,3 +626,38 @@ def test_a_candidate_file_damaged_after_open_is_dropped_with_a_message(
     assert len(entries) == 2 and all(e.has_thumb for e in entries)
     assert session.candidates.picked(cutout.id) is entries[0]
     assert any(target.name in m.text and m.level == "warning" for m in messages)
+
+
+@pytest.mark.parametrize("size", [96, 512])  # a tile enlarges a small candidate, shrinks a big one
+def test_a_restored_tile_has_the_live_tiles_pixels(
+    qtbot, make_session, sessions: Path, tmp_path: Path, size: int
+) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtGui import QImage
+
+    def pixels(thumb: QImage) -> tuple[int, int, bytes]:
+        rgb = thumb.convertToFormat(QImage.Format.Format_RGB888)
+        return rgb.width(), rgb.height(), bytes(rgb.constBits())[: rgb.sizeInBytes()]
+
+    first = make_session(FakeRunner(steps=1, size=size))
+    first.open_session()
+    folder = first.session_path
+    assert folder is not None
+    run_two(first, tmp_path)
+    wait_idle(qtbot, first)
+    live = {
+        c.name: [pixels(e.thumb) for e in first.candidates.entries(c.id)]
+        for c in first.cutouts.cutouts()
+    }
+    assert all(live.values())
+    assert first.recorder.flush(10)
+    first.shutdown(10_000)
+
+    again = make_session()
+    with qtbot.waitSignal(again.imagesRestored, timeout=20_000):
+        assert again.open_session(folder)
+    restored = {
+        c.name: [pixels(e.thumb) for e in again.candidates.entries(c.id)]
+        for c in again.cutouts.cutouts()
+    }
+    assert restored == live
+    assert all(w == 240 or h == 240 for tiles in live.values() for w, h, _ in tiles)

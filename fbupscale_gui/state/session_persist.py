@@ -41,6 +41,7 @@ from fbupscale_gui.storage.session_store import (
     SessionStore,
     Snapshot,
 )
+from fbupscale_gui.worker.qimage import tile_thumbnail
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -58,7 +59,6 @@ __all__ = [
     "SessionRecorder",
     "SessionWriter",
     "load_restored",
-    "tile_thumbnail",
     "write_error_text",
 ]
 
@@ -353,16 +353,6 @@ def _problem(what: str, exc: BaseException) -> str:
     if isinstance(exc, FbError | OSError | ValueError):
         return f"{what}: {exc}"
     return f"{what}: {type(exc).__name__}: {exc}"
-
-
-def tile_thumbnail(image: Image.Image) -> QImage:
-    """A candidate's tile image (fits THUMB_SIDE), made from its full-resolution pixels."""
-    from fbupscale_gui.worker.engine_thread import THUMB_SIDE
-    from fbupscale_gui.worker.qimage import pil_to_qimage
-
-    small = image.copy()
-    small.thumbnail((THUMB_SIDE, THUMB_SIDE))
-    return pil_to_qimage(small)
 
 
 class ImageLoader(QObject):

@@ -9,18 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
 
 from PySide6.QtGui import QImage
 
 from fbupscale_gui.core.job import Candidate
 from fbupscale_gui.core.messages import CandidateReady, Message
-from fbupscale_gui.worker.qimage import pil_to_qimage, thumbnail
+from fbupscale_gui.worker.qimage import THUMB_SIDE, pil_to_qimage, tile_thumbnail
 
 __all__ = ["THUMB_SIDE", "Delivery", "ReadyCandidate", "deliver"]
-
-#: Side of the candidate thumbnails (the grid shows them as-is).
-THUMB_SIDE: Final = 240
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,7 +49,7 @@ def deliver(message: Message) -> Delivery:
     ready = ReadyCandidate(
         candidate,
         image,
-        thumbnail(image, THUMB_SIDE),
+        tile_thumbnail(image),
         message.lr_consistency,
         {k: dict(v) for k, v in message.weights.items()},
     )

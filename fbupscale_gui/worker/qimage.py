@@ -1,8 +1,9 @@
-"""PIL <-> QImage conversion. QImage (unlike QPixmap) is safe to build in any thread."""
+"""PIL <-> QImage conversion and the candidate tile thumbnail. QImage (unlike QPixmap) is safe
+to build in any thread."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
@@ -10,7 +11,10 @@ from PySide6.QtGui import QImage
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["pil_to_qimage", "qimage_to_pil", "thumbnail"]
+__all__ = ["THUMB_SIDE", "pil_to_qimage", "qimage_to_pil", "tile_thumbnail"]
+
+#: Side of the candidate thumbnails (the grid shows them as-is).
+THUMB_SIDE: Final = 240
 
 
 def pil_to_qimage(image: Image.Image) -> QImage:
@@ -31,11 +35,17 @@ def qimage_to_pil(qimage: QImage) -> Image.Image:
     return Image.frombuffer("RGB", size, data, "raw", "RGB", rgb.bytesPerLine(), 1).copy()
 
 
-def thumbnail(qimage: QImage, side: int) -> QImage:
-    """Fit within ``side`` x ``side``, smooth-scaled (for candidate tiles)."""
+def tile_thumbnail(image: Image.Image | QImage) -> QImage:
+    """A candidate's tile image: fitted to ``THUMB_SIDE`` and smooth-scaled by Qt.
+
+    The one thumbnail path, for a candidate fresh from the engine and for one restored from a
+    session alike, so a tile looks the same either way."""
+    from PIL import Image
+
+    qimage = pil_to_qimage(image) if isinstance(image, Image.Image) else image
     return qimage.scaled(
-        side,
-        side,
+        THUMB_SIDE,
+        THUMB_SIDE,
         Qt.AspectRatioMode.KeepAspectRatio,
         Qt.TransformationMode.SmoothTransformation,
     )
