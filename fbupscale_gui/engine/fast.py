@@ -68,9 +68,9 @@ __all__ = [
     "SCALE",
     "TAIL_OVERLAP",
     "THREADS_ENV",
+    "CoreTile",
     "FastEngine",
     "RealEsrganNet",
-    "Tile",
     "default_threads",
     "realesrgan_model_files",
     "tile_grid",
@@ -126,8 +126,9 @@ def weights_file(engine: str) -> tuple[str, Path] | None:
 
 
 @dataclasses.dataclass(frozen=True)
-class Tile:
-    """One tile: the box it contributes (``core``) and the larger box it reads (``read``).
+class CoreTile:
+    """One tile whose output is cropped to its core: the box it contributes (``core``) and the
+    larger box it reads (``read``).
 
     Boxes are (left, top, right, bottom) in the coordinates of the grid's own area.
     """
@@ -136,7 +137,9 @@ class Tile:
     read: tuple[int, int, int, int]
 
 
-def tile_grid(width: int, height: int, tile: int, overlap: int, *, margin: int = 0) -> list[Tile]:
+def tile_grid(
+    width: int, height: int, tile: int, overlap: int, *, margin: int = 0
+) -> list[CoreTile]:
     """Split the area ``[margin, width - margin)`` x ``[margin, height - margin)`` into tiles.
 
     Each tile's core is at most ``tile`` px a side; it reads ``overlap`` px more on each side,
@@ -156,7 +159,7 @@ def tile_grid(width: int, height: int, tile: int, overlap: int, *, margin: int =
         edges = [margin + round(i * n / count) for i in range(count + 1)]
         return list(itertools.pairwise(edges))
 
-    tiles: list[Tile] = []
+    tiles: list[CoreTile] = []
     for top, bottom in cuts(inner_h):
         for left, right in cuts(inner_w):
             read = (
@@ -165,7 +168,7 @@ def tile_grid(width: int, height: int, tile: int, overlap: int, *, margin: int =
                 min(width, right + overlap),
                 min(height, bottom + overlap),
             )
-            tiles.append(Tile(core=(left, top, right, bottom), read=read))
+            tiles.append(CoreTile(core=(left, top, right, bottom), read=read))
     return tiles
 
 
@@ -370,7 +373,7 @@ class FastEngine:
             self._net = None
             self._models.clear()
 
-    def tiles(self, width: int, height: int) -> tuple[list[Tile], list[Tile]]:
+    def tiles(self, width: int, height: int) -> tuple[list[CoreTile], list[CoreTile]]:
         """The trunk and tail tiles :meth:`upscale_x4` runs for a ``width`` x ``height`` image."""
         pw, ph = width + 2 * PREPAD, height + 2 * PREPAD
         trunk = tile_grid(pw, ph, self.tile, self.overlap)

@@ -38,7 +38,7 @@ __all__ = [
     "MIN_TILE",
     "NO_TILING",
     "OnTile",
-    "Tile",
+    "TileBox",
     "axis_starts",
     "axis_tiles",
     "fit_tile_size",
@@ -64,7 +64,7 @@ OnTile = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
-class Tile:
+class TileBox:
     """One tile's box in input pixels: columns ``x0:x1``, rows ``y0:y1``."""
 
     x0: int
@@ -109,16 +109,16 @@ def axis_starts(length: int, tile: int, overlap: int) -> list[int]:
     return axis_tiles(length, tile, overlap)[0]
 
 
-def plan_tiles(width: int, height: int, tile: int, overlap: int) -> list[Tile]:
+def plan_tiles(width: int, height: int, tile: int, overlap: int) -> list[TileBox]:
     """The tiles (row by row) :func:`tiled_apply` runs for a ``width`` x ``height`` input.
 
     ``tile`` = :data:`NO_TILING` gives one tile. Raises ValueError for bad arguments.
     """
     if tile == NO_TILING:
-        return [Tile(0, 0, width, height)]
+        return [TileBox(0, 0, width, height)]
     xs, tw = axis_tiles(width, tile, overlap)
     ys, th = axis_tiles(height, tile, overlap)
-    return [Tile(x, y, x + tw, y + th) for y in ys for x in xs]
+    return [TileBox(x, y, x + tw, y + th) for y in ys for x in xs]
 
 
 def _axis_weights(starts: list[int], size: int, scale: int, margin: int) -> list[torch.Tensor]:
