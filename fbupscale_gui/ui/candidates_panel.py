@@ -36,6 +36,7 @@ from fbupscale_gui.ui import theme
 from fbupscale_gui.ui.candidate_tile import TILE_SIDE, CandidateTile, number_boxes
 from fbupscale_gui.ui.compare_view import CompareView
 from fbupscale_gui.ui.theme import set_style_property
+from fbupscale_gui.ui.widgets import empty_layout, hint_label
 from fbupscale_gui.worker.qimage import pil_to_qimage
 
 __all__ = ["CandidateTile", "CandidatesPanel", "number_boxes"]
@@ -98,17 +99,13 @@ class CandidatesPanel(QWidget):
         header.addWidget(self.suggest_button)
         header.addWidget(self.accept_button)
         header.addWidget(self.stage1_box)
-        self.note = QLabel("")
-        self.note.setWordWrap(True)
-        set_style_property(self.note, "role", "hint")
+        self.note = hint_label()
         self.note.hide()
 
-        self.empty = QLabel(
+        self.empty = hint_label(
             "No candidates yet. Select a cutout, describe the scene and press Run (Ctrl+R)."
         )
-        self.empty.setWordWrap(True)
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        set_style_property(self.empty, "role", "hint")
 
         self._grid_host = QWidget()
         # Tiles: a quiet border, the accent only for the pick (the theme's meaning of amber).
@@ -315,12 +312,7 @@ class CandidatesPanel(QWidget):
         self.accept_button.setEnabled(acceptable)
 
     def rebuild(self) -> None:
-        while self._grid.count():
-            item = self._grid.takeAt(0)
-            widget = item.widget() if item is not None else None
-            if widget is not None:
-                widget.hide()
-                widget.setParent(None)
+        empty_layout(self._grid)
         self._tiles = []
         cutout = self._cutout
         entries = self._store.entries(cutout.id) if cutout is not None else []

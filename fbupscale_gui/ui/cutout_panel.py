@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
 from fbupscale_gui.state.cutouts import Cutout, CutoutRole, CutoutsModel
 from fbupscale_gui.ui.pixel_view import PixelView
 from fbupscale_gui.ui.theme import set_style_property
+from fbupscale_gui.ui.widgets import hint_label
 
 __all__ = ["CutoutPanel"]
 
@@ -50,9 +51,7 @@ class CutoutPanel(QWidget):
         self.list.selectionModel().currentChanged.connect(self._on_current)
         model.rowsInserted.connect(self._on_rows_inserted)
 
-        self.hint = QLabel("Drop cutouts here, or Open (Ctrl+O) / Paste (Ctrl+V)")
-        self.hint.setWordWrap(True)
-        set_style_property(self.hint, "role", "hint")
+        self.hint = hint_label("Drop cutouts here, or Open (Ctrl+O) / Paste (Ctrl+V)")
         self.open_button = QPushButton("Open cutouts…")
         self.open_button.clicked.connect(self.openRequested)
 

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from fbupscale_gui.state.flux_setup import FluxSetup, ModelStatus, settings_for
 from fbupscale_gui.ui.models_dialog import format_size
 from fbupscale_gui.ui.theme import set_style_property
+from fbupscale_gui.ui.widgets import empty_layout, hint_label
 
 if TYPE_CHECKING:
     from fbupscale_gui.state.session import Session
@@ -56,13 +57,11 @@ class FluxModelsDialog(QDialog):
         self.setup.surveyed.connect(self._on_surveyed)
         self.setup.hashed.connect(self._show)
 
-        intro = QLabel(
+        intro = hint_label(
             "The FLUX engine needs FLUX.1-dev and the jasperai ControlNet upscaler; a football "
             "LoRA is optional. fbupscale never downloads them. Choose the folder that holds "
             "them (the Hugging Face cache is searched too)."
         )
-        intro.setWordWrap(True)
-        set_style_property(intro, "role", "hint")
 
         self.folder_edit = QLineEdit()
         self.folder_edit.setReadOnly(True)
@@ -161,12 +160,7 @@ class FluxModelsDialog(QDialog):
         self._adopt(statuses)
 
     def _show_missing(self, missing: list[ModelStatus]) -> None:
-        while self._missing_layout.count():
-            child = self._missing_layout.takeAt(0)
-            widget = child.widget() if child is not None else None
-            if widget is not None:
-                widget.hide()
-                widget.setParent(None)
+        empty_layout(self._missing_layout)
         self.command_edits = []
         for row, s in enumerate(missing):
             name = QLabel(f"<b>{s.label}</b>")
@@ -183,13 +177,11 @@ class FluxModelsDialog(QDialog):
             self._missing_layout.addWidget(copy, row, 2)
             self.command_edits.append(line)
         if missing and any(s.repo_id for s in missing):
-            note = QLabel(
+            note = hint_label(
                 "On a machine with internet: accept the licence on the model's Hugging Face page, "
                 "log in with `hf auth login`, run the line, then copy the folder to the same "
                 "place on this machine and choose its parent folder above."
             )
-            note.setWordWrap(True)
-            set_style_property(note, "role", "hint")
             self._missing_layout.addWidget(note, len(missing), 0, 1, 3)
         self._missing_layout.setColumnStretch(1, 1)
         self.missing_box.setVisible(bool(missing))

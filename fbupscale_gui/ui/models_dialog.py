@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 from fbupscale_gui.state.weights_library import SrLibrary
 from fbupscale_gui.storage.weights_library import MODEL_SUFFIXES, LibraryEntry
 from fbupscale_gui.ui.theme import set_style_property
+from fbupscale_gui.ui.widgets import hint_label
 
 __all__ = ["COLUMNS", "ModelsDialog", "format_params", "format_size"]
 
@@ -70,13 +71,11 @@ class ModelsDialog(QDialog):
         #: Ask before removing (tests turn it off).
         self.confirm_remove = True
 
-        intro = QLabel(
+        intro = hint_label(
             "Super-resolution models for the Engine list (SPAN, ESRGAN, Compact, SwinIR, HAT, "
             "DAT, …). .safetensors files are always accepted; .pth/.pt/.ckpt only when they "
             "hold plain weights."
         )
-        intro.setWordWrap(True)
-        set_style_property(intro, "role", "hint")
 
         self.table = QTreeWidget()
         self.table.setColumnCount(len(COLUMNS))

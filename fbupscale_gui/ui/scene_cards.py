@@ -42,6 +42,7 @@ from fbupscale_gui.core.scene import (
 )
 from fbupscale_gui.state.scene_model import colour_swatches
 from fbupscale_gui.storage.kits import find_preset
+from fbupscale_gui.ui.widgets import hint_label
 
 if TYPE_CHECKING:
     from fbupscale_gui.ui.scene_editor import SceneEditor
@@ -51,7 +52,6 @@ __all__ = [
     "SwatchStrip",
     "TeamCard",
     "combo",
-    "hint_label",
     "line_edit",
     "set_combo_data",
     "set_text",
@@ -95,13 +95,6 @@ def combo(min_chars: int = 8) -> QComboBox:
     combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     combo.setMinimumContentsLength(min_chars)
     return combo
-
-
-def hint_label(text: str) -> QLabel:
-    label = QLabel(text)
-    label.setProperty("role", "hint")
-    label.setWordWrap(True)
-    return label
 
 
 class SwatchStrip(QWidget):

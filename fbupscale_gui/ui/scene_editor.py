@@ -8,8 +8,8 @@ kept and clearly marked, with a button to go back to the generated prompt.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Callable
+from typing import Final, TypeVar
 
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import (
@@ -42,12 +42,12 @@ from fbupscale_gui.ui.scene_cards import (
     SwatchStrip,
     TeamCard,
     combo,
-    hint_label,
     line_edit,
     set_combo_data,
     set_text,
 )
 from fbupscale_gui.ui.theme import set_style_property
+from fbupscale_gui.ui.widgets import hint_label, release_widgets
 
 __all__ = ["SceneEditor", "SwatchStrip"]
 
@@ -72,6 +72,8 @@ _BACKGROUND_LABELS: Final[dict[str, str]] = {
     "bench": "Bench",
     "spectators out of focus": "Spectators (out of focus)",
 }
+_C = TypeVar("_C", TeamCard, PersonCard)
+
 _GENERATED_TEXT: Final = "Generated from the scene"
 _MANUAL_TEXT: Final = "Edited by hand — scene changes no longer update it"
 
@@ -307,22 +309,40 @@ class SceneEditor(QWidget):
         self._refresh()
 
     def _sync_team_cards(self, force: bool = False) -> None:
-        teams = self._model.scene().teams
-        if force or len(teams) != len(self._team_cards):
-            team_cards = [TeamCard(self, i) for i in range(len(teams))]
-            _swap_cards(self._team_cards, team_cards, self._teams_layout)
-            self._team_cards = team_cards
-        self._teams_empty.setVisible(not teams)
-        self._add_team.setEnabled(len(teams) < MAX_TEAMS)
+        self._team_cards = self._sync_cards(
+            self._team_cards, len(self._model.scene().teams), TeamCard, self._teams_layout, force
+        )
+        self._teams_empty.setVisible(not self._team_cards)
+        self._add_team.setEnabled(len(self._team_cards) < MAX_TEAMS)
 
     def _sync_person_cards(self, force: bool = False) -> None:
-        people = self._model.scene().people
-        if force or len(people) != len(self._person_cards):
-            person_cards = [PersonCard(self, i) for i in range(len(people))]
-            _swap_cards(self._person_cards, person_cards, self._people_layout)
-            self._person_cards = person_cards
-        self._people_empty.setVisible(not people)
-        self._add_person.setEnabled(len(people) < MAX_PEOPLE)
+        self._person_cards = self._sync_cards(
+            self._person_cards,
+            len(self._model.scene().people),
+            PersonCard,
+            self._people_layout,
+            force,
+        )
+        self._people_empty.setVisible(not self._person_cards)
+        self._add_person.setEnabled(len(self._person_cards) < MAX_PEOPLE)
+
+    def _sync_cards(
+        self,
+        cards: list[_C],
+        count: int,
+        make: Callable[[SceneEditor, int], _C],
+        layout: QLayout,
+        force: bool,
+    ) -> list[_C]:
+        """One card per team (or person): when the count changed (or ``force``), the old cards
+        are released and new ones take their place in the same layout, in order."""
+        if not force and count == len(cards):
+            return cards
+        release_widgets(cards, layout)
+        new = [make(self, i) for i in range(count)]
+        for card in new:
+            layout.addWidget(card)
+        return new
 
     def _refresh(self) -> None:
         scene = self._model.scene()
@@ -398,14 +418,3 @@ class SceneEditor(QWidget):
         if isinstance(box, QCheckBox):
             element: BackgroundElement = box.property("element")
             self._model.set_background_element(element, on)
-
-
-def _swap_cards(old: Sequence[QWidget], new: Sequence[QWidget], layout: QLayout) -> None:
-    """Swap a form's cards: the old ones leave the layout and become Python-owned (released
-    when unreferenced, never through deleteLater), the new ones are added in order."""
-    for card in old:
-        layout.removeWidget(card)
-        card.hide()
-        card.setParent(None)
-    for card in new:
-        layout.addWidget(card)

@@ -31,6 +31,15 @@ _PATH_CHARS: Final = 56
 _MIN_WIDTH: Final = 820
 
 
+def _ask_or_refuse(value: str) -> QComboBox:
+    """The choice an export guard offers: ask for confirmation, or refuse."""
+    combo = QComboBox()
+    combo.addItem("asks for confirmation", "ask")
+    combo.addItem("is refused", "refuse")
+    combo.setCurrentIndex(max(0, combo.findData(value)))
+    return combo
+
+
 class SettingsDialog(QDialog):
     """Edits a :class:`Settings`; :meth:`result_settings` is validated (or None)."""
 
@@ -101,19 +110,9 @@ class SettingsDialog(QDialog):
             "Real-ESRGAN scores about 25-30 dB on typical cutouts.\n\n" + LR_TOOLTIP
         )
         form.addRow(Settings.describe("export_min_lr_db"), self.min_lr)
-        self.low_fidelity = QComboBox()
-        self.low_fidelity.addItem("asks for confirmation", "ask")
-        self.low_fidelity.addItem("is refused", "refuse")
-        self.low_fidelity.setCurrentIndex(
-            max(0, self.low_fidelity.findData(settings.export_low_fidelity))
-        )
+        self.low_fidelity = _ask_or_refuse(settings.export_low_fidelity)
         form.addRow(Settings.describe("export_low_fidelity"), self.low_fidelity)
-        self.contradiction = QComboBox()
-        self.contradiction.addItem("asks for confirmation", "ask")
-        self.contradiction.addItem("is refused", "refuse")
-        self.contradiction.setCurrentIndex(
-            max(0, self.contradiction.findData(settings.export_number_contradiction))
-        )
+        self.contradiction = _ask_or_refuse(settings.export_number_contradiction)
         self.contradiction.setToolTip(
             "The number check reads the shirt numbers in each candidate and compares them with "
             "the numbers the scene marks fully visible."
