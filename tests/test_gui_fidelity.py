@@ -477,3 +477,26 @@ def test_heatmap_is_made_off_the_gui_thread_on_the_asyncio_loop(
 
     asyncio.run(scenario())
     assert threads and threads[0] != threading.main_thread().name
+
+
+def test_a_heatmap_failure_is_shown_not_blamed_on_the_shape(
+    qtbot, make_window, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from fbupscale_gui.eval import scoring
+
+    window = make_window()
+    entries = run_two_seeds(qtbot, window)
+    panel, compare = window.candidates, window.candidates.compare
+
+    def broken(cut: Image.Image, candidate: Candidate) -> Image.Image | None:
+        raise RuntimeError("scratch buffer exhausted")
+
+    monkeypatch.setattr(scoring, "candidate_heatmap", broken)
+    panel.compare_entry(entries[0])
+    compare.heatmap_button.click()  # on: the heatmap is made now, and fails
+    assert compare.overlay() is None
+    text = panel.compare_label.text()
+    assert "heatmap failed: RuntimeError: scratch buffer exhausted" in text
+    assert "shape" not in text
+    assert panel.heatmaps.error(entries[0])
+    assert panel.heatmaps.error(entries[1]) == ""  # not asked for: no error

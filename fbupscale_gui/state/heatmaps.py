@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
+from fbupscale_gui.core.errors import FbError
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -33,26 +35,43 @@ def _make_heatmap(cutout: Image.Image, entry: CandidateEntry) -> QImage | None:
     return None if heat is None else _rgba_qimage(heat)
 
 
+def _make_safely(cutout: Image.Image, entry: CandidateEntry) -> tuple[QImage | None, str]:
+    """The heatmap, or None and why it failed (a failure is logged and never raised)."""
+    try:
+        return _make_heatmap(cutout, entry), ""
+    except FbError as exc:
+        return None, str(exc)
+    except Exception as exc:
+        log.exception("deviation heatmap failed")
+        return None, f"{type(exc).__name__}: {exc}"
+
+
 class HeatmapCache(QObject):
     """Deviation heatmaps (RGBA QImage at the candidate's size), one per entry, made once.
 
     :meth:`request` returns a cached heatmap at once; otherwise it starts making it in a worker
     thread of the running asyncio (qasync) loop, about half a second for a 1024 px candidate,
     and emits ``ready(entry)`` when done. Without a running loop (tests, scripts) it is made in
-    the calling thread.
+    the calling thread. A heatmap that could not be made is cached as None with the reason
+    (:meth:`error`), so the window says why instead of guessing.
     """
 
     ready = Signal(object)  # CandidateEntry
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._cache: dict[int, tuple[CandidateEntry, QImage | None]] = {}
+        self._cache: dict[int, tuple[CandidateEntry, QImage | None, str]] = {}
         self._pending: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()  # referenced until done
 
     def get(self, entry: CandidateEntry) -> QImage | None:
         hit = self._cache.get(id(entry))
         return hit[1] if hit is not None and hit[0] is entry else None
+
+    def error(self, entry: CandidateEntry) -> str:
+        """Why ``entry``'s heatmap could not be made ("" when it was, or is on its way)."""
+        hit = self._cache.get(id(entry))
+        return hit[2] if hit is not None and hit[0] is entry else ""
 
     def has(self, entry: CandidateEntry) -> bool:
         hit = self._cache.get(id(entry))
@@ -69,25 +88,21 @@ class HeatmapCache(QObject):
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._store(entry, _make_heatmap(cutout, entry))
+            self._store(entry, *_make_safely(cutout, entry))
             return self.get(entry)
         self._pending.add(id(entry))
         pixels = cutout.copy()  # the worker thread gets its own
 
         async def work() -> None:
-            try:
-                heat = await asyncio.to_thread(_make_heatmap, pixels, entry)
-            except Exception:
-                log.exception("deviation heatmap failed")
-                heat = None
+            heat, error = await asyncio.to_thread(_make_safely, pixels, entry)
             self._pending.discard(id(entry))
-            self._store(entry, heat)
+            self._store(entry, heat, error)
 
         task = loop.create_task(work())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return None
 
-    def _store(self, entry: CandidateEntry, heat: QImage | None) -> None:
-        self._cache[id(entry)] = (entry, heat)
+    def _store(self, entry: CandidateEntry, heat: QImage | None, error: str = "") -> None:
+        self._cache[id(entry)] = (entry, heat, error)
         self.ready.emit(entry)

@@ -438,12 +438,12 @@ class CandidatesPanel(QWidget):
         else:
             heat = self.heatmaps.request(entry, cutout.image)
             self.compare.set_overlay(heat)
-            if heat is None:
-                note = (
-                    "heatmap: computing…"
-                    if self.heatmaps.is_pending(entry)
-                    else "heatmap: not available (the candidate does not match the cutout's shape)"
-                )
+            if heat is None and self.heatmaps.is_pending(entry):
+                note = "heatmap: computing…"
+            elif heat is None and self.heatmaps.error(entry):
+                note = f"heatmap failed: {self.heatmaps.error(entry)}"
+            elif heat is None:
+                note = "heatmap: not available (the candidate does not match the cutout's shape)"
         self.compare_label.setText(
             f"{self._compare_text}   ·   {note}" if note else self._compare_text
         )
