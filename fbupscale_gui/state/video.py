@@ -32,9 +32,10 @@ from fbupscale_gui.storage.video import (
     ClipError,
     ClipInfo,
     ClipReader,
+    Cut,
     Field,
     Rect,
-    cut_region,
+    cut_frame,
 )
 from fbupscale_gui.worker.qimage import pil_to_qimage
 
@@ -54,7 +55,6 @@ __all__ = [
     "ClipModel",
     "batch_task",
     "check_output",
-    "cutout_name",
     "default_output",
     "describe_clip",
     "error_text",
@@ -109,11 +109,6 @@ def describe_clip(info: ClipInfo) -> str:
         audio = "no audio"
     length = f"{info.frame_count} frames ({info.timecode(info.frame_count)})"
     return " · ".join((info.codec, size, f"{fps} fps", scan, audio, length, info.container))
-
-
-def cutout_name(info: ClipInfo, index: int) -> str:
-    """``<clip>_<timecode>.png``: the name a cut from frame ``index`` gets in the cutouts list."""
-    return f"{Path(info.path).stem}_{info.timecode(index)}.png"
 
 
 def default_output(info: ClipInfo, first: int, last: int, engine: str) -> Path:
@@ -305,11 +300,12 @@ class ClipModel(QObject):
         """Whether the frame on show is the one last asked for."""
         return self.index == self.requested
 
-    def cut(self, rect: Rect, field: Field | None) -> Image.Image:
-        """The frame on show cut to ``rect`` (and one field), as in core.video.cut_region."""
-        if self.image is None:
+    def cut(self, rect: Rect, field: Field | None) -> Cut:
+        """The frame on show cut to ``rect`` (and one field), named ``<clip>_<timecode>.png``
+        (see :func:`fbupscale_gui.storage.video.cut_frame`)."""
+        if self.image is None or self.info is None:
             raise ClipError(self.info.path if self.info else "clip", "no frame is on show")
-        return cut_region(self.image, rect, field)
+        return cut_frame(self.info, self.image, self.index, rect, field)
 
     def shutdown(self, timeout_ms: int = 10_000) -> bool:
         """Close the reader in its thread and wait for the thread to end."""

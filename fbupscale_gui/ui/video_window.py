@@ -53,7 +53,6 @@ from fbupscale_gui.state.video import (
     ClipModel,
     batch_task,
     check_output,
-    cutout_name,
     default_output,
     describe_clip,
     error_text,
@@ -601,7 +600,7 @@ class VideoWindow(QWidget):
         except FbError:
             self.preview.set_image(None)
             return
-        self.preview.set_image(pil_to_qimage(cut))
+        self.preview.set_image(pil_to_qimage(cut.image))
 
     def _update_cut_actions(self) -> None:
         ok = self.info is not None and self.view.rect_px() is not None
@@ -619,22 +618,20 @@ class VideoWindow(QWidget):
         if rect is None:
             self.show_message("warning", "Draw the region to cut on the frame first.")
             return None
-        index = self.clip.index
         try:
-            image = self.clip.cut(rect, self.field())
+            cut = self.clip.cut(rect, self.field())
         except FbError as exc:
             self.show_message("error", f"Could not cut the region: {exc}")
             return None
-        name = cutout_name(info, index)
-        report = self.session.cutouts.add_image(image, name)
+        image = cut.image
+        report = self.session.cutouts.add_image(image, cut.name)
         if report.errors:
             self.show_message("error", "; ".join(report.errors))
             return None
         cutout = report.added[0] if report.added else self._find(image_sha256(image))
         if cutout is None:
             return None
-        field = self.field()
-        how = f", {field} field" if field else ""
+        how = f", {cut.field} field" if cut.field else ""
         if report.added:
             self.show_message(
                 "info", f"Sent {cutout.name} ({image.width}×{image.height} px{how}) to the cutouts."

@@ -6,6 +6,7 @@ The package's public names, gathered from where each job is done:
 * :mod:`fbupscale_gui.core.clip`: what a clip is (:class:`ClipInfo`), fields and rectangles;
 * :mod:`fbupscale_gui.core.frame_cut`: a region (and one field) cut out of a frame (pure);
 * :mod:`.reader`: opening a clip and decoding frames accurately with PyAV (FFmpeg);
+* :mod:`.cut`: a region of one frame, named after the clip and frame, saved as a PNG;
 * :mod:`.encode`: a range upscaled frame by frame into a new H.264 clip, written atomically;
 * :mod:`.audio`: the source's audio for that range, copied or re-encoded to AAC.
 
@@ -27,6 +28,7 @@ from fbupscale_gui.core.clip import (
 )
 from fbupscale_gui.core.frame_cut import clamp_rect, cut_region, extract_field
 from fbupscale_gui.core.timecode import MAX_POSITION_S, Position, format_timecode, parse_position
+from fbupscale_gui.storage.video.cut import Cut, cut_at, cut_frame, cutout_name, save_cut
 from fbupscale_gui.storage.video.encode import (
     UpscaleFn,
     UpscaleResult,
@@ -51,6 +53,7 @@ __all__ = [
     "ClipError",
     "ClipInfo",
     "ClipReader",
+    "Cut",
     "Field",
     "FieldOrder",
     "FieldRestore",
@@ -59,12 +62,16 @@ __all__ = [
     "UpscaleFn",
     "UpscaleResult",
     "clamp_rect",
+    "cut_at",
+    "cut_frame",
     "cut_region",
+    "cutout_name",
     "extract_field",
     "format_timecode",
     "lanczos_upscaler",
     "open_clip",
     "parse_position",
     "read_frame",
+    "save_cut",
     "upscale_range",
 ]

@@ -6,23 +6,21 @@ each, runs an upscaler callable on every frame, optionally steadies the result o
 CRF 18), the source's frame rate, and every audio stream of the source for the same range
 (:mod:`fbupscale_gui.storage.video.audio`). Odd output sizes are made even by repeating the
 last column/row. The source's pixel aspect ratio (anamorphic 1440x1080 HD, 16:9 SD) is kept.
-The file is written under a temporary name in the output folder and renamed only when
-complete: on cancel or error nothing is left behind and an existing file of that name is
-untouched.
+The file is written under a hidden temporary name in the output folder
+(:func:`~fbupscale_gui.storage.atomic.atomic_write`) and takes its name only when complete: on
+cancel or error nothing is left under that name, and an existing file there is untouched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 import numpy as np
 from PIL import Image
@@ -32,7 +30,7 @@ from fbupscale_gui.core.errors import Cancelled, RequestError
 from fbupscale_gui.core.frame_cut import check_rect, cut_region
 from fbupscale_gui.core.job import IsCancelled, OnProgress, Progress
 from fbupscale_gui.core.timecode import Position, parse_position
-from fbupscale_gui.storage.atomic import apply_umask
+from fbupscale_gui.storage.atomic import STALE_TEMP_S, atomic_write, clean_stale_temps
 from fbupscale_gui.storage.video.audio import collect_audio, packet_seconds
 from fbupscale_gui.storage.video.reader import ClipError, ClipReader, reason
 
@@ -46,6 +44,7 @@ __all__ = ["UpscaleFn", "UpscaleResult", "lanczos_upscaler", "upscale_range"]
 
 #: Output containers by file suffix.
 _OUTPUT_FORMATS: Final[dict[str, str]] = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
+_OUTPUT_SUFFIXES: Final = tuple(_OUTPUT_FORMATS)
 #: An upscaler: one RGB frame in, its upscaled RGB version out (same size for every frame).
 UpscaleFn = Callable[[Image.Image], Image.Image]
 
@@ -101,6 +100,7 @@ def upscale_range(
     temporal_options: TemporalOptions | None = None,
     crf: int = 18,
     preset: str = "veryfast",
+    exclusive: bool = False,
     on_progress: OnProgress | None = None,
     is_cancelled: IsCancelled | None = None,
 ) -> UpscaleResult:
@@ -110,7 +110,11 @@ def upscale_range(
     run through ``upscale_frame``, steadied by ``temporal`` ("none", "median" or "blend", see
     :mod:`fbupscale_gui.core.temporal`) and encoded to H.264 at the source's frame rate, with the
     source's audio for the same range (see the module docstring). ``out_path`` ends in .mp4,
-    .mov or .mkv; an existing file there is replaced only when the new one is complete.
+    .mov or .mkv; an existing file there is replaced only when the new one is complete, or
+    with ``exclusive`` never: the clip then takes the first free name ``stem-2.suffix``...
+    (the result's ``path`` says which). The clip is written by
+    :func:`~fbupscale_gui.storage.atomic.atomic_write`; its hidden temporary files left by a
+    killed run are removed by a later batch into the same folder once they are stale.
 
     A range reaching past the last decodable frame stops there (MPEG-TS and Matroska do not
     state their length, and a recording cut off mid-stream reads like a shorter one): the
@@ -153,22 +157,12 @@ def upscale_range(
         cut = rect is not None or field is not None
         # the bar's length; to the end of an MKV/TS clip it is an estimate
         total = (min(last, info.frame_count) if end is None else last) - first
+        clip = _ClipWriter(reader, fmt, first, last, crf, preset)
 
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{out.stem}.", suffix=f".partial{out.suffix}", dir=out.parent
-        )
-        apply_umask(fd)  # mkstemp makes it 0600
-        os.close(fd)
-        tmp = Path(tmp_name)
-        done = 0
-        audio_labels: tuple[str, ...] = ()
-        size = (0, 0)
-        frame_tb = Fraction(1) / info.frame_rate
-        try:
-            container = av.open(str(tmp), mode="w", format=fmt)
+        def write(fh: IO[bytes]) -> None:
+            nonlocal total
             try:
-                stream: Any = None
-                pending: list[Any] = []
+                clip.open(fh)
                 # decode on to the end of the stream (frame counts of MKV/TS are estimates)
                 for index, image in reader.frames(first, None):
                     if index >= last:
@@ -176,89 +170,142 @@ def upscale_range(
                     if is_cancelled is not None and is_cancelled():
                         raise Cancelled()
                     low = cut_region(image, crop, field) if cut else image
-                    arr = _even(steadier.process(low, upscale_frame(low)))
-                    if stream is None:
-                        # the video stream comes first; the audio streams follow it
-                        size = (arr.shape[1], arr.shape[0])
-                        stream = _add_video_stream(
-                            container, info.frame_rate, size, crf, preset, info.sample_aspect_ratio
-                        )
-                        if info.audio:
-                            audio = collect_audio(
-                                reader.path,
-                                container,
-                                fmt,
-                                Fraction(first) / info.frame_rate,
-                                Fraction(last) / info.frame_rate,
-                                Fraction(info.start_time).limit_denominator(10**9),
-                            )
-                            audio_labels = tuple(a.label for a in audio)
-                            pending = sorted(
-                                (p for a in audio for p in a.packets), key=packet_seconds
-                            )
-                    elif (arr.shape[1], arr.shape[0]) != size:
-                        raise ValueError(
-                            f"the upscaler returned {arr.shape[1]}x{arr.shape[0]} for frame "
-                            f"{index}, but {size[0]}x{size[1]} before"
-                        )
-                    vf = av.VideoFrame.from_ndarray(arr, format="rgb24").reformat(
-                        format="yuv420p", dst_colorspace="itu709", dst_color_range=1
-                    )
-                    vf.pts = done
-                    vf.time_base = frame_tb
-                    for packet in stream.encode(vf):
-                        container.mux(packet)
-                    done += 1
-                    now = float(done * frame_tb)
-                    while pending and packet_seconds(pending[0]) < now:
-                        container.mux(pending.pop(0))
-                    total = max(total, done)
+                    clip.add(_even(steadier.process(low, upscale_frame(low))), index)
+                    total = max(total, clip.frames)
                     if on_progress is not None:
-                        on_progress(
-                            Progress.single(
-                                "fast",
-                                done,
-                                total,
-                                f"frame {done}/{total} ({info.timecode(index)})",
-                            )
-                        )
-                if stream is None:  # pragma: no cover - frames() yields at least the start
-                    raise ClipError(reader.path, "no frame in the range could be decoded")
-                for packet in stream.encode(None):
-                    container.mux(packet)
-                end_s = float(done * frame_tb)
-                for packet in pending:
-                    if packet_seconds(packet) < end_s:  # no audio past the last frame
-                        container.mux(packet)
+                        message = f"frame {clip.frames}/{total} ({info.timecode(index)})"
+                        on_progress(Progress.single("fast", clip.frames, total, message))
+                clip.finish()
             except av.FFmpegError as exc:
-                written = tmp.stat().st_size if tmp.exists() else 0
                 raise ClipError(
                     out,
-                    f"writing the clip failed after {done} frames, {written} bytes ({reason(exc)}); "
-                    "nothing was saved under this name",
+                    f"writing the clip failed after {clip.frames} frames, {_size(fh)} bytes "
+                    f"({reason(exc)}); nothing was saved under this name",
                 ) from None
             finally:
-                with contextlib.suppress(av.FFmpegError, OSError):
-                    container.close()
-            with open(tmp, "rb+") as fh:  # durable before the rename
-                os.fsync(fh.fileno())
-            os.replace(tmp, out)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
+                clip.close()
+
+        clean_stale_temps(out.parent, older_than_s=STALE_TEMP_S, final_suffixes=_OUTPUT_SUFFIXES)
+        written = atomic_write(out, write, exclusive=exclusive)
     return UpscaleResult(
-        path=str(out),
-        frames=done,
-        width=size[0],
-        height=size[1],
+        path=str(written),
+        frames=clip.frames,
+        width=clip.size[0],
+        height=clip.size[1],
         frame_rate=info.frame_rate,
         start_index=first,
-        end_index=first + done,
-        audio=audio_labels,
+        end_index=first + clip.frames,
+        audio=clip.audio_labels,
         seconds=time.perf_counter() - began,
         temporal=temporal,
     )
+
+
+def _size(fh: IO[bytes]) -> int:
+    """How many bytes have reached ``fh`` (0 once it is closed)."""
+    try:
+        return fh.tell()
+    except (OSError, ValueError):
+        return 0
+
+
+class _ClipWriter:
+    """The output clip of a batch: H.264 video, then the source's audio, interleaved by time.
+
+    The video stream is added with the first frame (its size is known then), the audio streams
+    after it; audio packets are muxed once the video has reached their time, and none past the
+    last frame.
+    """
+
+    def __init__(
+        self, reader: ClipReader, fmt: str, first: int, last: int, crf: int, preset: str
+    ) -> None:
+        self._reader = reader
+        self._fmt = fmt
+        self._range = (first, last)
+        self._crf = crf
+        self._preset = preset
+        self._container: av.container.OutputContainer | None = None
+        self._stream: Any = None
+        self._pending: list[Any] = []
+        self._tb = Fraction(1) / reader.info.frame_rate
+        self.frames = 0
+        self.size = (0, 0)
+        self.audio_labels: tuple[str, ...] = ()
+
+    def open(self, fh: IO[bytes]) -> None:
+        import av
+
+        self._container = av.open(fh, mode="w", format=self._fmt)
+
+    def add(self, arr: np.ndarray, index: int) -> None:
+        """Encode one RGB frame (``index`` names it in an error)."""
+        import av
+
+        container = self._container
+        assert container is not None
+        if self._stream is None:
+            self.size = (arr.shape[1], arr.shape[0])
+            self._start(container)
+        elif (arr.shape[1], arr.shape[0]) != self.size:
+            raise ValueError(
+                f"the upscaler returned {arr.shape[1]}x{arr.shape[0]} for frame "
+                f"{index}, but {self.size[0]}x{self.size[1]} before"
+            )
+        vf = av.VideoFrame.from_ndarray(arr, format="rgb24").reformat(
+            format="yuv420p", dst_colorspace="itu709", dst_color_range=1
+        )
+        vf.pts = self.frames
+        vf.time_base = self._tb
+        for packet in self._stream.encode(vf):
+            container.mux(packet)
+        self.frames += 1
+        now = float(self.frames * self._tb)
+        while self._pending and packet_seconds(self._pending[0]) < now:
+            container.mux(self._pending.pop(0))
+
+    def _start(self, container: av.container.OutputContainer) -> None:
+        """Add the video stream, then every audio stream of the source for the range."""
+        info = self._reader.info
+        self._stream = _add_video_stream(
+            container, info.frame_rate, self.size, self._crf, self._preset, info.sample_aspect_ratio
+        )
+        if info.audio:
+            first, last = self._range
+            audio = collect_audio(
+                self._reader.path,
+                container,
+                self._fmt,
+                Fraction(first) / info.frame_rate,
+                Fraction(last) / info.frame_rate,
+                Fraction(info.start_time).limit_denominator(10**9),
+            )
+            self.audio_labels = tuple(a.label for a in audio)
+            self._pending = sorted((p for a in audio for p in a.packets), key=packet_seconds)
+
+    def finish(self) -> None:
+        """Flush the encoder and the audio up to the last frame, and write the trailer."""
+        container = self._container
+        assert container is not None
+        if self._stream is None:  # pragma: no cover - frames() yields at least the start
+            raise ClipError(self._reader.path, "no frame in the range could be decoded")
+        for packet in self._stream.encode(None):
+            container.mux(packet)
+        end_s = float(self.frames * self._tb)
+        for packet in self._pending:
+            if packet_seconds(packet) < end_s:  # no audio past the last frame
+                container.mux(packet)
+        self._container = None
+        container.close()
+
+    def close(self) -> None:
+        """Close a clip that was not finished (after an error; nothing of it is kept)."""
+        import av
+
+        container, self._container = self._container, None
+        if container is not None:
+            with contextlib.suppress(av.FFmpegError, OSError):
+                container.close()
 
 
 def _resolve_range(
