@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Final, Literal
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
-from fbupscale_gui.core.errors import FbError
+from fbupscale_gui.core.errors import FbError, RequestError
 from fbupscale_gui.core.messages import VideoBatchJob
 from fbupscale_gui.storage.video import (
     ClipError,
@@ -35,7 +35,9 @@ from fbupscale_gui.storage.video import (
     Cut,
     Field,
     Rect,
+    UpscaleResult,
     cut_frame,
+    parse_position,
 )
 from fbupscale_gui.worker.qimage import pil_to_qimage
 
@@ -53,12 +55,17 @@ __all__ = [
     "BatchEngine",
     "BatchSpec",
     "ClipModel",
+    "batch_name",
     "batch_task",
     "check_output",
     "default_output",
     "describe_clip",
     "error_text",
     "is_clip_path",
+    "parse_range",
+    "range_summary",
+    "resolve_output",
+    "result_text",
 ]
 
 log = logging.getLogger(__name__)
@@ -380,6 +387,67 @@ def batch_task(spec: BatchSpec) -> VideoBatchJob:
         rect=spec.rect,
         field=spec.field,
         temporal=spec.temporal,
+    )
+
+
+def parse_range(info: ClipInfo, start: str, end: str) -> tuple[int, int]:
+    """Frames ``(first, last)`` (last included, clamped to the clip) from two typed positions.
+
+    Raises RequestError saying why not (a position that does not parse, a start past the end,
+    an end before the start)."""
+    first = info.index_of(parse_position(start, info.frame_rate))
+    last = info.index_of(parse_position(end, info.frame_rate))
+    if first >= info.frame_count:
+        raise RequestError(f"the start {info.timecode(first)} is past the clip's last frame.")
+    if last < first:
+        raise RequestError(
+            f"the end {info.timecode(last)} comes before the start {info.timecode(first)}."
+        )
+    return first, min(last, info.frame_count - 1)
+
+
+def range_summary(info: ClipInfo, first: int, last: int, region: Rect | None) -> str:
+    """How long the range is and how big its frames become (the region's, or the frame's)."""
+    n = last - first + 1
+    w, h = (region[2], region[3]) if region is not None else (info.width, info.height)
+    return (
+        f"{n} frame(s), {n / info.fps:.2f} s · {w}×{h} → "
+        f"{w * BATCH_SCALE}×{h * BATCH_SCALE} per frame"
+    )
+
+
+def batch_name(info: ClipInfo, first: int, last: int) -> str:
+    """The batch's name in the job list: ``<clip file> <first>–<last>`` (timecodes)."""
+    return f"{Path(info.path).name} {info.timecode(first)}–{info.timecode(last)}"
+
+
+def resolve_output(info: ClipInfo, text: str, default: Path, confirmed: str) -> Path:
+    """The file a batch writes: ``text`` (or ``default`` when empty), checked.
+
+    An existing file is replaced only when it is ``confirmed`` (the operator chose it in the
+    file dialog, which asked). Raises RequestError saying why not."""
+    output = text.strip() or str(default)
+    why = check_output(output)
+    if why is not None:
+        raise RequestError(f"{why}.")
+    out = Path(output).expanduser()
+    if out.exists() and out.resolve() == Path(info.path).resolve():
+        raise RequestError("that is the clip being read; choose another file.")
+    if out.exists() and str(out) != confirmed:
+        raise RequestError(
+            f"{out} already exists; choose it with … to replace it, "
+            "or clear the field for a new name."
+        )
+    return out
+
+
+def result_text(result: UpscaleResult) -> str:
+    """One line for a finished batch: the file, frames, size, rate, audio and time taken."""
+    audio = ", ".join(result.audio) if result.audio else "none"
+    fps = f"{float(result.frame_rate):.3f}".rstrip("0").rstrip(".")
+    return (
+        f"Wrote {result.path} — {result.frames} frames, {result.width}×{result.height}, "
+        f"{fps} fps, audio: {audio} ({result.seconds:.1f} s)"
     )
 
 
