@@ -60,7 +60,6 @@ class ClipInfo:
     path: str
     container: str
     codec: str
-    codec_name: str
     width: int
     height: int
     frame_rate: Fraction
@@ -81,10 +80,6 @@ class ClipInfo:
     def first_field(self) -> Field:
         """The field that comes first in time (top unless the stream says bottom first)."""
         return "bottom" if self.field_order == "bff" else "top"
-
-    def time_of(self, index: int) -> float:
-        """Seconds from the first frame to frame ``index``."""
-        return float(index / self.frame_rate)
 
     def index_at(self, seconds: float) -> int:
         """The frame on screen at ``seconds`` from the first frame (never negative).

@@ -172,7 +172,6 @@ class ClipReader:
 
         container = self._require()
         stream = container.streams.video[0]
-        self._stream_index = stream.index
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not rate or rate <= 0:
             raise ClipError(self.path, "the video stream states no frame rate")
@@ -237,7 +236,6 @@ class ClipReader:
             path=str(self.path),
             container=SUPPORTED_FORMATS[container.format.name],
             codec=SUPPORTED_CODECS[codec],
-            codec_name=codec,
             width=stream.codec_context.width,
             height=stream.codec_context.height,
             frame_rate=rate,
