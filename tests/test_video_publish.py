@@ -123,3 +123,35 @@ def test_upscale_never_replaces_an_existing_clip(
     assert capsys.readouterr().out.strip() == str(tmp_path / "up-2.mp4")
     assert out.read_bytes() == b"the operator's file"
     assert open_clip(tmp_path / "up-2.mp4").frame_count == 3
+
+
+_SIZE_LIMITED = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+from fbupscale_gui.cli.video import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_full_disk_mid_clip_is_an_error_and_publishes_nothing(clip: Path, tmp_path: Path) -> None:
+    # A write error inside FFmpeg's own file output was lost: the truncated clip was published
+    # under its name and the command said it had written it.
+    limit = 3000
+    out = tmp_path / "up.mp4"
+    argv = ["video", "upscale", str(clip), "--engine", "lanczos", "-q", "-o", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _SIZE_LIMITED, str(limit), *argv],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert str(out) in line and "bytes" in line and "nothing was saved" in line
+    assert list(tmp_path.iterdir()) == []
+
+    assert main(argv) == 0  # without the limit the clip is larger than the limit
+    assert out.stat().st_size > limit

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -176,7 +177,7 @@ def upscale_range(
                         message = f"frame {clip.frames}/{total} ({info.timecode(index)})"
                         on_progress(Progress.single("fast", clip.frames, total, message))
                 clip.finish()
-            except av.FFmpegError as exc:
+            except (av.FFmpegError, OSError) as exc:  # OSError: a full disk
                 raise ClipError(
                     out,
                     f"writing the clip failed after {clip.frames} frames, {_size(fh)} bytes "
@@ -202,9 +203,9 @@ def upscale_range(
 
 
 def _size(fh: IO[bytes]) -> int:
-    """How many bytes have reached ``fh`` (0 once it is closed)."""
+    """How many bytes have reached the file behind ``fh`` (0 if that cannot be told)."""
     try:
-        return fh.tell()
+        return os.fstat(fh.fileno()).st_size
     except (OSError, ValueError):
         return 0
 
@@ -226,6 +227,7 @@ class _ClipWriter:
         self._crf = crf
         self._preset = preset
         self._container: av.container.OutputContainer | None = None
+        self._raw: IO[bytes] | None = None
         self._stream: Any = None
         self._pending: list[Any] = []
         self._tb = Fraction(1) / reader.info.frame_rate
@@ -234,9 +236,13 @@ class _ClipWriter:
         self.audio_labels: tuple[str, ...] = ()
 
     def open(self, fh: IO[bytes]) -> None:
+        """Start the clip in ``fh``'s file. FFmpeg buffers its own writes, so it writes
+        through an unbuffered view of the file: a write error (a full disk) is raised where
+        it happens, never again when ``fh`` is closed."""
         import av
 
-        self._container = av.open(fh, mode="w", format=self._fmt)
+        self._raw = open(fh.fileno(), "wb", buffering=0, closefd=False)  # noqa: SIM115
+        self._container = av.open(self._raw, mode="w", format=self._fmt)
 
     def add(self, arr: np.ndarray, index: int) -> None:
         """Encode one RGB frame (``index`` names it in an error)."""
@@ -297,6 +303,7 @@ class _ClipWriter:
                 container.mux(packet)
         self._container = None
         container.close()
+        self._close_raw()
 
     def close(self) -> None:
         """Close a clip that was not finished (after an error; nothing of it is kept)."""
@@ -306,6 +313,12 @@ class _ClipWriter:
         if container is not None:
             with contextlib.suppress(av.FFmpegError, OSError):
                 container.close()
+        self._close_raw()
+
+    def _close_raw(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            raw.close()  # unbuffered and not owning the descriptor: nothing can fail here
 
 
 def _resolve_range(
