@@ -28,6 +28,7 @@ from PySide6.QtGui import QImage
 
 from fbupscale_gui.core.errors import FbError, RequestError
 from fbupscale_gui.core.messages import VideoBatchJob
+from fbupscale_gui.core.request import ReconstructionRequest
 from fbupscale_gui.storage.video import (
     ClipError,
     ClipInfo,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from fbupscale_gui.core.temporal import TemporalMode
+    from fbupscale_gui.state.job_queue import Job, JobQueue, ProgressInfo
 
 __all__ = [
     "BATCH_ENGINES",
@@ -55,6 +57,7 @@ __all__ = [
     "BatchEngine",
     "BatchSpec",
     "ClipModel",
+    "VideoBatch",
     "batch_name",
     "batch_task",
     "check_output",
@@ -449,6 +452,54 @@ def result_text(result: UpscaleResult) -> str:
         f"Wrote {result.path} — {result.frames} frames, {result.width}×{result.height}, "
         f"{fps} fps, audio: {audio} ({result.seconds:.1f} s)"
     )
+
+
+class VideoBatch(QObject):
+    """The video window's batch: one at a time, queued on the session's jobs and followed.
+
+    Signals, for this batch only: ``started()``, ``progressed(ProgressInfo)`` and
+    ``ended(Job)`` (state DONE, FAILED or CANCELLED; :attr:`job` is None again by then).
+    """
+
+    started = Signal()
+    progressed = Signal(object)
+    ended = Signal(object)
+
+    def __init__(self, jobs: JobQueue, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._jobs = jobs
+        self.job: Job | None = None
+        jobs.jobStarted.connect(self._on_started)
+        jobs.progressed.connect(self._on_progress)
+        jobs.jobEnded.connect(self._on_ended)
+
+    def start(self, spec: BatchSpec, name: str) -> Job:
+        """Queue ``spec`` as the job ``name`` (call only when no batch is running)."""
+        assert self.job is None, "a batch is already running"
+        self.job = self._jobs.enqueue(
+            0, name, ReconstructionRequest(engine=spec.engine), task=batch_task(spec)
+        )
+        return self.job
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self._jobs.cancel_job(self.job)
+
+    @Slot(object)
+    def _on_started(self, job: Job) -> None:
+        if job is self.job:
+            self.started.emit()
+
+    @Slot(object, object)
+    def _on_progress(self, job: Job, info: ProgressInfo) -> None:
+        if job is self.job:
+            self.progressed.emit(info)
+
+    @Slot(object)
+    def _on_ended(self, job: Job) -> None:
+        if job is self.job:
+            self.job = None
+            self.ended.emit(job)
 
 
 def check_output(path: str) -> str | None:

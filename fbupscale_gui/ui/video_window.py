@@ -36,15 +36,14 @@ from PySide6.QtWidgets import (
 
 from fbupscale_gui.core.errors import FbError
 from fbupscale_gui.core.images import image_sha256
-from fbupscale_gui.core.request import ReconstructionRequest
 from fbupscale_gui.state.job_queue import Job, JobState, ProgressInfo, format_eta
 from fbupscale_gui.state.video import (
     OUTPUT_SUFFIXES,
     VIDEO_SUFFIXES,
     BatchSpec,
     ClipModel,
+    VideoBatch,
     batch_name,
-    batch_task,
     default_output,
     describe_clip,
     error_text,
@@ -86,7 +85,7 @@ class VideoWindow(QWidget):
         self.setAcceptDrops(True)
         self.resize(1440, 900)
         self.clip = ClipModel(self)
-        self._job: Job | None = None
+        self.batch = VideoBatch(session.jobs, self)
         self._had_rect = False
         #: An existing output the operator chose to replace in the file dialog.
         self._confirmed_output = ""
@@ -194,10 +193,9 @@ class VideoWindow(QWidget):
         batch.browse_button.clicked.connect(self.choose_output)
         batch.run_button.clicked.connect(self.start_batch)
         batch.cancel_button.clicked.connect(self.cancel_batch)
-        jobs = self.session.jobs
-        jobs.jobStarted.connect(self._on_job_started)
-        jobs.progressed.connect(self._on_job_progress)
-        jobs.jobEnded.connect(self._on_job_ended)
+        self.batch.started.connect(self._on_batch_started)
+        self.batch.progressed.connect(self._on_batch_progress)
+        self.batch.ended.connect(self._on_batch_ended)
 
     # -- opening --------------------------------------------------------------------------
 
@@ -430,7 +428,7 @@ class VideoWindow(QWidget):
         info = self.info
         label = self.batch_box.range_label
         self.batch_box.region_check.setEnabled(
-            self.view.rect_px() is not None and self._job is None
+            self.view.rect_px() is not None and self.batch.job is None
         )
         if info is None:
             label.clear()
@@ -469,7 +467,7 @@ class VideoWindow(QWidget):
         if info is None:
             self.show_message("warning", "Open a clip first.")
             return None
-        if self._job is not None:
+        if self.batch.job is not None:
             self.show_message("warning", "A batch of this clip is already running.")
             return None
         span = self._range()
@@ -500,48 +498,36 @@ class VideoWindow(QWidget):
         )
         self.hide_message()
         box.output_edit.setText(str(out))
-        self._job = self.session.jobs.enqueue(
-            0,
-            batch_name(info, first, last),
-            ReconstructionRequest(engine=spec.engine),
-            task=batch_task(spec),
-        )
-        box.eta_label.setText("queued" if self._job.state is JobState.QUEUED else "")
+        job = self.batch.start(spec, batch_name(info, first, last))
+        box.eta_label.setText("queued" if job.state is JobState.QUEUED else "")
         box.show_outcome(f"Writing {out.name}…", "hint", 0)
         self._update_batch_buttons()
-        return self._job
+        return job
 
     @Slot()
     def cancel_batch(self) -> None:
-        if self._job is not None:
-            self.session.jobs.cancel_job(self._job)
+        self.batch.cancel()
 
     def _update_batch_buttons(self) -> None:
         self.batch_box.set_running(
-            self._job is not None,
+            self.batch.job is not None,
             has_clip=self.info is not None,
             has_rect=self.view.rect_px() is not None,
         )
 
-    @Slot(object)
-    def _on_job_started(self, job: Job) -> None:
-        if job is self._job:
-            self.batch_box.eta_label.setText(format_eta(None))
+    @Slot()
+    def _on_batch_started(self) -> None:
+        self.batch_box.eta_label.setText(format_eta(None))
 
-    @Slot(object, object)
-    def _on_job_progress(self, job: Job, info: ProgressInfo) -> None:
-        if job is not self._job:
-            return
+    @Slot(object)
+    def _on_batch_progress(self, info: ProgressInfo) -> None:
         p = info.progress
         self.batch_box.progress.setValue(round(p.fraction * 1000))
         self.batch_box.eta_label.setText(format_eta(info.eta_s))
         self.batch_box.batch_label.setText(p.message or info.text)
 
     @Slot(object)
-    def _on_job_ended(self, job: Job) -> None:
-        if job is not self._job:
-            return
-        self._job = None
+    def _on_batch_ended(self, job: Job) -> None:
         box = self.batch_box
         box.eta_label.clear()
         if job.state is JobState.DONE and isinstance(job.result, UpscaleResult):
