@@ -21,10 +21,10 @@ from PySide6.QtGui import QDropEvent
 from PySide6.QtTest import QTest
 
 from fbupscale_gui.engine import facade
+from fbupscale_gui.state.clip_model import ClipModel
 from fbupscale_gui.state.job_queue import JobState
 from fbupscale_gui.state.session import Session
 from fbupscale_gui.state.settings_model import SettingsModel
-from fbupscale_gui.state.video import ClipModel
 from fbupscale_gui.storage.video import cut_region, open_clip, read_frame
 from fbupscale_gui.ui.main_window import MainWindow
 from fbupscale_gui.ui.video_window import VideoWindow

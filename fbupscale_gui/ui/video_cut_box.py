@@ -2,7 +2,7 @@
 
 A thin widget: it shows the rectangle the operator drew (:meth:`CutBox.show_rect`), says which
 field a cut takes (:meth:`CutBox.field`) and previews the cut's pixels; the window does the cut
-(:meth:`fbupscale_gui.state.video.ClipModel.cut`) and sends it.
+(:meth:`fbupscale_gui.state.clip_model.ClipModel.cut`) and sends it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The video window: scrub a match clip, cut a region to the cutouts list, batch-upscale a range.
 
 Opened by File → Open clip… (Ctrl+Shift+O) or by dropping a clip on the main window. Frames
-are decoded off the GUI thread (:class:`~fbupscale_gui.state.video.ClipModel`); the slider
+are decoded off the GUI thread (:class:`~fbupscale_gui.state.clip_model.ClipModel`); the slider
 never waits for them. Keys: Left/Right one frame, Shift+Left/Right one second, Home/End,
 Ctrl+Return sends the region to the cutouts list.
 
@@ -36,12 +36,12 @@ from PySide6.QtWidgets import (
 
 from fbupscale_gui.core.errors import FbError
 from fbupscale_gui.core.images import image_sha256
+from fbupscale_gui.state.clip_model import ClipModel
 from fbupscale_gui.state.job_queue import Job, JobState, ProgressInfo, format_eta
 from fbupscale_gui.state.video import (
     OUTPUT_SUFFIXES,
     VIDEO_SUFFIXES,
     BatchSpec,
-    ClipModel,
     VideoBatch,
     batch_name,
     default_output,

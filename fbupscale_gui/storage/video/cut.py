@@ -1,9 +1,9 @@
 """A cut: the region of one frame of a clip, named after the clip and the frame, saved as a PNG.
 
 The one implementation behind the video window's "Send to queue" (the frame on show, see
-:meth:`fbupscale_gui.state.video.ClipModel.cut`) and ``fbupscale video cut`` (the frame at a
-time): the region is cut by :func:`~fbupscale_gui.core.frame_cut.cut_region` (one field of
-interlaced material when asked, aspect restored) and named ``<clip>_<timecode>.png``.
+:meth:`fbupscale_gui.state.clip_model.ClipModel.cut`) and ``fbupscale video cut`` (the frame
+at a time): the region is cut by :func:`~fbupscale_gui.core.frame_cut.cut_region` (one field
+of interlaced material when asked, aspect restored) and named ``<clip>_<timecode>.png``.
 :func:`save_cut` writes it atomically under a name no other file has: a killed run leaves no
 empty or partial file under that name, only a hidden temporary that a later save into the same
 folder removes once it is stale.
