@@ -18,12 +18,21 @@ from typing import TYPE_CHECKING, Final, Literal
 from PySide6.QtCore import QObject, Signal, Slot
 
 from fbupscale_gui.core.errors import FbError, RequestError
+from fbupscale_gui.core.images import image_sha256
 from fbupscale_gui.core.messages import VideoBatchJob
 from fbupscale_gui.core.request import ReconstructionRequest
-from fbupscale_gui.storage.video import ClipInfo, Field, Rect, UpscaleResult, parse_position
+from fbupscale_gui.storage.video import (
+    ClipInfo,
+    Cut,
+    Field,
+    Rect,
+    UpscaleResult,
+    parse_position,
+)
 
 if TYPE_CHECKING:
     from fbupscale_gui.core.temporal import TemporalMode
+    from fbupscale_gui.state.cutouts import Cutout, CutoutsModel
     from fbupscale_gui.state.job_queue import Job, JobQueue, ProgressInfo
 
 __all__ = [
@@ -35,6 +44,7 @@ __all__ = [
     "BatchEngine",
     "BatchSpec",
     "VideoBatch",
+    "add_cut",
     "batch_name",
     "batch_task",
     "check_output",
@@ -247,6 +257,27 @@ class VideoBatch(QObject):
         if job is self.job:
             self.job = None
             self.ended.emit(job)
+
+
+def add_cut(cutouts: CutoutsModel, cut: Cut) -> tuple[Cutout | None, str, str]:
+    """Add ``cut`` to the cutouts list, or find it there when it was added before.
+
+    Returns the cutout (None when it could not be added) and a message for the operator with
+    its level ("info" or "error"; empty when there is nothing to say)."""
+    image = cut.image
+    report = cutouts.add_image(image, cut.name)
+    if report.errors:
+        return None, "error", "; ".join(report.errors)
+    if report.added:
+        added = report.added[0]
+        how = f", {cut.field} field" if cut.field else ""
+        size = f"{image.width}×{image.height} px{how}"
+        return added, "info", f"Sent {added.name} ({size}) to the cutouts."
+    sha256 = image_sha256(image)
+    known = next((c for c in cutouts.cutouts() if c.source.sha256 == sha256), None)
+    if known is None:
+        return None, "info", ""
+    return known, "info", f"Already in the cutouts as {known.name}; selected it."
 
 
 def check_output(path: str) -> str | None:

@@ -35,7 +35,6 @@ from PySide6.QtWidgets import (
 )
 
 from fbupscale_gui.core.errors import FbError
-from fbupscale_gui.core.images import image_sha256
 from fbupscale_gui.state.clip_model import ClipModel
 from fbupscale_gui.state.job_queue import Job, JobState, ProgressInfo, format_eta
 from fbupscale_gui.state.video import (
@@ -43,6 +42,7 @@ from fbupscale_gui.state.video import (
     VIDEO_SUFFIXES,
     BatchSpec,
     VideoBatch,
+    add_cut,
     batch_name,
     default_output,
     describe_clip,
@@ -361,29 +361,12 @@ class VideoWindow(QWidget):
         except FbError as exc:
             self.show_message("error", f"Could not cut the region: {exc}")
             return None
-        image = cut.image
-        report = self.session.cutouts.add_image(image, cut.name)
-        if report.errors:
-            self.show_message("error", "; ".join(report.errors))
-            return None
-        cutout = report.added[0] if report.added else self._find(image_sha256(image))
-        if cutout is None:
-            return None
-        how = f", {cut.field} field" if cut.field else ""
-        if report.added:
-            self.show_message(
-                "info", f"Sent {cutout.name} ({image.width}×{image.height} px{how}) to the cutouts."
-            )
-        else:
-            self.show_message("info", f"Already in the cutouts as {cutout.name}; selected it.")
-        self.cutoutSent.emit(cutout.id)
+        cutout, level, text = add_cut(self.session.cutouts, cut)
+        if text:
+            self.show_message(level, text)
+        if cutout is not None:
+            self.cutoutSent.emit(cutout.id)
         return cutout
-
-    def _find(self, sha256: str) -> Cutout | None:
-        for cutout in self.session.cutouts.cutouts():
-            if cutout.source.sha256 == sha256:
-                return cutout
-        return None
 
     # -- batch ----------------------------------------------------------------------------
 
