@@ -22,6 +22,7 @@ from fbupscale_gui.core.images import image_sha256
 from fbupscale_gui.core.messages import VideoBatchJob
 from fbupscale_gui.core.request import ReconstructionRequest
 from fbupscale_gui.storage.video import (
+    OUTPUT_SUFFIXES,
     ClipInfo,
     Cut,
     Field,
@@ -60,8 +61,6 @@ __all__ = [
 
 #: File suffixes treated as clips (dropped on the window, offered by Open clip…).
 VIDEO_SUFFIXES: Final = (".mp4", ".mov", ".m4v", ".mkv", ".ts", ".m2ts", ".mts")
-#: Output containers a batch can write.
-OUTPUT_SUFFIXES: Final = (".mp4", ".mov", ".mkv")
 
 BatchEngine = Literal["lanczos", "realesrgan"]
 BATCH_ENGINES: Final[tuple[BatchEngine, ...]] = ("lanczos", "realesrgan")

@@ -30,6 +30,7 @@ from fbupscale_gui.core.frame_cut import clamp_rect, cut_region, extract_field
 from fbupscale_gui.core.timecode import MAX_POSITION_S, Position, format_timecode, parse_position
 from fbupscale_gui.storage.video.cut import Cut, cut_at, cut_frame, cutout_name, save_cut
 from fbupscale_gui.storage.video.encode import (
+    OUTPUT_SUFFIXES,
     UpscaleFn,
     UpscaleResult,
     lanczos_upscaler,
@@ -47,6 +48,7 @@ from fbupscale_gui.storage.video.reader import (
 __all__ = [
     "FIELDS",
     "MAX_POSITION_S",
+    "OUTPUT_SUFFIXES",
     "SUPPORTED_CODECS",
     "SUPPORTED_FORMATS",
     "AudioStreamInfo",

@@ -41,11 +41,12 @@ if TYPE_CHECKING:
 
     from fbupscale_gui.core.temporal import TemporalMode, TemporalOptions
 
-__all__ = ["UpscaleFn", "UpscaleResult", "lanczos_upscaler", "upscale_range"]
+__all__ = ["OUTPUT_SUFFIXES", "UpscaleFn", "UpscaleResult", "lanczos_upscaler", "upscale_range"]
 
 #: Output containers by file suffix.
 _OUTPUT_FORMATS: Final[dict[str, str]] = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
-_OUTPUT_SUFFIXES: Final = tuple(_OUTPUT_FORMATS)
+#: File suffixes a batch can write.
+OUTPUT_SUFFIXES: Final = tuple(_OUTPUT_FORMATS)
 #: An upscaler: one RGB frame in, its upscaled RGB version out (same size for every frame).
 UpscaleFn = Callable[[Image.Image], Image.Image]
 
@@ -186,7 +187,7 @@ def upscale_range(
             finally:
                 clip.close()
 
-        clean_stale_temps(out.parent, older_than_s=STALE_TEMP_S, final_suffixes=_OUTPUT_SUFFIXES)
+        clean_stale_temps(out.parent, older_than_s=STALE_TEMP_S, final_suffixes=OUTPUT_SUFFIXES)
         written = atomic_write(out, write, exclusive=exclusive)
     return UpscaleResult(
         path=str(written),
