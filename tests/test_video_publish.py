@@ -155,3 +155,21 @@ def test_a_full_disk_mid_clip_is_an_error_and_publishes_nothing(clip: Path, tmp_
 
     assert main(argv) == 0  # without the limit the clip is larger than the limit
     assert out.stat().st_size > limit
+
+
+def test_save_cut_takes_a_free_name_and_refuses_a_missing_folder(
+    clip: Path, tmp_path: Path
+) -> None:
+    from fbupscale_gui.core.errors import RequestError
+    from fbupscale_gui.storage.video import ClipReader, cut_at, save_cut
+
+    with ClipReader(clip) as reader:
+        cut = cut_at(reader, "3f", (0, 0, 16, 8))
+    assert (cut.index, cut.image.size, cut.name) == (3, (16, 8), "clip_00:00:00:03.png")
+    first = save_cut(cut, tmp_path / "c.png")
+    second = save_cut(cut, tmp_path / "c.png")
+    assert (first.name, second.name) == ("c.png", "c-2.png")
+    assert first.read_bytes() == second.read_bytes()
+    with pytest.raises(RequestError, match="does not exist"):
+        save_cut(cut, tmp_path / "missing" / "c.png")
+    assert not (tmp_path / "missing").exists()
