@@ -84,6 +84,7 @@ def _make_stale(folder: Path) -> Path:
     return temps[0]
 
 
+@pytest.mark.slow  # child processes
 def test_killed_cut_leaves_no_file_under_its_name(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "cut.png"
     argv = ["video", "cut", str(clip), "--time", "2f", "--rect", "0,0,16,16", "-o", str(out)]
@@ -98,6 +99,7 @@ def test_killed_cut_leaves_no_file_under_its_name(clip: Path, tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.png"]
 
 
+@pytest.mark.slow  # child processes
 def test_killed_upscale_leaves_no_file_under_its_name(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "up.mp4"
     argv = ["video", "upscale", str(clip), "--end", "8f", "--engine", "lanczos", "-q"]
@@ -113,6 +115,7 @@ def test_killed_upscale_leaves_no_file_under_its_name(clip: Path, tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["up.mp4"]
 
 
+@pytest.mark.slow  # a video encode
 def test_upscale_never_replaces_an_existing_clip(
     clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -133,6 +136,7 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
+@pytest.mark.slow  # child processes
 def test_a_full_disk_mid_clip_is_an_error_and_publishes_nothing(clip: Path, tmp_path: Path) -> None:
     # A write error inside FFmpeg's own file output was lost: the truncated clip was published
     # under its name and the command said it had written it.
