@@ -770,10 +770,12 @@ _SESSION = """
 import sys, sqlite3
 from pathlib import Path
 from fbupscale_gui.core.errors import FbError
-from fbupscale_gui.storage import session_store as s
+from fbupscale_gui.storage.session_catalogue import last_session
+from fbupscale_gui.storage.session_reader import read_snapshot
+from fbupscale_gui.storage.session_store import SessionStore, create_session
 root = Path(sys.argv[1]); kind = sys.argv[2]; candidate = Path(sys.argv[3])
-path = s.create_session("hostile", root)
-store = s.SessionStore(path); store.close()
+path = create_session("hostile", root)
+store = SessionStore(path); store.close()
 if kind == "schema":
     con = sqlite3.connect(path / "session.sqlite")
     con.execute("UPDATE meta SET value='abc' WHERE key='schema_version'"); con.commit(); con.close()
@@ -799,16 +801,16 @@ elif kind == "last":
     (root.parent / "elsewhere").mkdir()
     (root.parent / "elsewhere" / "session.sqlite").write_bytes(b"")
     (root / "last-session").write_text("../elsewhere")
-    found = s.last_session(root)
+    found = last_session(root)
     if found is not None and root.resolve() not in found.resolve().parents:
         print("ESCAPED", found); sys.exit(0)
 else:
     (path / "candidates").mkdir(exist_ok=True)
     (path / "candidates" / "000007.png").write_bytes(candidate.read_bytes())
 try:
-    store = s.SessionStore(path)
+    store = SessionStore(path)
     store.close()
-    snap = s.read_snapshot(path)
+    snap = read_snapshot(path)
 except FbError as exc:
     print("refused:", exc, file=sys.stderr); sys.exit(1)
 try:  # what the window shows: the restored candidates

@@ -24,14 +24,10 @@ from fbupscale_gui.state.session import Message, Session
 from fbupscale_gui.state.settings_model import SettingsModel
 from fbupscale_gui.storage import metadata
 from fbupscale_gui.storage.atomic import atomic_write_bytes, clean_stale_temps
-from fbupscale_gui.storage.session_store import (
-    INDEX_NAME,
-    SCHEMA_VERSION,
-    SessionStore,
-    create_session,
-    list_sessions,
-    read_snapshot,
-)
+from fbupscale_gui.storage.session_catalogue import list_sessions
+from fbupscale_gui.storage.session_index import INDEX_NAME, SCHEMA_VERSION
+from fbupscale_gui.storage.session_reader import read_snapshot
+from fbupscale_gui.storage.session_store import SessionStore, create_session
 from fbupscale_gui.worker.testing import FakeRunner
 
 
@@ -105,7 +101,7 @@ def recorded_session(qtbot, make_session, tmp_path: Path) -> Path:  # type: igno
 
 
 def test_store_schema_wal_and_interrupted_on_reopen(tmp_path: Path) -> None:
-    from fbupscale_gui.storage.session_store import JobRow
+    from fbupscale_gui.storage.session_index import JobRow
 
     folder = create_session("Derby", root=tmp_path)
     store = SessionStore(folder)
@@ -446,12 +442,8 @@ def build_stored_session(
     from fbupscale_gui.core.job import Candidate
     from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
     from fbupscale_gui.engine import Engine
-    from fbupscale_gui.storage.session_store import (
-        CandidateRow,
-        CutoutRow,
-        JobRow,
-        set_last_session,
-    )
+    from fbupscale_gui.storage.session_catalogue import set_last_session
+    from fbupscale_gui.storage.session_index import CandidateRow, CutoutRow, JobRow
 
     folder = create_session("big", root)
     store = SessionStore(folder)
@@ -498,12 +490,12 @@ def test_restore_lists_everything_first_and_decodes_candidates_off_the_gui_threa
 ) -> None:  # type: ignore[no-untyped-def]
     from PIL import ImageFile
 
-    from fbupscale_gui.storage import session_store
+    from fbupscale_gui.storage import session_reader
 
     folder, stored, _picks = build_stored_session(sessions, tmp_path)
     decoded: list[tuple[str, Path]] = []  # (thread, file) of each candidate decode
     loads: list[tuple[str, str]] = []  # (thread, file) of every PNG pixel load
-    real_read = session_store.read_candidate_image
+    real_read = session_reader.read_candidate_image
     real_load = ImageFile.ImageFile.load
 
     def read_spy(path):  # type: ignore[no-untyped-def]
@@ -514,7 +506,7 @@ def test_restore_lists_everything_first_and_decodes_candidates_off_the_gui_threa
         loads.append((threading.current_thread().name, str(getattr(self, "filename", ""))))
         return real_load(self)
 
-    monkeypatch.setattr(session_store, "read_candidate_image", read_spy)
+    monkeypatch.setattr(session_reader, "read_candidate_image", read_spy)
     monkeypatch.setattr(ImageFile.ImageFile, "load", load_spy)
     session = make_session()
     images_done: list[bool] = []

@@ -96,9 +96,9 @@ class StoredCandidate:
 
     def load(self) -> Image.Image:
         """The stored full-resolution RGB pixels. Raises SessionError naming the file."""
-        from fbupscale_gui.storage import session_store
+        from fbupscale_gui.storage import session_reader
 
-        return session_store.read_candidate_image(self.path)
+        return session_reader.read_candidate_image(self.path)
 
     def with_image(self, image: Image.Image) -> Candidate:
         return Candidate(self.key, self.seed, image, self.request, dict(self.timings), self.runtime)
