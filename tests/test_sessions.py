@@ -127,7 +127,7 @@ def test_store_schema_wal_and_interrupted_on_reopen(tmp_path: Path) -> None:
 
 def test_store_open_removes_stale_temporary_files(tmp_path: Path) -> None:
     folder = create_session("x", root=tmp_path)
-    leftover = folder / "candidates" / ".000001.png.abc123.tmp"
+    leftover = folder / "candidates" / ".000001.png.abc12_3x.tmp"
     leftover.write_bytes(b"partial")
     keep = folder / "candidates" / "notes.txt"
     keep.write_text("mine")
@@ -137,8 +137,8 @@ def test_store_open_removes_stale_temporary_files(tmp_path: Path) -> None:
 
 
 def test_export_folder_cleanup_only_touches_old_own_temps(tmp_path: Path) -> None:
-    old_ours = tmp_path / ".shot_01.png.k2j3.tmp"
-    new_ours = tmp_path / ".shot_02.png.zz99.tmp"
+    old_ours = tmp_path / ".shot_01.png.k2j3m9q_.tmp"
+    new_ours = tmp_path / ".shot_02.png.zz99a0b1.tmp"
     other = tmp_path / ".editor-swap.tmp"
     for p in (old_ours, new_ours, other):
         p.write_bytes(b"x")

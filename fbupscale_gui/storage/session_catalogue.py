@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import re
 import shutil
@@ -25,13 +24,14 @@ from typing import Final
 from fbupscale_gui.storage.atomic import atomic_write_bytes
 from fbupscale_gui.storage.paths import PathEscapeError, contained
 from fbupscale_gui.storage.session_index import (
-    _TABLES,
     INDEX_NAME,
     SCHEMA_VERSION,
+    TABLES,
     SessionError,
     SessionInfo,
-    _connect,
-    _why,
+    connect_index,
+    index_info,
+    short_reason,
 )
 
 __all__ = [
@@ -106,38 +106,20 @@ def delete_session(path: str | Path) -> None:
     try:
         shutil.rmtree(folder)
     except OSError as exc:
-        raise SessionError(f"cannot delete {folder}: {_why(exc)}") from None
+        raise SessionError(f"cannot delete {folder}: {short_reason(exc)}") from None
 
 
 def read_info(path: str | Path) -> SessionInfo:
     """A session's name, creation time, archived flag and counts. Raises SessionError."""
     folder = Path(path)
     try:
-        conn = _connect(folder, readonly=True)
+        conn = connect_index(folder, readonly=True)
         try:
-            return _info(conn, folder)
+            return index_info(conn, folder)
         finally:
             conn.close()
     except sqlite3.Error as exc:
         raise SessionError(f"{folder}: unreadable session index ({exc})") from None
-
-
-def _info(conn: sqlite3.Connection, folder: Path) -> SessionInfo:
-    meta = {str(r["key"]): str(r["value"]) for r in conn.execute("SELECT key, value FROM meta")}
-    n_cut = conn.execute("SELECT COUNT(*) FROM cutouts").fetchone()[0]
-    n_cand = conn.execute("SELECT COUNT(*) FROM candidates").fetchone()[0]
-    try:
-        created = float(meta.get("created", "0") or 0)
-    except ValueError:
-        created = 0.0
-    return SessionInfo(
-        path=folder,
-        name=meta.get("name", folder.name),
-        created=created if math.isfinite(created) else 0.0,
-        archived=meta.get("archived", "0") == "1",
-        cutouts=int(n_cut),
-        candidates=int(n_cand),
-    )
 
 
 _FOLDER_NAME: Final = re.compile(r"^(\d{8}-\d{6})-(.*)-[0-9a-f]{6}$")
@@ -176,14 +158,14 @@ def session_damage(path: str | Path) -> str:
         if index.stat().st_size == 0:
             return f"its index {INDEX_NAME} is empty (0 bytes)"
     except OSError as exc:
-        return f"its index {INDEX_NAME} cannot be read ({_why(exc)})"
+        return f"its index {INDEX_NAME} cannot be read ({short_reason(exc)})"
     try:
-        conn = _connect(folder, readonly=True)
+        conn = connect_index(folder, readonly=True)
         try:
             tables = {
                 str(r[0]) for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
             }
-            missing = [t for t in _TABLES if t not in tables]
+            missing = [t for t in TABLES if t not in tables]
             if missing:
                 return f"its index lacks the table(s) {', '.join(missing)}"
             check = str(conn.execute("PRAGMA quick_check").fetchone()[0])

@@ -13,6 +13,7 @@ types, the errors and the connection. Pure Python (sqlite3).
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 from collections.abc import Mapping
@@ -25,13 +26,18 @@ from fbupscale_gui.core.errors import FbError
 __all__ = [
     "INDEX_NAME",
     "JOB_STATES",
+    "SCHEMA",
     "SCHEMA_VERSION",
+    "TABLES",
     "CandidateRow",
     "CutoutRow",
     "JobRow",
     "SessionDamagedError",
     "SessionError",
     "SessionInfo",
+    "connect_index",
+    "index_info",
+    "short_reason",
 ]
 
 INDEX_NAME: Final = "session.sqlite"
@@ -39,7 +45,7 @@ SCHEMA_VERSION: Final = 1
 #: Job states; ``interrupted``: queued or running when the process died.
 JOB_STATES: Final = ("queued", "running", "done", "failed", "cancelled", "interrupted")
 
-_SCHEMA: Final = """
+SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cutouts (
     key TEXT PRIMARY KEY, seq INTEGER NOT NULL, name TEXT NOT NULL, source TEXT NOT NULL,
@@ -136,7 +142,7 @@ class SessionInfo:
     damaged: str = ""
 
 
-def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+def connect_index(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """A connection to the index; ``readonly`` also reads a session in a folder that cannot
     be written (SQLite's WAL mode needs a writable folder, so it is then read as immutable:
     no writer can be at work there)."""
@@ -157,10 +163,31 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
-_TABLES: Final = ("meta", "cutouts", "jobs", "job_events", "candidates", "picks", "exports")
+#: The tables every session index has (a missing one marks the index damaged).
+TABLES: Final = ("meta", "cutouts", "jobs", "job_events", "candidates", "picks", "exports")
 
 
-def _why(exc: BaseException) -> str:
+def short_reason(exc: BaseException) -> str:
+    """An error's reason for a one-line message (an OSError's text without its file name)."""
     if isinstance(exc, OSError):
         return exc.strerror or str(exc)
     return str(exc)
+
+
+def index_info(conn: sqlite3.Connection, folder: Path) -> SessionInfo:
+    """A session's name, creation time, archived flag and counts, read from its index."""
+    meta = {str(r["key"]): str(r["value"]) for r in conn.execute("SELECT key, value FROM meta")}
+    n_cut = conn.execute("SELECT COUNT(*) FROM cutouts").fetchone()[0]
+    n_cand = conn.execute("SELECT COUNT(*) FROM candidates").fetchone()[0]
+    try:
+        created = float(meta.get("created", "0") or 0)
+    except ValueError:
+        created = 0.0
+    return SessionInfo(
+        path=folder,
+        name=meta.get("name", folder.name),
+        created=created if math.isfinite(created) else 0.0,
+        archived=meta.get("archived", "0") == "1",
+        cutouts=int(n_cut),
+        candidates=int(n_cand),
+    )

@@ -17,15 +17,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fbupscale_gui.storage.session_catalogue import _info
 from fbupscale_gui.storage.session_index import (
     CandidateRow,
     CutoutRow,
     JobRow,
     SessionError,
     SessionInfo,
-    _connect,
-    _why,
+    connect_index,
+    index_info,
+    short_reason,
 )
 
 if TYPE_CHECKING:
@@ -56,11 +56,11 @@ def read_snapshot(path: str | Path) -> Snapshot:
     ``problems``: one bad row never hides the rest of the session."""
     folder = Path(path)
     try:
-        conn = _connect(folder, readonly=True)
+        conn = connect_index(folder, readonly=True)
     except sqlite3.Error as exc:
         raise SessionError(f"{folder}: cannot open the session index ({exc})") from None
     try:
-        snap = Snapshot(_info(conn, folder))
+        snap = Snapshot(index_info(conn, folder))
         for r in conn.execute("SELECT * FROM cutouts ORDER BY seq"):
             try:
                 snap.cutouts.append(
@@ -177,7 +177,7 @@ def read_candidate_image(path: str | Path) -> Image.Image:
             im.load()
             return im.convert("RGB")
     except (OSError, ValueError, PilImage.DecompressionBombError) as exc:
-        raise SessionError(f"candidate {target.name}: {_why(exc)}") from None
+        raise SessionError(f"candidate {target.name}: {short_reason(exc)}") from None
 
 
 def _json_obj(text: object) -> dict[str, Any]:

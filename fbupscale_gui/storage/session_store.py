@@ -37,9 +37,9 @@ from fbupscale_gui.storage.session_catalogue import (
     sessions_dir,
 )
 from fbupscale_gui.storage.session_index import (
-    _SCHEMA,
     INDEX_NAME,
     JOB_STATES,
+    SCHEMA,
     SCHEMA_VERSION,
     CandidateRow,
     CutoutRow,
@@ -47,7 +47,7 @@ from fbupscale_gui.storage.session_index import (
     SessionDamagedError,
     SessionError,
     SessionInfo,
-    _why,
+    short_reason,
 )
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def create_session(name: str = "", root: str | Path | None = None) -> Path:
         finally:
             store.close()
     except (OSError, sqlite3.Error) as exc:
-        raise SessionError(f"cannot create a session in {base}: {_why(exc)}") from None
+        raise SessionError(f"cannot create a session in {base}: {short_reason(exc)}") from None
     return folder
 
 
@@ -107,7 +107,7 @@ def rebuild_index(path: str | Path) -> tuple[SessionInfo, list[str]]:
             store.close()
         return read_info(folder), problems
     except (OSError, sqlite3.Error) as exc:
-        raise SessionError(f"cannot rebuild the session in {folder}: {_why(exc)}") from None
+        raise SessionError(f"cannot rebuild the session in {folder}: {short_reason(exc)}") from None
 
 
 def _png(image: Image.Image) -> bytes:
@@ -136,7 +136,7 @@ class SessionStore:
         self._conn.row_factory = sqlite3.Row
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(_SCHEMA)
+        self._conn.executescript(SCHEMA)
         with self._tx() as c:
             c.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
@@ -279,12 +279,6 @@ class SessionStore:
                     )
                     c.execute("INSERT INTO job_events VALUES (?, 'interrupted', ?)", (job_id, now))
         return ids
-
-    def next_ids(self) -> tuple[int, int]:
-        """The next free job id and candidate id (the window numbers rows before writing)."""
-        job = self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM jobs").fetchone()[0]
-        cand = self._conn.execute("SELECT COALESCE(MAX(id), 0) FROM candidates").fetchone()[0]
-        return int(job) + 1, int(cand) + 1
 
     # -- writes
 
