@@ -4,7 +4,7 @@ Builds every case in a temporary folder (nothing is downloaded) and prints one t
 case and the counts ``tried, handled, crashed, hung, escaped``:
 
 * ``images``: hostile and odd cutout files given to
-  :func:`fbupscale_gui.core.images.load_cutout_with_notes` (in this process);
+  :func:`fbupscale_gui.storage.cutouts.load_cutout_with_notes` (in this process);
 * ``cli``: the ``fbupscale`` command line (upscale, reproduce, score) on hostile scene files,
   candidate metadata, file names and concurrent runs;
 * ``models``: the models folder (a hostile ``index.json``, hostile model files);
@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fbupscale_gui.core.errors import InputImageError  # noqa: E402
-from fbupscale_gui.core.images import load_cutout_with_notes  # noqa: E402
+from fbupscale_gui.storage.cutouts import load_cutout_with_notes  # noqa: E402
 
 SURFACES = ("images", "cli", "models", "video", "sessions", "lora")
 OUTCOMES = ("handled", "crashed", "hung", "escaped")
@@ -317,9 +317,9 @@ def _cutout(
 
 def _candidate(folder: Path, **request_fields: object) -> Path:
     """A genuine lanczos candidate with its metadata (rendered in this process, no torch)."""
-    from fbupscale_gui.core.images import make_source
     from fbupscale_gui.core.job import Candidate
     from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+    from fbupscale_gui.storage.cutouts import make_source
     from fbupscale_gui.storage.metadata import save_candidate
 
     src = _cutout(folder)

@@ -438,10 +438,10 @@ def build_stored_session(
 
     import numpy as np
 
-    from fbupscale_gui.core.images import make_source
     from fbupscale_gui.core.job import Candidate
     from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
     from fbupscale_gui.engine import Engine
+    from fbupscale_gui.storage.cutouts import make_source
     from fbupscale_gui.storage.session_catalogue import set_last_session
     from fbupscale_gui.storage.session_index import CandidateRow, CutoutRow, JobRow
 

@@ -286,9 +286,9 @@ def load_restored(snapshot: Snapshot) -> Restored:
     """
     from PIL import Image as PilImage
 
-    from fbupscale_gui.core.images import load_cutout
     from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest, SourceRef
     from fbupscale_gui.state.candidates import StoredCandidate
+    from fbupscale_gui.storage.cutouts import load_cutout
     from fbupscale_gui.storage.paths import PathEscapeError, contained
     from fbupscale_gui.worker.qimage import pil_to_qimage
 

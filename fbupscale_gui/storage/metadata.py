@@ -34,7 +34,7 @@ from xml.sax.saxutils import escape, quoteattr
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from fbupscale_gui.core.errors import InputImageError, RequestError
-from fbupscale_gui.core.images import load_cutout_with_notes
+from fbupscale_gui.core.images import decode_cutout
 from fbupscale_gui.core.jsonable import parse_json
 from fbupscale_gui.core.number_check import NumberCheck
 from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
@@ -352,7 +352,7 @@ def _decode_cutout(path: Path, encoded: str) -> Image.Image:
     try:
         with warnings.catch_warnings():  # the size check refuses what Pillow warns about
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return load_cutout_with_notes(data).image
+            return decode_cutout(data).image
     except InputImageError as exc:
         raise InputImageError(
             path, f"the embedded cutout is damaged or refused ({exc.reason})"

@@ -250,8 +250,9 @@ class SessionStore:
         """A cutout image without a row (a crash between its file and its row)."""
         from dataclasses import asdict
 
-        from fbupscale_gui.core.images import image_sha256, load_cutout
+        from fbupscale_gui.core.images import image_sha256
         from fbupscale_gui.core.request import SourceRef
+        from fbupscale_gui.storage.cutouts import load_cutout
 
         key = p.stem
         if not re.fullmatch(r"[0-9a-f]{64}", key) or self._has_cutout(key):

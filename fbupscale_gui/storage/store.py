@@ -18,9 +18,10 @@ from typing import Final
 from PIL import Image
 
 from fbupscale_gui.core.errors import InputImageError
-from fbupscale_gui.core.images import image_sha256, load_cutout
+from fbupscale_gui.core.images import image_sha256
 from fbupscale_gui.core.request import SourceRef
 from fbupscale_gui.storage.atomic import atomic_write
+from fbupscale_gui.storage.cutouts import load_cutout
 from fbupscale_gui.storage.weights import user_cache_dir
 
 __all__ = ["CACHE_ENV", "cache_dir", "cutout_dir", "store_cutout"]
