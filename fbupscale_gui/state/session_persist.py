@@ -333,7 +333,10 @@ def load_restored(snapshot: Snapshot) -> Restored:
         except Exception as exc:
             out.problems.append(_problem(f"candidate {Path(cand.file).name}", exc))
             continue
-        stored = StoredCandidate(key, cand.seed, request, path, dict(cand.timings), cand.runtime)
+        stored = StoredCandidate(
+            key, cand.seed, request, path, dict(cand.timings), cand.runtime,
+            cand.lora_report, cand.resolved, cand.number_check,
+        )  # fmt: skip
         out.candidates.append(RestoredCandidate(cand, stored))
     return out
 

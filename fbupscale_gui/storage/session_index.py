@@ -19,9 +19,11 @@ import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from fbupscale_gui.core.errors import FbError
+from fbupscale_gui.core.number_check import NumberCheck
+from fbupscale_gui.core.runtime import ResolvedRuntime
 
 __all__ = [
     "INDEX_NAME",
@@ -64,6 +66,9 @@ CREATE TABLE IF NOT EXISTS candidates (
     stage INTEGER NOT NULL, seed INTEGER NOT NULL, lr_consistency REAL,
     request TEXT NOT NULL, runtime TEXT NOT NULL DEFAULT '', timings TEXT NOT NULL DEFAULT '{}',
     models TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS candidate_details (
+    candidate_id INTEGER PRIMARY KEY, lora TEXT NOT NULL DEFAULT '',
+    resolved TEXT NOT NULL DEFAULT '', number_check TEXT NOT NULL DEFAULT '');
 CREATE TABLE IF NOT EXISTS picks (cutout_key TEXT PRIMARY KEY, candidate_id INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS exports (
     id INTEGER PRIMARY KEY, candidate_id INTEGER NOT NULL, path TEXT NOT NULL, at REAL NOT NULL);
@@ -128,6 +133,11 @@ class CandidateRow:
     runtime: str = ""
     timings: Mapping[str, float] = field(default_factory=dict)
     models: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: The candidate's details (see :class:`~fbupscale_gui.core.job.Candidate`); None where
+    #: the candidate had none or the session was written before they were recorded.
+    lora_report: Mapping[str, Any] | None = None
+    resolved: ResolvedRuntime | None = None
+    number_check: NumberCheck | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +174,9 @@ def connect_index(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 
 
 #: The tables every session index has (a missing one marks the index damaged).
+#: ``candidate_details`` (a candidate's LoRA report, typed runtime and number check, as JSON)
+#: came later within schema 1: it is optional, made when an older session is next opened for
+#: writing, and an older release ignores it.
 TABLES: Final = ("meta", "cutouts", "jobs", "job_events", "candidates", "picks", "exports")
 
 

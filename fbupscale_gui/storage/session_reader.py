@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,6 +93,7 @@ def read_snapshot(path: str | Path) -> Snapshot:
                 )
             except (TypeError, ValueError) as exc:
                 snap.problems.append(f"job row {_shown(r['id'])}: skipped ({exc})")
+        details = _details(conn, snap.problems)
         for r in conn.execute("SELECT * FROM candidates ORDER BY id"):
             try:
                 row = CandidateRow(
@@ -124,7 +126,9 @@ def read_snapshot(path: str | Path) -> Snapshot:
             ):
                 snap.problems.append(f"candidate row {row.id}: unreadable model hashes dropped")
                 models = {}
-            snap.candidates.append(replace(row, timings=timings, models=models))
+            snap.candidates.append(
+                replace(row, timings=timings, models=models, **details.get(row.id, {}))
+            )
         for r in conn.execute("SELECT cutout_key, candidate_id FROM picks"):
             with contextlib.suppress(TypeError, ValueError):
                 snap.picks[_text(r["cutout_key"])] = _integer(r["candidate_id"])
@@ -136,6 +140,43 @@ def read_snapshot(path: str | Path) -> Snapshot:
         raise SessionError(f"{folder}: unreadable session index ({exc})") from None
     finally:
         conn.close()
+
+
+def _details(conn: sqlite3.Connection, problems: list[str]) -> dict[int, dict[str, Any]]:
+    """Each candidate's recorded details, as :class:`CandidateRow` fields, by candidate id.
+
+    A session written before they were recorded has none (and maybe no such table); a detail
+    that does not read back is dropped with a line in ``problems``."""
+    from fbupscale_gui.core.errors import FbError
+    from fbupscale_gui.core.number_check import NumberCheck
+    from fbupscale_gui.core.runtime import ResolvedRuntime
+
+    found = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'candidate_details'"
+    ).fetchone()
+    if found is None:
+        return {}
+    readers: dict[str, Callable[[dict[str, Any]], object]] = {
+        "lora_report": lambda data: data,
+        "resolved": ResolvedRuntime.from_dict,
+        "number_check": NumberCheck.from_dict,
+    }
+    out: dict[int, dict[str, Any]] = {}
+    for r in conn.execute("SELECT * FROM candidate_details"):
+        cid = r["candidate_id"]
+        fields: dict[str, Any] = {}
+        for name, column in (("lora_report", "lora"), ("resolved", "resolved"),
+                             ("number_check", "number_check")):  # fmt: skip
+            text = r[column]
+            if not text:
+                continue
+            try:
+                fields[name] = readers[name](_json_obj(text, strict=True))
+            except (FbError, TypeError, ValueError, KeyError, RecursionError):
+                problems.append(f"candidate row {_shown(cid)}: unreadable {column} details dropped")
+        if isinstance(cid, int) and fields:
+            out[cid] = fields
+    return out
 
 
 def _text(value: object) -> str:
@@ -180,9 +221,14 @@ def read_candidate_image(path: str | Path) -> Image.Image:
         raise SessionError(f"candidate {target.name}: {short_reason(exc)}") from None
 
 
-def _json_obj(text: object) -> dict[str, Any]:
+def _json_obj(text: object, *, strict: bool = False) -> dict[str, Any]:
+    """The JSON object in ``text``; anything else reads as {} (``strict``: raises ValueError)."""
     try:
-        value = json.loads(text or "{}") if isinstance(text, str | bytes) else {}
+        value = json.loads(text or "{}") if isinstance(text, str | bytes) else None
     except (ValueError, RecursionError):
-        return {}
-    return value if isinstance(value, dict) else {}
+        value = None
+    if isinstance(value, dict):
+        return value
+    if strict:
+        raise ValueError("not a JSON object")
+    return {}

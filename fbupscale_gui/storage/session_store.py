@@ -23,10 +23,10 @@ import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fbupscale_gui.core.errors import FbError
 from fbupscale_gui.storage.atomic import atomic_write_bytes, clean_stale_temps
@@ -54,6 +54,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from fbupscale_gui.core.job import Candidate
+    from fbupscale_gui.core.number_check import NumberCheck
+    from fbupscale_gui.core.runtime import ResolvedRuntime
 
 __all__ = ["SessionStore", "create_session", "rebuild_index"]
 
@@ -245,6 +247,7 @@ class SessionStore:
                     json.dumps(dict(record.timings)),
                 ),
             )
+            _put_details(c, int(p.stem), record.lora_report, record.resolved, record.number_check)
 
     def _adopt_cutout_file(self, p: Path) -> None:
         """A cutout image without a row (a crash between its file and its row)."""
@@ -356,7 +359,8 @@ class SessionStore:
     def put_candidate(
         self, row: CandidateRow, candidate: Candidate, cutout: Image.Image | None
     ) -> int:
-        """Write the candidate PNG (atomically, with its metadata), then index it.
+        """Write the candidate PNG (atomically, with its metadata), then index it, with the
+        candidate's LoRA report, typed runtime and number check.
 
         ``row.id`` 0 gives it the next id and the file ``candidates/<id>.png``. Returns the id.
         The file is complete before its row exists; a crash in between leaves an unindexed
@@ -388,6 +392,9 @@ class SessionStore:
                     json.dumps(dict(row.timings)),
                     json.dumps({k: dict(v) for k, v in row.models.items()}),
                 ),
+            )
+            _put_details(
+                c, row.id, candidate.lora_report, candidate.resolved, candidate.number_check
             )
         return row.id
 
@@ -438,3 +445,22 @@ def _prompt_is_manual(scene_json: str, prompt: str) -> bool:
         return Scene.from_json(scene_json).to_prompt() != prompt
     except (FbError, ValueError, RecursionError):
         return True
+
+
+def _put_details(
+    c: sqlite3.Connection,
+    candidate_id: int,
+    lora_report: Mapping[str, Any] | None,
+    resolved: ResolvedRuntime | None,
+    number_check: NumberCheck | None,
+) -> None:
+    """Record a candidate's details ("" for each it has not), as its metadata has them."""
+    c.execute(
+        "INSERT OR REPLACE INTO candidate_details VALUES (?, ?, ?, ?)",
+        (
+            candidate_id,
+            json.dumps(dict(lora_report), sort_keys=True) if lora_report else "",
+            json.dumps(resolved.to_dict(), sort_keys=True) if resolved is not None else "",
+            json.dumps(number_check.to_dict(), sort_keys=True) if number_check is not None else "",
+        ),
+    )
