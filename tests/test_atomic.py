@@ -70,12 +70,16 @@ def _kill_during_copy(src: Path, root: Path) -> None:
         from pathlib import Path
         from fbupscale_gui.storage import weights_library as lib
 
-        def dying_copy(src, fh):
-            fh.write(Path(src).read_bytes()[:100])
-            fh.flush()
+        real_hash = lib.file_sha256
+
+        def dying_copy(src, copy_to=None):
+            if copy_to is None:
+                return real_hash(src)
+            copy_to.write(Path(src).read_bytes()[:100])
+            copy_to.flush()
             os._exit(9)  # as SIGKILL: no finally, no clean-up
 
-        lib._copy_hashing = dying_copy
+        lib.file_sha256 = dying_copy
         info = lib.ModelInfo("SPAN", "SPAN", 2, 10, 1, 3, 3, ("fp32",))
         lib.ModelLibrary(sys.argv[2]).add(sys.argv[1], lambda p: info, name="big")
         """
@@ -124,13 +128,14 @@ def test_a_model_changing_during_its_copy_leaves_nothing(
     root = tmp_path / "models"
     src = tmp_path / "a.safetensors"
     src.write_bytes(b"weights")
-    real_copy = weights_library._copy_hashing
+    real_hash = weights_library.file_sha256
 
-    def copy_after_a_change(source: Path, fh: IO[bytes]) -> str:
-        source.write_bytes(b"changed")  # another program rewrites the file meanwhile
-        return real_copy(source, fh)
+    def copy_after_a_change(source: Path, copy_to: IO[bytes] | None = None) -> str:
+        if copy_to is not None:
+            source.write_bytes(b"changed")  # another program rewrites the file meanwhile
+        return real_hash(source, copy_to)
 
-    monkeypatch.setattr(weights_library, "_copy_hashing", copy_after_a_change)
+    monkeypatch.setattr(weights_library, "file_sha256", copy_after_a_change)
     with pytest.raises(ModelFileError, match="changed while it was being copied"):
         ModelLibrary(root).add(src, _info, name="a")
     assert list(root.iterdir()) == []  # no model, no index, no temporary file

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import shutil
 import sqlite3
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
 from fbupscale_gui.storage.atomic import atomic_write_bytes
-from fbupscale_gui.storage.paths import PathEscapeError, contained
+from fbupscale_gui.storage.paths import PathEscapeError, contained, user_dir
 from fbupscale_gui.storage.session_index import (
     INDEX_NAME,
     SCHEMA_VERSION,
@@ -54,16 +52,7 @@ _LAST: Final = "last-session"
 
 def sessions_dir() -> Path:
     """Where sessions live: ``FBUPSCALE_SESSIONS_DIR``, else ``<user data>/fbupscale/sessions``."""
-    env = os.environ.get(SESSIONS_ENV, "").strip()
-    if env:
-        return Path(env).expanduser()
-    if sys.platform == "win32":
-        base = os.environ.get("APPDATA") or os.path.expanduser("~/AppData/Roaming")
-    elif sys.platform == "darwin":
-        base = os.path.expanduser("~/Library/Application Support")
-    else:
-        base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(base) / "fbupscale" / "sessions"
+    return user_dir("data", SESSIONS_ENV, "sessions")
 
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +45,7 @@ from fbupscale_gui.storage.paths import (
     PathEscapeError,
     contained,
     read_regular,
+    user_dir,
 )
 
 __all__ = [
@@ -157,16 +156,7 @@ class LibraryEntry:
 
 def models_dir() -> Path:
     """The models folder: ``FBUPSCALE_MODELS_DIR``, else ``<user data dir>/fbupscale/models``."""
-    env = os.environ.get("FBUPSCALE_MODELS_DIR", "").strip()
-    if env:
-        return Path(env).expanduser()
-    if sys.platform == "win32":
-        base = os.environ.get("APPDATA") or os.path.expanduser("~/AppData/Roaming")
-    elif sys.platform == "darwin":
-        base = os.path.expanduser("~/Library/Application Support")
-    else:
-        base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(base) / "fbupscale" / "models"
+    return user_dir("data", "FBUPSCALE_MODELS_DIR", "models")
 
 
 def valid_model_name(name: str) -> bool:
@@ -179,22 +169,16 @@ def _name_from_stem(stem: str) -> str:
     return cleaned or "model"
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (hex). Raises OSError when it cannot be read."""
+def file_sha256(path: str | Path, copy_to: IO[bytes] | None = None) -> str:
+    """SHA-256 of a file's bytes (hex), read once; with ``copy_to`` the bytes are also
+    written there (a copy checked by the hash of what was copied). Raises OSError when the
+    file cannot be read or the copy written."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(_HASH_CHUNK), b""):
             digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _copy_hashing(src: Path, fh: IO[bytes]) -> str:
-    """Copy ``src`` into ``fh``; the SHA-256 (hex) of the bytes copied."""
-    digest = hashlib.sha256()
-    with open(src, "rb") as source:
-        for chunk in iter(lambda: source.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-            fh.write(chunk)
+            if copy_to is not None:
+                copy_to.write(chunk)
     return digest.hexdigest()
 
 
@@ -400,7 +384,7 @@ class ModelLibrary:
             target = self.root / f"{name}{suffix}"
 
             def copy(fh: IO[bytes]) -> None:
-                if _copy_hashing(src, fh) != digest:
+                if file_sha256(src, copy_to=fh) != digest:
                     raise ModelFileError(f"{src}: the file changed while it was being copied")
 
             atomic_write(target, copy)  # a temporary file, fsynced, renamed; nothing on error
