@@ -148,7 +148,7 @@ class SessionStore:
         self.aliases: dict[tuple[str, int], int] = {}
         #: One line per file the open could not index (left in place, tried again next time).
         self.problems: list[str] = []
-        self.adopted = self._adopt_orphans()
+        self._adopt_orphans()
         self.interrupted = self._mark_interrupted()
 
     @contextlib.contextmanager
@@ -170,7 +170,7 @@ class SessionStore:
         with self._tx() as c:
             c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
-    def _adopt_orphans(self) -> list[int]:
+    def _adopt_orphans(self) -> None:
         """Index image files that have no row: written just before a crash (file done, row
         not committed), or every file of a session whose index is rebuilt.
 
@@ -178,7 +178,6 @@ class SessionStore:
         and its cutout, whose row is made from it when missing. A file that does not read
         back is left out, with a line in :attr:`problems`."""
         known = {int(r[0]) for r in self._conn.execute("SELECT id FROM candidates")}
-        adopted: list[int] = []
         for p in sorted((self.path / "candidates").glob("*.png")):
             if not p.stem.isdigit() or int(p.stem) in known:
                 continue
@@ -186,14 +185,11 @@ class SessionStore:
                 self._adopt_candidate(p)
             except Exception as exc:  # hostile files: any failure skips this one file
                 self.problems.append(f"candidate {p.name}: not indexed ({_describe(exc)})")
-                continue
-            adopted.append(int(p.stem))
         for p in sorted((self.path / "cutouts").glob("*.png")):
             try:
                 self._adopt_cutout_file(p)
             except Exception as exc:
                 self.problems.append(f"cutout {p.name}: not indexed ({_describe(exc)})")
-        return adopted
 
     def _has_cutout(self, key: str) -> bool:
         return (
