@@ -91,6 +91,7 @@ def _kill_during_copy(src: Path, root: Path) -> None:
     assert proc.returncode == 9
 
 
+@pytest.mark.slow  # a child process
 @pytest.mark.parametrize("how", ["add", "list"])
 def test_a_killed_model_copy_is_removed_by_the_next_add_or_listing(
     tmp_path: Path, how: str
