@@ -26,12 +26,12 @@ from fbupscale_gui.state.cutout_status import CutoutStatus
 from fbupscale_gui.state.cutouts import Cutout, CutoutsModel, Decoded, LoadReport, decode_paths
 from fbupscale_gui.state.engine_choice import EngineChoice
 from fbupscale_gui.state.job_queue import JobQueue
+from fbupscale_gui.state.parameters import Parameters
 from fbupscale_gui.state.session_export import ExportActions
 from fbupscale_gui.state.session_message import FLUX_TOPIC, Level, Message
 from fbupscale_gui.state.session_persist import SessionRecorder
 from fbupscale_gui.state.session_restore import ImageLoader, Restored, load_restored
 from fbupscale_gui.state.session_run import (
-    ParamsApplier,
     RunActions,
     apply_environment,
     base_request,
@@ -45,7 +45,7 @@ from fbupscale_gui.worker.engine_thread import EngineThread, RunnerFactory
 if TYPE_CHECKING:
     from fbupscale_gui.storage.session_store import SessionStore
 
-__all__ = ["FLUX_TOPIC", "Level", "Message", "ParamsApplier", "Session", "base_request"]
+__all__ = ["FLUX_TOPIC", "Level", "Message", "Session", "base_request"]
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,9 @@ class Session(RunActions, ExportActions, QObject):
         self.cutouts.loaded.connect(self._on_loaded)
         self.engine.fluxMissing.connect(self._on_flux_missing)
         self._exported: set[int] = set()  # id() of exported CandidateEntry objects
-        self.recorder = SessionRecorder(self.cutouts, self.candidates, self.jobs, self)
+        #: The Advanced parameters every request is built with (saved with the session).
+        self.params = Parameters(settings.settings, self)
+        self.recorder = SessionRecorder(self.cutouts, self.candidates, self.jobs, self.params, self)
         self.recorder.failed.connect(self._on_save_failed)
         self.recorder.recovered.connect(self._on_save_recovered)
         self._generation = 0  # bumped by each open: a slow restore of an older one is dropped
@@ -473,6 +475,7 @@ class Session(RunActions, ExportActions, QObject):
 
     @Slot(object)
     def _on_settings_changed(self, settings: Settings) -> None:
+        self.params.apply_settings(settings)
         if isinstance(self.engine_link, ProcessLink):
             self.engine_link.grace_s = settings.cancel_grace_s
 
@@ -517,6 +520,7 @@ def _call_restore(recorder: SessionRecorder, folder: Path) -> Restored | BaseExc
             problems = writer.open_problems
         restored = load_restored(read_snapshot(folder))
         restored.problems[:0] = problems
+        restored.params = recorder.read_params()
         return restored
     except Exception as exc:  # reported by _apply_restored
         return exc

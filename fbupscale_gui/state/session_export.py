@@ -57,10 +57,6 @@ class ExportActions:
                 out.append((cutout, entry))
         return out
 
-    def export_items(self, cutout_ids: Iterable[int] | None = None) -> list[ExportItem]:
-        """The picked candidate of each cutout (all cutouts with a pick by default)."""
-        return [_export_item(cutout, entry) for cutout, entry in self._picked(cutout_ids)]
-
     def low_fidelity_picks(self, cutout_ids: Iterable[int] | None = None) -> list[ExportItem]:
         """Picks below the settings' LR-consistency threshold (none when it is off)."""
         threshold = self.settings.settings.export_min_lr_db

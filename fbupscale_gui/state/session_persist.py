@@ -18,16 +18,18 @@ from PySide6.QtCore import QObject, Signal, Slot
 from fbupscale_gui.core.errors import FbError
 from fbupscale_gui.state.session_restore import Restored
 from fbupscale_gui.state.session_writer import (
+    AddExportsOp,
+    JobStateOp,
     Op,
+    PutCandidateOp,
+    PutCutoutOp,
+    PutJobOp,
+    ReadMetaOp,
+    ReplacedOp,
     SessionWriter,
-    _AddExports,
-    _JobState,
-    _PutCandidate,
-    _PutCutout,
-    _PutJob,
-    _Replaced,
-    _SetPick,
-    _UpdatePrompt,
+    SetMetaOp,
+    SetPickOp,
+    UpdatePromptOp,
 )
 from fbupscale_gui.storage.session_store import CandidateRow, CutoutRow, JobRow
 
@@ -35,8 +37,12 @@ if TYPE_CHECKING:
     from fbupscale_gui.state.candidates import CandidateEntry, CandidateStore
     from fbupscale_gui.state.cutouts import Cutout, CutoutsModel, LoadReport
     from fbupscale_gui.state.job_queue import Job, JobQueue
+    from fbupscale_gui.state.parameters import Parameters
 
-__all__ = ["SessionRecorder"]
+__all__ = ["PARAMS_KEY", "SessionRecorder"]
+
+#: The index's ``meta`` key of the session's Advanced parameters.
+PARAMS_KEY: Final = "params"
 
 #: Names for rows not written yet (process-wide, so never reused across sessions).
 _TOKENS: Final = itertools.count(1)
@@ -95,9 +101,10 @@ def candidate_row(cutout_key: str, entry: CandidateEntry) -> CandidateRow:
 class SessionRecorder(QObject):
     """Records what the session's models produce into the current session folder.
 
-    Each cutout, request, job transition, candidate, pick and export is queued to the
-    :class:`SessionWriter` the moment it happens. :meth:`apply` fills the models from a
-    :class:`Restored` snapshot without recording it again.
+    Each cutout, request, job transition, candidate, pick, export and change of the
+    Advanced parameters is queued to the :class:`SessionWriter` the moment it happens.
+    :meth:`apply` fills the models from a :class:`Restored` snapshot without recording it
+    again.
     """
 
     failed = Signal(str)
@@ -108,12 +115,14 @@ class SessionRecorder(QObject):
         cutouts: CutoutsModel,
         candidates: CandidateStore,
         jobs: JobQueue,
+        params: Parameters,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self._cutouts = cutouts
         self._candidates = candidates
         self._jobs = jobs
+        self._params = params
         self.writer: SessionWriter | None = None
         self._restoring = False
         # Rows are named by tokens: a restored row by minus its id, a new one by a positive
@@ -128,6 +137,7 @@ class SessionRecorder(QObject):
         jobs.jobEnded.connect(self._on_ended)
         jobs.candidateReady.connect(self._on_candidate)
         candidates.pickChanged.connect(self._on_pick)
+        params.changed.connect(self._on_params)
 
     @property
     def path(self) -> Path | None:
@@ -172,6 +182,17 @@ class SessionRecorder(QObject):
         if self.writer is not None and not self._restoring:
             self.writer.submit(op)
 
+    def read_params(self) -> str | None:
+        """The Advanced parameters saved in the session (None: none saved, or no session).
+        Waits for the writer (call it off the GUI thread)."""
+        writer = self.writer
+        if writer is None:
+            return None
+        saved = ReadMetaOp(PARAMS_KEY)
+        writer.submit(saved)
+        writer.flush()
+        return saved.value
+
     # -- restoring -----------------------------------------------------------------------
 
     def apply(self, restored: Restored) -> tuple[list[Job], set[int]]:
@@ -187,6 +208,7 @@ class SessionRecorder(QObject):
         exported: set[int] = set()
         self._restoring = True
         try:
+            self._params.restore(restored.params)
             for rc in restored.cutouts:
                 row = rc.row
                 scene = None
@@ -241,7 +263,7 @@ class SessionRecorder(QObject):
         row = self._interrupted_rows.pop(old.id, None)
         new_row = self._job_ids.get(new.id)
         if row is not None and new_row is not None:
-            self._submit(_Replaced(row, new_row))
+            self._submit(ReplacedOp(row, new_row))
 
     # -- recording -----------------------------------------------------------------------
 
@@ -250,7 +272,7 @@ class SessionRecorder(QObject):
         for cutout in report.added:
             row = cutout_row(cutout)
             self._prompts[row.key] = (row.scene_json, row.prompt, row.prompt_manual)
-            self._submit(_PutCutout(row, cutout.image.copy()))
+            self._submit(PutCutoutOp(row, cutout.image.copy()))
 
     def record_cutout(self, cutout: Cutout) -> None:
         """The cutout's scene or prompt may have changed: record it if it did."""
@@ -259,7 +281,7 @@ class SessionRecorder(QObject):
         if self._prompts.get(row.key) == state:
             return
         self._prompts[row.key] = state
-        self._submit(_UpdatePrompt(row.key, *state))
+        self._submit(UpdatePromptOp(row.key, *state))
 
     def _cutout_key(self, cutout_id: int) -> str | None:
         try:
@@ -274,19 +296,19 @@ class SessionRecorder(QObject):
             return  # task jobs (video batches, model checks) are not part of a session
         token = next(_TOKENS)
         self._job_ids[job.id] = token
-        self._submit(_PutJob(token, job_row(job, key, "queued")))
+        self._submit(PutJobOp(token, job_row(job, key, "queued")))
 
     @Slot(object)
     def _on_started(self, job: Job) -> None:
         row_id = self._job_ids.get(job.id)
         if row_id is not None:
-            self._submit(_JobState(row_id, "running", job.run, ""))
+            self._submit(JobStateOp(row_id, "running", job.run, ""))
 
     @Slot(object)
     def _on_ended(self, job: Job) -> None:
         row_id = self._job_ids.get(job.id)
         if row_id is not None:
-            self._submit(_JobState(row_id, job.state.value, job.run, job.error_message))
+            self._submit(JobStateOp(row_id, job.state.value, job.run, job.error_message))
 
     @Slot(object, object)
     def _on_candidate(self, job: Job, entry: CandidateEntry) -> None:
@@ -296,10 +318,10 @@ class SessionRecorder(QObject):
             return
         cid = next(_TOKENS)
         self._cand_ids[id(entry)] = (entry, cid)
-        self._submit(_PutCandidate(cid, row_id, candidate_row(key, entry), entry, job.cutout))
+        self._submit(PutCandidateOp(cid, row_id, candidate_row(key, entry), entry, job.cutout))
         picked = self._candidates.picked(entry.cutout_id)
         if picked is entry:  # the first candidate is picked before it is recorded
-            self._submit(_SetPick(key, cid))
+            self._submit(SetPickOp(key, cid))
 
     @Slot(int)
     def _on_pick(self, cutout_id: int) -> None:
@@ -309,7 +331,11 @@ class SessionRecorder(QObject):
             return
         known = self._cand_ids.get(id(entry))
         if known is not None and known[0] is entry:
-            self._submit(_SetPick(key, known[1]))
+            self._submit(SetPickOp(key, known[1]))
+
+    @Slot()
+    def _on_params(self) -> None:
+        self._submit(SetMetaOp(PARAMS_KEY, self._params.to_json()))
 
     def record_exports(self, entries: list[CandidateEntry], paths: list[Path]) -> None:
         records = []
@@ -318,4 +344,4 @@ class SessionRecorder(QObject):
             if known is not None and known[0] is entry:
                 records.append((known[1], str(path)))
         if records:
-            self._submit(_AddExports(records))
+            self._submit(AddExportsOp(records))

@@ -60,6 +60,8 @@ class Restored:
     cutouts: list[RestoredCutout]
     candidates: list[RestoredCandidate]
     problems: list[str]
+    #: The Advanced parameters saved with the session (None: none saved, an older session).
+    params: str | None = None
 
 
 def load_restored(snapshot: Snapshot) -> Restored:

@@ -8,7 +8,7 @@ interrupted ones, and turns a failed job or an engine note into a :class:`Messag
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -33,13 +33,12 @@ if TYPE_CHECKING:
     from fbupscale_gui.state.cutouts import Cutout, CutoutsModel
     from fbupscale_gui.state.engine_choice import EngineChoice
     from fbupscale_gui.state.job_queue import JobQueue
+    from fbupscale_gui.state.parameters import Parameters
     from fbupscale_gui.state.session_persist import SessionRecorder
     from fbupscale_gui.state.settings_model import SettingsModel
     from fbupscale_gui.state.weights_library import SrLibrary
 
-__all__ = ["ParamsApplier", "RunActions", "apply_environment", "base_request", "engine_server"]
-
-ParamsApplier = Callable[[ReconstructionRequest], ReconstructionRequest]
+__all__ = ["RunActions", "apply_environment", "base_request", "engine_server"]
 
 _FLUX_WHATS: Final = ("FLUX", "ControlNet")
 
@@ -55,7 +54,8 @@ def engine_server(settings: Settings) -> tuple[str, str] | None:
 def base_request(
     cutout: Cutout, engine: str, settings: Settings, library: ModelLibrary | None = None
 ) -> ReconstructionRequest:
-    """The request for ``cutout`` before the Advanced parameters are applied.
+    """The request for ``cutout`` before the Advanced parameters (the LoRA and memory mode
+    included: see :mod:`~fbupscale_gui.state.parameters`) are applied.
 
     A user model ("model:NAME") is looked up in ``library`` (default: the models folder) and
     recorded with its file and SHA-256. Raises ModelNotFoundError when it is gone.
@@ -64,9 +64,6 @@ def base_request(
     if is_model_engine(engine):
         lib = library if library is not None else ModelLibrary()
         sr_model = lib.ref(engine.split(":", 1)[1])
-    lora = (
-        LoraParams(model=ModelRef(path=settings.lora_path)) if settings.lora_path else LoraParams()
-    )
     return ReconstructionRequest(
         engine=engine,  # validated by the request
         sr_model=sr_model,
@@ -76,8 +73,6 @@ def base_request(
         flux=ModelRef(path=settings.flux_dir, repo_id=FLUX_REPO_ID),
         flux_base=ModelRef(path=settings.flux_base_dir) if settings.flux_base_dir else None,
         controlnet=ModelRef(path=settings.controlnet_dir, repo_id=CONTROLNET_REPO_ID),
-        lora=lora,
-        memory_mode=settings.memory_mode,  # type: ignore[arg-type]
     )
 
 
@@ -99,27 +94,25 @@ class RunActions:
         engine: EngineChoice
         sr_models: SrLibrary
         recorder: SessionRecorder
+        params: Parameters
 
     def check_models(self) -> None:
         """Look for the FLUX weights in the background (result via ``engine`` signals)."""
         self.engine.check(self.settings.settings)
 
-    def build_request(
-        self, cutout: Cutout, apply_params: ParamsApplier | None = None
-    ) -> ReconstructionRequest:
-        request = base_request(
-            cutout, self.engine.engine, self.settings.settings, self.sr_models.library
+    def build_request(self, cutout: Cutout) -> ReconstructionRequest:
+        """``cutout``'s request with the session's Advanced parameters. Raises FbError (a
+        RequestError saying why) when they do not make a valid request."""
+        request = self.params.apply_to(
+            base_request(cutout, self.engine.engine, self.settings.settings, self.sr_models.library)
         )
-        request = apply_params(request) if apply_params is not None else request
         if request.engine != "flux":
             # one pass, one candidate, no LoRA: the request says what the engine will run,
             # not the FLUX panel's variants and LoRA file (they never touch its pixels)
             request = request.replace(variants=1, lora=LoraParams())
         return request
 
-    def run(
-        self, cutouts: Iterable[Cutout], apply_params: ParamsApplier | None = None
-    ) -> list[Job]:
+    def run(self, cutouts: Iterable[Cutout]) -> list[Job]:
         """Queue one job per cutout. A request the schema refuses becomes a message."""
         jobs: list[Job] = []
         targets = list(cutouts)
@@ -130,7 +123,7 @@ class RunActions:
         for cutout in targets:
             self.cutouts.ensure_scene(cutout)
             try:
-                request = self.build_request(cutout, apply_params)
+                request = self.build_request(cutout)
             except FbError as exc:
                 self.message.emit(Message("error", f"{cutout.name}: cannot run: {exc}"))
                 continue

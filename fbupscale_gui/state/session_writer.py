@@ -40,7 +40,21 @@ if TYPE_CHECKING:
 
     from fbupscale_gui.state.candidates import CandidateEntry
 
-__all__ = ["Op", "SessionWriter", "write_error_text"]
+__all__ = [
+    "AddExportsOp",
+    "JobStateOp",
+    "Op",
+    "PutCandidateOp",
+    "PutCutoutOp",
+    "PutJobOp",
+    "ReadMetaOp",
+    "ReplacedOp",
+    "SessionWriter",
+    "SetMetaOp",
+    "SetPickOp",
+    "UpdatePromptOp",
+    "write_error_text",
+]
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +197,7 @@ class SessionWriter(QObject):
 
 
 @dataclass(frozen=True, eq=False)
-class _PutCutout:
+class PutCutoutOp:
     row: CutoutRow
     image: Image.Image
     writes_file = True
@@ -193,7 +207,7 @@ class _PutCutout:
 
 
 @dataclass(frozen=True)
-class _UpdatePrompt:
+class UpdatePromptOp:
     key: str
     scene_json: str
     prompt: str
@@ -209,7 +223,7 @@ def _resolve(store: SessionStore, kind: str, token: int) -> int | None:
 
 
 @dataclass(frozen=True)
-class _PutJob:
+class PutJobOp:
     token: int
     row: JobRow
 
@@ -218,7 +232,7 @@ class _PutJob:
 
 
 @dataclass(frozen=True)
-class _JobState:
+class JobStateOp:
     token: int
     state: str
     run: int
@@ -231,7 +245,7 @@ class _JobState:
 
 
 @dataclass(frozen=True)
-class _Replaced:
+class ReplacedOp:
     token: int
     by: int
 
@@ -243,7 +257,7 @@ class _Replaced:
 
 
 @dataclass(frozen=True, eq=False)
-class _PutCandidate:
+class PutCandidateOp:
     token: int
     job_token: int
     row: CandidateRow
@@ -261,7 +275,7 @@ class _PutCandidate:
 
 
 @dataclass(frozen=True)
-class _SetPick:
+class SetPickOp:
     key: str
     token: int
 
@@ -272,9 +286,32 @@ class _SetPick:
 
 
 @dataclass(frozen=True)
-class _AddExports:
+class AddExportsOp:
     records: list[tuple[int, str]]
 
     def __call__(self, store: SessionStore) -> None:
         rows = [(_resolve(store, "cand", t), path) for t, path in self.records]
         store.add_exports([(r, path) for r, path in rows if r is not None])
+
+
+@dataclass(frozen=True)
+class SetMetaOp:
+    """Write one ``meta`` value of the index (e.g. the session's Advanced parameters)."""
+
+    key: str
+    value: str
+
+    def __call__(self, store: SessionStore) -> None:
+        store.set_meta(self.key, self.value)
+
+
+class ReadMetaOp:
+    """Read one ``meta`` value of the index into :attr:`value` (None: not there); the reader
+    waits for it with :meth:`SessionWriter.flush`."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.value: str | None = None
+
+    def __call__(self, store: SessionStore) -> None:
+        self.value = store.meta(self.key)
