@@ -17,6 +17,7 @@ session (:meth:`Parameters.to_json` / :func:`values_from_json`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import secrets
 import typing
@@ -41,6 +42,7 @@ from fbupscale_gui.core.request import (
 from fbupscale_gui.core.settings import Settings
 
 __all__ = [
+    "FIELDS",
     "PAPER_INTERMEDIATE",
     "PARAMS_VERSION",
     "RANDOM_SEED_LIMIT",
@@ -343,8 +345,6 @@ class Parameters(QObject):
 
     def to_json(self) -> str:
         """The values as saved with the session (read back by :func:`values_from_json`)."""
-        import json
-
         document = {"version": PARAMS_VERSION, "values": to_jsonable(self._values)}
         return json.dumps(document, sort_keys=True)
 

@@ -1,9 +1,10 @@
 """The session: the models the window shows, and the actions on them (run, export).
 
 This is the window's state and logic in one testable place, without widgets: cutouts,
-candidates and picks, the job queue, the engine choice and the settings. The main window only
-binds widgets to it. This module holds the session's life on disk (open, new, rebuild, rename,
-archive, delete, restore) and the loading of files; running is in
+candidates and picks, the job queue, the engine choice, the Advanced parameters
+(:class:`~fbupscale_gui.state.parameters.Parameters`, saved with the session) and the settings.
+The main window only binds widgets to it. This module holds the session's life on disk (open,
+new, rebuild, rename, archive, delete, restore) and the loading of files; running is in
 :mod:`~fbupscale_gui.state.session_run`, exporting in :mod:`~fbupscale_gui.state.session_export`.
 """
 
@@ -143,8 +144,9 @@ class Session(RunActions, ExportActions, QObject):
 
         Refused (False, with a message) while a job runs. The current session is written out
         and closed first; the index is read and the cutouts decoded off the GUI thread on a
-        running asyncio loop (now, without one), then every cutout, candidate and pick is shown
-        at once (``restored``); the candidates' full-resolution PNGs are decoded by an
+        running asyncio loop (now, without one), then every cutout, candidate and pick, and the
+        session's Advanced parameters (the defaults if it has none), are shown at once
+        (``restored``); the candidates' full-resolution PNGs are decoded by an
         :class:`ImageLoader` thread, the shown cutout's first, and their tiles fill in
         (``imagesRestored`` when all are in). Jobs left queued or running show as interrupted.
 

@@ -96,9 +96,10 @@ class SessionWriter(QObject):
 
     failed = Signal(str)  # a message naming the folder (once until a write succeeds again)
     recovered = Signal()
-    opened = Signal(object)  # list[int]: job ids marked interrupted by the open
 
-    def __init__(self, path: Path, parent: QObject | None = None) -> None:
+    def __init__(self, path: Path, parent: QObject | None = None, *, start: bool = True) -> None:
+        """``start``: start the thread now; else :meth:`start` does, once the signals are
+        connected (an open that fails at once is reported by ``failed``, not lost)."""
         super().__init__(parent)
         self.path = Path(path)
         self._queue: queue.Queue[object] = queue.Queue()
@@ -111,6 +112,11 @@ class SessionWriter(QObject):
         self._thread = threading.Thread(
             target=self._loop, name="fbupscale-session-writer", daemon=True
         )
+        if start:
+            self._thread.start()
+
+    def start(self) -> None:
+        """Start the writer thread (see ``start`` in the constructor)."""
         self._thread.start()
 
     def submit(self, op: Op) -> None:
@@ -155,8 +161,6 @@ class SessionWriter(QObject):
 
     def _loop(self) -> None:
         store = self._open()
-        if store is not None:
-            self.opened.emit(list(store.interrupted))
         while True:
             item = self._queue.get()
             if item is _STOP:
