@@ -369,38 +369,6 @@ def test_session_folder_that_cannot_be_written_is_reported(
                 p.chmod(0o755)
 
 
-def test_a_session_that_cannot_be_opened_is_reported_however_fast_it_fails(
-    qtbot,  # type: ignore[no-untyped-def]
-    make_session,
-    sessions: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The writer's open can fail before the GUI thread has connected to it: its message
-    must still reach the operator (it was lost when the thread won that race)."""
-    from fbupscale_gui.state import session_writer
-
-    folder = create_session("blocked")
-
-    def refuse(path: Path) -> object:
-        raise PermissionError(13, "Permission denied", str(path))
-
-    monkeypatch.setattr(session_writer, "SessionStore", refuse)
-    made = session_writer.SessionWriter.__init__
-
-    def slow_gui_thread(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        made(self, *args, **kwargs)
-        self.flush(5)  # the writer thread, if already running, has failed and told no one
-
-    monkeypatch.setattr(session_writer.SessionWriter, "__init__", slow_gui_thread)
-    session: Session = make_session()
-    messages: list[Message] = []
-    session.message.connect(messages.append)
-    session.open_session(folder)
-    qtbot.waitUntil(lambda: any(m.topic == "session-save" for m in messages), timeout=5000)
-    (saved,) = [m for m in messages if m.topic == "session-save"]
-    assert saved.level == "error" and str(folder) in saved.text and "read-only" in saved.text
-
-
 def test_sessions_are_listed_renamed_archived_and_deleted(
     qtbot, make_session, sessions: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

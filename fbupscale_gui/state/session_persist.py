@@ -148,7 +148,7 @@ class SessionRecorder(QObject):
     def start(self, path: Path) -> SessionWriter:
         """Start writing to ``path`` (the previous writer must be closed)."""
         self.close()
-        writer = SessionWriter(path, self, start=False)
+        writer = SessionWriter(path, self)
         writer.failed.connect(self._on_failed)
         writer.recovered.connect(self._on_recovered)
         writer.start()  # connected first: a failed open is reported, not lost

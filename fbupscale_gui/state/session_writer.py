@@ -92,14 +92,16 @@ def write_error_text(folder: Path, exc: BaseException) -> str:
 
 
 class SessionWriter(QObject):
-    """A writer thread for one session folder. Signals arrive in the GUI thread."""
+    """A writer thread for one session folder. Signals arrive in the GUI thread.
+
+    The thread starts with :meth:`start`, once the caller has connected the signals: a
+    failure to open the folder is reported the moment the thread starts, and a signal emitted
+    before its connection exists reaches nobody."""
 
     failed = Signal(str)  # a message naming the folder (once until a write succeeds again)
     recovered = Signal()
 
-    def __init__(self, path: Path, parent: QObject | None = None, *, start: bool = True) -> None:
-        """``start``: start the thread now; else :meth:`start` does, once the signals are
-        connected (an open that fails at once is reported by ``failed``, not lost)."""
+    def __init__(self, path: Path, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.path = Path(path)
         self._queue: queue.Queue[object] = queue.Queue()
@@ -112,11 +114,9 @@ class SessionWriter(QObject):
         self._thread = threading.Thread(
             target=self._loop, name="fbupscale-session-writer", daemon=True
         )
-        if start:
-            self._thread.start()
 
     def start(self) -> None:
-        """Start the writer thread (see ``start`` in the constructor)."""
+        """Start the writer thread (connect :attr:`failed` first)."""
         self._thread.start()
 
     def submit(self, op: Op) -> None:
