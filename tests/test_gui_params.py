@@ -246,6 +246,7 @@ def test_a_panel_shows_the_model_it_is_given(qtbot: QtBot) -> None:
     qtbot.addWidget(panel)
     assert panel._variants.value() == 5 and panel._memory.currentData() == "group"
     assert panel.model.values == ParamValues.from_request(CUSTOM)
+    assert set(panel._bound) == set(FIELDS), "every parameter has its widget"
 
 
 # -- one source of defaults -----------------------------------------------------------------

@@ -298,35 +298,29 @@ class ParamsPanel(QWidget):
         self._lora_browse.clicked.connect(self._browse_lora)
         #: field -> (widget, read it, show a value): the model's fields, bound both ways
         self._bound: dict[str, tuple[QWidget, Callable[[], object], Callable[[Any], None]]] = {}
-        for name, spin in (
+        bound: tuple[tuple[str, QWidget], ...] = (
             ("variants", self._variants),
-            ("steps1", self._s1_steps),
-            ("steps2", self._s2_steps),
-            ("size", self._size),
-        ):
-            self._bind(name, spin, spin.valueChanged, spin.value, spin.setValue)
-        for name, dspin in (
             ("strength", self._s1_strength),
+            ("steps1", self._s1_steps),
             ("guidance1", self._s1_guidance),
-            ("conditioning", self._s2_scale),
-            ("guidance2", self._s2_guidance),
-            ("lora_scale", self._lora_scale),
-        ):
-            self._bind(name, dspin, dspin.valueChanged, _rounded(dspin), dspin.setValue)
-        for name, check in (
             ("stage2", self._s2_enabled),
+            ("conditioning", self._s2_scale),
+            ("steps2", self._s2_steps),
+            ("guidance2", self._s2_guidance),
+            ("lora_path", self._lora_path),
+            ("lora_scale", self._lora_scale),
             ("lora_ab", self._lora_ab),
             ("lora_stage1", self._lora_s1),
             ("lora_stage2", self._lora_s2),
+            ("size", self._size),
             ("intermediate", self._intermediate),
-        ):
-            self._bind(name, check, check.toggled, check.isChecked, check.setChecked)
-        seed = self._seed
+            ("memory_mode", self._memory),
+            ("speed", self._speed),
+        )
+        for name, widget in bound:
+            self._bind(name, widget, *_accessors(widget))
+        seed = self._seed  # a whole number, or None while the field is empty
         self._bind("seed", seed, seed.textChanged, _seed_of(seed), _show_seed(seed))
-        path = self._lora_path
-        self._bind("lora_path", path, path.textChanged, _stripped(path), _show_text(path))
-        for name, combo in (("memory_mode", self._memory), ("speed", self._speed)):
-            self._bind(name, combo, combo.currentIndexChanged, combo.currentData, _choose(combo))
         self.model.valueChanged.connect(self._show_value)
         self.model.changed.connect(self._on_model_changed)
         for name in self._bound:
@@ -455,8 +449,28 @@ class ParamsPanel(QWidget):
         self._update_dependent()
 
 
-def _rounded(box: QDoubleSpinBox) -> Callable[[], object]:
-    return lambda: round(box.value(), 4)
+def _accessors(
+    widget: QWidget,
+) -> tuple[SignalInstance, Callable[[], object], Callable[[Any], None]]:
+    """How ``widget`` says it was edited, the value it shows, and how to show a value."""
+    if isinstance(widget, QDoubleSpinBox):
+        dspin = widget
+        return dspin.valueChanged, lambda: round(dspin.value(), 4), dspin.setValue
+    if isinstance(widget, QSpinBox):
+        return widget.valueChanged, widget.value, widget.setValue
+    if isinstance(widget, QCheckBox):
+        return widget.toggled, widget.isChecked, widget.setChecked
+    if isinstance(widget, QComboBox):
+        combo = widget
+        return (
+            combo.currentIndexChanged,
+            combo.currentData,
+            lambda data: combo.setCurrentIndex(max(combo.findData(data), 0)),
+        )
+    if isinstance(widget, QLineEdit):
+        line = widget
+        return line.textChanged, lambda: line.text().strip(), lambda text: line.setText(str(text))
+    raise TypeError(f"cannot bind a {type(widget).__name__}")
 
 
 def _seed_of(field: QLineEdit) -> Callable[[], object]:
@@ -471,15 +485,3 @@ def _seed_of(field: QLineEdit) -> Callable[[], object]:
 
 def _show_seed(field: QLineEdit) -> Callable[[Any], None]:
     return lambda seed: field.setText("" if seed is None else str(seed))
-
-
-def _stripped(field: QLineEdit) -> Callable[[], object]:
-    return lambda: field.text().strip()
-
-
-def _show_text(field: QLineEdit) -> Callable[[Any], None]:
-    return lambda text: field.setText(str(text))
-
-
-def _choose(combo: QComboBox) -> Callable[[Any], None]:
-    return lambda data: combo.setCurrentIndex(max(combo.findData(data), 0))
