@@ -300,7 +300,9 @@ def test_saved_parameters_round_trip_and_damaged_fields_fall_back() -> None:
     defaults = default_values()
     data = json.loads(text)
     data["values"].update(variants="many", memory_mode="turbo", unknown=1)
-    read = values_from_json(json.dumps(data), defaults)
+    problems: list[str] = []
+    read = values_from_json(json.dumps(data), defaults, problems)
+    assert len(problems) == 3 and "unknown field 'unknown'" in " ".join(problems)
     assert read.variants == defaults.variants and read.memory_mode == defaults.memory_mode
     assert read.steps1 == 50 and read.lora_path == "/models/football.safetensors"
     for bad in ("[", "[]", '{"version": 99, "values": {}}', '{"version": 1}'):
@@ -308,5 +310,5 @@ def test_saved_parameters_round_trip_and_damaged_fields_fall_back() -> None:
             values_from_json(bad, defaults)
         damaged = Parameters()
         damaged.set("variants", 9)
-        damaged.restore(bad)
+        assert damaged.restore(bad)[0].endswith("the defaults are used")
         assert damaged.values == defaults

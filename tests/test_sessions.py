@@ -733,9 +733,13 @@ def test_damaged_saved_parameters_open_with_the_defaults(make_session, sessions:
     store.set_meta(PARAMS_KEY, '{"version": 1, "values": {"variants": "x", "steps1": 30}}')
     store.close()
     session: Session = make_session()
+    messages: list[Message] = []
+    session.message.connect(messages.append)
     session.open_session(folder)
     expected: ParamValues = default_values(session.settings.settings).replace(steps1=30)
     assert session.params.values == expected  # the readable field kept, the other defaulted
+    (said,) = [m for m in messages if "could not be read" in m.text]  # shown, not swallowed
+    assert said.level == "warning" and "parameters.variants: expected an integer" in said.text
 
 
 def test_the_panel_shows_the_reopened_sessions_parameters(  # type: ignore[no-untyped-def]

@@ -187,14 +187,17 @@ def default_values(settings: Settings | None = None) -> ParamValues:
     )
 
 
-def values_from_json(text: str, defaults: ParamValues) -> ParamValues:
+def values_from_json(
+    text: str, defaults: ParamValues, problems: list[str] | None = None
+) -> ParamValues:
     """Saved parameters (see :meth:`Parameters.to_json`), each field checked on its own.
 
-    A field that is missing, of the wrong type or unknown to this release keeps its default
-    (logged). A combination the request refuses is kept as entered (the panel says why, as
-    while editing). A document that is not saved parameters, or one from a newer release,
-    raises :class:`RequestError`.
+    A field that is missing keeps its default; one of the wrong type or unknown to this
+    release too, with a line in ``problems``. A combination the request refuses is kept as
+    entered (the panel says why, as while editing). A document that is not saved parameters,
+    or one from a newer release, raises :class:`RequestError`.
     """
+    said = problems if problems is not None else []
     data = parse_json(text, "parameters")
     check_version(data, "parameters", PARAMS_VERSION, what="saved parameters")
     saved = data.get("values")
@@ -204,12 +207,12 @@ def values_from_json(text: str, defaults: ParamValues) -> ParamValues:
     changes: dict[str, Any] = {}
     for name, value in saved.items():
         if name not in hints:
-            log.warning("saved parameters: unknown field %r ignored", name)
+            said.append(f"parameters: unknown field {name!r} ignored")
             continue
         try:
             changes[name] = from_jsonable(hints[name], value, f"parameters.{name}")
         except RequestError as exc:
-            log.warning("saved parameters: %s; its default is used", exc)
+            said.append(f"{exc}; its default is used")
     return defaults.replace(**changes)
 
 
@@ -348,13 +351,18 @@ class Parameters(QObject):
         document = {"version": PARAMS_VERSION, "values": to_jsonable(self._values)}
         return json.dumps(document, sort_keys=True)
 
-    def restore(self, text: str | None) -> None:
-        """Take saved values (see :meth:`to_json`); None or unreadable: the defaults."""
+    def restore(self, text: str | None) -> list[str]:
+        """Take saved values (see :meth:`to_json`); None or unreadable: the defaults. Returns
+        what could not be read, one line each (logged too)."""
         defaults = self.defaults()
         values = defaults
+        problems: list[str] = []
         if text is not None:
             try:
-                values = values_from_json(text, defaults)
+                values = values_from_json(text, defaults, problems)
             except RequestError as exc:
-                log.warning("%s; the defaults are used", exc)
+                problems.append(f"{exc}; the defaults are used")
+        for line in problems:
+            log.warning("saved %s", line)
         self.set_values(values)
+        return problems

@@ -209,7 +209,7 @@ class SessionRecorder(QObject):
         exported: set[int] = set()
         self._restoring = True
         try:
-            self._params.restore(restored.params)
+            restored.problems.extend(self._params.restore(restored.params))
             for rc in restored.cutouts:
                 row = rc.row
                 scene = None
