@@ -305,7 +305,8 @@ def test_saved_parameters_round_trip_and_damaged_fields_fall_back() -> None:
     assert len(problems) == 3 and "unknown field 'unknown'" in " ".join(problems)
     assert read.variants == defaults.variants and read.memory_mode == defaults.memory_mode
     assert read.steps1 == 50 and read.lora_path == "/models/football.safetensors"
-    for bad in ("[", "[]", '{"version": 99, "values": {}}', '{"version": 1}'):
+    nested = "[" * 100_000 + "]" * 100_000  # a hostile session's index
+    for bad in ("[", "[]", nested, '{"version": 99, "values": {}}', '{"version": 1}'):
         with pytest.raises(RequestError):
             values_from_json(bad, defaults)
         damaged = Parameters()
