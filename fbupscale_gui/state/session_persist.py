@@ -31,7 +31,7 @@ from fbupscale_gui.state.session_writer import (
     SetPickOp,
     UpdatePromptOp,
 )
-from fbupscale_gui.storage.session_store import CandidateRow, CutoutRow, JobRow
+from fbupscale_gui.storage.session_index import CandidateRow, CutoutRow, JobRow
 
 if TYPE_CHECKING:
     from fbupscale_gui.state.candidates import CandidateEntry, CandidateStore

@@ -1,7 +1,7 @@
 """Reading a session back: its snapshot decoded off the GUI thread, its candidates' images
 decoded in their own thread.
 
-:func:`load_restored` reads what a :class:`~fbupscale_gui.storage.session_store.Snapshot`
+:func:`load_restored` reads what a :class:`~fbupscale_gui.storage.session_reader.Snapshot`
 names (cutouts decoded, candidates only checked) into a :class:`Restored`, skipping what cannot
 be read with a line in ``problems``. :class:`ImageLoader` then decodes the candidates' PNGs in
 its own thread (a 1024 px PNG takes tens of ms: 200 of them would hold the window for seconds),
@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Signal
 
 from fbupscale_gui.core.errors import FbError
-from fbupscale_gui.storage.session_store import CandidateRow, CutoutRow, Snapshot
+from fbupscale_gui.storage.session_index import CandidateRow, CutoutRow
+from fbupscale_gui.storage.session_reader import Snapshot
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -75,9 +76,9 @@ def load_restored(snapshot: Snapshot) -> Restored:
     """
     from PIL import Image as PilImage
 
-    from fbupscale_gui.core.images import load_cutout
     from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest, SourceRef
     from fbupscale_gui.state.candidates import StoredCandidate
+    from fbupscale_gui.storage.cutouts import load_cutout
     from fbupscale_gui.storage.paths import PathEscapeError, contained
     from fbupscale_gui.worker.qimage import pil_to_qimage
 
@@ -122,7 +123,10 @@ def load_restored(snapshot: Snapshot) -> Restored:
         except Exception as exc:
             out.problems.append(_problem(f"candidate {Path(cand.file).name}", exc))
             continue
-        stored = StoredCandidate(key, cand.seed, request, path, dict(cand.timings), cand.runtime)
+        stored = StoredCandidate(
+            key, cand.seed, request, path, dict(cand.timings), cand.runtime,
+            cand.lora_report, cand.resolved, cand.number_check,
+        )  # fmt: skip
         out.candidates.append(RestoredCandidate(cand, stored))
     return out
 

@@ -27,13 +27,8 @@ from typing import TYPE_CHECKING, Final
 from PySide6.QtCore import QObject, Signal
 
 from fbupscale_gui.core.errors import FbError
-from fbupscale_gui.storage.session_store import (
-    CandidateRow,
-    CutoutRow,
-    JobRow,
-    SessionDamagedError,
-    SessionStore,
-)
+from fbupscale_gui.storage.session_index import CandidateRow, CutoutRow, JobRow, SessionDamagedError
+from fbupscale_gui.storage.session_store import SessionStore
 
 if TYPE_CHECKING:
     from PIL import Image
