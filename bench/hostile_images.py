@@ -814,7 +814,7 @@ try:
 except FbError as exc:
     print("refused:", exc, file=sys.stderr); sys.exit(1)
 try:  # what the window shows: the restored candidates
-    from fbupscale_gui.state.session_persist import load_restored
+    from fbupscale_gui.state.session_restore import load_restored
     shown = [str(c.stored.path) for c in load_restored(snap).candidates]
 except ImportError:  # older releases show the index's rows as they are
     shown = [str(path / row.file) for row in snap.candidates]

@@ -351,8 +351,8 @@ def test_a_run_with_a_user_model_yields_a_tile(  # type: ignore[no-untyped-def]
     path = tmp_path / "keeper.png"
     cutout_image(40, 64, seed=3).save(path)
     window.session.cutouts.add_paths([path])
-    base = window.params.apply_to(window.session.build_request(window.session.cutouts.at(0)))
-    window.params.set_from(base.replace(preprocess=Preprocess(size=256)))
+    base = window.session.build_request(window.session.cutouts.at(0))
+    window.session.params.set_from(base.replace(preprocess=Preprocess(size=256)))
     (job,) = window.run_selected()
     qtbot.waitUntil(lambda: not window.session.jobs.is_busy(), timeout=120_000)
     assert job.state is JobState.DONE, window.messages.texts()
