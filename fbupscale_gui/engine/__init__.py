@@ -9,7 +9,7 @@ that owns one). Importing this package is cheap; torch and diffusers load on fir
 (:mod:`.flux`; its stage-1 start image comes from ``request.stage1.start``, a fast engine);
 "faithful", "realesrgan", "lanczos" and "ncnn:NAME" run the fast engine (:mod:`.fast`,
 :mod:`.ncnn_sr`); "model:NAME" runs the user SR model recorded in ``request.sr_model``
-(:mod:`.sr_models`).
+(:mod:`.sr_engine`).
 
 On a CUDA device, "realesrgan" runs the same x4plus weights through torch instead of ncnn
 (converted once into the models library, :func:`.convert_ncnn.ensure_realesrgan_in_library`):
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from fbupscale_gui.core.messages import JobKind, Message
     from fbupscale_gui.engine.flux import FluxRunner
     from fbupscale_gui.engine.lora_train import TrainConfig, TrainResult
-    from fbupscale_gui.engine.sr_models import SrModelEngine
+    from fbupscale_gui.engine.sr_engine import SrModelEngine
     from fbupscale_gui.storage.weights_library import ModelLibrary
 
 __all__ = ["Engine", "default_engine", "run"]
@@ -87,7 +87,7 @@ class Engine:
     def sr_models(self) -> SrModelEngine:
         """The user-model engine (created on first use)."""
         if self._sr is None:
-            from fbupscale_gui.engine.sr_models import SrModelEngine
+            from fbupscale_gui.engine.sr_engine import SrModelEngine
 
             self._sr = SrModelEngine(library=self.library)
         return self._sr

@@ -344,11 +344,11 @@ def _model(job: ModelJob) -> object:
 
     library = ModelLibrary(job.library or None)
     if job.op == "inspect":
-        from fbupscale_gui.engine.sr_models import inspect_model
+        from fbupscale_gui.engine.sr_detect import inspect_model
 
         return inspect_model(job.path)
     if job.op == "add":
-        from fbupscale_gui.engine.sr_models import inspect_model
+        from fbupscale_gui.engine.sr_detect import inspect_model
 
         return library.add(job.path, inspect_model, licence=job.licence)
     from fbupscale_gui.engine.convert_ncnn import ensure_realesrgan_in_library
