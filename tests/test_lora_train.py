@@ -193,7 +193,8 @@ def _log(path: Path) -> list[dict[str, Any]]:
 def test_kill_9_mid_training_resumes_from_the_last_checkpoint(
     tiny_flux: TinyFluxFiles, dataset: Path, tmp_path: Path
 ) -> None:
-    from fbupscale_gui.engine.lora import convert_lora, read_lora_file
+    from fbupscale_gui.engine.lora_convert import convert_lora
+    from fbupscale_gui.engine.lora_files import read_lora_file
     from fbupscale_gui.engine.testing import build_tiny_components
 
     out, log = tmp_path / "k.safetensors", tmp_path / "train.jsonl"

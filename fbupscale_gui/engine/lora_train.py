@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
 from fbupscale_gui.core.errors import Cancelled, RequestError
 from fbupscale_gui.core.lora_dataset import DISCRETE_FLOW_SHIFT
-from fbupscale_gui.engine.lora import BFL_DOUBLE_BLOCK, BFL_GLOBAL, BFL_SINGLE_BLOCK
+from fbupscale_gui.engine.lora_convert import BFL_DOUBLE_BLOCK, BFL_GLOBAL, BFL_SINGLE_BLOCK
 from fbupscale_gui.storage.atomic import atomic_write_bytes
 from fbupscale_gui.storage.lora_dataset_files import METADATA_NAME, frame_size, read_metadata
 
