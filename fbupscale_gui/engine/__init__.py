@@ -31,7 +31,7 @@ from fbupscale_gui.core.request import ReconstructionRequest, is_model_engine
 if TYPE_CHECKING:
     from fbupscale_gui.core.messages import JobKind, Message
     from fbupscale_gui.engine.flux import FluxRunner
-    from fbupscale_gui.engine.lora_train import TrainConfig, TrainResult
+    from fbupscale_gui.engine.lora_train_config import TrainConfig, TrainResult
     from fbupscale_gui.engine.sr_engine import SrModelEngine
     from fbupscale_gui.storage.weights_library import ModelLibrary
 
