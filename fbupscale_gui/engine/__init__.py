@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fbupscale_gui.core.errors import Cancelled, RequestError
+from fbupscale_gui.core.errors import RequestError
 from fbupscale_gui.core.images import load_source
-from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress
+from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress, raise_if_cancelled
 from fbupscale_gui.core.request import ReconstructionRequest, is_model_engine
 
 if TYPE_CHECKING:
@@ -119,8 +119,7 @@ class Engine:
         """
         if request.source is None:
             raise RequestError("source: the request names no cutout to reconstruct")
-        if is_cancelled is not None and is_cancelled():
-            raise Cancelled()
+        raise_if_cancelled(is_cancelled)
         cutout = load_source(request.source)
         if request.engine == "flux":
             yield from self.flux.run(request, cutout, on_progress, is_cancelled)

@@ -99,19 +99,18 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor] | None:
         return None
 
 
+@dataclass
 class TrainData:
     """The items, batches and caches of one run; ``check`` raises Cancelled, ``emit`` reports."""
 
-    def __init__(
-        self,
-        config: TrainConfig,
-        emit: Callable[[Event], None],
-        check: Callable[[], None],
-    ) -> None:
-        self.config = config
-        self.emit = emit
-        self.check = check
-        self.cache = config.cache_dir or (config.dataset / ".cache")
+    config: TrainConfig
+    emit: Callable[[Event], None]
+    check: Callable[[], None]
+
+    @property
+    def cache(self) -> Path:
+        """The folder of the latent and caption caches."""
+        return self.config.cache_dir or (self.config.dataset / ".cache")
 
     def items(self, vae_step: int) -> list[TrainItem]:
         pairs = read_metadata(self.config.dataset)

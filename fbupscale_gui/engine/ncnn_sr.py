@@ -45,10 +45,11 @@ from typing import Any, Final, Literal
 import numpy as np
 from PIL import Image
 
-from fbupscale_gui.core.errors import Cancelled, ModelNotFoundError, RequestError
-from fbupscale_gui.core.job import IsCancelled
+from fbupscale_gui.core.errors import ModelNotFoundError, RequestError
+from fbupscale_gui.core.job import IsCancelled, raise_if_cancelled
 from fbupscale_gui.core.request import FAITHFUL_MODEL
 from fbupscale_gui.engine.finite import require_finite
+from fbupscale_gui.engine.pixels import unit_floats
 
 __all__ = [
     "FAITHFUL",
@@ -513,7 +514,7 @@ class NcnnModel:
         height, width = rgb8.shape[:2]
         aw = math.ceil(width / v.align) * v.align
         ah = math.ceil(height / v.align) * v.align
-        rgb = rgb8.astype(np.float32) * np.float32(1.0 / 255.0)
+        rgb = unit_floats(rgb8)
         padded = _pad(rgb, ((p, p + ah - height), (p, p + aw - width), (0, 0)), v.pad_mode)
         out = np.empty((ah * s, aw * s, 3), dtype=np.uint8)
         with self._lock:
@@ -563,14 +564,12 @@ class NcnnModel:
 
         def step(_i: int, _n: int) -> None:
             nonlocal done
-            if is_cancelled is not None and is_cancelled():
-                raise Cancelled()
+            raise_if_cancelled(is_cancelled)
             done += 1
             if on_step is not None:
                 on_step(min(done, total), total)
 
-        if is_cancelled is not None and is_cancelled():
-            raise Cancelled()
+        raise_if_cancelled(is_cancelled)
         for _ in range(self.variant.passes):
             rgb8 = self.run_pass(rgb8, step)
         return Image.fromarray(np.ascontiguousarray(rgb8), "RGB")

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from fbupscale_gui.core.errors import ModelFileError
-from fbupscale_gui.storage.weights_library import MODEL_SUFFIXES, PICKLE_SUFFIXES
+from fbupscale_gui.storage.weights_library import PICKLE_SUFFIXES, check_weights_file
 
 if TYPE_CHECKING:
     import torch
@@ -160,16 +160,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     anything but tensors and plain containers (it is refused before any of it runs).
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in MODEL_SUFFIXES:
-        raise ModelFileError(
-            f"{path}: unsupported model file type {suffix or '(none)'}; "
-            f"expected one of {', '.join(MODEL_SUFFIXES)}"
-        )
-    if not path.exists():
-        raise ModelFileError(f"{path}: no such file")
-    if not path.is_file():
-        raise ModelFileError(f"{path}: not a regular file (a folder, device or FIFO)")
+    suffix = check_weights_file(path)
     if suffix == ".safetensors":
         check_safetensors_header(path)
         from safetensors import SafetensorError

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from fbupscale_gui.core.errors import Cancelled, ModelFileError, RequestError
+from fbupscale_gui.core.errors import ModelFileError, RequestError
 from fbupscale_gui.engine.sr_network import SrModel, load_model
 from fbupscale_gui.storage.weights_library import ModelLibrary, file_sha256
 
@@ -140,12 +140,11 @@ class SrModelEngine:
         import dataclasses
 
         from fbupscale_gui.core.images import crop_to_content, standardise
-        from fbupscale_gui.core.job import Candidate, Progress
+        from fbupscale_gui.core.job import Candidate, Progress, raise_if_cancelled
         from fbupscale_gui.core.request import CandidateKey
         from fbupscale_gui.engine.devices import resolve_runtime
 
-        if is_cancelled is not None and is_cancelled():
-            raise Cancelled()
+        raise_if_cancelled(is_cancelled)
         start = time.perf_counter()
         if model is None:
             name, expected = model_spec(request)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from fbupscale_gui.core.errors import RequestError
-from fbupscale_gui.engine.finite import require_finite
+from fbupscale_gui.engine.pixels import to_rgb8, unit_floats
 from fbupscale_gui.engine.safe_weights import load_state_dict
 from fbupscale_gui.engine.span_fuse import fuse_span
 from fbupscale_gui.engine.sr_detect import describe, detect_architecture
@@ -206,7 +206,7 @@ class SrModel:
 
         from fbupscale_gui.engine import tiling
 
-        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) * np.float32(1.0 / 255.0)
+        rgb = unit_floats(image.convert("RGB"))
         h, w = rgb.shape[:2]
         x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
         pad = PREPAD if min(h, w) > PREPAD else 0
@@ -225,9 +225,8 @@ class SrModel:
         s = self.scale
         if pad:
             out = out[:, :, pad * s : (pad + h) * s, pad * s : (pad + w) * s]
-        require_finite(out, f"the {self.info.arch} model")  # NaN would become black pixels
-        pixels = (out[0].clamp(0, 1) * 255.0).round().to(torch.uint8)
-        return PILImage.fromarray(pixels.permute(1, 2, 0).numpy(), "RGB")
+        pixels = to_rgb8(out[0].permute(1, 2, 0).numpy(), f"the {self.info.arch} model")
+        return PILImage.fromarray(pixels, "RGB")
 
 
 def load_model(
