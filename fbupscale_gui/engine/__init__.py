@@ -84,7 +84,7 @@ class Engine:
         return self._fast
 
     @property
-    def sr_models(self) -> SrModelEngine:
+    def user_models(self) -> SrModelEngine:
         """The user-model engine (created on first use)."""
         if self._sr is None:
             from fbupscale_gui.engine.sr_engine import SrModelEngine
@@ -125,7 +125,7 @@ class Engine:
             yield from self.flux.run(request, cutout, on_progress, is_cancelled)
             return
         if is_model_engine(request.engine):
-            yield self.sr_models.run(request, cutout, on_progress, is_cancelled)
+            yield self.user_models.run(request, cutout, on_progress, is_cancelled)
             return
         if self.realesrgan_on_torch(request):
             yield self._realesrgan_torch(request, cutout, on_progress, is_cancelled)
@@ -143,7 +143,7 @@ class Engine:
         """Real-ESRGAN x4plus through torch: the converted weights, same geometry as ncnn."""
         from fbupscale_gui.engine.convert_ncnn import ensure_realesrgan_in_library
 
-        engine = self.sr_models
+        engine = self.user_models
         entry = ensure_realesrgan_in_library(engine.library)
         model = engine.model(
             entry.name, device=self._device_of(request.device), precision=request.precision
