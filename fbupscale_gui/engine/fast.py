@@ -31,7 +31,6 @@ import dataclasses
 import itertools
 import math
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -192,7 +191,8 @@ def default_threads() -> int:
 
     The cores this process may use (its affinity), not the machine's: a container or a pinned
     job gets what it has. Beyond about 8 threads a preview-sized image has too little work per
-    thread. Fewer threads help on a busy machine: see ``_import_ncnn`` about spinning threads.
+    thread. Fewer threads help on a busy machine: see :func:`.ncnn_sr.import_ncnn` about
+    spinning threads.
     """
     env = os.environ.get(THREADS_ENV, "").strip()
     if env.isdigit() and int(env) > 0:
@@ -202,29 +202,6 @@ def default_threads() -> int:
     except (AttributeError, OSError):
         usable = os.cpu_count() or 1
     return max(1, min(8, usable))
-
-
-def _import_ncnn() -> Any:
-    """Import ncnn so that its OpenMP threads sleep, rather than spin, while they wait.
-
-    The ncnn wheel bundles GNU OpenMP, whose threads busy-wait between the ~1000 layers of the
-    network. When the CPU is shared (the GUI, a FLUX job, other programs), spinning threads
-    steal the cores the working threads need: on a busy 2-core machine a 64 px image took
-    20-60 s instead of 4 s (measured). GNU OpenMP reads ``OMP_WAIT_POLICY`` once, when it is
-    loaded, so it is set only around the import, and never over a value the user chose.
-    Raises ImportError if ncnn is not installed.
-    """
-    if "ncnn" in sys.modules:
-        return sys.modules["ncnn"]
-    chosen = os.environ.get("OMP_WAIT_POLICY")
-    if chosen is None:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    try:
-        import ncnn
-    finally:
-        if chosen is None:
-            os.environ.pop("OMP_WAIT_POLICY", None)
-    return ncnn
 
 
 def _trunk_blob(param: Path) -> str | None:
@@ -248,12 +225,12 @@ class RealEsrganNet:
     """
 
     def __init__(self, *, num_threads: int | None = None) -> None:
-        from fbupscale_gui.engine.ncnn_sr import load_ncnn_net
+        from fbupscale_gui.engine.ncnn_sr import import_ncnn, load_ncnn_net
 
         param, weights = realesrgan_model_files()
         self.num_threads = num_threads or default_threads()
         net = load_ncnn_net(param, weights, self.num_threads, "Real-ESRGAN x4plus", _INSTALL_HINT)
-        ncnn_module = _import_ncnn()
+        ncnn_module = import_ncnn()
         self._net: ncnn.Net = net
         self._ncnn: Any = ncnn_module
         self.param_path = param
