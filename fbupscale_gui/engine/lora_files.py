@@ -105,14 +105,24 @@ def _adapter_metadata(path: Path, raw: str | None) -> dict[str, Any] | None:
 
 def _peft_config_beside(path: Path) -> dict[str, Any] | None:
     """PEFT's ``save_pretrained`` puts the config in ``adapter_config.json`` beside
-    ``adapter_model.safetensors`` (diffusers' loader does not read it; its header has none)."""
+    ``adapter_model.safetensors`` (diffusers' loader does not read it; its header has none).
+
+    None when there is no such file. Raises LoraError when there is one but it cannot be read
+    (not a regular file, too large, not UTF-8 JSON): the LoRA would load at the wrong strength.
+    """
+    from fbupscale_gui.storage.paths import NotRegularFileError, read_regular
+
     config = path.with_name(_PEFT_CONFIG)
-    try:
-        if config.is_symlink() or not config.is_file() or config.stat().st_size > _MAX_CONFIG:
-            return None
-        text = config.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+    if not config.exists():
         return None
+    try:
+        text = read_regular(config, "the LoRA's config", _MAX_CONFIG).decode("utf-8")
+    except NotRegularFileError as exc:
+        raise LoraError(str(exc)) from None
+    except OSError as exc:
+        raise LoraError(f"{config}: cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise LoraError(f"{config}: not a UTF-8 text file, so not PEFT's LoRA config") from None
     try:
         data = parse_json(text, str(config))
     except RequestError as exc:
