@@ -155,7 +155,7 @@ def make_user_models(threads: int) -> dict[str, Engine]:
         return {}
     import torch
 
-    from fbupscale_gui.engine.sr_models import SrModelEngine
+    from fbupscale_gui.engine.sr_engine import SrModelEngine
 
     torch.set_num_threads(threads)
     sr = SrModelEngine()

@@ -287,7 +287,7 @@ class _JsonLog:
 def _cmd_train(args: argparse.Namespace, is_cancelled: Callable[[], bool]) -> int:
     from fbupscale_gui.core.request import ModelRef
     from fbupscale_gui.engine import Engine
-    from fbupscale_gui.engine.lora_train import TrainConfig
+    from fbupscale_gui.engine.lora_train_config import TrainConfig
     from fbupscale_gui.storage.weights import locate
 
     flux = locate(

@@ -62,7 +62,7 @@ def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _add(library: ModelLibrary, args: argparse.Namespace) -> int:
-    from fbupscale_gui.engine.sr_models import inspect_model
+    from fbupscale_gui.engine.sr_detect import inspect_model
 
     entry = library.add(
         args.file, inspect_model, name=args.name, licence=args.licence, replace=args.replace
