@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from fbupscale_gui.cli import entry as cli
+from fbupscale_gui.cli import render, upscale
 from fbupscale_gui.core.errors import Cancelled
 from fbupscale_gui.core.images import image_sha256
 from fbupscale_gui.core.request import FAITHFUL_MODEL, CandidateKey
@@ -291,7 +292,7 @@ def test_chain_is_recorded_and_checked(
     args = cli.build_parser().parse_args(
         ["upscale", str(cutout), "-o", str(tmp_path), "--chain", "faithful"]
     )
-    assert cli._template_request(args).stage1.start == "faithful"
+    assert upscale._template_request(args).stage1.start == "faithful"
     code, _out, err = run_cli(capsys, "upscale", cutout, "-o", tmp_path, "--chain", "flux")
     assert code == 2 and "--chain" in err
 
@@ -490,7 +491,7 @@ def test_first_ctrl_c_cancels_cleanly_with_130(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fake = _InterruptingEngine()
-    monkeypatch.setattr(cli, "_make_engine", lambda: fake)
+    monkeypatch.setattr(render, "make_engine", lambda: fake)
     code, out, err = run_cli(capsys, "upscale", cutout, "-o", tmp_path / "o", "--engine", "lanczos")
     assert code == 130
     assert fake.saw_cancel
@@ -510,7 +511,7 @@ def test_keyboard_interrupt_exits_130(
             raise KeyboardInterrupt
             yield  # pragma: no cover
 
-    monkeypatch.setattr(cli, "_make_engine", Quitting)
+    monkeypatch.setattr(render, "make_engine", Quitting)
     code, _out, err = run_cli(
         capsys, "upscale", cutout, "-o", tmp_path / "o", "--engine", "lanczos"
     )

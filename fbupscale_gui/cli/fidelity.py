@@ -262,13 +262,13 @@ def _scene_numbers(scene_path: Path | None, info: CandidateInfo) -> tuple[int, .
     """The numbers to check: from ``--scene``, else from the candidate's recorded scene.
 
     ``--scene`` is read as ``upscale --scene`` reads it: a regular file of bounded size only."""
-    from fbupscale_gui.cli.entry import _scene_prompt
+    from fbupscale_gui.cli.common import scene_prompt
     from fbupscale_gui.core.errors import RequestError
     from fbupscale_gui.core.number_check import expected_from_scene_json
 
     if scene_path is not None:
         try:
-            _prompt, scene_json = _scene_prompt(str(scene_path))
+            _prompt, scene_json = scene_prompt(str(scene_path))
         except RequestError as exc:
             raise _CliError(str(exc)) from None
         return expected_from_scene_json(scene_json)
