@@ -10,7 +10,7 @@ import contextlib
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
@@ -23,16 +23,29 @@ if TYPE_CHECKING:
 
     from fbupscale_gui.core.job import Candidate, Progress
 
+__all__ = [
+    "EXIT_CANCELLED",
+    "EXIT_ERROR",
+    "EXIT_USAGE",
+    "PROG",
+    "SERVE_PACKAGES",
+    "CancelFlag",
+    "MissingExtraError",
+    "ProgressBar",
+    "UsageError",
+    "claimed",
+    "error",
+    "missing_extra",
+    "note",
+    "one_line",
+    "output_name",
+    "save_new",
+    "scene_prompt",
+]
 
 PROG: Final = "fbupscale"
-
-
 EXIT_ERROR: Final = 1
-
-
 EXIT_USAGE: Final = 2
-
-
 EXIT_CANCELLED: Final = 130
 
 
@@ -40,74 +53,152 @@ class UsageError(Exception):
     """A command line that cannot work (exit status 2)."""
 
 
-def note(message: str) -> None:
-    print(f"{PROG}: {shown(message)}", file=sys.stderr, flush=True)
+class MissingExtraError(FbError):
+    """A subcommand needs an optional extra that is not installed (exit status 1)."""
+
+    def __init__(self, command: str, package: str, extra: str) -> None:
+        self.command, self.package, self.extra = command, package, extra
+        super().__init__(
+            f"'{PROG} {command}' needs the optional '{extra}' extra ({package} is not "
+            f"installed): pip install 'fbupscale-gui[{extra}]'"
+        )
+
+
+#: The packages of the optional ``serve`` extra (Ray Serve and its web stack).
+SERVE_PACKAGES: Final = ("ray", "fastapi", "starlette", "uvicorn")
+
+
+def missing_extra(
+    exc: ImportError, command: str, extra: str, packages: tuple[str, ...]
+) -> ImportError | MissingExtraError:
+    """What to raise for ``exc``: :class:`MissingExtraError` saying what to install when the
+    module not found is one of the optional ``extra``'s ``packages``, else ``exc`` itself (a
+    fault of this install, never disguised as a missing extra)."""
+    missing = (exc.name or "").split(".")[0] if isinstance(exc, ModuleNotFoundError) else ""
+    if missing and missing in packages:
+        return MissingExtraError(command, missing, extra)
+    return exc
+
+
+# -- messages on stderr ---------------------------------------------------------------------
+
+
+def note(message: str, prog: str = PROG) -> None:
+    """``fbupscale: MESSAGE`` on stderr (control characters escaped)."""
+    print(f"{prog}: {shown(message)}", file=sys.stderr, flush=True)
 
 
 def one_line(exc: BaseException) -> str:
+    """``exc`` as one line for the operator: an OS error names its file."""
     if isinstance(exc, OSError) and not isinstance(exc, FbError):
         where = f"{exc.filename}: " if exc.filename else ""
         return f"{where}{exc.strerror or exc}"
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-class CancelFlag:
-    """First Ctrl-C asks the engine to stop after the current step; the second one quits."""
+def error(exc: BaseException | str, prog: str = PROG) -> int:
+    """``PROG: error: ONE LINE`` on stderr; returns :data:`EXIT_ERROR`."""
+    message = exc if isinstance(exc, str) else one_line(exc)
+    print(f"{prog}: error: {shown(message)}", file=sys.stderr, flush=True)
+    return EXIT_ERROR
 
-    def __init__(self) -> None:
+
+# -- cancelling -----------------------------------------------------------------------------
+
+
+class CancelFlag:
+    """The command line's one cancel flag: call it to ask whether to stop.
+
+    While :meth:`installed`, the first Ctrl-C sets it (the work stops after the current step)
+    and the second one quits at once; :meth:`on_sigterm` makes SIGTERM (what a window's
+    ``QProcess.terminate`` sends) set it too. ``also`` is another flag it follows (a caller's).
+    Signal handlers are only installed in the main thread.
+    """
+
+    def __init__(self, also: Callable[[], bool] | None = None) -> None:
         self.event = threading.Event()
+        self._also = also
 
     def __call__(self) -> bool:
-        return self.event.is_set()
+        return self.event.is_set() or (self._also is not None and self._also())
+
+    def set(self) -> None:
+        self.event.set()
 
     @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
+    def installed(self, unit: str = "step") -> Iterator[CancelFlag]:
+        """Ctrl-C cancels after the current ``unit``; a second Ctrl-C quits."""
 
         def handler(signum: int, frame: FrameType | None) -> None:
             if self.event.is_set():
                 raise KeyboardInterrupt
             self.event.set()
-            note("cancelling after the current step (Ctrl-C again to quit now)")
+            note(f"cancelling after the current {unit} (Ctrl-C again to quit now)")
 
-        previous = signal.signal(signal.SIGINT, handler)
+        with self._handling(signal.SIGINT, handler):
+            yield self
+
+    @contextlib.contextmanager
+    def on_sigterm(self) -> Iterator[CancelFlag]:
+        """SIGTERM cancels after the current step."""
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.event.set()
+
+        with self._handling(signal.SIGTERM, handler):
+            yield self
+
+    @contextlib.contextmanager
+    def _handling(self, signum: signal.Signals, handler: Any) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signum, handler)
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            signal.signal(signum, previous)
+
+
+# -- progress -------------------------------------------------------------------------------
 
 
 class ProgressBar:
-    """tqdm progress bars on stderr, one per run, driven by Progress events."""
+    """A tqdm bar on stderr driven by Progress events: ``label`` and the stage as its
+    description, the event's message after it. No bar with ``quiet``, nor when stderr is not
+    a terminal (logs stay readable); an event's note is printed in any case."""
 
-    def __init__(self, label: str, *, quiet: bool) -> None:
+    def __init__(self, label: str = "", *, quiet: bool = False, unit: str = "step") -> None:
         self.label = label
         self.quiet = quiet
+        self.unit = unit
         self._bar: Any = None
 
     def __call__(self, progress: Progress) -> None:
-        from tqdm import tqdm
-
         if progress.note is not None:  # shown even with --quiet: it is not progress
+            from tqdm import tqdm
+
             prefix = "warning: " if progress.note.level == "warning" else ""
             tqdm.write(f"{PROG}: {prefix}{progress.note.text}", file=sys.stderr)
         if self.quiet:
             return
+        from tqdm import tqdm
 
         total = max(1, progress.job_total)
-        if self._bar is None or self._bar.total != total:
-            self.close()
+        if self._bar is None:
             self._bar = tqdm(
                 total=total,
                 file=sys.stderr,
-                unit="step",
+                unit=self.unit,
                 leave=False,
                 dynamic_ncols=True,
-                disable=None,  # no bar when stderr is not a terminal (logs stay readable)
+                disable=None,
             )
-        self._bar.set_description_str(f"{self.label} {progress.stage}", refresh=False)
+        self._bar.total = total
+        if self.label:
+            self._bar.set_description_str(f"{self.label} {progress.stage}", refresh=False)
+        if progress.message:
+            self._bar.set_postfix_str(progress.message, refresh=False)
         self._bar.n = min(total, progress.job_step)
         self._bar.refresh()
 
@@ -117,11 +208,18 @@ class ProgressBar:
             self._bar = None
 
 
-def candidate_filename(stem: str, candidate: Candidate) -> str:
-    """``{stem}_v{variant}_s{stage}_{lora|nolora}_seed{seed}.png``."""
-    key = candidate.key
-    lora = "lora" if key.lora else "nolora"
-    return f"{stem}_v{key.variant}_s{key.stage}_{lora}_seed{candidate.seed}.png"
+# -- output files ---------------------------------------------------------------------------
+
+
+def output_name(stem: str, candidate: Candidate, folder: str | Path = ".") -> str:
+    """The file name of ``candidate`` made from the cutout ``stem``: named as an export names it
+    (:func:`fbupscale_gui.core.export.candidate_tag`): ``{stem}_v{variant}_s{stage}_{lora|nolora}
+    _seed{seed}.png`` for FLUX, ``{stem}_{engine}.png`` for a one-pass engine. A stem too long
+    for ``folder``'s name limit is shortened and ends in ``~`` and a hash."""
+    from fbupscale_gui.core.export import candidate_tag
+    from fbupscale_gui.storage.paths import fit_name
+
+    return fit_name(stem, candidate_tag(candidate) + ".png", folder)
 
 
 def save_new(candidate: Candidate, path: Path, cutout: Image.Image) -> Path:
@@ -130,6 +228,25 @@ def save_new(candidate: Candidate, path: Path, cutout: Image.Image) -> Path:
     from fbupscale_gui.storage.metadata import save_candidate
 
     return save_candidate(candidate, path, cutout=cutout, exclusive=True)
+
+
+@contextlib.contextmanager
+def claimed(path: Path) -> Iterator[Path]:
+    """``path`` or ``stem-2.suffix``... claimed exclusively (an empty placeholder) for a writer
+    that replaces it atomically; the placeholder is removed if the writer fails."""
+    from fbupscale_gui.storage.atomic import claim_unique
+
+    target = claim_unique(path)
+    try:
+        yield target
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if target.stat().st_size == 0:
+                target.unlink()
+        raise
+
+
+# -- inputs ---------------------------------------------------------------------------------
 
 
 def scene_prompt(scene_file: str) -> tuple[str, str]:

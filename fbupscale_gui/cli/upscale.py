@@ -1,6 +1,7 @@
 """``fbupscale upscale INPUT... -o OUTDIR``: reconstruct every cutout (files, or folders of
-images) and write one PNG per candidate (named by :func:`fbupscale_gui.cli.common.candidate_filename`),
-with the request, the cutout and the AI-reconstructed statement embedded
+images) and write one PNG per candidate, named ``{stem}_v{variant}_s{stage}_{lora|nolora}
+_seed{seed}.png`` for FLUX and ``{stem}_{engine}.png`` for a one-pass engine
+(:func:`fbupscale_gui.cli.common.output_name`), with the request, the cutout and the AI-reconstructed statement embedded
 (:mod:`fbupscale_gui.storage.metadata`). Existing files are never overwritten: a ``-2``,
 ``-3``... suffix is added, and names are claimed by exclusive creation, so runs writing into
 one folder at the same time never overwrite each other. Each written path is printed on
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, get_args
@@ -29,9 +29,9 @@ from fbupscale_gui.cli.common import (
     CancelFlag,
     ProgressBar,
     UsageError,
-    candidate_filename,
+    error,
     note,
-    one_line,
+    output_name,
     save_new,
     scene_prompt,
 )
@@ -386,7 +386,6 @@ def _server_models(
 
 def cmd_upscale(args: argparse.Namespace, cancel: CancelFlag) -> int:
     from fbupscale_gui.core.images import load_cutout_with_notes, make_source
-    from fbupscale_gui.storage.paths import fit_name
 
     template = _template_request(args)
     files = _collect_inputs(args.inputs)
@@ -424,7 +423,7 @@ def cmd_upscale(args: argparse.Namespace, cancel: CancelFlag) -> int:
         try:
             for candidate in render.candidates(engine, request, bars, cancel):
                 # a name too long for the folder is shortened: it never fails after the render
-                name = fit_name(path.stem, candidate_filename("", candidate), outdir)
+                name = output_name(path.stem, candidate, outdir)
                 target = save_new(candidate, outdir / name, image)
                 written += 1
                 bars.close()
@@ -436,7 +435,7 @@ def cmd_upscale(args: argparse.Namespace, cancel: CancelFlag) -> int:
         except (InputImageError, OSError) as exc:  # one bad cutout or file never stops the batch
             bars.close()
             failed.append(path.name)
-            print(f"{PROG}: error: {shown(one_line(exc))}", file=sys.stderr, flush=True)
+            error(exc)
         finally:
             bars.close()
     if failed:
