@@ -15,8 +15,8 @@ from PIL import Image, PngImagePlugin
 
 from fbupscale_gui.cli.fidelity import main as cli_main
 from fbupscale_gui.core.errors import RequestError
-from fbupscale_gui.eval.degrade import (
-    PNG_KEY,
+from fbupscale_gui.eval.degrade import PNG_KEY, degrade, read_degrade_record, save_degraded
+from fbupscale_gui.eval.degrade_params import (
     SEVERITIES,
     ChromaSubsampling,
     DegradeParams,
@@ -27,9 +27,6 @@ from fbupscale_gui.eval.degrade import (
     OpticalBlur,
     Sharpen,
     VideoCompression,
-    degrade,
-    read_degrade_record,
-    save_degraded,
     severity,
 )
 from fbupscale_gui.eval.fidelity import luma, psnr_y

@@ -314,7 +314,7 @@ def _score(
 
 def add_degrade_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``degrade INPUT -o OUT.png [--severity] [--seed] [--params FILE.json] [--json]``."""
-    from fbupscale_gui.eval.degrade import SEVERITIES
+    from fbupscale_gui.eval.degrade_params import SEVERITIES
 
     p = subparsers.add_parser(
         "degrade",
@@ -363,7 +363,8 @@ def cmd_degrade(args: argparse.Namespace, _cancel: object = None) -> int:
 
 def _degrade(args: argparse.Namespace) -> dict[str, Any]:
     from fbupscale_gui.core.errors import RequestError
-    from fbupscale_gui.eval.degrade import DegradeParams, degrade, save_degraded, severity
+    from fbupscale_gui.eval.degrade import degrade, save_degraded
+    from fbupscale_gui.eval.degrade_params import DegradeParams, severity
     from fbupscale_gui.storage.paths import read_regular
 
     out: Path = args.output
