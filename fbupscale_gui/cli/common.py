@@ -57,7 +57,7 @@ class MissingExtraError(FbError):
     """A subcommand needs an optional extra that is not installed (exit status 1)."""
 
     def __init__(self, command: str, package: str, extra: str) -> None:
-        self.command, self.package, self.extra = command, package, extra
+        self.extra = extra
         super().__init__(
             f"'{PROG} {command}' needs the optional '{extra}' extra ({package} is not "
             f"installed): pip install 'fbupscale-gui[{extra}]'"
@@ -121,9 +121,6 @@ class CancelFlag:
 
     def __call__(self) -> bool:
         return self.event.is_set() or (self._also is not None and self._also())
-
-    def set(self) -> None:
-        self.event.set()
 
     @contextlib.contextmanager
     def installed(self, unit: str = "step") -> Iterator[CancelFlag]:
