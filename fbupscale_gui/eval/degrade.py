@@ -251,15 +251,18 @@ def degrade(
 
 
 def save_degraded(image: Image.Image, record: Mapping[str, Any], path: str | Path) -> None:
-    """Write ``image`` as PNG with ``record`` as JSON in the ``fbupscale-degrade`` text chunk.
+    """Write ``image`` as PNG with ``record`` as JSON in the ``fbupscale-degrade`` text chunk,
+    atomically (a crash never leaves half a file at ``path``).
 
     Raises OSError if the file cannot be written.
     """
     from PIL.PngImagePlugin import PngInfo
 
+    from fbupscale_gui.storage.atomic import atomic_write
+
     info = PngInfo()
     info.add_text(PNG_KEY, json.dumps(record, sort_keys=True, ensure_ascii=True))
-    image.save(Path(path), "PNG", pnginfo=info)
+    atomic_write(Path(path), lambda fh: image.save(fh, "PNG", pnginfo=info))
 
 
 def read_degrade_record(path: str | Path) -> dict[str, Any] | None:
