@@ -590,6 +590,30 @@ def test_first_ctrl_c_cancels_cleanly_with_130(
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_the_one_cancel_flag_for_ctrl_c_and_sigterm(capsys: pytest.CaptureFixture[str]) -> None:
+    from fbupscale_gui.cli.common import CancelFlag
+
+    before_int, before_term = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with CancelFlag().installed("frame") as flag:
+        assert not flag()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert flag()  # the first Ctrl-C cancels after the current frame...
+        with pytest.raises(KeyboardInterrupt):  # ...the second quits at once
+            os.kill(os.getpid(), signal.SIGINT)
+    assert "cancelling after the current frame" in capsys.readouterr().err
+    outer = CancelFlag()
+    with CancelFlag(outer).on_sigterm() as flag:
+        assert not flag()
+        outer.event.set()  # follows the caller's flag
+        assert flag()
+    with CancelFlag().on_sigterm() as flag:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert flag()
+    assert signal.getsignal(signal.SIGINT) is before_int
+    assert signal.getsignal(signal.SIGTERM) is before_term
+
+
 def test_keyboard_interrupt_exits_130(
     capsys: pytest.CaptureFixture[str],
     cutout: Path,
