@@ -13,6 +13,7 @@ __all__ = ["add_doctor_parser", "cmd_doctor"]
 
 
 def add_doctor_parser(sub: Any) -> None:
+    """Add ``doctor`` (with the model options of ``upscale``) to an argparse subparsers object."""
     doc = sub.add_parser("doctor", help="report packages, GPU and models found")
     add_model_args(doc)
     doc.set_defaults(func=cmd_doctor)

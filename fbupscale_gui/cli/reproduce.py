@@ -23,6 +23,7 @@ __all__ = ["add_reproduce_parser", "cmd_reproduce"]
 
 
 def add_reproduce_parser(sub: Any) -> None:
+    """Add ``reproduce CANDIDATE.png -o OUT.png`` to an argparse subparsers object."""
     rep = sub.add_parser(
         "reproduce",
         help="render one candidate again from its embedded request",
@@ -32,7 +33,6 @@ def add_reproduce_parser(sub: Any) -> None:
     rep.add_argument("-o", "--output", required=True, metavar="OUT.png")
     rep.add_argument("--device", choices=get_args(Device), help="override the recorded device")
     rep.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-
     rep.set_defaults(func=cmd_reproduce)
 
 

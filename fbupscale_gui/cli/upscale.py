@@ -1,13 +1,13 @@
 """``fbupscale upscale INPUT... -o OUTDIR``: reconstruct every cutout (files, or folders of
 images) and write one PNG per candidate, named ``{stem}_v{variant}_s{stage}_{lora|nolora}
 _seed{seed}.png`` for FLUX and ``{stem}_{engine}.png`` for a one-pass engine
-(:func:`fbupscale_gui.cli.common.output_name`), with the request, the cutout and the AI-reconstructed statement embedded
-(:mod:`fbupscale_gui.storage.metadata`). Existing files are never overwritten: a ``-2``,
-``-3``... suffix is added, and names are claimed by exclusive creation, so runs writing into
-one folder at the same time never overwrite each other. Each written path is printed on
-stdout, one per line (control characters escaped); progress bars go to stderr. A cutout that
-fails while rendering or saving is reported and the batch goes on with the next one (exit
-status 1 at the end).
+(:func:`fbupscale_gui.cli.common.output_name`), with the request, the cutout and the
+AI-reconstructed statement embedded (:mod:`fbupscale_gui.storage.metadata`). Existing files
+are never overwritten: a ``-2``, ``-3``... suffix is added, and names are claimed by exclusive
+creation, so runs writing into one folder at the same time never overwrite each other. Each
+written path is printed on stdout, one per line (control characters escaped); progress bars go
+to stderr. A cutout that fails while rendering or saving is reported and the batch goes on
+with the next one (exit status 1 at the end).
 
 Also the model and runtime options that ``doctor`` shares (:func:`add_model_args`,
 :func:`flux_path`).
@@ -109,6 +109,7 @@ def _chain(text: str) -> str:
 
 
 def add_upscale_parser(sub: Any) -> None:
+    """Add ``upscale INPUT... -o OUTDIR`` and its options to an argparse subparsers object."""
 
     up = sub.add_parser(
         "upscale",
@@ -176,7 +177,6 @@ def add_upscale_parser(sub: Any) -> None:
         "the server's, named",
     )
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
-
     up.set_defaults(func=cmd_upscale)
 
 
