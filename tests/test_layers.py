@@ -39,10 +39,10 @@ print(json.dumps({"modules": names, "heavy": heavy}))
 """
 
 
-@pytest.mark.slow
-def test_the_whole_ui_imports_without_torch_or_diffusers(tmp_path: Path) -> None:
+def _last_line(script: str, *args: str) -> str:
+    """The last line ``script`` prints in a fresh interpreter (which must succeed)."""
     out = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, str(tmp_path / "s.ini")],
+        [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -50,7 +50,12 @@ def test_the_whole_ui_imports_without_torch_or_diffusers(tmp_path: Path) -> None
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_the_whole_ui_imports_without_torch_or_diffusers(tmp_path: Path) -> None:
+    result = json.loads(_last_line(_SCRIPT, str(tmp_path / "s.ini")))
     assert "fbupscale_gui.ui.main_window" in result["modules"]
     assert "fbupscale_gui.state.session" in result["modules"]
     assert result["heavy"] == []
@@ -97,13 +102,4 @@ def test_every_command_line_module_loads_without_qt_or_torch() -> None:
         "build_parser()\n"
         "print(sorted(m for m in ('PySide6', 'qasync', 'torch', 'ray') if m in sys.modules))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert _last_line(script) == "[]"
