@@ -33,7 +33,6 @@ __all__ = [
     "MissingExtraError",
     "ProgressBar",
     "UsageError",
-    "claimed",
     "error",
     "missing_extra",
     "note",
@@ -225,22 +224,6 @@ def save_new(candidate: Candidate, path: Path, cutout: Image.Image) -> Path:
     from fbupscale_gui.storage.metadata import save_candidate
 
     return save_candidate(candidate, path, cutout=cutout, exclusive=True)
-
-
-@contextlib.contextmanager
-def claimed(path: Path) -> Iterator[Path]:
-    """``path`` or ``stem-2.suffix``... claimed exclusively (an empty placeholder) for a writer
-    that replaces it atomically; the placeholder is removed if the writer fails."""
-    from fbupscale_gui.storage.atomic import claim_unique
-
-    target = claim_unique(path)
-    try:
-        yield target
-    except BaseException:
-        with contextlib.suppress(OSError):
-            if target.stat().st_size == 0:
-                target.unlink()
-        raise
 
 
 # -- inputs ---------------------------------------------------------------------------------

@@ -25,11 +25,11 @@ import argparse
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from fbupscale_gui.cli.common import EXIT_CANCELLED, CancelFlag, ProgressBar, claimed, error, note
+from fbupscale_gui.cli.common import EXIT_CANCELLED, CancelFlag, ProgressBar, error, note
 from fbupscale_gui.storage.paths import shown
 
 if TYPE_CHECKING:
@@ -130,6 +130,22 @@ def _output(path: Path, suffix: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _claimed(path: Path) -> Iterator[Path]:
+    """``path`` or ``stem-2.suffix``... claimed exclusively (an empty placeholder) for a writer
+    that replaces it atomically; the placeholder is removed if the writer fails."""
+    from fbupscale_gui.storage.atomic import claim_unique
+
+    target = claim_unique(path)
+    try:
+        yield target
+    except BaseException:
+        with contextlib.suppress(OSError):
+            if target.stat().st_size == 0:
+                target.unlink()
+        raise
+
+
 def _info_dict(info: ClipInfo) -> dict[str, Any]:
     return {
         "path": info.path,
@@ -198,7 +214,7 @@ def _cmd_cut(args: argparse.Namespace) -> int:
         index = reader.info.index_of(_position(args.time, reader.info))
         cutout = cut_region(frame, args.rect, args.field, restore=args.restore)
     output = _output(args.output, ".png")
-    with claimed(output if output.suffix else output.with_suffix(".png")) as out:
+    with _claimed(output if output.suffix else output.with_suffix(".png")) as out:
         atomic_write(out, lambda fh: cutout.save(fh, format="PNG"))
     field = f", {args.field} field" if args.field else ""
     print(shown(out))
@@ -244,7 +260,7 @@ def _cmd_upscale(args: argparse.Namespace, cancel: Callable[[], bool] | None) ->
     output = _output(args.output, ".mp4")
     upscale = _engine(args.engine)
     bar = ProgressBar(quiet=args.quiet, unit="frame")
-    with claimed(output) as out, contextlib.closing(bar):
+    with _claimed(output) as out, contextlib.closing(bar):
         result = upscale_range(
             args.clip,
             args.start,
