@@ -180,7 +180,7 @@ class ProgressBar:
             return
         from tqdm import tqdm
 
-        total = max(1, progress.job_total)
+        total = max(1, progress.job_total, progress.job_step)  # a frame count may be low
         if self._bar is None:
             self._bar = tqdm(
                 total=total,
@@ -195,7 +195,7 @@ class ProgressBar:
             self._bar.set_description_str(f"{self.label} {progress.stage}", refresh=False)
         if progress.message:
             self._bar.set_postfix_str(progress.message, refresh=False)
-        self._bar.n = min(total, progress.job_step)
+        self._bar.n = progress.job_step
         self._bar.refresh()
 
     def close(self) -> None:

@@ -38,7 +38,8 @@ def add_reproduce_parser(sub: Any) -> None:
 
 def cmd_reproduce(args: argparse.Namespace, cancel: CancelFlag) -> int:
     from fbupscale_gui.core.errors import RequestError
-    from fbupscale_gui.core.images import image_sha256, load_source
+    from fbupscale_gui.core.images import image_sha256
+    from fbupscale_gui.storage.cutouts import load_source
     from fbupscale_gui.storage.metadata import read_metadata
     from fbupscale_gui.storage.store import store_cutout
 

@@ -385,7 +385,7 @@ def _server_models(
 
 
 def cmd_upscale(args: argparse.Namespace, cancel: CancelFlag) -> int:
-    from fbupscale_gui.core.images import load_cutout_with_notes, make_source
+    from fbupscale_gui.storage.cutouts import load_cutout_with_notes, make_source
 
     template = _template_request(args)
     files = _collect_inputs(args.inputs)
