@@ -44,7 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fbupscale_gui.core.request import ReconstructionRequest  # noqa: E402
-from fbupscale_gui.eval.degrade import SEVERITIES, degrade  # noqa: E402
+from fbupscale_gui.eval.degrade import degrade  # noqa: E402
+from fbupscale_gui.eval.degrade_params import SEVERITIES  # noqa: E402
 from fbupscale_gui.eval.fidelity import (  # noqa: E402
     deviation_heatmap,
     lr_consistency,

@@ -232,7 +232,7 @@ def test_cli_upscale_with_a_model_and_reproduce(
     )
     assert code == 0, err
     (first,) = [Path(line) for line in out.split()]
-    assert first.name == "player_v0_s2_nolora_seed5.png"
+    assert first.name == "player_span2x.png"
     record = read_metadata(first)
     assert record.request.engine == "model:span2x"
     assert record.request.sr_model == library.ref("span2x")
