@@ -22,11 +22,17 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QWidget
 from fbupscale_gui.state.number_suggest import NumberSuggester
 from fbupscale_gui.state.settings_model import read_window_geometry
 from fbupscale_gui.ui.theme import set_style_property
+from fbupscale_gui.ui.window_actions import (
+    build_actions,
+    build_menus,
+    build_toolbar,
+    update_actions,
+)
 
 if TYPE_CHECKING:
     from PySide6.QtCore import QSettings
-    from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-    from PySide6.QtWidgets import QPushButton
+    from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent
+    from PySide6.QtWidgets import QComboBox, QPushButton, QToolBar
 
     from fbupscale_gui.core.settings import Settings
     from fbupscale_gui.state.cutouts import Cutout
@@ -62,6 +68,28 @@ _EXPORT_TOLD_KEY: Final = "ui/export_folder_told"
 
 class MainWindow(QMainWindow):
     """Three panes: cutouts | scene + parameters | candidates and compare."""
+
+    # made by ui/window_actions.py
+    open_action: QAction
+    open_folder_action: QAction
+    open_clip_action: QAction
+    paste_action: QAction
+    run_action: QAction
+    cancel_action: QAction
+    export_action: QAction
+    export_current_action: QAction
+    settings_action: QAction
+    sessions_action: QAction
+    rerun_action: QAction
+    models_action: QAction
+    flux_models_action: QAction
+    next_action: QAction
+    prev_action: QAction
+    quit_action: QAction
+    pick_actions: list[QAction]
+    engine_combo: QComboBox
+    run_button: QPushButton
+    toolbar: QToolBar
 
     def __init__(
         self,
@@ -170,9 +198,9 @@ class MainWindow(QMainWindow):
         if app is not None:
             app.installEventFilter(self._wheel_guard)
 
-        self._build_actions()
-        self._build_toolbar()
-        self._build_menus()
+        build_actions(self)
+        build_toolbar(self)
+        build_menus(self)
         self._bind()
         self._params_from_settings(session.settings.settings)
         self._restore_layout()
@@ -184,200 +212,6 @@ class MainWindow(QMainWindow):
         QTimer.singleShot(0, self.cutouts.list, self.cutouts.list.setFocus)
 
     # -- construction ---------------------------------------------------------------------
-
-    def _action(
-        self,
-        text: str,
-        slot: object,
-        shortcuts: list[QKeySequence | str] | None = None,
-        tip: str = "",
-    ) -> QAction:
-        from PySide6.QtGui import QAction, QKeySequence
-
-        action = QAction(text, self)
-        if shortcuts:
-            action.setShortcuts([QKeySequence(s) if isinstance(s, str) else s for s in shortcuts])
-        keys = ", ".join(
-            QKeySequence(s).toString() if isinstance(s, str) else s.toString()
-            for s in shortcuts or []
-        )
-        action.setToolTip(f"{tip or text.replace('…', '')}" + (f" ({keys})" if keys else ""))
-        action.triggered.connect(slot)
-        self.addAction(action)  # shortcuts work even when the menu bar is hidden
-        return action
-
-    def _build_actions(self) -> None:
-        from PySide6.QtGui import QAction, QKeySequence
-
-        self.open_action = self._action(
-            "Open…",
-            self.open_files,
-            [QKeySequence(QKeySequence.StandardKey.Open)],
-            "Open cutout files",
-        )
-        self.open_folder_action = self._action(
-            "Open folder…", self.open_folder, ["Ctrl+Alt+O"], "Open a folder of cutouts"
-        )
-        self.open_clip_action = self._action(
-            "Open clip…",
-            self.open_clip,
-            ["Ctrl+Shift+O"],
-            "Open a match clip: scrub, cut regions, batch-upscale a range",
-        )
-        self.paste_action = self._action(
-            "Paste cutout",
-            self.paste,
-            [QKeySequence(QKeySequence.StandardKey.Paste)],
-            "Paste an image",
-        )
-        self.paste_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        self.cutouts.addAction(self.paste_action)
-        self.run_action = self._action(
-            "Run", self.run_selected, ["Ctrl+R", "F5"], "Queue the selected cutouts"
-        )
-        self.cancel_action = self._action(
-            "Cancel", self.cancel, ["Esc"], "Stop the running job and drop the queue"
-        )
-        self.export_action = self._action(
-            "Export picks", self.export_all, ["Ctrl+E"], "Export every cutout's picked candidate"
-        )
-        self.export_current_action = self._action(
-            "Export current pick", self.export_current, ["Ctrl+Shift+E"]
-        )
-        self.settings_action = self._action(
-            "Settings…", self.open_settings, [QKeySequence(QKeySequence.StandardKey.Preferences)]
-        )
-        self.sessions_action = self._action(
-            "Sessions…",
-            self.open_sessions,
-            ["Ctrl+Shift+S"],
-            "Open, create, rename, archive or delete sessions (work is saved as it is made)",
-        )
-        self.rerun_action = self._action(
-            "Re-run interrupted jobs",
-            self.rerun_interrupted,
-            [],
-            "Queue again the jobs that were running or waiting when fbupscale stopped",
-        )
-        self.models_action = self._action(
-            "Super-resolution models…",
-            self.open_models,
-            [],
-            "Add and remove super-resolution models (SPAN, ESRGAN, Compact, SwinIR, …)",
-        )
-        self.flux_models_action = self._action(
-            "FLUX models…",
-            self.open_flux_models,
-            [],
-            "FLUX.1-dev, its ControlNet and LoRAs: what is found, what is missing, how to get it",
-        )
-        self.next_action = self._action("Next cutout", self.next_cutout, ["PgDown", "Alt+Right"])
-        self.prev_action = self._action(
-            "Previous cutout", self.previous_cutout, ["PgUp", "Alt+Left"]
-        )
-        self.quit_action = self._action(
-            "Quit", self.close, [QKeySequence(QKeySequence.StandardKey.Quit)]
-        )
-        self.pick_actions: list[QAction] = []
-        for i in range(9):
-            action = QAction(f"Pick tile {i + 1}", self)
-            action.setShortcut(QKeySequence(str(i + 1)))
-            action.setData(i)
-            action.triggered.connect(self._on_pick_action)
-            self.addAction(action)
-            self.pick_actions.append(action)
-
-    def _build_toolbar(self) -> None:
-        from PySide6.QtWidgets import QComboBox, QToolBar
-
-        from fbupscale_gui.state.engine_choice import ENGINE_LABELS, ENGINE_LICENCES, ENGINES
-
-        bar = QToolBar("Main")
-        bar.setObjectName("mainToolbar")
-        bar.setMovable(False)
-        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        bar.addAction(self.open_action)
-        bar.addAction(self.open_folder_action)
-        bar.addSeparator()
-        bar.addWidget(QLabel(" Engine "))
-        self.engine_combo = QComboBox()
-        self.engine_combo.setToolTip(
-            "Which engine Run uses (Engine ▸ Super-resolution models… and FLUX models…)"
-        )
-        for engine in ENGINES:
-            self.engine_combo.addItem(ENGINE_LABELS[engine], engine)
-            self.engine_combo.setItemData(
-                self.engine_combo.count() - 1,
-                f"Licence: {ENGINE_LICENCES[engine]}",
-                Qt.ItemDataRole.ToolTipRole,
-            )
-        self.engine_combo.setMinimumContentsLength(26)
-        self.engine_combo.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
-        )
-        bar.addWidget(self.engine_combo)
-        bar.addSeparator()
-        self.run_button = self._button(self.run_action, "Run ▶", primary=True)
-        bar.addWidget(self.run_button)
-        bar.addWidget(self._button(self.cancel_action, "Cancel"))
-        bar.addSeparator()
-        bar.addWidget(self._button(self.export_action, "Export picks"))
-        bar.addSeparator()
-        bar.addAction(self.settings_action)
-        self.addToolBar(bar)
-        self.toolbar = bar
-
-    def _button(self, action: QAction, text: str, *, primary: bool = False) -> QPushButton:
-        """A toolbar push button mirroring ``action`` (the theme styles push buttons)."""
-        from PySide6.QtWidgets import QPushButton
-
-        button = QPushButton(text)
-        button.setToolTip(action.toolTip())
-        button.setEnabled(action.isEnabled())
-        button.clicked.connect(action.trigger)
-        action.enabledChanged.connect(button.setEnabled)
-        if primary:
-            set_style_property(button, "primary", True)
-        return button
-
-    def _build_menus(self) -> None:
-        menu = self.menuBar()
-        file_menu = menu.addMenu("&File")
-        for a in (
-            self.open_action,
-            self.open_folder_action,
-            self.open_clip_action,
-            self.paste_action,
-        ):
-            file_menu.addAction(a)
-        file_menu.addSeparator()
-        file_menu.addAction(self.sessions_action)
-        file_menu.addSeparator()
-        file_menu.addAction(self.export_action)
-        file_menu.addAction(self.export_current_action)
-        file_menu.addSeparator()
-        file_menu.addAction(self.settings_action)
-        file_menu.addSeparator()
-        file_menu.addAction(self.quit_action)
-        run_menu = menu.addMenu("&Run")
-        for a in (
-            self.run_action,
-            self.cancel_action,
-            self.rerun_action,
-            self.next_action,
-            self.prev_action,
-        ):
-            run_menu.addAction(a)
-        engine_menu = menu.addMenu("&Engine")
-        engine_menu.addAction(self.models_action)
-        engine_menu.addAction(self.flux_models_action)
-        engine_menu.addAction("Train LoRA…", self.open_train_window)  # paper 3.3
-        pick_menu = menu.addMenu("&Pick")
-        for a in self.pick_actions:
-            pick_menu.addAction(a)
-        pick_menu.addSeparator()  # fidelity (issue 5): the panel owns these actions
-        pick_menu.addAction(self.candidates.suggest_action)
-        pick_menu.addAction(self.candidates.accept_action)
 
     def _bind(self) -> None:
         s = self.session
@@ -917,16 +751,4 @@ class MainWindow(QMainWindow):
             row.setToolTip(message.details)
 
     def _update_actions(self, *_args: object) -> None:
-        has_cutouts = len(self.session.cutouts) > 0
-        busy = self.session.jobs.is_busy()
-        self.run_action.setEnabled(has_cutouts)
-        self.cancel_action.setEnabled(busy)
-        self.export_action.setEnabled(bool(self.session.candidates.all_picks()))
-        self.export_current_action.setEnabled(
-            self._current is not None
-            and self.session.candidates.picked(self._current.id) is not None
-        )
-        self.rerun_action.setEnabled(bool(self.session.jobs.interrupted()))
-        self.sessions_action.setEnabled(True)
-        self.next_action.setEnabled(has_cutouts)
-        self.prev_action.setEnabled(has_cutouts)
+        update_actions(self)
