@@ -3,10 +3,10 @@
 It holds no state of its own: cutouts, candidates, picks, jobs and settings live in the
 :class:`~fbupscale_gui.state.session.Session`; the panes are bound to it here.
 
-Scene and prompt are per cutout (each cutout is a different player and moment; a new cutout
-inherits only the last scene's teams, kits and stadium, never its people, numbers, action or
-positions). The Advanced parameters and the
-engine are shared by all cutouts.
+Scene and prompt are per cutout, kept in step with the current cutout by
+:class:`~fbupscale_gui.state.editor_sync.EditorSync`; the Advanced parameters and the engine
+are shared by all cutouts. The actions, toolbar and menus are made by
+:mod:`fbupscale_gui.ui.window_actions`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtWidgets import QLabel, QMainWindow, QWidget
+from PySide6.QtWidgets import QLabel, QWidget
 
-from fbupscale_gui.state.number_suggest import NumberSuggester
+from fbupscale_gui.state.editor_sync import EditorSync
 from fbupscale_gui.state.settings_model import read_window_geometry
 from fbupscale_gui.ui.theme import set_style_property
 from fbupscale_gui.ui.window_actions import (
@@ -28,10 +28,11 @@ from fbupscale_gui.ui.window_actions import (
     build_toolbar,
     update_actions,
 )
+from fbupscale_gui.ui.window_inputs import InputsWindow
 
 if TYPE_CHECKING:
     from PySide6.QtCore import QSettings
-    from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent
+    from PySide6.QtGui import QAction, QCloseEvent
     from PySide6.QtWidgets import QComboBox, QPushButton, QToolBar
 
     from fbupscale_gui.core.settings import Settings
@@ -66,7 +67,7 @@ _SELECTED_KEY: Final = "window/selectedCutout"
 _EXPORT_TOLD_KEY: Final = "ui/export_folder_told"
 
 
-class MainWindow(QMainWindow):
+class MainWindow(InputsWindow):
     """Three panes: cutouts | scene + parameters | candidates and compare."""
 
     # made by ui/window_actions.py
@@ -106,9 +107,6 @@ class MainWindow(QMainWindow):
         """
         super().__init__(parent)
         self.confirm_on_close = True
-        self._current: Cutout | None = None
-        #: What the engine read in each cutout (cutout id -> the suggestion shown).
-        self._number_hints: dict[int, str] = {}
         self._video: VideoWindow | None = None
         self._built = False
         self._wanted_sha = ""
@@ -218,10 +216,9 @@ class MainWindow(QMainWindow):
         self.cutouts.currentChanged.connect(self._on_current_cutout)
         self.cutouts.filesDropped.connect(self.load_paths)
         self.cutouts.openRequested.connect(self.open_files)
-        self.scene_editor.promptChanged.connect(self._on_prompt_changed)
-        self.scene_editor.numbersRequested.connect(self._on_numbers_requested)
-        self.number_suggester = NumberSuggester(self.session.jobs, self)
-        self.number_suggester.suggested.connect(self._on_numbers_suggested)
+        self.editor_sync = EditorSync(s, self.scene_editor, self)
+        self.scene_editor.promptChanged.connect(self.editor_sync.on_prompt_changed)
+        self.scene_editor.numbersRequested.connect(self.editor_sync.on_numbers_requested)
         self.engine_combo.currentIndexChanged.connect(self._on_engine_combo)
         s.engine.engineChanged.connect(self._on_engine_changed)
         self._on_engine_changed(s.engine.engine)  # the summary says what the engine uses
@@ -294,10 +291,12 @@ class MainWindow(QMainWindow):
                 return
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        from fbupscale_gui.ui.export_guard import confirm_quit
+
         if not self._built:
             super().closeEvent(event)
             return
-        if self.confirm_on_close and not self._confirm_quit():
+        if self.confirm_on_close and not confirm_quit(self, self.session):
             event.ignore()
             return
         self.save_geometry()
@@ -310,77 +309,7 @@ class MainWindow(QMainWindow):
             log.warning("the engine thread did not stop within 30 s")
         super().closeEvent(event)
 
-    def _confirm_quit(self) -> bool:
-        """Ask before losing a running job or picks that were never exported."""
-        from PySide6.QtWidgets import QMessageBox
-
-        from fbupscale_gui.core.errors import FbError
-
-        unexported = len(self.session.unexported_picks())
-        reasons = []
-        if self.session.jobs.is_busy():
-            reasons.append("a job is running and will be cancelled")
-        if unexported:
-            reasons.append(f"{unexported} picked candidate(s) have not been exported")
-        if not reasons:
-            return True
-        box = QMessageBox(self)
-        box.setIcon(QMessageBox.Icon.Question)
-        box.setWindowTitle("fbupscale")
-        box.setText("Quit? " + "; ".join(reasons) + ".")
-        box.setInformativeText(
-            "Candidates and picks are kept in the session and come back when it is reopened "
-            "(File ▸ Sessions…); exported files are what others can use."
-            if self.session.session_path is not None
-            else "Candidates live only in this window until they are exported."
-        )
-        export = (
-            box.addButton("Export picks and quit", QMessageBox.ButtonRole.AcceptRole)
-            if unexported
-            else None
-        )
-        quit_button = box.addButton(
-            "Quit without exporting", QMessageBox.ButtonRole.DestructiveRole
-        )
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        clicked = box.clickedButton()
-        if export is not None and clicked is export:
-            if not self._fidelity_ok(None):
-                return False
-            try:
-                self.session.export()
-            except FbError as exc:
-                QMessageBox.warning(self, "fbupscale", f"Export failed, not quitting: {exc}")
-                return False
-            return True
-        return clicked is quit_button
-
-    # -- loading --------------------------------------------------------------------------
-
-    @Slot(list)
-    def load_paths(self, paths: list[str]) -> None:
-        """Load cutouts; a clip among them opens in the video window instead."""
-        from fbupscale_gui.state.video import is_clip_path
-
-        clips = [p for p in paths if is_clip_path(p)]
-        images = [p for p in paths if not is_clip_path(p)]
-        if images:
-            self.session.load(images)
-        if clips:
-            self.show_clip(clips[0])
-
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if self._built and event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:
-        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
-        if self._built and paths:
-            event.acceptProposedAction()
-            self.load_paths(paths)
-
-    # -- clips ----------------------------------------------------------------------------
+    # -- the train window -----------------------------------------------------------------
 
     def open_train_window(self) -> None:
         """The Train window (its own module; training runs in a child process)."""
@@ -392,135 +321,18 @@ class MainWindow(QMainWindow):
         self._train.show()
         self._train.raise_()
 
-    @property
-    def video_window(self) -> VideoWindow:
-        """The video window (made on first use; closing it only hides it)."""
-        if self._video is None:
-            from fbupscale_gui.ui.video_window import VideoWindow
-
-            self._video = VideoWindow(self.session, self)
-            self._video.cutoutSent.connect(self._on_cutout_sent)
-        return self._video
-
-    def show_clip(self, path: str) -> None:
-        """Open ``path`` in the video window and bring the window up."""
-        video = self.video_window
-        video.show()
-        video.raise_()
-        video.activateWindow()
-        video.open_clip(path)
-
-    def open_clip(self) -> None:
-        from PySide6.QtWidgets import QFileDialog
-
-        from fbupscale_gui.state.video import VIDEO_SUFFIXES
-
-        pattern = " ".join(f"*{s}" for s in VIDEO_SUFFIXES)
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open a clip", "", f"Clips ({pattern});;All files (*)"
-        )
-        if path:
-            self.show_clip(path)
-
-    @Slot(int)
-    def _on_cutout_sent(self, cutout_id: int) -> None:
-        self._select_cutout(cutout_id)
-
-    def open_files(self) -> None:
-        from PySide6.QtWidgets import QFileDialog
-
-        from fbupscale_gui.state.cutouts import IMAGE_SUFFIXES
-
-        image_filter = "Images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ");;All files (*)"
-        paths, _ = QFileDialog.getOpenFileNames(self, "Open cutouts", "", image_filter)
-        if paths:
-            self.load_paths(paths)
-
-    def open_folder(self) -> None:
-        from PySide6.QtWidgets import QFileDialog
-
-        folder = QFileDialog.getExistingDirectory(self, "Open a folder of cutouts")
-        if folder:
-            self.load_paths([folder])
-
-    def paste(self) -> None:
-        from PySide6.QtWidgets import QApplication
-
-        from fbupscale_gui.state.session import Message
-        from fbupscale_gui.worker.qimage import qimage_to_pil
-
-        clipboard = QApplication.clipboard()
-        mime = clipboard.mimeData()
-        if mime is not None and mime.hasUrls():
-            paths = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
-            if paths:
-                self.load_paths(paths)
-                return
-        image = clipboard.image()
-        if image.isNull():
-            self.show_message(Message("warning", "The clipboard holds no image to paste."))
-            return
-        pasted = qimage_to_pil(image)
-        report = self.session.cutouts.add_image(pasted, "pasted")
-        if report.added:
-            cutout = report.added[0]
-            self._select_cutout(cutout.id)
-            text = f"Pasted {cutout.name} ({pasted.width}×{pasted.height} px): it is selected."
-            self.show_message(Message("info", text))
-        elif report.duplicates:
-            self.show_message(Message("info", "That image is already in the cutouts list."))
-
-    def _select_cutout(self, cutout_id: int) -> None:
-        """Select and show the cutout with ``cutout_id`` in the list."""
-        try:
-            row = self.session.cutouts.row_of(cutout_id)
-        except KeyError:
-            return
-        self.cutouts.select_row(row)
-
     # -- current cutout and its scene -----------------------------------------------------
 
     @Slot(object)
     def _on_current_cutout(self, cutout: Cutout | None) -> None:
-        from fbupscale_gui.core.scene import Scene
-
-        self._store_editor()
-        self._current = cutout
+        self.editor_sync.set_current(cutout)
         self.candidates.set_cutout(cutout)
-        if cutout is not None:
-            scene = cutout.scene or self.session.cutouts.starting_scene() or Scene()
-            self.scene_editor.set_scene(scene, cutout.prompt if cutout.prompt_manual else None)
-            self._store_editor()
-        hint = self._number_hints.get(cutout.id, "") if cutout is not None else ""
-        self.scene_editor.show_number_suggestion(hint)
         self._update_actions()
 
-    @Slot()
-    def _on_numbers_requested(self) -> None:
-        if self._current is not None:
-            self.scene_editor.reading_numbers()
-            self.number_suggester.read(self._current)
-
-    @Slot(int, str)
-    def _on_numbers_suggested(self, cutout_id: int, text: str) -> None:
-        self._number_hints[cutout_id] = text
-        if self._current is not None and self._current.id == cutout_id:
-            self.scene_editor.show_number_suggestion(text)
-
-    def _store_editor(self) -> None:
-        """Copy the editor's scene and prompt into the current cutout."""
-        cutout = self._current
-        if cutout is None:
-            return
-        cutout.scene = self.scene_editor.scene()
-        cutout.prompt = self.scene_editor.prompt()
-        cutout.prompt_manual = self.scene_editor.is_prompt_manual()
-        self.session.cutouts.last_scene = cutout.scene
-        self.session.note_cutout_changed(cutout)  # queued to the session writer
-
-    @Slot(str)
-    def _on_prompt_changed(self, _prompt: str) -> None:
-        self._store_editor()
+    @property
+    def current_cutout(self) -> Cutout | None:
+        """The cutout shown in the scene editor and the candidates pane."""
+        return self.editor_sync.current
 
     def next_cutout(self) -> None:
         self.cutouts.step(+1)
@@ -582,7 +394,7 @@ class MainWindow(QMainWindow):
     # -- running --------------------------------------------------------------------------
 
     def run_selected(self) -> list[Job]:
-        self._store_editor()
+        self.editor_sync.store()
         return self.session.run(self.cutouts.selected(), self.params.apply_to)
 
     def cancel(self) -> None:
@@ -599,10 +411,10 @@ class MainWindow(QMainWindow):
         from PySide6.QtGui import QAction
 
         action = self.sender()
-        if isinstance(action, QAction) and self._current is not None:
+        if isinstance(action, QAction) and self.current_cutout is not None:
             index = action.data()
             if isinstance(index, int):
-                self.session.candidates.pick_index(self._current.id, index)
+                self.session.candidates.pick_index(self.current_cutout.id, index)
 
     # -- export ---------------------------------------------------------------------------
 
@@ -611,8 +423,8 @@ class MainWindow(QMainWindow):
             self.session.export_in_background()
 
     def export_current(self) -> None:
-        if self._current is not None and self._fidelity_ok([self._current.id]):
-            self.session.export_in_background([self._current.id])
+        if self.current_cutout is not None and self._fidelity_ok([self.current_cutout.id]):
+            self.session.export_in_background([self.current_cutout.id])
 
     @Slot(object)
     def _on_exported(self, paths: object) -> None:
@@ -675,14 +487,14 @@ class MainWindow(QMainWindow):
         """The Sessions dialog (open, new, rename, archive, delete)."""
         from fbupscale_gui.ui.sessions_dialog import SessionsDialog
 
-        self._store_editor()  # the current cutout's edits belong to the session being left
+        self.editor_sync.store()  # the current cutout's edits belong to the session being left
         dialog = SessionsDialog(self.session, self)
         dialog.exec()
 
     @Slot()
     def _on_cutouts_reset(self) -> None:
         """Another session was opened: nothing is current any more."""
-        self._current = None
+        self.editor_sync.current = None
         self.candidates.set_cutout(None)
         self._update_actions()
 

@@ -242,8 +242,8 @@ def update_actions(window: MainWindow) -> None:
     window.cancel_action.setEnabled(busy)
     window.export_action.setEnabled(bool(window.session.candidates.all_picks()))
     window.export_current_action.setEnabled(
-        window._current is not None
-        and window.session.candidates.picked(window._current.id) is not None
+        window.current_cutout is not None
+        and window.session.candidates.picked(window.current_cutout.id) is not None
     )
     window.rerun_action.setEnabled(bool(window.session.jobs.interrupted()))
     window.sessions_action.setEnabled(True)
