@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from fbupscale_gui.core.errors import FbError, InputImageError, ModelNotFoundError
+from fbupscale_gui.core.errors import FbError, InputImageError, ModelNotFoundError, error_line
 from fbupscale_gui.core.export import ExportItem, contradicting, low_fidelity
 from fbupscale_gui.core.job import Note
 from fbupscale_gui.core.request import (
@@ -858,7 +858,7 @@ def _reason(exc: BaseException) -> str:
         return exc.reason
     if isinstance(exc, RecursionError):
         return "its index holds data nested too deeply to read"
-    return str(exc) or type(exc).__name__
+    return error_line(exc)
 
 
 def _listed(problems: list[str], shown: int = 5) -> str:

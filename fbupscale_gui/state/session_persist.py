@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Final
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from fbupscale_gui.core.errors import FbError
+from fbupscale_gui.core.errors import FbError, error_line
 from fbupscale_gui.storage.session_store import (
     CandidateRow,
     CutoutRow,
@@ -82,10 +82,8 @@ def write_error_text(folder: Path, exc: BaseException) -> str:
         why = "the disk is full"
     elif readonly:
         why = "the folder is read-only"
-    elif isinstance(exc, OSError):
-        why = exc.strerror or str(exc)
     else:
-        why = str(exc) or type(exc).__name__
+        why = error_line(exc, where=False)
     if not isinstance(exc, OSError | sqlite3.OperationalError) and not full and not readonly:
         # not a disk problem: space or permissions would not help
         return (

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Final, Literal
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
-from fbupscale_gui.core.errors import FbError
 from fbupscale_gui.core.messages import VideoBatchJob
 from fbupscale_gui.storage.video import (
     ClipError,
@@ -57,7 +56,6 @@ __all__ = [
     "cutout_name",
     "default_output",
     "describe_clip",
-    "error_text",
     "is_clip_path",
 ]
 
@@ -397,10 +395,3 @@ def check_output(path: str) -> str | None:
     if not out.parent.is_dir():
         return f"the output folder {out.parent} does not exist"
     return None
-
-
-def error_text(exc: BaseException) -> str:
-    """One line for the operator."""
-    if isinstance(exc, FbError):
-        return str(exc)
-    return f"unexpected error ({type(exc).__name__}: {exc}); the details are in the log"

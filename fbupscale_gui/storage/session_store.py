@@ -36,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from fbupscale_gui.core.errors import FbError
+from fbupscale_gui.core.errors import FbError, error_line
 from fbupscale_gui.storage.atomic import atomic_write_bytes, clean_stale_temps
 from fbupscale_gui.storage.paths import PathEscapeError, contained
 
@@ -251,7 +251,9 @@ def create_session(name: str = "", root: str | Path | None = None) -> Path:
         finally:
             store.close()
     except (OSError, sqlite3.Error) as exc:
-        raise SessionError(f"cannot create a session in {base}: {_why(exc)}") from None
+        raise SessionError(
+            f"cannot create a session in {base}: {error_line(exc, where=False)}"
+        ) from None
     return folder
 
 
@@ -292,7 +294,7 @@ def delete_session(path: str | Path) -> None:
     try:
         shutil.rmtree(folder)
     except OSError as exc:
-        raise SessionError(f"cannot delete {folder}: {_why(exc)}") from None
+        raise SessionError(f"cannot delete {folder}: {error_line(exc, where=False)}") from None
 
 
 def read_info(path: str | Path) -> SessionInfo:
@@ -363,7 +365,7 @@ def session_damage(path: str | Path) -> str:
         if index.stat().st_size == 0:
             return f"its index {INDEX_NAME} is empty (0 bytes)"
     except OSError as exc:
-        return f"its index {INDEX_NAME} cannot be read ({_why(exc)})"
+        return f"its index {INDEX_NAME} cannot be read ({error_line(exc, where=False)})"
     try:
         conn = _connect(folder, readonly=True)
         try:
@@ -497,13 +499,9 @@ def rebuild_index(path: str | Path) -> tuple[SessionInfo, list[str]]:
             store.close()
         return read_info(folder), problems
     except (OSError, sqlite3.Error) as exc:
-        raise SessionError(f"cannot rebuild the session in {folder}: {_why(exc)}") from None
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
-    return str(exc)
+        raise SessionError(
+            f"cannot rebuild the session in {folder}: {error_line(exc, where=False)}"
+        ) from None
 
 
 # -- the store ----------------------------------------------------------------------------
@@ -942,8 +940,8 @@ def _describe(exc: BaseException) -> str:
     if name == "DecompressionBombError":
         return "an image in it is too large to decode safely"
     if isinstance(exc, FbError):
-        return str(exc)
-    return f"{name}: {str(exc)[:200]}"
+        return error_line(exc)
+    return f"{name}: {error_line(exc, limit=200)}"
 
 
 def _prompt_is_manual(scene_json: str, prompt: str) -> bool:
@@ -973,7 +971,7 @@ def read_candidate_image(path: str | Path) -> Image.Image:
             im.load()
             return im.convert("RGB")
     except (OSError, ValueError, PilImage.DecompressionBombError) as exc:
-        raise SessionError(f"candidate {target.name}: {_why(exc)}") from None
+        raise SessionError(f"candidate {target.name}: {error_line(exc, where=False)}") from None
 
 
 def _json_obj(text: object) -> dict[str, Any]:

@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import numpy as np
 from PIL import Image
 
-from fbupscale_gui.core.errors import Cancelled, InputImageError, RequestError
+from fbupscale_gui.core.errors import Cancelled, InputImageError, RequestError, error_line
 from fbupscale_gui.core.job import IsCancelled, OnProgress, Progress
 from fbupscale_gui.storage.atomic import apply_umask
 
@@ -358,12 +358,6 @@ def _check_file(path: Path) -> None:
         raise ClipError(path, "empty file (0 bytes)")
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
-
-
 def _open_container(path: Path) -> av.container.InputContainer:
     import av
 
@@ -371,9 +365,11 @@ def _open_container(path: Path) -> av.container.InputContainer:
     try:
         container = av.open(str(path), mode="r")
     except av.FFmpegError as exc:
-        raise ClipError(path, f"not a video clip FFmpeg can read ({_reason(exc)})") from None
+        raise ClipError(
+            path, f"not a video clip FFmpeg can read ({error_line(exc, limit=200)})"
+        ) from None
     except (OSError, ValueError) as exc:
-        raise ClipError(path, f"cannot be read ({_reason(exc)})") from None
+        raise ClipError(path, f"cannot be read ({error_line(exc, limit=200)})") from None
     try:
         fmt = container.format.name
         if fmt not in SUPPORTED_FORMATS:
@@ -536,7 +532,7 @@ class ClipReader:
                     continue  # a damaged packet: the decoder recovers at the next one
                 yield from frames
         except av.FFmpegError as exc:
-            raise ClipError(self.path, f"decoding failed ({_reason(exc)})") from None
+            raise ClipError(self.path, f"decoding failed ({error_line(exc, limit=200)})") from None
 
     def _indexed(self) -> Iterator[tuple[int, av.VideoFrame]]:
         last = -1
@@ -931,7 +927,7 @@ def _collect_audio(
                 results.append(_reencode_audio(container, in_stream, out, range_start, range_end))
         except av.FFmpegError as exc:
             raise ClipError(
-                path, f"reading audio stream #{n + 1} failed ({_reason(exc)})"
+                path, f"reading audio stream #{n + 1} failed ({error_line(exc, limit=200)})"
             ) from None
         finally:
             container.close()
@@ -1160,7 +1156,7 @@ def upscale_range(
                 written = tmp.stat().st_size if tmp.exists() else 0
                 raise ClipError(
                     out,
-                    f"writing the clip failed after {done} frames, {written} bytes ({_reason(exc)}); "
+                    f"writing the clip failed after {done} frames, {written} bytes ({error_line(exc, limit=200)}); "
                     "nothing was saved under this name",
                 ) from None
             finally:

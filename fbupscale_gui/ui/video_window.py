@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from fbupscale_gui.core.errors import FbError
+from fbupscale_gui.core.errors import FbError, error_line
 from fbupscale_gui.core.images import image_sha256
 from fbupscale_gui.core.request import ReconstructionRequest
 from fbupscale_gui.core.temporal import TEMPORAL_MODES
@@ -56,7 +56,6 @@ from fbupscale_gui.state.video import (
     cutout_name,
     default_output,
     describe_clip,
-    error_text,
     is_clip_path,
 )
 from fbupscale_gui.storage.video import FIELDS, ClipInfo, Field, Rect, UpscaleResult, parse_position
@@ -871,7 +870,7 @@ class VideoWindow(QWidget):
             set_style_property(self.batch_label, "role", "warning")
         else:
             self.progress.setValue(0)
-            why = error_text(job.error) if job.error is not None else "no result"
+            why = error_line(job.error, unexpected=True) if job.error is not None else "no result"
             self.batch_label.setText(f"Failed — nothing was written: {why}")
             set_style_property(self.batch_label, "role", "error")
         self._update_batch_buttons()
