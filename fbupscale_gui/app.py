@@ -111,6 +111,7 @@ def _build(
     session = Session(SettingsModel())
     gpu = GpuMonitor()
     window.build(session, gpu)
+    window.errors.install_hooks()  # an error in a slot or a thread is shown and logged
     if os.environ.get("FBUPSCALE_QUIT_WHEN_SHOWN"):
         _report("ready", started)
         window.confirm_on_close = False

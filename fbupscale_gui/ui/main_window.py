@@ -138,6 +138,7 @@ class MainWindow(InputsWindow):
 
         from fbupscale_gui.ui.candidates_panel import CandidatesPanel
         from fbupscale_gui.ui.cutout_panel import CutoutPanel
+        from fbupscale_gui.ui.error_channel import ErrorChannel
         from fbupscale_gui.ui.message_bar import MessageBar
         from fbupscale_gui.ui.params_panel import ParamsPanel
         from fbupscale_gui.ui.scene_editor import SceneEditor
@@ -168,6 +169,7 @@ class MainWindow(InputsWindow):
         self.splitter.setChildrenCollapsible(False)
 
         self.messages: MessageBar = MessageBar()
+        self.errors = ErrorChannel(self._show, self)  # what is shown is logged too
         central = QWidget()
         central_layout = QVBoxLayout(central)
         central_layout.setContentsMargins(0, 0, 0, 0)
@@ -227,7 +229,7 @@ class MainWindow(InputsWindow):
         s.jobs.busyChanged.connect(self._update_actions)
         s.candidates.pickChanged.connect(self._update_actions)
         s.cutouts.rowsInserted.connect(self._update_actions)
-        s.message.connect(self.show_message)
+        s.message.connect(self.errors.report)
         s.exported.connect(self._on_exported)
         s.loraReported.connect(self.params.show_lora_report)
         s.sessionChanged.connect(self._on_session_changed)
@@ -307,6 +309,7 @@ class MainWindow(InputsWindow):
             self._video.close()
         if not self.session.shutdown(timeout_ms=30_000):
             log.warning("the engine thread did not stop within 30 s")
+        self.errors.uninstall_hooks()
         super().closeEvent(event)
 
     # -- the train window -----------------------------------------------------------------
@@ -545,6 +548,10 @@ class MainWindow(InputsWindow):
 
     @Slot(object)
     def show_message(self, message: Message) -> None:
+        """Show ``message`` through the error channel (logged when it is a warning or error)."""
+        self.errors.report(message)
+
+    def _show(self, message: Message) -> None:
         """Errors and warnings as banners (one per topic); passing news in the status bar."""
         from fbupscale_gui.state.session import FLUX_TOPIC
 

@@ -1,0 +1,116 @@
+"""The window's one error channel: what it shows is logged, and an exception escaping a Qt slot
+or a thread is shown in the message bar and logged (the hooks), never only printed, and the
+window keeps working."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+from PySide6.QtCore import QObject, Signal
+
+from fbupscale_gui.state.session import Message
+from fbupscale_gui.ui.error_channel import UNEXPECTED_TOPIC
+from fbupscale_gui.ui.main_window import MainWindow
+
+CHANNEL_LOG = "fbupscale_gui.ui.error_channel"
+
+
+@pytest.fixture
+def hooked(window: MainWindow) -> Iterator[MainWindow]:
+    """The window with its hooks installed, as the application installs them."""
+    before = (sys.excepthook, threading.excepthook)
+    window.errors.install_hooks()
+    yield window
+    window.errors.uninstall_hooks()
+    assert (sys.excepthook, threading.excepthook) == before
+
+
+class _Emitter(QObject):
+    fired = Signal()
+
+
+def _unexpected_banner(window: MainWindow) -> str:
+    row = window.messages.row_for(UNEXPECTED_TOPIC)
+    return row.label.text() if row is not None else ""
+
+
+@pytest.mark.qt_no_exception_capture
+def test_an_exception_in_a_qt_slot_reaches_the_bar_and_the_log(
+    hooked: MainWindow, qtbot, caplog: pytest.LogCaptureFixture
+) -> None:
+    window = hooked
+
+    def broken_slot() -> None:
+        raise RuntimeError("slot went wrong")
+
+    emitter = _Emitter()
+    emitter.fired.connect(broken_slot)
+    with caplog.at_level(logging.ERROR, logger=CHANNEL_LOG):
+        emitter.fired.emit()  # Qt calls the slot; the exception goes to sys.excepthook
+        qtbot.waitUntil(lambda: "slot went wrong" in _unexpected_banner(window))
+    assert _unexpected_banner(window) == (
+        "unexpected error (RuntimeError: slot went wrong); the details are in the log"
+    )
+    row = window.messages.row_for(UNEXPECTED_TOPIC)
+    assert row is not None and "broken_slot" in row.toolTip()  # the traceback
+    logged = [r for r in caplog.records if r.name == CHANNEL_LOG]
+    assert logged and logged[0].exc_info is not None
+    assert logged[0].exc_info[1] is not None and "slot went wrong" in str(logged[0].exc_info[1])
+    # the window still works
+    window.session.message.emit(Message("warning", "still here"))
+    assert "still here" in window.messages.texts()
+
+
+@pytest.mark.qt_no_exception_capture
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_an_exception_in_a_thread_reaches_the_bar_and_the_log(
+    hooked: MainWindow, qtbot, caplog: pytest.LogCaptureFixture
+) -> None:
+    window = hooked
+
+    def broken_work() -> None:
+        raise ValueError("thread went wrong")
+
+    with caplog.at_level(logging.ERROR, logger=CHANNEL_LOG):
+        worker = threading.Thread(target=broken_work, name="broken-worker")
+        worker.start()
+        worker.join()
+        qtbot.waitUntil(lambda: "thread went wrong" in _unexpected_banner(window))
+    assert _unexpected_banner(window) == (
+        "thread broken-worker: unexpected error (ValueError: thread went wrong); "
+        "the details are in the log"
+    )
+    logged = [r for r in caplog.records if r.name == CHANNEL_LOG]
+    assert logged and "broken-worker" in logged[0].getMessage()
+    assert logged[0].exc_info is not None
+
+
+def test_a_hook_installed_before_is_still_called(
+    window: MainWindow, qtbot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test runner's or debugger's hook keeps seeing the exceptions (after ours)."""
+    seen: list[BaseException] = []
+    monkeypatch.setattr(sys, "excepthook", lambda _t, exc, _tb: seen.append(exc))
+    window.errors.install_hooks()
+    try:
+        error = KeyError("missing")
+        sys.excepthook(KeyError, error, None)
+    finally:
+        window.errors.uninstall_hooks()
+    assert seen == [error]
+    qtbot.waitUntil(lambda: "KeyError" in _unexpected_banner(window))
+
+
+def test_what_the_window_shows_is_logged(
+    window: MainWindow, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger=CHANNEL_LOG):
+        window.session.message.emit(Message("error", "Export failed: disk full", topic="export"))
+        window.session.message.emit(Message("info", "Exported 1 file(s)"))
+    assert "Export failed: disk full" in window.messages.texts()
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == CHANNEL_LOG]
+    assert logged == [(logging.ERROR, "Export failed: disk full")]  # news is not an error
