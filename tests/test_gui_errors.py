@@ -4,13 +4,15 @@ window keeps working."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Signal, Slot
 
 from fbupscale_gui.state.session import Message
 from fbupscale_gui.ui.error_channel import UNEXPECTED_TOPIC
@@ -114,3 +116,40 @@ def test_what_the_window_shows_is_logged(
     assert "Export failed: disk full" in window.messages.texts()
     logged = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == CHANNEL_LOG]
     assert logged == [(logging.ERROR, "Export failed: disk full")]  # news is not an error
+
+
+class _Received(QObject):
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    @Slot(str)
+    def take(self, text: str) -> None:
+        self.texts.append(text)
+
+
+def test_a_bug_in_a_session_write_is_shown_every_time(qtbot, tmp_path: Path) -> None:
+    """A full disk is reported once until a write succeeds again; a bug in a write is shown
+    each time, even while the disk problem stands (it was only logged)."""
+    from fbupscale_gui.state.session_persist import SessionWriter
+
+    def disk_full(_store: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def bug(_store: object) -> None:
+        raise KeyError("row")
+
+    received = _Received()
+    writer = SessionWriter(tmp_path / "session")
+    writer.failed.connect(received.take)
+    try:
+        for op in (disk_full, disk_full, bug, bug):
+            writer.submit(op)
+        assert writer.flush(10)
+        qtbot.waitUntil(lambda: len(received.texts) == 3)
+    finally:
+        writer.close(10)
+    disk, first_bug, second_bug = received.texts
+    assert "the disk is full" in disk
+    assert "unexpected error (KeyError: 'row'); the details are in the log" in first_bug
+    assert first_bug == second_bug

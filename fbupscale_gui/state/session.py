@@ -182,7 +182,7 @@ class Session(QObject):
         self.jobs.noted.connect(self._on_job_note)
         self.cutouts.loaded.connect(self._on_loaded)
         self.engine.fluxMissing.connect(self._on_flux_missing)
-        self._exported: set[int] = set()  # id() of exported CandidateEntry objects
+        self._exported: set[int] = set()  # uid of each exported CandidateEntry
         self.recorder = SessionRecorder(self.cutouts, self.candidates, self.jobs, self)
         self.recorder.failed.connect(self._on_save_failed)
         self.recorder.recovered.connect(self._on_save_recovered)
@@ -725,7 +725,7 @@ class Session(QObject):
 
     def unexported_picks(self) -> list[CandidateEntry]:
         """Picks that exist only in this window (lost on quit unless exported)."""
-        return [e for _c, e in self._picked(None) if id(e) not in self._exported]
+        return [e for _c, e in self._picked(None) if e.uid not in self._exported]
 
     def _write(
         self, picked: list[tuple[Cutout, CandidateEntry]], folder: str | Path | None
@@ -749,7 +749,7 @@ class Session(QObject):
         """Export picks now (calling thread). Raises ExportError with an actionable message."""
         picked = self._picked(cutout_ids)
         paths = self._write(picked, folder)
-        self._exported.update(id(e) for _c, e in picked)
+        self._exported.update(e.uid for _c, e in picked)
         self.recorder.record_exports([e for _c, e in picked], paths)
         return paths
 
@@ -784,7 +784,7 @@ class Session(QObject):
                 Message("error", f"Export failed unexpectedly: {result}", topic="export")
             )
             return
-        self._exported.update(id(e) for _c, e in picked)
+        self._exported.update(e.uid for _c, e in picked)
         self.recorder.record_exports([e for _c, e in picked], result)
         self.exported.emit(result)
         folder = result[0].parent if result else ""

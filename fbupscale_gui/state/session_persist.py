@@ -82,8 +82,8 @@ def write_error_text(folder: Path, exc: BaseException) -> str:
         why = "the disk is full"
     elif readonly:
         why = "the folder is read-only"
-    else:
-        why = error_line(exc, where=False)
+    else:  # anything but a disk or database problem is a bug: say so
+        why = error_line(exc, where=False, unexpected=not isinstance(exc, sqlite3.Error))
     if not isinstance(exc, OSError | sqlite3.OperationalError) and not full and not readonly:
         # not a disk problem: space or permissions would not help
         return (
@@ -100,7 +100,9 @@ def write_error_text(folder: Path, exc: BaseException) -> str:
 class SessionWriter(QObject):
     """A writer thread for one session folder. Signals arrive in the GUI thread."""
 
-    failed = Signal(str)  # a message naming the folder (once until a write succeeds again)
+    #: A message naming the folder: a disk or database problem once until a write succeeds
+    #: again, a bug in a write every time.
+    failed = Signal(str)
     recovered = Signal()
     opened = Signal(object)  # list[int]: job ids marked interrupted by the open
 
@@ -183,7 +185,8 @@ class SessionWriter(QObject):
                 self._report(exc)
             except Exception as exc:  # a bug in one write must not stop the others
                 log.exception("session write failed in %s", self.path)
-                self._report(exc)
+                # shown every time: unlike a full disk, it does not wait for a write to succeed
+                self.failed.emit(write_error_text(self.path, exc))
             else:
                 # only a file written again proves the disk is back (index rows are tiny)
                 if self._failing and getattr(item, "writes_file", False):
@@ -463,7 +466,7 @@ class SessionRecorder(QObject):
         # Rows are named by tokens: a restored row by minus its id, a new one by a positive
         # number the writer maps to the id it gets (the GUI thread never waits for an id).
         self._job_ids: dict[int, int] = {}  # Job.id -> token
-        self._cand_ids: dict[int, tuple[CandidateEntry, int]] = {}  # id(entry) -> (entry, token)
+        self._cand_ids: dict[int, int] = {}  # entry uid -> token
         self._interrupted_rows: dict[int, int] = {}  # Job.id of an interrupted job -> token
         self._prompts: dict[str, tuple[str, str, bool]] = {}  # last recorded, per cutout key
         cutouts.loaded.connect(self._on_loaded)
@@ -520,7 +523,7 @@ class SessionRecorder(QObject):
 
     def apply(self, restored: Restored) -> tuple[list[Job], set[int]]:
         """Fill the (empty) models from ``restored``. Returns the interrupted jobs and the
-        ``id()`` of the entries that were exported."""
+        ``uid`` of the entries that were exported."""
         from fbupscale_gui.core.request import ReconstructionRequest
         from fbupscale_gui.core.scene import Scene
 
@@ -552,10 +555,10 @@ class SessionRecorder(QObject):
                     entry = self._candidates.restore_stored(
                         cutout.id, crow.run, cand.stored, crow.lr_consistency, dict(crow.models)
                     )
-                    self._cand_ids[id(entry)] = (entry, -crow.id)
+                    self._cand_ids[entry.uid] = -crow.id
                     by_row[crow.id] = entry
                     if crow.id in snap.exported:
-                        exported.add(id(entry))
+                        exported.add(entry.uid)
                 for cutout_key, cand_id in snap.picks.items():
                     picked = by_row.get(cand_id)
                     if picked is not None and cutout_key in by_key:
@@ -639,7 +642,7 @@ class SessionRecorder(QObject):
         if row_id is None or key is None or self.writer is None:
             return
         cid = next(_TOKENS)
-        self._cand_ids[id(entry)] = (entry, cid)
+        self._cand_ids[entry.uid] = cid
         self._submit(_PutCandidate(cid, row_id, candidate_row(key, entry), entry, job.cutout))
         picked = self._candidates.picked(entry.cutout_id)
         if picked is entry:  # the first candidate is picked before it is recorded
@@ -651,16 +654,16 @@ class SessionRecorder(QObject):
         key = self._cutout_key(cutout_id)
         if entry is None or key is None:
             return
-        known = self._cand_ids.get(id(entry))
-        if known is not None and known[0] is entry:
-            self._submit(_SetPick(key, known[1]))
+        known = self._cand_ids.get(entry.uid)
+        if known is not None:
+            self._submit(_SetPick(key, known))
 
     def record_exports(self, entries: list[CandidateEntry], paths: list[Path]) -> None:
         records = []
         for entry, path in zip(entries, paths, strict=False):
-            known = self._cand_ids.get(id(entry))
-            if known is not None and known[0] is entry:
-                records.append((known[1], str(path)))
+            known = self._cand_ids.get(entry.uid)
+            if known is not None:
+                records.append((known, str(path)))
         if records:
             self._submit(_AddExports(records))
 
