@@ -70,7 +70,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def _report(stage: str, started: float) -> None:
-    """bench/gui_startup.py reads these lines (only with FBUPSCALE_QUIT_WHEN_SHOWN set)."""
+    """The start-up probe of bench/gui_startup.py and the bundle smoke test (packaging/launch.py)
+    reads these lines (only with FBUPSCALE_QUIT_WHEN_SHOWN set)."""
     print(f"{stage} {time.perf_counter() - started:.4f}", flush=True)
 
 

@@ -33,7 +33,7 @@ from fbupscale_gui.ui.window_inputs import InputsWindow
 if TYPE_CHECKING:
     from PySide6.QtCore import QSettings
     from PySide6.QtGui import QAction, QCloseEvent
-    from PySide6.QtWidgets import QComboBox, QPushButton, QToolBar
+    from PySide6.QtWidgets import QComboBox, QPushButton
 
     from fbupscale_gui.core.settings import Settings
     from fbupscale_gui.state.cutouts import Cutout
@@ -90,7 +90,6 @@ class MainWindow(InputsWindow):
     pick_actions: list[QAction]
     engine_combo: QComboBox
     run_button: QPushButton
-    toolbar: QToolBar
 
     def __init__(
         self,

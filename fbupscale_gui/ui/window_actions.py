@@ -178,7 +178,6 @@ def build_toolbar(window: MainWindow) -> None:
     bar.addSeparator()
     bar.addAction(window.settings_action)
     window.addToolBar(bar)
-    window.toolbar = bar
 
 
 def _button(action: QAction, text: str, *, primary: bool = False) -> QPushButton:
