@@ -153,3 +153,45 @@ def test_a_bug_in_a_session_write_is_shown_every_time(qtbot, tmp_path: Path) -> 
     assert "the disk is full" in disk
     assert "unexpected error (KeyError: 'row'); the details are in the log" in first_bug
     assert first_bug == second_bug
+
+
+def test_a_failed_background_load_is_shown(
+    qapp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A bug in a background task (here: loading cutouts) was only logged."""
+    import asyncio
+
+    from PySide6.QtCore import QSettings
+
+    import fbupscale_gui.state.session as session_module
+    from fbupscale_gui.state.session import Session
+    from fbupscale_gui.state.settings_model import SettingsModel
+    from fbupscale_gui.worker.testing import FakeRunner
+
+    def broken(_paths: object) -> list[object]:
+        raise AttributeError("decoder bug")
+
+    monkeypatch.setattr(session_module, "decode_paths", broken)
+    settings = SettingsModel(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    session = Session(settings, runner_factory=FakeRunner)
+    messages: list[Message] = []
+    session.message.connect(messages.append)
+
+    async def load() -> None:
+        session.load([str(tmp_path)])
+        for _ in range(500):
+            await asyncio.sleep(0.01)
+            if messages:
+                return
+
+    try:
+        asyncio.run(load())
+    finally:
+        session.shutdown(timeout_ms=5_000)
+    assert [(m.level, m.text) for m in messages] == [
+        (
+            "error",
+            "A background task failed: unexpected error (AttributeError: decoder bug); "
+            "the details are in the log",
+        )
+    ]

@@ -262,7 +262,7 @@ class Session(QObject):
         async def work() -> None:
             self._apply_restored(generation, await future, fallback)
 
-        loop.create_task(work()).add_done_callback(self._log_task_error)
+        loop.create_task(work()).add_done_callback(self._report_task_error)
         return True
 
     def new_session(self, name: str = "", *, fallback: bool = True) -> bool:
@@ -549,7 +549,7 @@ class Session(QObject):
         async def work() -> None:
             self._add_loaded(await asyncio.to_thread(decode_paths, items))
 
-        loop.create_task(work()).add_done_callback(self._log_task_error)
+        loop.create_task(work()).add_done_callback(self._report_task_error)
 
     def _add_loaded(self, results: list[Decoded | InputImageError]) -> None:
         if self._restoring:
@@ -557,10 +557,14 @@ class Session(QObject):
         else:
             self.cutouts.add_decoded(results)
 
-    @staticmethod
-    def _log_task_error(task: asyncio.Task[object]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
+    def _report_task_error(self, task: asyncio.Task[object]) -> None:
+        """A background task (reopening a session, loading, exporting) failed: a bug, so it
+        is logged with its traceback and shown, never only logged."""
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            log.error("background task failed", exc_info=exc)
+            text = f"A background task failed: {error_line(exc, unexpected=True)}"
+            self.message.emit(Message("error", text, topic="background"))
 
     # -- running --------------------------------------------------------------------------
 
@@ -768,7 +772,7 @@ class Session(QObject):
             result = await _to_thread_result(lambda: self._write(picked, folder))
             self._finish_export(picked, result)
 
-        loop.create_task(work()).add_done_callback(self._log_task_error)
+        loop.create_task(work()).add_done_callback(self._report_task_error)
 
     def _finish_export(
         self,
