@@ -6,7 +6,9 @@ It holds no state of its own: cutouts, candidates, picks, jobs and settings live
 Scene and prompt are per cutout, kept in step with the current cutout by
 :class:`~fbupscale_gui.state.editor_sync.EditorSync`; the Advanced parameters and the engine
 are shared by all cutouts. The actions, toolbar and menus are made by
-:mod:`fbupscale_gui.ui.window_actions`.
+:mod:`fbupscale_gui.ui.window_actions`; what is opened, dropped or pasted is taken in by the
+base class (:mod:`fbupscale_gui.ui.window_inputs`); every message shown goes through the
+error channel (:mod:`fbupscale_gui.ui.error_channel`), which logs it.
 """
 
 from __future__ import annotations
