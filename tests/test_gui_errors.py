@@ -142,6 +142,7 @@ def test_a_bug_in_a_session_write_is_shown_every_time(qtbot, tmp_path: Path) -> 
     received = _Received()
     writer = SessionWriter(tmp_path / "session")
     writer.failed.connect(received.take)
+    writer.start()
     try:
         for op in (disk_full, disk_full, bug, bug):
             writer.submit(op)
