@@ -113,6 +113,7 @@ def _build(
     gpu = GpuMonitor()
     window.build(session, gpu)
     window.errors.install_hooks()  # an error in a slot or a thread is shown and logged
+    loop.set_exception_handler(window.errors.asyncio_exception)  # and in an asyncio callback
     if os.environ.get("FBUPSCALE_QUIT_WHEN_SHOWN"):
         _report("ready", started)
         window.confirm_on_close = False

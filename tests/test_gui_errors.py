@@ -196,3 +196,24 @@ def test_a_failed_background_load_is_shown(
             "the details are in the log",
         )
     ]
+
+
+def test_an_exception_in_an_asyncio_callback_reaches_the_bar(
+    window: MainWindow, qtbot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The application hands its asyncio loop's errors to the channel too."""
+    import asyncio
+
+    def broken_callback() -> None:
+        raise LookupError("callback went wrong")
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(window.errors.asyncio_exception)
+        loop.call_soon(broken_callback)
+        await asyncio.sleep(0.05)
+
+    with caplog.at_level(logging.ERROR, logger=CHANNEL_LOG):
+        asyncio.run(run())
+        qtbot.waitUntil(lambda: "callback went wrong" in _unexpected_banner(window))
+    assert any(r.exc_info for r in caplog.records if r.name == CHANNEL_LOG)

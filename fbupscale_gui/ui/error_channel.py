@@ -9,11 +9,14 @@ goes through :meth:`ErrorChannel.report_exception`: logged with its traceback, s
 :meth:`ErrorChannel.install_hooks` installs ``sys.excepthook`` (an exception escaping a Qt slot
 or event handler) and ``threading.excepthook`` (one escaping a thread) so that such an error is
 shown in the window and logged instead of only printed, and the window keeps running. A hook
-that was installed before (a test runner's, a debugger's) is still called after ours.
+that was installed before (a test runner's, a debugger's) is still called after ours. The
+application also hands the asyncio loop's errors (callbacks, tasks) to
+:meth:`ErrorChannel.asyncio_exception`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import threading
@@ -119,6 +122,15 @@ class ErrorChannel(QObject):
         self._deliver(exc.with_traceback(args.exc_traceback), f"thread {name}")
         if previous is not threading.__excepthook__:
             previous(args)
+
+    def asyncio_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """The asyncio loop's exception handler (``loop.set_exception_handler``): an error in
+        a callback or a task nobody awaited is shown and logged like one in a slot."""
+        exc = context.get("exception")
+        if isinstance(exc, Exception):
+            self._deliver(exc, "")
+        else:
+            loop.default_exception_handler(context)
 
     def _deliver(self, exc: BaseException, where: str) -> None:
         try:

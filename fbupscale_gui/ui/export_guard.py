@@ -13,6 +13,7 @@ export them first, through the same guard.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from fbupscale_gui.state.session import Session
 
 __all__ = ["EXPORT_ANYWAY", "confirm_fidelity", "confirm_quit"]
+
+log = logging.getLogger(__name__)
 
 EXPORT_ANYWAY = "Export anyway"
 
@@ -157,6 +160,7 @@ def confirm_quit(parent: QWidget, session: Session) -> bool:
         try:
             session.export()
         except FbError as exc:
+            log.error("export before quitting failed: %s", exc)
             QMessageBox.warning(parent, "fbupscale", f"Export failed, not quitting: {exc}")
             return False
         return True
