@@ -3,7 +3,6 @@ heatmap in the compare view, and the export guard (ask / refuse below a threshol
 
 from __future__ import annotations
 
-import asyncio
 import gc
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -274,41 +273,6 @@ def test_heatmap_overlay_toggles_and_its_opacity(qtbot, make_window) -> None:  #
     compare.heatmap_button.click()  # off
     assert compare.overlay() is None
     compare.grab()  # paints with and without the overlay
-
-
-def test_a_heatmap_failure_is_shown_not_blamed_on_the_shape(  # type: ignore[no-untyped-def]
-    qtbot, make_window, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import fbupscale_gui.state.candidates as candidates_module
-
-    def broken(_cutout: Image.Image, _entry: CandidateEntry) -> None:
-        raise RuntimeError("heatmap bug")
-
-    window = make_window()
-    entries = run_two_seeds(qtbot, window)
-    monkeypatch.setattr(candidates_module, "_make_heatmap", broken)
-    panel = window.candidates
-    panel.compare_entry(corrupted(entries))
-    panel.compare.heatmap_button.click()  # made now (no event loop): fails at once
-    text = panel.compare_label.text()
-    assert "heatmap: failed (unexpected error (RuntimeError: heatmap bug)" in text
-    assert "shape" not in text
-    assert panel.compare.overlay() is None
-
-    # made off the GUI thread (the window's asyncio loop): the same
-    cache = candidates_module.HeatmapCache()
-    entry, cutout = entries[0], window.session.cutouts.at(0).image
-
-    async def make() -> None:
-        assert cache.request(entry, cutout) is None and cache.is_pending(entry)
-        while cache.is_pending(entry):
-            await asyncio.sleep(0.01)
-
-    asyncio.run(make())
-    assert cache.get(entry) is None
-    assert cache.error(entry) == (
-        "unexpected error (RuntimeError: heatmap bug); the details are in the log"
-    )
 
 
 # -- export guard ---------------------------------------------------------------------------

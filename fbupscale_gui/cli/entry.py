@@ -35,13 +35,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, Final, NoReturn, get_args
 
 from fbupscale_gui import __version__
-from fbupscale_gui.core.errors import (
-    Cancelled,
-    FbError,
-    InputImageError,
-    ModelNotFoundError,
-    error_line,
-)
+from fbupscale_gui.core.errors import Cancelled, FbError, InputImageError, ModelNotFoundError
 from fbupscale_gui.core.request import (
     BUILTIN_ENGINES,
     CONTROLNET_REPO_ID,
@@ -656,7 +650,7 @@ def _cmd_upscale(args: argparse.Namespace, cancel: _CancelFlag) -> int:
         except (InputImageError, OSError) as exc:  # one bad cutout or file never stops the batch
             bars.close()
             failed.append(path.name)
-            print(f"{PROG}: error: {shown(error_line(exc))}", file=sys.stderr, flush=True)
+            print(f"{PROG}: error: {shown(_one_line(exc))}", file=sys.stderr, flush=True)
         finally:
             bars.close()
     if failed:
@@ -791,6 +785,13 @@ _COMMANDS: Final[dict[str, Callable[[argparse.Namespace, _CancelFlag], int]]] = 
 }
 
 
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, FbError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
@@ -809,7 +810,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _note("cancelled")
         return EXIT_CANCELLED
     except (FbError, OSError) as exc:
-        print(f"{PROG}: error: {shown(error_line(exc))}", file=sys.stderr, flush=True)
+        print(f"{PROG}: error: {shown(_one_line(exc))}", file=sys.stderr, flush=True)
         return EXIT_ERROR
 
 

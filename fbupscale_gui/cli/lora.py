@@ -145,7 +145,7 @@ def add_lora_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_lora(args: argparse.Namespace, cancel: Callable[[], bool] | None = None) -> int:
     """Run ``lora dataset|train``; 0 ok, 1 error (one line on stderr), 130 cancelled."""
-    from fbupscale_gui.core.errors import Cancelled, FbError, error_line
+    from fbupscale_gui.core.errors import Cancelled, FbError
 
     try:
         if args.lora_command == "dataset":
@@ -161,7 +161,8 @@ def cmd_lora(args: argparse.Namespace, cancel: Callable[[], bool] | None = None)
         print(f"{PROG} {args.lora_command}: interrupted", file=sys.stderr)
         return EXIT_CANCELLED
     except (FbError, OSError) as exc:
-        print(f"{PROG} {args.lora_command}: error: {error_line(exc)}", file=sys.stderr)
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"{PROG} {args.lora_command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR
 
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fbupscale_gui.core.errors import FbError, error_line
+from fbupscale_gui.core.errors import FbError
 from fbupscale_gui.storage.weights_library import ModelLibrary
 
 __all__ = ["add_models_parser", "cmd_models", "main"]
@@ -116,7 +116,12 @@ def cmd_models(args: argparse.Namespace, _cancel: object = None) -> int:
     try:
         return _ACTIONS[args.models_command](library, args)
     except (FbError, OSError) as exc:
-        print(f"{PROG} models: error: {error_line(exc)}", file=sys.stderr, flush=True)
+        if isinstance(exc, OSError) and not isinstance(exc, FbError):
+            where = f"{exc.filename}: " if exc.filename else ""
+            message = f"{where}{exc.strerror or exc}"
+        else:
+            message = " ".join(str(exc).split())
+        print(f"{PROG} models: error: {message}", file=sys.stderr, flush=True)
         return 1
 
 

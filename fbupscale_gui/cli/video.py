@@ -337,7 +337,7 @@ def cmd_video(args: argparse.Namespace, cancel: Callable[[], bool] | None = None
 
     ``cancel`` is polled between frames of ``upscale`` (the main CLI passes its Ctrl-C flag).
     """
-    from fbupscale_gui.core.errors import Cancelled, FbError, error_line
+    from fbupscale_gui.core.errors import Cancelled, FbError
 
     try:
         if args.video_command == "info":
@@ -352,7 +352,11 @@ def cmd_video(args: argparse.Namespace, cancel: Callable[[], bool] | None = None
         print(f"{PROG} {args.video_command}: interrupted", file=sys.stderr)
         return EXIT_CANCELLED
     except (FbError, OSError) as exc:
-        print(f"{PROG} {args.video_command}: error: {shown(error_line(exc))}", file=sys.stderr)
+        if isinstance(exc, OSError) and not isinstance(exc, FbError) and exc.filename:
+            message = f"{exc.filename}: {exc.strerror or exc}"
+        else:
+            message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"{PROG} {args.video_command}: error: {shown(message)}", file=sys.stderr)
         return EXIT_ERROR
 
 

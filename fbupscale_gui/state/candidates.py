@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Final
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from fbupscale_gui.core.errors import error_line
 from fbupscale_gui.core.job import Candidate
 from fbupscale_gui.core.number_check import NumberCheck, suggestable
 from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
@@ -570,50 +569,41 @@ class HeatmapCache(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._cache: dict[int, QImage | None] = {}  # by entry uid
-        self._errors: dict[int, str] = {}  # why an entry's heatmap could not be made
+        self._cache: dict[int, tuple[CandidateEntry, QImage | None]] = {}
         self._pending: set[int] = set()
         self._tasks: set[asyncio.Task[None]] = set()  # referenced until done
 
     def get(self, entry: CandidateEntry) -> QImage | None:
-        return self._cache.get(entry.uid)
+        hit = self._cache.get(id(entry))
+        return hit[1] if hit is not None and hit[0] is entry else None
 
     def has(self, entry: CandidateEntry) -> bool:
-        return entry.uid in self._cache
+        hit = self._cache.get(id(entry))
+        return hit is not None and hit[0] is entry
 
     def is_pending(self, entry: CandidateEntry) -> bool:
-        return entry.uid in self._pending
-
-    def error(self, entry: CandidateEntry) -> str:
-        """Why ``entry``'s heatmap could not be made ("" when it was, or does not compare)."""
-        return self._errors.get(entry.uid, "")
+        return id(entry) in self._pending
 
     def request(self, entry: CandidateEntry, cutout: Image.Image) -> QImage | None:
         if self.has(entry):
             return self.get(entry)
-        if entry.uid in self._pending:
+        if id(entry) in self._pending:
             return None
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            try:
-                heat = _make_heatmap(cutout, entry)
-            except Exception as exc:  # shown by the panel, not blamed on the shape
-                self._failed(entry, exc)
-                return None
-            self._store(entry, heat)
+            self._store(entry, _make_heatmap(cutout, entry))
             return self.get(entry)
-        self._pending.add(entry.uid)
+        self._pending.add(id(entry))
         pixels = cutout.copy()  # the worker thread gets its own
 
         async def work() -> None:
             try:
                 heat = await asyncio.to_thread(_make_heatmap, pixels, entry)
-            except Exception as exc:
-                self._pending.discard(entry.uid)
-                self._failed(entry, exc)
-                return
-            self._pending.discard(entry.uid)
+            except Exception:
+                log.exception("deviation heatmap failed")
+                heat = None
+            self._pending.discard(id(entry))
             self._store(entry, heat)
 
         task = loop.create_task(work())
@@ -622,10 +612,5 @@ class HeatmapCache(QObject):
         return None
 
     def _store(self, entry: CandidateEntry, heat: QImage | None) -> None:
-        self._cache[entry.uid] = heat
+        self._cache[id(entry)] = (entry, heat)
         self.ready.emit(entry)
-
-    def _failed(self, entry: CandidateEntry, exc: Exception) -> None:
-        log.error("deviation heatmap failed", exc_info=exc)
-        self._errors[entry.uid] = error_line(exc, unexpected=True)
-        self._store(entry, None)

@@ -599,12 +599,9 @@ class CandidatesPanel(QWidget):
             heat = self.heatmaps.request(entry, cutout.image)
             self.compare.set_overlay(heat)
             if heat is None:
-                failure = self.heatmaps.error(entry)
                 note = (
                     "heatmap: computing…"
                     if self.heatmaps.is_pending(entry)
-                    else f"heatmap: failed ({failure})"
-                    if failure
                     else "heatmap: not available (the candidate does not match the cutout's shape)"
                 )
         self.compare_label.setText(
