@@ -131,7 +131,7 @@ class _Received(QObject):
 def test_a_bug_in_a_session_write_is_shown_every_time(qtbot, tmp_path: Path) -> None:
     """A full disk is reported once until a write succeeds again; a bug in a write is shown
     each time, even while the disk problem stands (it was only logged)."""
-    from fbupscale_gui.state.session_persist import SessionWriter
+    from fbupscale_gui.state.session_writer import SessionWriter
 
     def disk_full(_store: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -217,3 +217,30 @@ def test_an_exception_in_an_asyncio_callback_reaches_the_bar(
         asyncio.run(run())
         qtbot.waitUntil(lambda: "callback went wrong" in _unexpected_banner(window))
     assert any(r.exc_info for r in caplog.records if r.name == CHANNEL_LOG)
+
+
+def test_a_closed_window_is_freed_without_the_garbage_collector(qapp, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The channel reaches the window by a signal, not a stored callback: no reference cycle,
+    so a closed window is destroyed at once, never later by the collector in the middle of
+    something else (which crashed an unrelated test)."""
+    import gc
+    import weakref
+
+    from PySide6.QtCore import QSettings
+
+    from fbupscale_gui.state.session import Session
+    from fbupscale_gui.state.settings_model import SettingsModel
+    from fbupscale_gui.worker.testing import FakeRunner
+
+    settings = SettingsModel(QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    window = MainWindow(Session(settings, runner_factory=FakeRunner))
+    window.confirm_on_close = False
+    window.close()
+    gone = weakref.ref(window)
+    gc.collect()
+    gc.disable()
+    try:
+        del window
+        assert gone() is None
+    finally:
+        gc.enable()

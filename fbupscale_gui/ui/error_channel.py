@@ -21,7 +21,6 @@ import logging
 import sys
 import threading
 import traceback
-from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -42,14 +41,16 @@ _LOG_LEVELS = {"error": logging.ERROR, "warning": logging.WARNING}
 
 
 class ErrorChannel(QObject):
-    """Logs and shows messages; ``show`` draws one (the window's message bar or status bar)."""
+    """Logs messages and emits ``display(message)``: the window draws it (message bar or
+    status bar). A signal, not a stored callback, so the channel keeps no reference to the
+    window (a reference cycle would leave a closed window to the garbage collector)."""
 
+    display = Signal(object)  # Message
     #: An exception and where it happened, carried to the GUI thread.
     _caught = Signal(object, str)
 
-    def __init__(self, show: Callable[[Message], object], parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._show = show
         self._previous: tuple[Any, Any] | None = None
         self._caught.connect(self._on_caught)
 
@@ -59,7 +60,7 @@ class ErrorChannel(QObject):
         level = _LOG_LEVELS.get(message.level)
         if level is not None:
             log.log(level, "%s", message.text)
-        self._show(message)
+        self.display.emit(message)
 
     def report_exception(self, exc: BaseException, where: str = "") -> None:
         """Log ``exc`` with its traceback now and show it in the window (from any thread)."""
@@ -72,7 +73,7 @@ class ErrorChannel(QObject):
 
         details = "".join(traceback.format_exception(exc)).strip()
         text = error_line(exc, unexpected=True)
-        self._show(
+        self.display.emit(
             Message(
                 "error",
                 f"{where}: {text}" if where else text,

@@ -13,7 +13,6 @@ error channel (:mod:`fbupscale_gui.ui.error_channel`), which logs it.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -37,7 +36,6 @@ if TYPE_CHECKING:
     from PySide6.QtGui import QAction, QCloseEvent
     from PySide6.QtWidgets import QComboBox, QPushButton
 
-    from fbupscale_gui.core.settings import Settings
     from fbupscale_gui.state.cutouts import Cutout
     from fbupscale_gui.state.gpu import GpuMonitor
     from fbupscale_gui.state.job_queue import Job
@@ -148,7 +146,7 @@ class MainWindow(InputsWindow):
         self.session = session
         self.cutouts: CutoutPanel = CutoutPanel(session.cutouts)
         self.scene_editor: SceneEditor = SceneEditor()
-        self.params: ParamsPanel = ParamsPanel()
+        self.params: ParamsPanel = ParamsPanel(session.params)  # bound to the session's model
         self.candidates: CandidatesPanel = CandidatesPanel(session.candidates)
 
         middle = QWidget()  # the scene editor scrolls itself; the params panel folds away
@@ -170,7 +168,8 @@ class MainWindow(InputsWindow):
         self.splitter.setChildrenCollapsible(False)
 
         self.messages: MessageBar = MessageBar()
-        self.errors = ErrorChannel(self._show, self)  # what is shown is logged too
+        self.errors = ErrorChannel(self)  # what is shown is logged too
+        self.errors.display.connect(self._show)
         central = QWidget()
         central_layout = QVBoxLayout(central)
         central_layout.setContentsMargins(0, 0, 0, 0)
@@ -203,7 +202,6 @@ class MainWindow(InputsWindow):
         build_toolbar(self)
         build_menus(self)
         self._bind()
-        self._params_from_settings(session.settings.settings)
         self._restore_layout()
         session.cutouts.rowsInserted.connect(self._select_wanted)
         session.restored.connect(self._select_wanted)
@@ -399,7 +397,7 @@ class MainWindow(InputsWindow):
 
     def run_selected(self) -> list[Job]:
         self.editor_sync.store()
-        return self.session.run(self.cutouts.selected(), self.params.apply_to)
+        return self.session.run(self.cutouts.selected())
 
     def cancel(self) -> None:
         """Esc: the status reads "cancelling…" at once, then "cancelled" when the job stops."""
@@ -522,29 +520,13 @@ class MainWindow(InputsWindow):
         dialog = SettingsDialog(self.session.settings.settings, self)
         if dialog.exec() and (result := dialog.result_settings()) is not None:
             old = self.session.settings.settings
-            self.session.settings.set(result)
-            self._params_from_settings(result)
+            self.session.settings.set(result)  # its LoRA file and memory mode reach the params
             if (old.flux_dir, old.controlnet_dir, old.hf_cache) != (
                 result.flux_dir,
                 result.controlnet_dir,
                 result.hf_cache,
             ):
                 self.session.check_models()
-
-    @Slot(object)
-    def _params_from_settings(self, settings: Settings) -> None:
-        """The settings' LoRA file and memory mode become the Advanced panel's defaults."""
-        from fbupscale_gui.core.errors import FbError
-        from fbupscale_gui.core.request import ModelRef, ReconstructionRequest
-
-        try:
-            current = self.params.apply_to(ReconstructionRequest())
-        except FbError:
-            current = ReconstructionRequest()
-        lora = current.lora
-        if settings.lora_path:
-            lora = dataclasses.replace(lora, model=ModelRef(path=settings.lora_path))
-        self.params.set_from(current.replace(lora=lora, memory_mode=settings.memory_mode))
 
     # -- messages and state ---------------------------------------------------------------
 
@@ -553,6 +535,7 @@ class MainWindow(InputsWindow):
         """Show ``message`` through the error channel (logged when it is a warning or error)."""
         self.errors.report(message)
 
+    @Slot(object)
     def _show(self, message: Message) -> None:
         """Errors and warnings as banners (one per topic); passing news in the status bar."""
         from fbupscale_gui.state.session import FLUX_TOPIC
