@@ -32,7 +32,13 @@ from typing import TYPE_CHECKING, Any
 from fbupscale_gui.core.errors import Cancelled, GpuOutOfMemoryError, RequestError
 from fbupscale_gui.core.images import crop_to_content, standardise
 from fbupscale_gui.core.job import Candidate, IsCancelled, Note, OnProgress, Progress
-from fbupscale_gui.core.request import CandidateKey, ModelRef, ReconstructionRequest, Stage1Params
+from fbupscale_gui.core.request import (
+    CandidateKey,
+    FluxParts,
+    ModelRef,
+    ReconstructionRequest,
+    Stage1Params,
+)
 from fbupscale_gui.engine import devices
 from fbupscale_gui.engine.devices import Runtime
 from fbupscale_gui.engine.finite import require_finite
@@ -61,6 +67,13 @@ if TYPE_CHECKING:
     from PIL import Image
 
 __all__ = ["FluxRunner", "plan_steps", "stage1_steps"]
+
+
+def _identified(asked: ModelRef, found: LocatedModel) -> ModelRef:
+    """``asked`` with the located file's identity (sha256, format, quantisation)."""
+    return dataclasses.replace(
+        asked, sha256=found.ref.sha256, format=found.ref.format, quant=found.ref.quant
+    )
 
 
 def stage1_steps(params: Stage1Params) -> int:
@@ -200,6 +213,23 @@ class FluxRunner:
             runtime = dataclasses.replace(runtime, memory_mode=chosen.memory_mode)
         return runtime, chosen.storage
 
+    def _locate_parts(
+        self, request: ReconstructionRequest, flux: LocatedModel
+    ) -> tuple[LocatedModel | None, dict[str, LocatedModel]]:
+        """The base folder and the parts' own files a single-file transformer needs; raises
+        ModelNotFoundError naming every part still missing and where to get it."""
+        if not flux.path.is_file():
+            if request.parts.given():
+                raise RequestError(
+                    "parts: a VAE, text encoder or tokenizer of its own applies to a "
+                    "single-file transformer; a FLUX folder brings its own"
+                )
+            return None, {}
+        parts = {name: self._locate(ref, name) for name, ref in request.parts.given().items()}
+        base = self._locate(request.flux_base, "flux_base") if request.flux_base else None
+        check_flux_base(flux.path, base.path if base is not None else None, parts)
+        return base, parts
+
     def _prepare(
         self, request: ReconstructionRequest, runtime: Runtime, tracker: _Tracker
     ) -> tuple[PipelinePair, ReconstructionRequest, str | None, list[str]]:
@@ -215,12 +245,7 @@ class FluxRunner:
         )
         tracker.emit("load", 0, 3, 0, "locating models")
         flux = self._locate(request.flux, "flux")
-        base: LocatedModel | None = None
-        if flux.path.is_file():
-            if request.flux_base is None:
-                check_flux_base(flux.path, None)  # raises, naming every missing part
-            else:
-                base = self._locate(request.flux_base, "flux_base")
+        base, parts = self._locate_parts(request, flux)
         cn = self._locate(request.controlnet, "controlnet") if needs_stage2 else None
         lora_model = request.lora.model
         lora = self._locate(lora_model, "lora") if (needs_lora and lora_model) else None
@@ -232,6 +257,7 @@ class FluxRunner:
             flux.ref.sha256,
             str(flux.path),
             str(base.path) if base is not None else "",
+            ";".join(f"{name}={part.path}" for name, part in sorted(parts.items())),
             runtime.device,
             runtime.precision,
             runtime.memory_mode,
@@ -252,7 +278,12 @@ class FluxRunner:
             self.release()
             tracker.emit("load", 1, 3, 0, f"loading {request.flux.repo_id or flux.path.name}")
             pair = load_pipelines(
-                flux.path, None, runtime, key=key, base=base.path if base is not None else None
+                flux.path,
+                None,
+                runtime,
+                key=key,
+                base=base.path if base is not None else None,
+                parts={name: part.path for name, part in parts.items()},
             )
             self._pair = pair
             tracker.check()
@@ -283,24 +314,19 @@ class FluxRunner:
 
         resolved = request.replace(
             storage=storage,
-            flux=dataclasses.replace(
-                request.flux, sha256=flux.ref.sha256, format=flux.ref.format, quant=flux.ref.quant
-            ),
+            flux=_identified(request.flux, flux),
             flux_base=(
                 dataclasses.replace(request.flux_base, sha256=base.ref.sha256)
                 if base is not None and request.flux_base is not None
                 else request.flux_base
             ),
-            controlnet=(
-                dataclasses.replace(
-                    request.controlnet,
-                    sha256=cn.ref.sha256,
-                    format=cn.ref.format,
-                    quant=cn.ref.quant,
-                )
-                if cn is not None
-                else request.controlnet
+            parts=FluxParts(
+                **{
+                    name: _identified(request_part, parts[name])
+                    for name, request_part in request.parts.given().items()
+                }
             ),
+            controlnet=_identified(request.controlnet, cn) if cn else request.controlnet,
             lora=(
                 dataclasses.replace(
                     request.lora, model=dataclasses.replace(lora_model, sha256=lora.ref.sha256)
@@ -317,6 +343,7 @@ class FluxRunner:
                 ("FLUX base", request.flux_base if base else None, base),
                 ("ControlNet", request.controlnet if cn else None, cn),
                 ("LoRA", lora_model if lora else None, lora),
+                *((name, request.parts.given()[name], part) for name, part in parts.items()),
             )
             if asked is not None
             and found is not None

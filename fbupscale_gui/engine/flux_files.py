@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COMFY_PREFIX",
     "bfl_to_diffusers",
+    "dequantise_scaled_fp8",
     "diffusers_to_bfl",
     "infer_transformer_config",
     "load_controlnet_file",
@@ -177,7 +178,7 @@ def diffusers_to_bfl(state: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _dequantise_scaled_fp8(state: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
+def dequantise_scaled_fp8(state: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
     """Apply ComfyUI fp8_scaled ``scale_weight`` keys: weight = fp8 weight x scale."""
     out: dict[str, Any] = {}
     for key, value in state.items():
@@ -274,7 +275,7 @@ def load_transformer_file(
         )
     state = _read_state(p, desc)
     if desc.quant == "fp8_scaled":
-        state = _dequantise_scaled_fp8(state, dtype)
+        state = dequantise_scaled_fp8(state, dtype)
     if desc.layout != "diffusers":
         state = bfl_to_diffusers(state)
     config_root = Path(config_dir) if config_dir is not None else shipped_flux_config_dir()

@@ -15,9 +15,10 @@ Memory modes and shared modules (CUDA only):
 * ``group`` / ``sequential``: hooks are per module and carry the target device, so they are
   applied once to the union of both pipelines' modules and serve either pipeline.
 
-Files (:mod:`.flux_files`): the transformer may be a single file (BFL/ComfyUI layout, fp8,
-fp8_scaled, GGUF) whose other parts come from ``request.flux_base``, and the ControlNet a single
-diffusers-layout file. The same weights render pixel-identically whichever way they were
+Files (:mod:`.flux_files`, :mod:`.flux_part_files`): the transformer may be a single file
+(BFL/ComfyUI layout, fp8, fp8_scaled, GGUF) whose other parts come from files of their own
+(``request.parts``: ``ae.safetensors``, ``clip_l``, ``t5xxl``, tokenizer folders) or from
+``request.flux_base``, and the ControlNet a single diffusers-layout file. The same weights render pixel-identically whichever way they were
 stored: on the CPU that needs MKL's alignment-independent mode (``MKL_CBWR``, set in the
 package's ``__init__``), as a folder's weights are memory-mapped at whatever offset the file
 put them and a single file's are fresh allocations.
@@ -30,6 +31,7 @@ for that.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -37,6 +39,7 @@ from typing import Any, Final
 from fbupscale_gui.engine import devices
 from fbupscale_gui.engine.devices import Runtime
 from fbupscale_gui.engine.flux_files import load_controlnet_file, load_transformer_file
+from fbupscale_gui.engine.flux_part_files import load_parts
 from fbupscale_gui.storage.weights import check_flux_base
 
 __all__ = [
@@ -88,23 +91,37 @@ def load_pipelines(
     *,
     key: tuple[str, ...] = (),
     base: str | Path | None = None,
+    parts: Mapping[str, Path] | None = None,
 ) -> PipelinePair:
     """Load FLUX.1-dev (and the ControlNet) offline in ``runtime``'s precision, not yet placed.
 
     ``flux_dir`` is a diffusers folder, or a single-file transformer (BFL/ComfyUI
-    .safetensors/.sft, fp8, GGUF) whose other parts come from the diffusers folder ``base``.
-    Raises OSError/ValueError from diffusers when a folder is damaged, ModelFileError for a
-    file that is not a FLUX transformer, ModelNotFoundError naming the parts ``base`` lacks.
+    .safetensors/.sft, fp8, GGUF) whose other parts come from ``parts`` (component name ->
+    its own file or folder: ``ae.safetensors``, ``clip_l``, ``t5xxl``, tokenizer folders) or
+    else from the diffusers folder ``base``. Raises OSError/ValueError from diffusers when a
+    folder is damaged, ModelFileError for a file that is not what it should be,
+    ModelNotFoundError naming each part still missing and where to get it.
     """
     from diffusers import FluxImg2ImgPipeline
 
     dtype = devices.torch_dtype(runtime.precision)
+    stage1: Any
     if Path(flux_dir).is_file():
-        check_flux_base(flux_dir, base)
-        transformer, _desc = load_transformer_file(flux_dir, dtype, config_dir=base)
-        stage1 = FluxImg2ImgPipeline.from_pretrained(
-            str(base), transformer=transformer, dtype=dtype, local_files_only=True
-        )
+        given = dict(parts or {})
+        check_flux_base(flux_dir, base, given)
+        base_dir = Path(base) if base is not None else None
+        transformer, _desc = load_transformer_file(flux_dir, dtype, config_dir=base_dir)
+        components = load_parts(given, dtype, base_dir)
+        if base_dir is None:
+            stage1 = FluxImg2ImgPipeline(transformer=transformer, **components)
+        else:
+            stage1 = FluxImg2ImgPipeline.from_pretrained(
+                str(base_dir),
+                transformer=transformer,
+                **components,
+                dtype=dtype,
+                local_files_only=True,
+            )
     else:
         stage1 = FluxImg2ImgPipeline.from_pretrained(
             str(flux_dir), dtype=dtype, local_files_only=True

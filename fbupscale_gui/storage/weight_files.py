@@ -20,11 +20,14 @@ from fbupscale_gui.core.errors import ModelFileError
 
 __all__ = [
     "MODEL_EXTENSIONS",
+    "TOKENIZER_SETS",
     "FileDescription",
     "FluxFileSet",
     "describe_file",
     "discover_models_root",
+    "find_tokenizers",
     "is_single_file",
+    "is_tokenizer_dir",
     "read_extra_model_paths",
     "safetensors_header",
 ]
@@ -185,7 +188,59 @@ class FluxFileSet:
     t5: tuple[Path, ...] = ()
     controlnets: tuple[Path, ...] = ()
     loras: tuple[Path, ...] = ()
+    #: tokenizer folders by component name ("tokenizer": CLIP-L, "tokenizer_2": T5)
+    tokenizers: dict[str, Path] = field(default_factory=dict)
     notes: tuple[str, ...] = field(default=())
+
+
+#: Where the tokenizer files sit, relative to a folder an operator points at: a diffusers
+#: FLUX folder, a ComfyUI install (which ships them with its code), a Forge install.
+_TOKENIZER_DIRS: Final[dict[str, tuple[str, ...]]] = {
+    "tokenizer": (
+        "tokenizer",
+        "comfy/sd1_tokenizer",
+        "sd1_tokenizer",
+        "backend/huggingface/black-forest-labs/FLUX.1-dev/tokenizer",
+    ),
+    "tokenizer_2": (
+        "tokenizer_2",
+        "comfy/text_encoders/t5_tokenizer",
+        "t5_tokenizer",
+        "backend/huggingface/black-forest-labs/FLUX.1-dev/tokenizer_2",
+    ),
+}
+#: The files that make a tokenizer folder usable: every file of one of these sets.
+TOKENIZER_SETS: Final[dict[str, tuple[tuple[str, ...], ...]]] = {
+    "tokenizer": (("vocab.json", "merges.txt"), ("tokenizer.json",)),
+    "tokenizer_2": (("spiece.model",), ("tokenizer.json",)),
+}
+
+
+def is_tokenizer_dir(folder: Path, component: str) -> bool:
+    """Whether ``folder`` holds the files of tokenizer ``component`` (see the sets above)."""
+    sets = TOKENIZER_SETS[component]
+    return folder.is_dir() and any(all((folder / f).is_file() for f in fs) for fs in sets)
+
+
+def find_tokenizers(*roots: str | Path) -> dict[str, Path]:
+    """The CLIP-L ("tokenizer") and T5 ("tokenizer_2") tokenizer folders under ``roots``.
+
+    Each root may hold ``tokenizer/`` and ``tokenizer_2/`` (a diffusers FLUX folder), or be a
+    ComfyUI or Forge install (their code ships the files). The first root that has one wins,
+    per tokenizer.
+    """
+    found: dict[str, Path] = {}
+    for root in roots:
+        base = Path(root).expanduser()
+        for component, subs in _TOKENIZER_DIRS.items():
+            if component in found:
+                continue
+            for sub in subs:
+                folder = base / sub
+                if is_tokenizer_dir(folder, component):
+                    found[component] = folder
+                    break
+    return found
 
 
 def read_extra_model_paths(yaml_file: str | Path) -> dict[str, list[Path]]:
@@ -290,5 +345,6 @@ def discover_models_root(root: str | Path) -> FluxFileSet:
         t5=_rank((f for f in encoders if "t5" in f.name.lower()), ("fp16", "fp8", "t5")),
         controlnets=_rank(files.get("controlnet", []), ("upscal", "flux")),
         loras=tuple(files.get("loras", [])),
+        tokenizers=find_tokenizers(base, models.parent),
         notes=tuple(notes),
     )

@@ -1,0 +1,158 @@
+"""FLUX's VAE, text encoders and tokenizers from ComfyUI single files, no diffusers folder."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fbupscale_gui.core.errors import ModelFileError, ModelNotFoundError
+from fbupscale_gui.core.request import (
+    FLUX_REPO_ID,
+    FluxParts,
+    ModelRef,
+    ReconstructionRequest,
+)
+from fbupscale_gui.engine import Engine, flux_files, flux_part_files
+from fbupscale_gui.engine.testing import TinyFluxFiles, save_tiny_transformer_file, tiny_request
+from fbupscale_gui.engine.testing_parts import config_only_copy, save_tiny_comfy_parts
+from fbupscale_gui.storage.provenance import model_hashes
+from fbupscale_gui.storage.weight_files import discover_models_root
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
+
+
+@pytest.fixture(scope="module")
+def comfy(tiny_flux: TinyFluxFiles, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ComfyUI install holding the tiny FLUX as single files (no diffusers folder)."""
+    from diffusers import FluxTransformer2DModel
+
+    root = tmp_path_factory.mktemp("ComfyUI")
+    save_tiny_comfy_parts(tiny_flux.flux_dir, root)
+    transformer = FluxTransformer2DModel.from_pretrained(
+        tiny_flux.flux_dir, subfolder="transformer"
+    )
+    save_tiny_transformer_file(
+        transformer, root / "models" / "diffusion_models" / "flux1-dev.safetensors"
+    )
+    return root
+
+
+@pytest.fixture()
+def tiny_configs(tiny_flux: TinyFluxFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The app ships FLUX.1-dev's configs; for the tiny model it ships the tiny ones."""
+    configs = config_only_copy(tiny_flux.flux_dir, tmp_path / "configs")
+    for module in (flux_files, flux_part_files):
+        monkeypatch.setattr(module, "shipped_flux_config_dir", lambda: configs)
+    return configs
+
+
+@pytest.fixture()
+def engine() -> Iterator[Engine]:
+    eng = Engine()
+    yield eng
+    eng.release()
+
+
+def parts_request(tiny_flux: TinyFluxFiles, comfy: Path, tmp_path: Path) -> ReconstructionRequest:
+    found = discover_models_root(comfy)
+    req = tiny_request(tiny_flux, tmp_path / "player.png", variants=1, seed=11)
+    return req.replace(
+        flux=ModelRef(path=str(found.transformers[0]), repo_id=FLUX_REPO_ID),
+        parts=FluxParts(
+            vae=ModelRef(path=str(found.vaes[0])),
+            text_encoder=ModelRef(path=str(found.clip_l[0])),
+            text_encoder_2=ModelRef(path=str(found.t5[0])),
+            tokenizer=ModelRef(path=str(found.tokenizers["tokenizer"])),
+            tokenizer_2=ModelRef(path=str(found.tokenizers["tokenizer_2"])),
+        ),
+    )
+
+
+def test_comfyui_single_files_render_pixel_identical_to_the_folder(
+    engine: Engine, tiny_flux: TinyFluxFiles, comfy: Path, tiny_configs: Path, tmp_path: Path
+) -> None:
+    req = parts_request(tiny_flux, comfy, tmp_path)
+    assert req.flux_base is None
+    files_run = list(engine.run(req, None, None))
+    engine.release()
+    folder = ModelRef(path=str(tiny_flux.flux_dir), repo_id=FLUX_REPO_ID)
+    folder_run = list(engine.run(req.replace(flux=folder, parts=FluxParts()), None, None))
+    assert [c.key for c in files_run] == [c.key for c in folder_run]
+    for a, b in zip(files_run, folder_run, strict=True):
+        assert np.array_equal(np.asarray(a.image), np.asarray(b.image)), a.key.label
+    parts = files_run[0].request.parts
+    assert parts.vae is not None and parts.vae.format == "safetensors-vae"
+    assert parts.text_encoder is not None and parts.text_encoder.format == "safetensors-clip_l"
+    assert parts.text_encoder_2 is not None and parts.text_encoder_2.quant == "fp32"
+    assert all(len(ref.sha256) == 64 for ref in parts.given().values())
+    assert {"vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"} <= set(
+        model_hashes(files_run[0].request)
+    )
+    # the recorded request reads back and names the same files
+    again = ReconstructionRequest.from_json(files_run[0].request.to_json())
+    assert again.parts == parts
+
+
+def test_fp8_t5_is_upcast_on_load(tiny_flux: TinyFluxFiles, tmp_path: Path) -> None:
+    import torch
+    from transformers import T5EncoderModel
+
+    paths = save_tiny_comfy_parts(tiny_flux.flux_dir, tmp_path / "ComfyUI", t5_fp8=True)
+    assert paths["text_encoder_2"].name == "t5xxl_fp8_e4m3fn.safetensors"
+    configs = config_only_copy(tiny_flux.flux_dir, tmp_path / "configs")
+    model = flux_part_files.load_t5_file(paths["text_encoder_2"], torch.float32, configs)
+    ref = T5EncoderModel.from_pretrained(tiny_flux.flux_dir, subfolder="text_encoder_2")
+    key = "encoder.block.0.layer.0.SelfAttention.q.weight"
+    got, want = model.state_dict()[key], ref.state_dict()[key]
+    assert got.dtype == torch.float32
+    assert torch.equal(got, want.to(torch.float8_e4m3fn).float())  # fp8 values, upcast
+    assert not torch.equal(got, want)
+
+
+def test_a_clip_file_that_does_not_fit_the_config_is_refused(
+    tiny_flux: TinyFluxFiles, comfy: Path
+) -> None:
+    """The shipped FLUX.1-dev config (12 heads) cannot split the tiny CLIP's width 32."""
+    import torch
+
+    clip = comfy / "models" / "text_encoders" / "clip_l.safetensors"
+    with pytest.raises(ModelFileError, match="does not split into the config's 12 heads"):
+        flux_part_files.load_clip_file(clip, torch.float32)
+
+
+def test_missing_tokenizers_are_named_with_where_to_get_them(
+    engine: Engine, tiny_flux: TinyFluxFiles, comfy: Path, tiny_configs: Path, tmp_path: Path
+) -> None:
+    req = parts_request(tiny_flux, comfy, tmp_path)
+    req = req.replace(parts=FluxParts(**{**req.parts.given(), "tokenizer_2": None}))
+    with pytest.raises(ModelNotFoundError) as info:
+        list(engine.run(req, None, None))
+    text = str(info.value)
+    assert "T5 tokenizer (spiece.model) in <base>/tokenizer_2/" in text
+    assert "comfy/text_encoders/t5_tokenizer/" in text and "--tokenizers" in text
+    assert "CLIP-L tokenizer" not in text and "VAE" not in text.split("Where")[0]
+
+
+def test_a_comfyui_install_supplies_its_tokenizers(comfy: Path, tmp_path: Path) -> None:
+    found = discover_models_root(comfy / "models")
+    assert found.tokenizers == {
+        "tokenizer": comfy / "comfy" / "sd1_tokenizer",
+        "tokenizer_2": comfy / "comfy" / "text_encoders" / "t5_tokenizer",
+    }
+    bare = tmp_path / "bare"
+    shutil.copytree(comfy / "models", bare / "models")
+    assert discover_models_root(bare).tokenizers == {}
+
+
+def test_schema_4_requests_read_with_vae_tiling_off() -> None:
+    import json
+
+    data = json.loads(ReconstructionRequest().to_json())
+    data["version"] = 4
+    del data["parts"], data["vae_tiling"]
+    old = ReconstructionRequest.from_dict(data)
+    assert old.version == 5 and old.vae_tiling == "off" and old.parts == FluxParts()
