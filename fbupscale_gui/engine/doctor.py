@@ -8,6 +8,7 @@ fingerprinting, so it stays fast), the Real-ESRGAN weights, and the memory mode 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import platform
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from fbupscale_gui.core.request import CONTROLNET_REPO_ID, FLUX_REPO_ID, ModelRe
 from fbupscale_gui.engine import devices
 from fbupscale_gui.engine.flux_plan import CARDS_GIB, plan
 from fbupscale_gui.storage.weight_files import discover_models_root
-from fbupscale_gui.storage.weights import locate
+from fbupscale_gui.storage.weights import PART_SOURCES, locate
 
 __all__ = ["nvml_summary", "report"]
 
@@ -149,7 +150,9 @@ def report(
         lines.append(f"Runtime (auto): {rt.device} {rt.precision}{free_text}")
         lines.append(f"Memory mode (auto): {rt.memory_mode}{why}")
         if free is not None:
-            lines.append(f"Memory plan (this card): {plan(free / devices.GIB, quant).describe()}")
+            nf4 = importlib.util.find_spec("bitsandbytes") is not None
+            this_card = plan(free / devices.GIB, quant, nf4=nf4)
+            lines.append(f"Memory plan (this card): {this_card.describe()}")
     lines.extend(plan_lines(quant))
     return "\n".join(lines)
 
@@ -185,11 +188,15 @@ def models_root_lines(root: str | Path) -> list[str]:
         ("LoRA", found.loras),
     ):
         lines.append(f"  {label}: {', '.join(str(f) for f in files) or 'none found'}")
+    for name, label in (("tokenizer", "CLIP-L tokenizer"), ("tokenizer_2", "T5 tokenizer")):
+        folder = found.tokenizers.get(name)
+        lines.append(f"  {label}: {folder if folder else 'none found — ' + PART_SOURCES[name]}")
     return lines
 
 
 def plan_lines(quant: str) -> list[str]:
-    """The memory plan and predicted peak for 16, 24, 48 and 80 GB cards."""
-    return [f"Memory plan ({quant} transformer, 1024 px, both stages):"] + [
-        f"  {plan(card, quant).describe()}" for card in CARDS_GIB
+    """The memory plan and predicted peak for 16, 24, 48 and 80 GB CUDA cards (NF4 where it
+    helps: it needs CUDA and bitsandbytes)."""
+    return [f"Memory plan ({quant} transformer, 1024 px, both stages, CUDA cards):"] + [
+        f"  {plan(card, quant, nf4=True).describe()}" for card in CARDS_GIB
     ]

@@ -23,6 +23,7 @@ repeated blocks.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -172,6 +173,8 @@ class FluxRunner:
         self._pair: PipelinePair | None = None
         #: the runtime the memory plan chose for the run in progress
         self._planned: Runtime | None = None
+        #: free VRAM (GiB) measured before the loaded set was loaded, for its memory plan
+        self._free_gib: float | None = None
 
     @property
     def pipelines(self) -> PipelinePair | None:
@@ -193,25 +196,54 @@ class FluxRunner:
 
     def _plan(
         self, request: ReconstructionRequest, runtime: Runtime, flux: LocatedModel
-    ) -> tuple[Runtime, str]:
-        """The runtime and weight storage: ``auto`` ones follow the memory plan on CUDA
-        (the loaded set's runtime is kept: free VRAM now excludes what it holds)."""
-        if request.storage == "fp8" and flux.ref.format.startswith("gguf"):
+    ) -> tuple[Runtime, str, str]:
+        """The runtime, weight storage and VAE tiling: ``auto`` ones follow the memory plan on
+        CUDA. A loaded set keeps its runtime and storage (free VRAM now excludes what it
+        holds); its tiling follows the plan for the free VRAM measured before it loaded."""
+        gguf = flux.ref.format.startswith("gguf")
+        if request.storage in ("fp8", "nf4") and gguf:
             raise RequestError(
-                "storage: fp8 storage applies to 16-bit weights; a GGUF file stays quantised "
-                "(choose native or auto)"
+                f"storage: {request.storage} storage applies to 16-bit weights; a GGUF file "
+                "stays quantised (choose native or auto)"
+            )
+        nf4 = runtime.is_cuda and importlib.util.find_spec("bitsandbytes") is not None
+        if request.storage == "nf4" and not nf4:
+            raise RequestError(
+                "storage: nf4 (bitsandbytes 4-bit) runs on NVIDIA GPUs with CUDA and the "
+                "bitsandbytes package only"
+                + ("" if runtime.is_cuda else f"; this run is on {runtime.device}")
+                + " (choose auto, native or fp8)"
             )
         storage: str = request.storage
+        tiling: str = request.vae_tiling
         held = self._pair is not None and self._pair.runtime == runtime
-        free = devices.free_vram_bytes(runtime.device) if runtime.is_cuda and not held else None
-        if free is None:
+        if runtime.is_cuda and not held:
+            free = devices.free_vram_bytes(runtime.device)
+            self._free_gib = free / devices.GIB if free is not None else None
+        free_gib = self._free_gib if runtime.is_cuda else None
+        size = request.preprocess.size
+        quant = flux.ref.quant or runtime.precision
+        if held and self._pair is not None:
             if storage == "auto":
-                storage = self._pair.key[-1] if held and self._pair is not None else "native"
-            return runtime, storage
-        chosen = plan(free / devices.GIB, flux.ref.quant or runtime.precision, storage=storage)
+                storage = self._pair.key[-1]
+            if tiling == "auto":
+                chosen = (
+                    plan(free_gib, quant, storage=storage, nf4=nf4, size=size) if free_gib else None
+                )
+                tiling = "on" if chosen is not None and chosen.vae_tiling else "off"
+            return runtime, storage, tiling
+        if free_gib is None:
+            return (
+                runtime,
+                "native" if storage == "auto" else storage,
+                "off" if tiling == "auto" else tiling,
+            )
+        chosen = plan(free_gib, quant, storage=storage, nf4=nf4, size=size)
         if request.memory_mode == "auto" and not runtime.note:
             runtime = dataclasses.replace(runtime, memory_mode=chosen.memory_mode)
-        return runtime, chosen.storage
+        if tiling == "auto":
+            tiling = "on" if chosen.vae_tiling else "off"
+        return runtime, chosen.storage, tiling
 
     def _locate_parts(
         self, request: ReconstructionRequest, flux: LocatedModel
@@ -250,7 +282,7 @@ class FluxRunner:
         lora_model = request.lora.model
         lora = self._locate(lora_model, "lora") if (needs_lora and lora_model) else None
         tracker.check()
-        runtime, storage = self._plan(request, runtime, flux)
+        runtime, storage, tiling = self._plan(request, runtime, flux)
         self._planned = runtime
 
         key = (
@@ -284,6 +316,7 @@ class FluxRunner:
                 key=key,
                 base=base.path if base is not None else None,
                 parts={name: part.path for name, part in parts.items()},
+                nf4=storage == "nf4",
             )
             self._pair = pair
             tracker.check()
@@ -307,6 +340,11 @@ class FluxRunner:
         if storage == "fp8":
             cast_to_fp8(pair)
         place(pair)
+        vae = pair.stage1.vae  # shared by both stages; tiling changes pixels: recorded
+        if tiling == "on":
+            vae.enable_tiling()
+        else:
+            vae.disable_tiling()
         if request.speed == "compiled":
             plain = not pair.fp8_cast and getattr(pair.transformer, "hf_quantizer", None) is None
             compile_blocks(pair.transformer, fullgraph=plain)
@@ -314,6 +352,7 @@ class FluxRunner:
 
         resolved = request.replace(
             storage=storage,
+            vae_tiling=tiling,
             flux=_identified(request.flux, flux),
             flux_base=(
                 dataclasses.replace(request.flux_base, sha256=base.ref.sha256)
@@ -416,8 +455,10 @@ class FluxRunner:
                 request.stage1.start, cutout, pre, tracker.is_cancelled
             )
         label = pair.runtime.label
-        if resolved.storage == "fp8":
-            label += " fp8-storage"
+        if resolved.storage in ("fp8", "nf4"):
+            label += f" {resolved.storage}-storage"
+        if resolved.vae_tiling == "on":
+            label += " vae-tiled"
         if request.speed != "exact":
             label += f" {request.speed}"
         if changed:

@@ -254,12 +254,17 @@ def _read_state(path: Path, desc: FileDescription) -> dict[str, Any]:
 
 
 def load_transformer_file(
-    path: str | Path, dtype: torch.dtype, *, config_dir: str | Path | None = None
+    path: str | Path,
+    dtype: torch.dtype,
+    *,
+    config_dir: str | Path | None = None,
+    quantization_config: Any = None,
 ) -> tuple[Any, FileDescription]:
     """Load a FluxTransformer2DModel from one file, offline; returns it and the file's description.
 
     ``config_dir`` is a diffusers FLUX folder whose ``transformer/config.json`` supplies what
-    weights cannot say (the rope axes); default: the shipped FLUX.1-dev configs. Raises
+    weights cannot say (the rope axes); default: the shipped FLUX.1-dev configs.
+    ``quantization_config`` quantises 16-bit weights at load (NF4). Raises
     ModelFileError for an unknown layout, incomplete weights or a config that does not fit.
     """
     import json
@@ -294,6 +299,8 @@ def load_transformer_file(
             f"{list(axes)} of {config_file}; pass --flux-base with this model's diffusers folder"
         )
     kwargs: dict[str, Any] = {}
+    if quantization_config is not None:  # NF4 (bitsandbytes), quantised at load
+        kwargs["quantization_config"] = quantization_config
     if desc.container == "gguf":
         from diffusers import GGUFQuantizationConfig
 

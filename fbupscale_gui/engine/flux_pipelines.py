@@ -92,6 +92,7 @@ def load_pipelines(
     key: tuple[str, ...] = (),
     base: str | Path | None = None,
     parts: Mapping[str, Path] | None = None,
+    nf4: bool = False,
 ) -> PipelinePair:
     """Load FLUX.1-dev (and the ControlNet) offline in ``runtime``'s precision, not yet placed.
 
@@ -100,17 +101,21 @@ def load_pipelines(
     its own file or folder: ``ae.safetensors``, ``clip_l``, ``t5xxl``, tokenizer folders) or
     else from the diffusers folder ``base``. Raises OSError/ValueError from diffusers when a
     folder is damaged, ModelFileError for a file that is not what it should be,
-    ModelNotFoundError naming each part still missing and where to get it.
+    ModelNotFoundError naming each part still missing and where to get it. ``nf4``: the
+    transformer quantised to NF4 at load (bitsandbytes, CUDA only; the caller checks).
     """
     from diffusers import FluxImg2ImgPipeline
 
     dtype = devices.torch_dtype(runtime.precision)
+    quantization = _nf4_config(dtype) if nf4 else None
     stage1: Any
     if Path(flux_dir).is_file():
         given = dict(parts or {})
         check_flux_base(flux_dir, base, given)
         base_dir = Path(base) if base is not None else None
-        transformer, _desc = load_transformer_file(flux_dir, dtype, config_dir=base_dir)
+        transformer, _desc = load_transformer_file(
+            flux_dir, dtype, config_dir=base_dir, quantization_config=quantization
+        )
         components = load_parts(given, dtype, base_dir)
         if base_dir is None:
             stage1 = FluxImg2ImgPipeline(transformer=transformer, **components)
@@ -122,6 +127,19 @@ def load_pipelines(
                 dtype=dtype,
                 local_files_only=True,
             )
+    elif quantization is not None:
+        from diffusers import FluxTransformer2DModel
+
+        transformer = FluxTransformer2DModel.from_pretrained(
+            str(flux_dir),
+            subfolder="transformer",
+            quantization_config=quantization,
+            torch_dtype=dtype,
+            local_files_only=True,
+        )
+        stage1 = FluxImg2ImgPipeline.from_pretrained(
+            str(flux_dir), transformer=transformer, dtype=dtype, local_files_only=True
+        )
     else:
         stage1 = FluxImg2ImgPipeline.from_pretrained(
             str(flux_dir), dtype=dtype, local_files_only=True
@@ -131,6 +149,15 @@ def load_pipelines(
     if controlnet_dir is not None:
         attach_controlnet(pair, controlnet_dir)
     return pair
+
+
+def _nf4_config(dtype: Any) -> Any:
+    """bitsandbytes NF4 for the transformer, computed in ``dtype`` (the memory plan's ``nf4``)."""
+    from diffusers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
+    )
 
 
 def attach_controlnet(
