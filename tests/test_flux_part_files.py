@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from fbupscale_gui.core.errors import ModelFileError, ModelNotFoundError
 from fbupscale_gui.core.request import (
@@ -156,3 +157,72 @@ def test_schema_4_requests_read_with_vae_tiling_off() -> None:
     del data["parts"], data["vae_tiling"]
     old = ReconstructionRequest.from_dict(data)
     assert old.version == 5 and old.vae_tiling == "off" and old.parts == FluxParts()
+
+
+def test_cli_runs_a_whole_comfyui_install_and_reproduces(
+    capsys: pytest.CaptureFixture[str],
+    tiny_flux: TinyFluxFiles,
+    comfy: Path,
+    tiny_configs: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No diffusers folder at all: transformer, VAE, CLIP-L, T5 and tokenizers all come from
+    the ComfyUI install, and ``reproduce`` renders the exported candidate pixel-identically."""
+    from fbupscale_gui.cli import entry as cli
+    from fbupscale_gui.core.images import image_sha256, make_source
+    from fbupscale_gui.engine.testing import tiny_cutout
+    from fbupscale_gui.storage.metadata import read_metadata
+
+    monkeypatch.setenv("FBUPSCALE_CPU_THREADS", "1")
+    monkeypatch.setenv("FBUPSCALE_CACHE_DIR", str(tmp_path / "cache"))
+    cutout = tmp_path / "in" / "player.png"
+    cutout.parent.mkdir()
+    tiny_cutout(40, 64, seed=3).save(cutout)
+    make_source(cutout)
+    out = tmp_path / "out"
+    code = cli.main(
+        [
+            "upscale", str(cutout), "-o", str(out), "--engine", "flux",
+            "--models-root", str(comfy), "--controlnet", str(tiny_flux.controlnet_dir),
+            "--size", "64", "--steps1", "4", "--steps2", "2", "--variants", "1",
+        ]
+    )  # fmt: skip
+    _out, err = capsys.readouterr()
+    assert code == 0, err
+    chosen = sorted(out.glob("player_v0_s2_*.png"))[0]
+    record = read_metadata(chosen)
+    parts = record.request.parts
+    assert record.request.flux_base is None and record.request.vae_tiling == "off"
+    assert parts.vae is not None and parts.vae.path == str(comfy / "models/vae/ae.safetensors")
+    assert parts.tokenizer_2 is not None and parts.tokenizer_2.path.endswith("t5_tokenizer")
+    code = cli.main(["reproduce", str(chosen), "-o", str(tmp_path / "again.png")])
+    _out, err = capsys.readouterr()
+    assert code == 0, err
+    with Image.open(tmp_path / "again.png") as a, Image.open(chosen) as b:
+        assert image_sha256(a.convert("RGB")) == image_sha256(b.convert("RGB"))
+    # doctor names what the install holds, tokenizers included
+    assert cli.main(["doctor", "--models-root", str(comfy)]) == 0
+    text, _err = capsys.readouterr()
+    assert f"T5 tokenizer: {comfy / 'comfy' / 'text_encoders' / 't5_tokenizer'}" in text
+
+
+def test_cli_parts_for_a_folder_are_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tiny_flux: TinyFluxFiles, comfy: Path, tmp_path: Path
+) -> None:
+    from fbupscale_gui.cli import entry as cli
+    from fbupscale_gui.engine.testing import tiny_cutout
+
+    cutout = tmp_path / "player.png"
+    tiny_cutout(40, 64, seed=3).save(cutout)
+    with pytest.raises(SystemExit) as info:
+        cli.main(
+            [
+                "upscale", str(cutout), "-o", str(tmp_path / "o"),
+                "--flux", str(tiny_flux.flux_dir),
+                "--vae", str(comfy / "models" / "vae" / "ae.safetensors"),
+            ]
+        )  # fmt: skip
+    code = info.value.code
+    _out, err = capsys.readouterr()
+    assert code == 2 and "apply to a single-file --flux" in err

@@ -555,6 +555,7 @@ def _resolve_models(
             return template.replace(engine=engine, sr_model=_sr_model_ref(engine))
         return template.replace(engine=engine)
     flux = _locate(_flux_path(args), FLUX_REPO_ID, "flux")
+    parts = _flux_parts(args, flux)
     flux_base = _locate(args.flux_base, "", "flux_base") if args.flux_base else None
     controlnet = _locate(args.controlnet, CONTROLNET_REPO_ID, "controlnet")
     lora = template.lora
@@ -564,7 +565,7 @@ def _resolve_models(
         engine="flux",
         flux=flux,
         flux_base=flux_base,
-        parts=_flux_parts(args, flux),
+        parts=parts,
         controlnet=controlnet,
         lora=lora,
     )
