@@ -282,8 +282,8 @@ def _add_runtime_args(p: argparse.ArgumentParser) -> None:
         "--speed",
         choices=get_args(Speed),
         default="exact",
-        help="exact: every step computed; fast: First Block Cache on stage 1; "
-        "compiled: regional compile of the repeated blocks",
+        help="exact: every step computed; fast: First Block Cache on stage 1; fast-mag: "
+        "MagCache on stage 1; compiled: regional compile of the repeated blocks",
     )
     p.add_argument(
         "--storage",

@@ -69,7 +69,7 @@ __all__ = [
 #: 4: FLUX from single files (``flux_base``, ``ModelRef.format``/``quant``), ``speed`` and
 #: ``storage``.
 #: 5: the VAE, text encoders and tokenizers from single files or folders (``parts``),
-#: ``vae_tiling``, and "nf4" storage.
+#: ``vae_tiling``, "nf4" storage and the "fast-mag" speed.
 SCHEMA_VERSION: Final = 5
 FLUX_REPO_ID: Final = "black-forest-labs/FLUX.1-dev"
 CONTROLNET_REPO_ID: Final = "jasperai/Flux.1-dev-Controlnet-Upscaler"
@@ -99,8 +99,9 @@ Precision = Literal["auto", "bf16", "fp16", "fp32"]
 MemoryMode = Literal["auto", "none", "model", "group", "sequential"]
 PadMode = Literal["edge", "reflect", "black", "gray"]
 #: exact: every step computed; fast: First Block Cache on stage 1 (stage 2 stays uncached,
-#: see engine/flux_speed.py); compiled: regional compile of the repeated transformer blocks.
-Speed = Literal["exact", "fast", "compiled"]
+#: see engine/flux_speed.py); fast-mag: MagCache on stage 1 instead; compiled: regional
+#: compile of the repeated transformer blocks.
+Speed = Literal["exact", "fast", "fast-mag", "compiled"]
 #: How the FLUX transformer's weights are held: native (the file's own precision: bf16, fp8
 #: upcast, GGUF kept quantised), fp8 (layerwise casting: fp8 storage, computed in the
 #: precision, LoRAs loaded first), nf4 (bitsandbytes 4-bit, CUDA only). auto picks by free

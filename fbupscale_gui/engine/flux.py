@@ -16,8 +16,8 @@ pipelines are cached across runs keyed by model identity, device, precision and 
 only one set is kept, since two FLUX models never fit in memory at once. LoRAs are loaded with
 all accelerate hooks removed and the mode re-applied afterwards (diffusers otherwise re-applies
 offload on the loading pipeline only, see diffusers #10914 / #11791). Speed modes
-(:mod:`.flux_speed`): First Block Cache around stage-1 calls only, or regional compile of the
-repeated blocks.
+(:mod:`.flux_speed`): First Block Cache or MagCache around stage-1 calls only, or regional
+compile of the repeated blocks.
 """
 
 from __future__ import annotations
@@ -512,7 +512,7 @@ class FluxRunner:
                 activate(pair, pair.stage1)
                 set_lora(s1_lora, request.lora.scale)
                 start = time.perf_counter()
-                with stage1_cache(pair.transformer, request.speed):
+                with stage1_cache(pair.transformer, request.speed, s1.steps, s1.effective_steps):
                     image1 = pair.stage1(
                         prompt_embeds=prompt_embeds,
                         pooled_prompt_embeds=pooled,
