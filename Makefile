@@ -2,7 +2,7 @@
 #   make run    set up .venv and launch the app on its default preview engine (faithful)
 #   make test   set up .venv with the test tools and run the checks and the test suite
 # and, once .venv is set up, the quick check while working:
-#   make test-fast   the checks and the tests not marked slow
+#   make test-fast   the checks and the tests not marked slow, on two cores
 .PHONY: run test test-fast setup setup-dev lint demo
 
 setup:
@@ -27,4 +27,4 @@ test: setup-dev lint
 	QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -q
 
 test-fast: lint
-	QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -q -m "not slow"
+	QT_QPA_PLATFORM=offscreen .venv/bin/python -m pytest -q -m "not slow" -n 2

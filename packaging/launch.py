@@ -1,7 +1,7 @@
 """Entry point of the PyInstaller bundle: one script, two executables.
 
 ``fbupscale-gui`` (``fbupscale-gui.exe``) opens the window (:func:`fbupscale_gui.app.main`);
-``fbupscale`` (``fbupscale.exe``) is the command line (:func:`fbupscale_gui.cli.entry`). Which one
+``fbupscale`` (``fbupscale.exe``) is the command line (:func:`fbupscale_gui.cli.main`). Which one
 runs is decided by the executable's name, so both share one analysed set of modules.
 
 ``fbupscale-gui --smoke-test [OUTDIR]`` (hidden; used by ``packaging/smoke.sh``) checks a built

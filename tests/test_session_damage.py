@@ -8,6 +8,7 @@ import base64
 import os
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,7 @@ def test_a_hostile_session_never_kills_the_writer_nor_locks_the_window(
     before = (folder / INDEX_NAME).read_bytes()
 
     writer = SessionWriter(folder)
+    writer.start()
     try:
         assert writer.flush(10)  # the thread is alive and answers
         assert writer._thread.is_alive()
@@ -352,3 +354,23 @@ def test_the_hostile_sessions_bench_handles_every_case() -> None:
     summary = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-2000:]
     assert out.returncode == 0, summary
     assert "0 crashed, 0 hung, 0 escaped, 0 vanished, 0 hidden" in summary
+
+
+def test_a_folder_that_cannot_be_opened_is_reported_even_when_the_thread_is_quick(
+    qtbot, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The writer's open failure is emitted as its thread starts; the thread starts only once
+    the signal is connected, so the message cannot be emitted to nobody (it was, under load)."""
+    folder = tmp_path / "blocked"
+    folder.mkdir()
+    (folder / "cutouts").write_bytes(b"a file where the session expects a folder")
+    writer = SessionWriter(folder)
+    time.sleep(0.3)  # a thread started by the constructor would have failed by now
+    texts: list[str] = []
+    writer.failed.connect(texts.append)
+    writer.start()
+    try:
+        qtbot.waitUntil(lambda: bool(texts), timeout=10_000)
+        assert str(folder) in texts[0]
+    finally:
+        writer.close(10)

@@ -100,7 +100,11 @@ def write_error_text(folder: Path, exc: BaseException) -> str:
 
 
 class SessionWriter(QObject):
-    """A writer thread for one session folder. Signals arrive in the GUI thread."""
+    """A writer thread for one session folder. Signals arrive in the GUI thread.
+
+    The thread starts with :meth:`start`, once the caller has connected the signals: a
+    failure to open the folder is reported the moment the thread starts, and a signal emitted
+    before its connection exists reaches nobody."""
 
     failed = Signal(str)  # a message naming the folder (once until a write succeeds again)
     recovered = Signal()
@@ -119,6 +123,9 @@ class SessionWriter(QObject):
         self._thread = threading.Thread(
             target=self._loop, name="fbupscale-session-writer", daemon=True
         )
+
+    def start(self) -> None:
+        """Start the writer thread (connect :attr:`failed` first)."""
         self._thread.start()
 
     def submit(self, op: Op) -> None:
@@ -487,6 +494,7 @@ class SessionRecorder(QObject):
         writer = SessionWriter(path, self)
         writer.failed.connect(self._on_failed)
         writer.recovered.connect(self._on_recovered)
+        writer.start()
         self.writer = writer
         self._job_ids.clear()
         self._cand_ids.clear()
