@@ -73,8 +73,9 @@ def parts_request(tiny_flux: TinyFluxFiles, comfy: Path, tmp_path: Path) -> Reco
     )
 
 
+@pytest.mark.usefixtures("tiny_configs")
 def test_comfyui_single_files_render_pixel_identical_to_the_folder(
-    engine: Engine, tiny_flux: TinyFluxFiles, comfy: Path, tiny_configs: Path, tmp_path: Path
+    engine: Engine, tiny_flux: TinyFluxFiles, comfy: Path, tmp_path: Path
 ) -> None:
     req = parts_request(tiny_flux, comfy, tmp_path)
     assert req.flux_base is None
@@ -125,8 +126,9 @@ def test_a_clip_file_that_does_not_fit_the_config_is_refused(
         flux_part_files.load_clip_file(clip, torch.float32)
 
 
+@pytest.mark.usefixtures("tiny_configs")
 def test_missing_tokenizers_are_named_with_where_to_get_them(
-    engine: Engine, tiny_flux: TinyFluxFiles, comfy: Path, tiny_configs: Path, tmp_path: Path
+    engine: Engine, tiny_flux: TinyFluxFiles, comfy: Path, tmp_path: Path
 ) -> None:
     req = parts_request(tiny_flux, comfy, tmp_path)
     req = req.replace(parts=FluxParts(**{**req.parts.given(), "tokenizer_2": None}))
@@ -159,11 +161,11 @@ def test_schema_4_requests_read_with_vae_tiling_off() -> None:
     assert old.version == 5 and old.vae_tiling == "off" and old.parts == FluxParts()
 
 
+@pytest.mark.usefixtures("tiny_configs")
 def test_cli_runs_a_whole_comfyui_install_and_reproduces(
     capsys: pytest.CaptureFixture[str],
     tiny_flux: TinyFluxFiles,
     comfy: Path,
-    tiny_configs: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
