@@ -26,19 +26,17 @@ import dataclasses
 import importlib.util
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fbupscale_gui.core.errors import Cancelled, GpuOutOfMemoryError, RequestError
 from fbupscale_gui.core.images import crop_to_content, standardise
-from fbupscale_gui.core.job import Candidate, IsCancelled, Note, OnProgress, Progress
+from fbupscale_gui.core.job import Candidate, IsCancelled, Note, OnProgress
 from fbupscale_gui.core.request import (
     CandidateKey,
     FluxParts,
     ModelRef,
     ReconstructionRequest,
-    Stage1Params,
 )
 from fbupscale_gui.engine import devices
 from fbupscale_gui.engine.devices import Runtime
@@ -54,6 +52,7 @@ from fbupscale_gui.engine.flux_pipelines import (
     strip_hooks,
 )
 from fbupscale_gui.engine.flux_plan import plan
+from fbupscale_gui.engine.flux_progress import Tracker, plan_steps
 from fbupscale_gui.engine.flux_speed import compile_blocks, stage1_cache
 from fbupscale_gui.engine.lora import (
     adapter_name_for,
@@ -67,7 +66,7 @@ from fbupscale_gui.storage.weights import LocatedModel, check_flux_base, locate
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["FluxRunner", "plan_steps", "stage1_steps"]
+__all__ = ["FluxRunner"]
 
 
 def _identified(asked: ModelRef, found: LocatedModel) -> ModelRef:
@@ -75,11 +74,6 @@ def _identified(asked: ModelRef, found: LocatedModel) -> ModelRef:
     return dataclasses.replace(
         asked, sha256=found.ref.sha256, format=found.ref.format, quant=found.ref.quant
     )
-
-
-def stage1_steps(params: Stage1Params) -> int:
-    """Denoising steps diffusers' img2img really runs (its own rounding, not ``int(s*x)``)."""
-    return params.effective_steps
 
 
 # -- the runner ---------------------------------------------------------------------------
@@ -91,69 +85,6 @@ def _to_image(pipe: Any, images: Any, stage: str) -> Image.Image:
     require_finite(images, f"FLUX {stage}")
     image: Image.Image = pipe.image_processor.numpy_to_pil(images)[0]
     return image
-
-
-@dataclass
-class _Tracker:
-    """Progress over the whole job."""
-
-    on_progress: OnProgress | None
-    is_cancelled: IsCancelled | None
-    job_total: int
-    candidates: int
-    job_step: int = 0
-
-    def check(self) -> None:
-        if self.is_cancelled is not None and self.is_cancelled():
-            raise Cancelled()
-
-    def emit(
-        self,
-        stage: str,
-        step: int,
-        total: int,
-        candidate: int,
-        message: str = "",
-        note: Note | None = None,
-    ) -> None:
-        if self.on_progress is not None:
-            self.on_progress(
-                Progress(
-                    stage=stage,  # type: ignore[arg-type]
-                    step=step,
-                    total=total,
-                    job_step=self.job_step,
-                    job_total=self.job_total,
-                    candidate=candidate,
-                    candidates=self.candidates,
-                    message=message,
-                    note=note,
-                )
-            )
-
-    def callback(self, stage: str, candidate: int) -> Callable[..., dict[str, Any]]:
-        def on_step_end(pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            self.job_step += 1
-            total = int(getattr(pipe, "_num_timesteps", 0) or 0)
-            self.emit(stage, i + 1, total, candidate)
-            self.check()  # raising here discards the half-denoised latents: nothing is decoded
-            return {}
-
-        return on_step_end
-
-
-def plan_steps(request: ReconstructionRequest) -> tuple[int, int, int]:
-    """(stage-1 runs, stage-2 runs, denoising steps) the request's candidates need."""
-    stage1_runs: set[tuple[int, bool]] = set()
-    stage2_runs = 0
-    for key in request.candidate_keys():
-        if key.stage == 1:
-            stage1_runs.add((key.variant, key.lora))
-        else:
-            stage1_runs.add((key.variant, request.stage1_lora(key.lora)))
-            stage2_runs += 1
-    total = len(stage1_runs) * stage1_steps(request.stage1) + stage2_runs * request.stage2.steps
-    return len(stage1_runs), stage2_runs, total
 
 
 class FluxRunner:
@@ -263,7 +194,7 @@ class FluxRunner:
         return base, parts
 
     def _prepare(
-        self, request: ReconstructionRequest, runtime: Runtime, tracker: _Tracker
+        self, request: ReconstructionRequest, runtime: Runtime, tracker: Tracker
     ) -> tuple[PipelinePair, ReconstructionRequest, str | None, list[str]]:
         """Locate and load what the request needs; returns pipelines, the request with model
         hashes filled in, the LoRA adapter name (None when no candidate uses the LoRA), and
@@ -415,7 +346,7 @@ class FluxRunner:
             runtime = held
         keys = request.candidate_keys()
         _, _, job_total = plan_steps(request)
-        tracker = _Tracker(on_progress, is_cancelled, job_total, len(keys))
+        tracker = Tracker(on_progress, is_cancelled, job_total, len(keys))
         self._planned = None
         tracker.check()
         out_of_memory = False
@@ -442,7 +373,7 @@ class FluxRunner:
         cutout: Image.Image,
         runtime: Runtime,
         keys: list[CandidateKey],
-        tracker: _Tracker,
+        tracker: Tracker,
     ) -> Iterator[Candidate]:
         import torch
 
