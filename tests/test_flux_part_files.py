@@ -228,3 +228,30 @@ def test_cli_parts_for_a_folder_are_a_usage_error(
     code = info.value.code
     _out, err = capsys.readouterr()
     assert code == 2 and "apply to a single-file --flux" in err
+
+
+@pytest.mark.parametrize("dtype_name", ["bfloat16", "float16"])
+def test_part_files_load_in_half_precision_as_their_folder_does(
+    tiny_flux: TinyFluxFiles, comfy: Path, tmp_path: Path, dtype_name: str
+) -> None:
+    """Same tensors and dtypes as ``from_pretrained(torch_dtype=...)`` (T5's ``wo`` stays
+    fp32 in float16, as transformers keeps it)."""
+    import torch
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTextModel, T5EncoderModel
+
+    dtype = getattr(torch, dtype_name)
+    configs = config_only_copy(tiny_flux.flux_dir, tmp_path / "configs")
+    files = discover_models_root(comfy)
+    for component, file, loader, cls in (
+        ("vae", files.vaes[0], flux_part_files.load_vae_file, AutoencoderKL),
+        ("text_encoder", files.clip_l[0], flux_part_files.load_clip_file, CLIPTextModel),
+        ("text_encoder_2", files.t5[0], flux_part_files.load_t5_file, T5EncoderModel),
+    ):
+        got = loader(file, dtype, configs).state_dict()
+        want = cls.from_pretrained(  # type: ignore[attr-defined]
+            tiny_flux.flux_dir, subfolder=component, torch_dtype=dtype
+        ).state_dict()
+        assert set(got) == set(want), component
+        for name, tensor in got.items():
+            assert tensor.dtype == want[name].dtype and torch.equal(tensor, want[name]), name

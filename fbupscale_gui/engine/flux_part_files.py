@@ -123,15 +123,19 @@ def _load_into(model: Any, state: Mapping[str, Any], path: Path, ignore: tuple[s
 
 
 def _finish(model: Any, dtype: torch.dtype) -> Any:
-    """Cast to ``dtype`` as ``from_pretrained`` would (fp16 keeps ``_keep_in_fp32_modules``)."""
+    """Cast to ``dtype`` as ``from_pretrained`` does: in float16 the ``_keep_in_fp32_modules``
+    (T5's ``wo``) keep their float32 values, never a round trip through float16."""
+    import itertools
+
     import torch
 
-    model = torch.nn.Module.to(model, dtype)  # diffusers' own .to() warns about nothing here
     keep = getattr(model, "_keep_in_fp32_modules", None) or ()
-    if dtype == torch.float16 and keep:
-        for name, module in model.named_modules():
-            if any(k in name.split(".") for k in keep):
-                module.to(torch.float32)
+    keep = keep if dtype == torch.float16 else ()
+    tensors = itertools.chain(model.named_parameters(), model.named_buffers())
+    for name, tensor in tensors:
+        if tensor.is_floating_point():
+            fp32 = any(k in name.split(".") for k in keep)
+            tensor.data = tensor.data.to(torch.float32 if fp32 else dtype)
     return model.eval()
 
 
