@@ -99,20 +99,31 @@ def test_comfyui_single_files_render_pixel_identical_to_the_folder(
     assert again.parts == parts
 
 
-def test_fp8_t5_is_upcast_on_load(tiny_flux: TinyFluxFiles, tmp_path: Path) -> None:
+def test_fp8_t5_is_upcast_on_load_and_fp8_scaled_applies_its_scales(
+    tiny_flux: TinyFluxFiles, tmp_path: Path
+) -> None:
     import torch
+    from safetensors.torch import load_file
     from transformers import T5EncoderModel
 
-    paths = save_tiny_comfy_parts(tiny_flux.flux_dir, tmp_path / "ComfyUI", t5_fp8=True)
-    assert paths["text_encoder_2"].name == "t5xxl_fp8_e4m3fn.safetensors"
     configs = config_only_copy(tiny_flux.flux_dir, tmp_path / "configs")
-    model = flux_part_files.load_t5_file(paths["text_encoder_2"], torch.float32, configs)
     ref = T5EncoderModel.from_pretrained(tiny_flux.flux_dir, subfolder="text_encoder_2")
     key = "encoder.block.0.layer.0.SelfAttention.q.weight"
-    got, want = model.state_dict()[key], ref.state_dict()[key]
+    want = ref.state_dict()[key]
+    paths = save_tiny_comfy_parts(tiny_flux.flux_dir, tmp_path / "fp8", t5_quant="fp8")
+    assert paths["text_encoder_2"].name == "t5xxl_fp8_e4m3fn.safetensors"
+    model = flux_part_files.load_t5_file(paths["text_encoder_2"], torch.float32, configs)
+    got = model.state_dict()[key]
     assert got.dtype == torch.float32
     assert torch.equal(got, want.to(torch.float8_e4m3fn).float())  # fp8 values, upcast
     assert not torch.equal(got, want)
+    scaled = save_tiny_comfy_parts(tiny_flux.flux_dir, tmp_path / "scaled", t5_quant="fp8_scaled")
+    model = flux_part_files.load_t5_file(scaled["text_encoder_2"], torch.float32, configs)
+    got = model.state_dict()[key]
+    # e4m3 keeps 3 mantissa bits: within 1/16 of each weight, far from the raw fp8 values
+    assert torch.allclose(got, want, rtol=0.07, atol=want.abs().max().item() / 64)
+    raw = load_file(str(scaled["text_encoder_2"]))[key].float()
+    assert raw.abs().max() > 50 * want.abs().max()  # what ignoring the scales would load
 
 
 def test_a_clip_file_that_does_not_fit_the_config_is_refused(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 __all__ = ["config_only_copy", "save_tiny_comfy_parts", "vae_to_ldm"]
 
@@ -66,9 +66,13 @@ def config_only_copy(flux_dir: Path, target: Path) -> Path:
     return target
 
 
-def save_tiny_comfy_parts(flux_dir: Path, root: Path, *, t5_fp8: bool = False) -> dict[str, Path]:
+def save_tiny_comfy_parts(
+    flux_dir: Path, root: Path, *, t5_quant: Literal["none", "fp8", "fp8_scaled"] = "none"
+) -> dict[str, Path]:
     """Write the tiny folder's VAE, CLIP-L, T5 and tokenizers as a ComfyUI install holds them
-    under ``root``; returns their paths by component name."""
+    under ``root``; returns their paths by component name. ``t5_quant``: T5's 2-D weights in
+    float8, or as ComfyUI's fp8_scaled files hold them (divided by a per-weight
+    ``scale_weight``, with the ``scaled_fp8`` marker)."""
     import torch
     from diffusers import AutoencoderKL
     from safetensors.torch import save_file
@@ -83,11 +87,19 @@ def save_tiny_comfy_parts(flux_dir: Path, root: Path, *, t5_fp8: bool = False) -
     t5 = T5EncoderModel.from_pretrained(flux_dir, subfolder="text_encoder_2")
     t5_state = tensors(t5)
     t5_state.pop("encoder.embed_tokens.weight", None)  # tied to shared.weight, as ComfyUI saves
-    if t5_fp8:
-        t5_state = {
-            k: v.to(torch.float8_e4m3fn) if v.ndim == 2 and k != "shared.weight" else v
-            for k, v in t5_state.items()
-        }
+    if t5_quant != "none":
+        quantised: dict[str, Any] = {}
+        for k, v in t5_state.items():
+            if v.ndim == 2 and k != "shared.weight":
+                if t5_quant == "fp8_scaled":
+                    scale = v.abs().max().float() / 448.0
+                    quantised[k[: -len("weight")] + "scale_weight"] = scale.reshape(1)
+                    v = v / scale
+                v = v.to(torch.float8_e4m3fn)
+            quantised[k] = v
+        if t5_quant == "fp8_scaled":
+            quantised["scaled_fp8"] = torch.zeros(0, dtype=torch.float8_e4m3fn)
+        t5_state = quantised
     clip_state = {  # CLIP-L files name every tensor under "text_model."
         k if k.startswith("text_model.") else f"text_model.{k}": v
         for k, v in tensors(clip).items()
@@ -98,7 +110,11 @@ def save_tiny_comfy_parts(flux_dir: Path, root: Path, *, t5_fp8: bool = False) -
         "text_encoder": models / "text_encoders" / "clip_l.safetensors",
         "text_encoder_2": models
         / "text_encoders"
-        / ("t5xxl_fp8_e4m3fn.safetensors" if t5_fp8 else "t5xxl_fp32.safetensors"),
+        / {
+            "none": "t5xxl_fp32.safetensors",
+            "fp8": "t5xxl_fp8_e4m3fn.safetensors",
+            "fp8_scaled": "t5xxl_fp8_e4m3fn_scaled.safetensors",
+        }[t5_quant],
         "tokenizer": root / "comfy" / "sd1_tokenizer",
         "tokenizer_2": root / "comfy" / "text_encoders" / "t5_tokenizer",
     }
