@@ -266,3 +266,23 @@ def test_part_files_load_in_half_precision_as_their_folder_does(
         assert set(got) == set(want), component
         for name, tensor in got.items():
             assert tensor.dtype == want[name].dtype and torch.equal(tensor, want[name]), name
+
+
+def test_the_window_takes_the_parts_from_a_comfyui_install_in_the_base_field(
+    tiny_flux: TinyFluxFiles, comfy: Path, tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from fbupscale_gui.core.settings import Settings
+    from fbupscale_gui.state.session import base_request
+
+    found = discover_models_root(comfy)
+    cutout = SimpleNamespace(prompt="", scene=None, source=None)
+    settings = Settings(flux_dir=str(found.transformers[0]), flux_base_dir=str(comfy))
+    request = base_request(cutout, "flux", settings)  # type: ignore[arg-type]
+    assert request.flux_base is None
+    assert request.parts == parts_request(tiny_flux, comfy, tmp_path).parts
+    # a diffusers base folder stays the base, parts empty
+    folder = Settings(flux_dir=str(found.transformers[0]), flux_base_dir=str(tiny_flux.flux_dir))
+    request = base_request(cutout, "flux", folder)  # type: ignore[arg-type]
+    assert request.flux_base is not None and request.parts == FluxParts()

@@ -582,19 +582,11 @@ def _flux_parts(args: argparse.Namespace, flux: ModelRef) -> FluxParts:
                 f"{flux.path} is a FLUX folder that brings its own"
             )
         return FluxParts()
-    from fbupscale_gui.storage.weight_files import discover_models_root, find_tokenizers
+    from fbupscale_gui.storage.weight_files import find_tokenizers, part_files_under
 
     chosen: dict[str, str] = {}
     if args.models_root:
-        found = discover_models_root(args.models_root)
-        for name, files in (
-            ("vae", found.vaes),
-            ("text_encoder", found.clip_l),
-            ("text_encoder_2", found.t5),
-        ):
-            if files:
-                chosen[name] = str(files[0])
-        chosen.update({k: str(v) for k, v in found.tokenizers.items()})
+        chosen.update({k: str(v) for k, v in part_files_under(args.models_root).items()})
     if args.tokenizers:
         tokenizers = find_tokenizers(args.tokenizers)
         if not tokenizers:

@@ -43,6 +43,7 @@ from fbupscale_gui.state.session_persist import (
     load_restored,
 )
 from fbupscale_gui.storage.export import export_candidates
+from fbupscale_gui.storage.weight_files import flux_sources
 from fbupscale_gui.storage.weights_library import ModelLibrary
 from fbupscale_gui.worker.engine_process import ProcessLink
 from fbupscale_gui.worker.engine_thread import EngineThread, RunnerFactory
@@ -106,6 +107,7 @@ def base_request(
     lora = (
         LoraParams(model=ModelRef(path=settings.lora_path)) if settings.lora_path else LoraParams()
     )
+    flux_base, parts = flux_sources(settings.flux_dir, settings.flux_base_dir)
     return ReconstructionRequest(
         engine=engine,  # validated by the request
         sr_model=sr_model,
@@ -113,7 +115,8 @@ def base_request(
         scene_json=cutout.scene.to_json() if cutout.scene is not None else "",
         source=cutout.source,
         flux=ModelRef(path=settings.flux_dir, repo_id=FLUX_REPO_ID),
-        flux_base=ModelRef(path=settings.flux_base_dir) if settings.flux_base_dir else None,
+        flux_base=flux_base,
+        parts=parts,
         controlnet=ModelRef(path=settings.controlnet_dir, repo_id=CONTROLNET_REPO_ID),
         lora=lora,
         memory_mode=settings.memory_mode,  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from fbupscale_gui.core.errors import ModelFileError
+from fbupscale_gui.core.request import FluxParts, ModelRef
 
 __all__ = [
     "MODEL_EXTENSIONS",
@@ -26,8 +27,10 @@ __all__ = [
     "describe_file",
     "discover_models_root",
     "find_tokenizers",
+    "flux_sources",
     "is_single_file",
     "is_tokenizer_dir",
+    "part_files_under",
     "read_extra_model_paths",
     "safetensors_header",
 ]
@@ -348,3 +351,35 @@ def discover_models_root(root: str | Path) -> FluxFileSet:
         tokenizers=find_tokenizers(base, models.parent),
         notes=tuple(notes),
     )
+
+
+def part_files_under(root: str | Path) -> dict[str, Path]:
+    """The parts a single-file FLUX transformer lacks, as a ComfyUI/Forge install or models
+    tree holds them: component name ("vae", "text_encoder", "text_encoder_2", "tokenizer",
+    "tokenizer_2") -> its best file or folder. Parts not found are left out."""
+    found = discover_models_root(root)
+    out: dict[str, Path] = {}
+    for name, files in (
+        ("vae", found.vaes),
+        ("text_encoder", found.clip_l),
+        ("text_encoder_2", found.t5),
+    ):
+        if files:
+            out[name] = files[0]
+    out.update(found.tokenizers)
+    return out
+
+
+def flux_sources(flux: str, base: str) -> tuple[ModelRef | None, FluxParts]:
+    """``flux_base`` and ``parts`` of a request from the Settings' FLUX and base fields: the
+    base field names a diffusers FLUX folder, or (for a single-file transformer) a
+    ComfyUI/Forge install whose files supply the transformer's parts."""
+    if not base:
+        return None, FluxParts()
+    root = Path(base).expanduser()
+    if (root / "model_index.json").is_file() or not is_single_file(Path(flux).expanduser()):
+        return ModelRef(path=base), FluxParts()
+    parts = part_files_under(root) if root.is_dir() else {}
+    if not parts:
+        return ModelRef(path=base), FluxParts()  # the look-up names what this folder is not
+    return None, FluxParts(**{k: ModelRef(path=str(v)) for k, v in parts.items()})
