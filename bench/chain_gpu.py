@@ -48,8 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("chain_gpu: no NVIDIA GPU here (NVML sees none); run it on a CUDA machine")
         return 1
     from fbupscale_gui.core.errors import FbError
-    from fbupscale_gui.core.images import make_source
     from fbupscale_gui.engine import Engine
+    from fbupscale_gui.storage.cutouts import make_source
 
     engine = Engine()
     tmp = Path(tempfile.mkdtemp(prefix="fbupscale-chain-"))

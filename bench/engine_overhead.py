@@ -36,7 +36,7 @@ def main() -> int:
     import numpy as np
     import torch
 
-    from fbupscale_gui.core.images import crop_to_content, make_source, standardise
+    from fbupscale_gui.core.images import crop_to_content, standardise
     from fbupscale_gui.core.request import (
         LoraParams,
         ModelRef,
@@ -47,6 +47,7 @@ def main() -> int:
     )
     from fbupscale_gui.engine import Engine
     from fbupscale_gui.engine.testing import make_tiny_flux_files, tiny_cutout
+    from fbupscale_gui.storage.cutouts import make_source
 
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="fb-overhead-"))

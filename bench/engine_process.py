@@ -106,8 +106,8 @@ def _cutout(tmp: Path) -> Path:
 
 
 def _request(path: Path):  # type: ignore[no-untyped-def]
-    from fbupscale_gui.core.images import make_source
     from fbupscale_gui.core.request import Preprocess, ReconstructionRequest
+    from fbupscale_gui.storage.cutouts import make_source
 
     return ReconstructionRequest(
         engine="realesrgan", source=make_source(path), preprocess=Preprocess(size=256)
@@ -156,7 +156,7 @@ def overhead(path: Path, runs: int = 5) -> tuple[float, float]:
 _COLD_INTHREAD = """
 import sys, time
 t0 = time.monotonic()
-from fbupscale_gui.core.images import make_source
+from fbupscale_gui.storage.cutouts import make_source
 from fbupscale_gui.core.messages import CandidateReady, ReconstructJob
 from fbupscale_gui.core.request import Preprocess, ReconstructionRequest
 from fbupscale_gui.engine import Engine
@@ -198,10 +198,10 @@ def cold(path: Path) -> tuple[float, float]:
 def cancel_latency(tmp: Path, runs: int = 3) -> list[float]:
     from PIL import Image
 
-    from fbupscale_gui.core.images import make_source
     from fbupscale_gui.core.messages import Cancelled, JobProgress, ReconstructJob
     from fbupscale_gui.core.request import ReconstructionRequest
     from fbupscale_gui.host.client import EngineProcess
+    from fbupscale_gui.storage.cutouts import make_source
 
     src = Image.open(ROOT / "resources" / "samples" / "gk_save.png").convert("RGB")
     path = tmp / "c200.png"

@@ -180,8 +180,8 @@ def make_flux() -> Engine | None:
         print("flux: skipped: no CUDA")
         return None
     from fbupscale_gui.core.errors import FbError
-    from fbupscale_gui.core.images import make_source
     from fbupscale_gui.engine import Engine as FluxEngine
+    from fbupscale_gui.storage.cutouts import make_source
 
     engine = FluxEngine()
     tmp = Path(tempfile.mkdtemp(prefix="fbupscale-bench-"))

@@ -43,7 +43,6 @@ def main() -> int:
 
     from PIL import Image
 
-    from fbupscale_gui.core.images import make_source
     from fbupscale_gui.core.request import (
         LoraParams,
         ModelRef,
@@ -56,6 +55,7 @@ def main() -> int:
     from fbupscale_gui.engine.testing import make_tiny_flux_files, tiny_cutout
     from fbupscale_gui.eval.fidelity import lr_consistency, psnr_y
     from fbupscale_gui.eval.scoring import placement_for
+    from fbupscale_gui.storage.cutouts import make_source
 
     tmp = Path(tempfile.mkdtemp(prefix="fbupscale-quality-"))
     if args.flux:

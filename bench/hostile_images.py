@@ -4,7 +4,7 @@ Builds every case in a temporary folder (nothing is downloaded) and prints one t
 case and the counts ``tried, handled, crashed, hung, escaped``:
 
 * ``images``: hostile and odd cutout files given to
-  :func:`fbupscale_gui.core.images.load_cutout_with_notes` (in this process);
+  :func:`fbupscale_gui.storage.cutouts.load_cutout_with_notes` (in this process);
 * ``cli``: the ``fbupscale`` command line (upscale, reproduce, score) on hostile scene files,
   candidate metadata, file names and concurrent runs;
 * ``models``: the models folder (a hostile ``index.json``, hostile model files);
@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fbupscale_gui.core.errors import InputImageError  # noqa: E402
-from fbupscale_gui.core.images import load_cutout_with_notes  # noqa: E402
+from fbupscale_gui.storage.cutouts import load_cutout_with_notes  # noqa: E402
 
 SURFACES = ("images", "cli", "models", "video", "sessions", "lora")
 OUTCOMES = ("handled", "crashed", "hung", "escaped")
@@ -317,9 +317,9 @@ def _cutout(
 
 def _candidate(folder: Path, **request_fields: object) -> Path:
     """A genuine lanczos candidate with its metadata (rendered in this process, no torch)."""
-    from fbupscale_gui.core.images import make_source
     from fbupscale_gui.core.job import Candidate
     from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+    from fbupscale_gui.storage.cutouts import make_source
     from fbupscale_gui.storage.metadata import save_candidate
 
     src = _cutout(folder)
@@ -770,10 +770,12 @@ _SESSION = """
 import sys, sqlite3
 from pathlib import Path
 from fbupscale_gui.core.errors import FbError
-from fbupscale_gui.storage import session_store as s
+from fbupscale_gui.storage.session_catalogue import last_session
+from fbupscale_gui.storage.session_reader import read_snapshot
+from fbupscale_gui.storage.session_store import SessionStore, create_session
 root = Path(sys.argv[1]); kind = sys.argv[2]; candidate = Path(sys.argv[3])
-path = s.create_session("hostile", root)
-store = s.SessionStore(path); store.close()
+path = create_session("hostile", root)
+store = SessionStore(path); store.close()
 if kind == "schema":
     con = sqlite3.connect(path / "session.sqlite")
     con.execute("UPDATE meta SET value='abc' WHERE key='schema_version'"); con.commit(); con.close()
@@ -799,16 +801,16 @@ elif kind == "last":
     (root.parent / "elsewhere").mkdir()
     (root.parent / "elsewhere" / "session.sqlite").write_bytes(b"")
     (root / "last-session").write_text("../elsewhere")
-    found = s.last_session(root)
+    found = last_session(root)
     if found is not None and root.resolve() not in found.resolve().parents:
         print("ESCAPED", found); sys.exit(0)
 else:
     (path / "candidates").mkdir(exist_ok=True)
     (path / "candidates" / "000007.png").write_bytes(candidate.read_bytes())
 try:
-    store = s.SessionStore(path)
+    store = SessionStore(path)
     store.close()
-    snap = s.read_snapshot(path)
+    snap = read_snapshot(path)
 except FbError as exc:
     print("refused:", exc, file=sys.stderr); sys.exit(1)
 try:  # what the window shows: the restored candidates

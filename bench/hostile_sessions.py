@@ -40,24 +40,22 @@ from fbupscale_gui.core.images import image_sha256
 from fbupscale_gui.core.job import Candidate
 from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest, SourceRef
 from fbupscale_gui.state.session_persist import load_restored
-from fbupscale_gui.storage import session_store
+from fbupscale_gui.storage import session_index
 from fbupscale_gui.storage.metadata import CUTOUT_KEY, JSON_KEY
-from fbupscale_gui.storage.session_store import (
+from fbupscale_gui.storage.session_catalogue import last_session, list_sessions
+from fbupscale_gui.storage.session_index import (
     INDEX_NAME,
     CandidateRow,
     CutoutRow,
     JobRow,
     SessionError,
-    SessionStore,
-    create_session,
-    last_session,
-    list_sessions,
-    read_snapshot,
 )
+from fbupscale_gui.storage.session_reader import read_snapshot
+from fbupscale_gui.storage.session_store import SessionStore, create_session
 
 LIMIT_S = 30.0
 #: Refused as damaged (earlier releases had no such refusal: any SessionError counts there).
-DAMAGED = getattr(session_store, "SessionDamagedError", SessionError)
+DAMAGED = getattr(session_index, "SessionDamagedError", SessionError)
 Damage = Callable[[Path], None]
 
 

@@ -30,9 +30,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fbupscale_gui.core.images import make_source
 from fbupscale_gui.core.messages import FINAL, Done, ReconstructJob
 from fbupscale_gui.core.request import Preprocess, ReconstructionRequest
+from fbupscale_gui.storage.cutouts import make_source
 
 TOKEN = "bench-token-for-the-served-engine"
 #: Public anchor (H100, diffusers bf16, FLUX.1-dev 1024²): 7.1 s for 28 steps.

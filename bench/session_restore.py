@@ -142,17 +142,12 @@ def build_session(root: Path, n_cutouts: int, per_cutout: int) -> Path:
     import numpy as np
     from PIL import Image
 
-    from fbupscale_gui.core.images import make_source
     from fbupscale_gui.core.job import Candidate
     from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
-    from fbupscale_gui.storage.session_store import (
-        CandidateRow,
-        CutoutRow,
-        JobRow,
-        SessionStore,
-        create_session,
-        set_last_session,
-    )
+    from fbupscale_gui.storage.cutouts import make_source
+    from fbupscale_gui.storage.session_catalogue import set_last_session
+    from fbupscale_gui.storage.session_index import CandidateRow, CutoutRow, JobRow
+    from fbupscale_gui.storage.session_store import SessionStore, create_session
 
     rng = np.random.default_rng(7)
     folder = create_session("bench", root)

@@ -18,7 +18,6 @@ import pytest
 from PIL import Image
 
 from fbupscale_gui.core.errors import GpuOutOfMemoryError, ModelNotFoundError
-from fbupscale_gui.core.images import make_source
 from fbupscale_gui.core.job import Progress
 from fbupscale_gui.core.messages import (
     Cancelled,
@@ -42,6 +41,7 @@ from fbupscale_gui.core.messages import (
 from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
 from fbupscale_gui.core.runtime import ResolvedRuntime
 from fbupscale_gui.host.client import EngineProcess
+from fbupscale_gui.storage.cutouts import make_source
 
 FAKE = "fbupscale_gui.worker.testing:FakeRunner"
 #: A safety net for a hung child, not a timing assertion.

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from fbupscale_gui.core.export import ExportItem
-from fbupscale_gui.core.images import image_sha256, make_source
+from fbupscale_gui.core.images import image_sha256
 from fbupscale_gui.core.job import Candidate
 from fbupscale_gui.core.request import (
     CandidateKey,
@@ -20,6 +20,7 @@ from fbupscale_gui.core.request import (
     ModelRef,
     ReconstructionRequest,
 )
+from fbupscale_gui.storage.cutouts import make_source
 from fbupscale_gui.storage.export import export_candidates
 from fbupscale_gui.storage.metadata import (
     DIGITAL_SOURCE_ENHANCED,

@@ -18,7 +18,6 @@ from fbupscale_gui.core.errors import (
     ModelNotFoundError,
     RequestError,
 )
-from fbupscale_gui.core.images import make_source
 from fbupscale_gui.core.job import Candidate, Progress
 from fbupscale_gui.core.request import (
     CONTROLNET_REPO_ID,
@@ -35,6 +34,7 @@ from fbupscale_gui.core.request import (
 from fbupscale_gui.engine import Engine, devices
 from fbupscale_gui.engine.devices import Runtime
 from fbupscale_gui.engine.testing import TinyFluxFiles, tiny_cutout
+from fbupscale_gui.storage.cutouts import make_source
 
 # The cutout is not square (40 x 64), so results are cropped back to a 40 x 64 content box.
 CUTOUT_W, CUTOUT_H = 40, 64

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 from fbupscale_gui.core.errors import ModelNotFoundError
-from fbupscale_gui.core.images import make_source
 from fbupscale_gui.core.request import (
     CONTROLNET_REPO_ID,
     FLUX_REPO_ID,
@@ -28,6 +27,7 @@ from fbupscale_gui.engine.testing import (
     tiny_cutout,
     tiny_request,
 )
+from fbupscale_gui.storage.cutouts import make_source
 from fbupscale_gui.storage.provenance import model_hashes
 from fbupscale_gui.storage.weight_files import describe_file, discover_models_root
 

@@ -22,7 +22,7 @@ from fbupscale_gui.core.request import ReconstructionRequest
 from fbupscale_gui.state.job_queue import JobState
 from fbupscale_gui.state.session import Message, Session
 from fbupscale_gui.state.settings_model import SettingsModel
-from fbupscale_gui.storage.session_store import read_snapshot
+from fbupscale_gui.storage.session_reader import read_snapshot
 
 pytestmark = pytest.mark.slow  # every test runs an engine child process
 

@@ -15,13 +15,13 @@ from fbupscale_gui.core.export import (
     render_name,
     validate_template,
 )
-from fbupscale_gui.core.images import make_source
 from fbupscale_gui.core.job import Candidate
 from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
 from fbupscale_gui.core.settings import SettingsError
 from fbupscale_gui.state.job_queue import JobState
 from fbupscale_gui.state.session import Session
 from fbupscale_gui.state.settings_model import SettingsModel
+from fbupscale_gui.storage.cutouts import make_source
 from fbupscale_gui.storage.export import export_candidates
 from fbupscale_gui.storage.metadata import read_metadata
 from fbupscale_gui.ui.main_window import MainWindow

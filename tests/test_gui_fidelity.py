@@ -16,7 +16,6 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from fbupscale_gui.core.errors import Cancelled
 from fbupscale_gui.core.export import ExportError
-from fbupscale_gui.core.images import load_cutout
 from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress, Progress
 from fbupscale_gui.core.request import FAITHFUL_MODEL, CandidateKey, ReconstructionRequest
 from fbupscale_gui.eval.fidelity import lr_consistency
@@ -25,6 +24,7 @@ from fbupscale_gui.state.candidates import CandidateEntry
 from fbupscale_gui.state.job_queue import JobState
 from fbupscale_gui.state.session import Session
 from fbupscale_gui.state.settings_model import SettingsModel
+from fbupscale_gui.storage.cutouts import load_cutout
 from fbupscale_gui.ui.export_guard import EXPORT_ANYWAY
 from fbupscale_gui.ui.main_window import MainWindow
 

@@ -587,7 +587,7 @@ def test_with_nothing_installed_every_missing_model_has_a_real_command(
 
 
 def test_the_empty_clip_preview_says_how_to_fill_it(qtbot, window) -> None:  # type: ignore[no-untyped-def]
-    preview = window.video_window.preview
+    preview = window.video_window.cut_box.preview
     assert preview.image().isNull()
     assert "Draw a region" in preview.placeholder
     assert "cutout" not in preview.placeholder  # the video window has no cutout to select

@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 from PySide6.QtWidgets import QInputDialog, QMessageBox
 
-from fbupscale_gui.storage.session_store import create_session, list_sessions, read_snapshot
+from fbupscale_gui.storage.session_catalogue import list_sessions
+from fbupscale_gui.storage.session_reader import read_snapshot
+from fbupscale_gui.storage.session_store import create_session
 from fbupscale_gui.ui.main_window import MainWindow
 from fbupscale_gui.ui.sessions_dialog import SessionsDialog
 from fbupscale_gui.worker.testing import FakeRunner
@@ -195,7 +197,7 @@ def test_the_image_loader_decodes_the_wanted_cutout_first() -> None:
 def test_a_damaged_session_is_listed_as_damaged_and_rebuilt_from_the_dialog(
     qtbot, window: MainWindow, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    from fbupscale_gui.storage.session_store import INDEX_NAME
+    from fbupscale_gui.storage.session_index import INDEX_NAME
 
     add_cutout(window, tmp_path / "in")
     saturday = window.session.session_path

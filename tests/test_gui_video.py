@@ -21,10 +21,10 @@ from PySide6.QtGui import QDropEvent
 from PySide6.QtTest import QTest
 
 from fbupscale_gui.engine import facade
+from fbupscale_gui.state.clip_model import ClipModel
 from fbupscale_gui.state.job_queue import JobState
 from fbupscale_gui.state.session import Session
 from fbupscale_gui.state.settings_model import SettingsModel
-from fbupscale_gui.state.video import ClipModel
 from fbupscale_gui.storage.video import cut_region, open_clip, read_frame
 from fbupscale_gui.ui.main_window import MainWindow
 from fbupscale_gui.ui.video_window import VideoWindow
@@ -151,13 +151,16 @@ def test_open_shows_info_and_slider_range(qtbot, window, clips) -> None:  # type
     for part in ("H.264", f"{W}×{H}", "25 fps", "progressive", "audio: aac 48 kHz stereo"):
         assert part in text, (part, text)
     assert f"{info.frame_count} frames" in text
-    assert (video.slider.minimum(), video.slider.maximum()) == (0, info.frame_count - 1)
-    assert video.timecode.text() == "00:00:00:00"
+    assert (video.transport.slider.minimum(), video.transport.slider.maximum()) == (
+        0,
+        info.frame_count - 1,
+    )
+    assert video.transport.timecode.text() == "00:00:00:00"
     assert "match.mp4" in video.windowTitle()
     assert shown_index(video) == 0
-    assert not video.field_check.isChecked()  # progressive: the whole frame
+    assert not video.cut_box.field_check.isChecked()  # progressive: the whole frame
     assert video.message_text() == ""
-    assert video.end_edit.text() == info.timecode(info.frame_count - 1)
+    assert video.batch_box.end_edit.text() == info.timecode(info.frame_count - 1)
 
 
 def test_slider_shows_the_right_frame(qtbot, window, clips) -> None:  # type: ignore[no-untyped-def]
@@ -165,13 +168,13 @@ def test_slider_shows_the_right_frame(qtbot, window, clips) -> None:  # type: ig
     video.seek(17)
     wait_frame(qtbot, video, 17)
     assert shown_index(video) == 17
-    assert video.timecode.text() == "00:00:00:17"
-    assert video.frame_label.text() == f"frame 17 / {N - 1}"
+    assert video.transport.timecode.text() == "00:00:00:17"
+    assert video.transport.frame_label.text() == f"frame 17 / {N - 1}"
     # a fast drag: every position is asked for, only the latest has to be shown
     for i in range(N - 1, -1, -3):
-        video.slider.setValue(i)
-    wait_frame(qtbot, video, video.slider.value())
-    assert shown_index(video) == video.slider.value() == 2
+        video.transport.slider.setValue(i)
+    wait_frame(qtbot, video, video.transport.slider.value())
+    assert shown_index(video) == video.transport.slider.value() == 2
     assert video.clip.is_current()
 
 
@@ -190,11 +193,11 @@ def test_keys_step_frames_and_seconds(qtbot, window, clips) -> None:  # type: ig
     wait_frame(qtbot, video, N - 1)
     QTest.keyClick(video.view, Qt.Key.Key_Left, Qt.KeyboardModifier.ShiftModifier)
     wait_frame(qtbot, video, N - 1 - 25)
-    video.timecode.setText("00:00:01:02")
-    QTest.keyClick(video.timecode, Qt.Key.Key_Return)
+    video.transport.timecode.setText("00:00:01:02")
+    QTest.keyClick(video.transport.timecode, Qt.Key.Key_Return)
     wait_frame(qtbot, video, 27)
-    video.timecode.setText("5f")
-    QTest.keyClick(video.timecode, Qt.Key.Key_Return)
+    video.transport.timecode.setText("5f")
+    QTest.keyClick(video.transport.timecode, Qt.Key.Key_Return)
     wait_frame(qtbot, video, 5)
 
 
@@ -261,8 +264,8 @@ def test_draw_and_send_adds_a_selected_cutout(qtbot, window, clips) -> None:  # 
     wait_frame(qtbot, video, 12)
     drag(video, (10, 8), (29, 21))
     assert video.view.rect_px() == (10, 8, 20, 14)
-    assert "20×14 px" in video.rect_label.text()
-    assert video.send_button.isEnabled()
+    assert "20×14 px" in video.cut_box.rect_label.text()
+    assert video.cut_box.send_button.isEnabled()
 
     cutout = video.send()
     assert cutout is not None
@@ -292,7 +295,7 @@ def test_single_field_cut(qtbot, window, clips) -> None:  # type: ignore[no-unty
     assert info is not None and info.interlaced
     assert "interlaced" in video.info_label.text()
     # defaults to the clip's first field
-    assert video.field_check.isChecked()
+    assert video.cut_box.field_check.isChecked()
     assert video.field() == info.first_field
     video.seek(3)
     wait_frame(qtbot, video, 3)
@@ -300,7 +303,7 @@ def test_single_field_cut(qtbot, window, clips) -> None:  # type: ignore[no-unty
     frame = read_frame(clips["interlaced"], 3)
     for field in ("top", "bottom"):
         video.set_field(field)  # type: ignore[arg-type]
-        assert f"{field} field" in video.rect_label.text()
+        assert f"{field} field" in video.cut_box.rect_label.text()
         cutout = video.send()
         assert cutout is not None
         assert cutout.image.size == (24, 17)  # the aspect the operator drew
@@ -320,19 +323,19 @@ def test_single_field_cut(qtbot, window, clips) -> None:  # type: ignore[no-unty
 def test_batch_lanczos_writes_a_clip_with_fps_and_audio(qtbot, window, clips, tmp_path) -> None:  # type: ignore[no-untyped-def]
     video = open_in(qtbot, window, clips["good"])
     video.view.set_rect((8, 8, 16, 12))
-    assert video.region_check.isChecked()
+    assert video.batch_box.region_check.isChecked()
     video.seek(4)
     wait_frame(qtbot, video, 4)
     video.set_start_here()
     video.seek(13)
     video.set_end_here()
-    assert video.range_label.text().startswith("10 frame(s)")
-    assert "16×12 → 64×48" in video.range_label.text()
+    assert video.batch_box.range_label.text().startswith("10 frame(s)")
+    assert "16×12 → 64×48" in video.batch_box.range_label.text()
     video.set_engine("lanczos")
     video.set_temporal("median")
     out = tmp_path / "out" / "range.mp4"
     out.parent.mkdir()
-    video.output_edit.setText(str(out))
+    video.batch_box.output_edit.setText(str(out))
     progress: list[float] = []
     window.session.jobs.progressed.connect(
         lambda job, info: progress.append(info.progress.fraction)
@@ -341,7 +344,7 @@ def test_batch_lanczos_writes_a_clip_with_fps_and_audio(qtbot, window, clips, tm
 
     job = video.start_batch()
     assert job is not None
-    assert not video.run_button.isEnabled() and video.cancel_button.isEnabled()
+    assert not video.batch_box.run_button.isEnabled() and video.batch_box.cancel_button.isEnabled()
     qtbot.waitUntil(lambda: job.state is JobState.DONE, timeout=60_000)
 
     assert out.is_file()
@@ -351,15 +354,15 @@ def test_batch_lanczos_writes_a_clip_with_fps_and_audio(qtbot, window, clips, tm
     assert result.frame_count == 10
     assert [a.codec for a in result.audio] == ["aac"]
     assert progress and progress[-1] == 1.0
-    assert video.progress.value() == 1000
-    assert str(out) in video.batch_label.text()
-    assert "audio: aac (copied)" in video.batch_label.text()
-    assert video.run_button.isEnabled() and not video.cancel_button.isEnabled()
+    assert video.batch_box.progress.value() == 1000
+    assert str(out) in video.batch_box.batch_label.text()
+    assert "audio: aac (copied)" in video.batch_box.batch_label.text()
+    assert video.batch_box.run_button.isEnabled() and not video.batch_box.cancel_button.isEnabled()
     assert len(window.session.cutouts) == before  # a batch adds no cutouts, no candidates
     assert [p.name for p in out.parent.iterdir()] == ["range.mp4"]
     # the whole frame when the region is off
-    video.region_check.setChecked(False)
-    assert "64×48 → 256×192" in video.range_label.text()
+    video.batch_box.region_check.setChecked(False)
+    assert "64×48 → 256×192" in video.batch_box.range_label.text()
 
 
 @pytest.mark.slow
@@ -386,7 +389,7 @@ def test_batch_runs_in_the_engine_thread_and_cancel_leaves_no_file(
     video = open_in(qtbot, window, clips["good"])
     video.set_range(0, N - 1)
     out = tmp_path / "cancelled.mp4"
-    video.output_edit.setText(str(out))
+    video.batch_box.output_edit.setText(str(out))
     job = video.start_batch()
     assert job is not None
     try:
@@ -399,9 +402,9 @@ def test_batch_runs_in_the_engine_thread_and_cancel_leaves_no_file(
     assert not out.exists()
     assert list(tmp_path.glob("*.mp4")) == []
     assert list(tmp_path.glob(".cancelled*")) == []  # no partial file either
-    assert "Cancelled" in video.batch_label.text()
-    assert video.progress.value() == 0
-    assert video.run_button.isEnabled()
+    assert "Cancelled" in video.batch_box.batch_label.text()
+    assert video.batch_box.progress.value() == 0
+    assert video.batch_box.run_button.isEnabled()
 
 
 @pytest.mark.slow
@@ -418,17 +421,17 @@ def test_cancel_a_queued_batch_leaves_the_running_job(qtbot, tmp_path, clips, mo
         session.engine.set_engine("lanczos")
         (first,) = main.run_selected()
         video = open_in(qtbot, main, clips["good"])
-        video.output_edit.setText(str(tmp_path / "queued.mp4"))
+        video.batch_box.output_edit.setText(str(tmp_path / "queued.mp4"))
         job = video.start_batch()
         assert job is not None and job.state is JobState.QUEUED
-        assert video.eta_label.text() == "queued"
+        assert video.batch_box.eta_label.text() == "queued"
         video.cancel_batch()
         assert job.state is JobState.CANCELLED
         assert first.state is JobState.RUNNING
         gate.set()
         qtbot.waitUntil(lambda: first.state is JobState.DONE, timeout=20_000)
         assert not (tmp_path / "queued.mp4").exists()
-        assert video.run_button.isEnabled()
+        assert video.batch_box.run_button.isEnabled()
     finally:
         gate.set()
         main.close()
@@ -437,21 +440,21 @@ def test_cancel_a_queued_batch_leaves_the_running_job(qtbot, tmp_path, clips, mo
 
 def test_batch_refuses_bad_settings_without_queueing(qtbot, window, clips, tmp_path) -> None:  # type: ignore[no-untyped-def]
     video = open_in(qtbot, window, clips["good"])
-    video.output_edit.setText(str(tmp_path / "out.avi"))
+    video.batch_box.output_edit.setText(str(tmp_path / "out.avi"))
     assert video.start_batch() is None
     assert ".mp4" in video.message_text()
-    video.output_edit.setText(str(tmp_path / "nowhere" / "out.mp4"))
+    video.batch_box.output_edit.setText(str(tmp_path / "nowhere" / "out.mp4"))
     assert video.start_batch() is None
     assert "does not exist" in video.message_text()
     existing = tmp_path / "taken.mp4"
     existing.write_bytes(b"an earlier result")
-    video.output_edit.setText(str(existing))
+    video.batch_box.output_edit.setText(str(existing))
     assert video.start_batch() is None
     assert "already exists" in video.message_text()
     assert existing.read_bytes() == b"an earlier result"
-    video.output_edit.setText(str(tmp_path / "out.mp4"))
-    video.start_edit.setText("00:00:01:00")
-    video.end_edit.setText("00:00:00:10")
+    video.batch_box.output_edit.setText(str(tmp_path / "out.mp4"))
+    video.batch_box.start_edit.setText("00:00:01:00")
+    video.batch_box.end_edit.setText("00:00:00:10")
     assert video.start_batch() is None
     assert "comes before" in video.message_text()
     assert not window.session.jobs.is_busy()
@@ -480,7 +483,10 @@ def test_bad_clip_one_message_no_state_change(qtbot, window, clips, bad) -> None
     assert video.info is info
     assert video.info_label.text() == label and video.windowTitle() == title
     assert video.view.image() == image and video.clip.index == 6
-    assert video.slider.value() == 6 and video.slider.maximum() == info.frame_count - 1
+    assert (
+        video.transport.slider.value() == 6
+        and video.transport.slider.maximum() == info.frame_count - 1
+    )
     assert video.view.rect_px() == (4, 4, 10, 10)
     assert len(window.session.cutouts) == cutouts
     assert window.messages.texts() == []  # the one message is in the video window
@@ -496,7 +502,7 @@ def test_bad_clip_first(qtbot, window, clips) -> None:  # type: ignore[no-untype
         window.show_clip(str(clips["empty"]))
     assert "empty.mp4" in video.message_text() and "0 bytes" in video.message_text()
     assert video.info is None and video.view.image().isNull()
-    assert not video.send_button.isEnabled() and not video.slider.isEnabled()
+    assert not video.cut_box.send_button.isEnabled() and not video.transport.slider.isEnabled()
 
 
 # -- main window -------------------------------------------------------------------------------
@@ -560,7 +566,7 @@ def test_batch_realesrgan_runs_in_the_engine_thread(
     video.set_range(3, 4)
     video.set_engine("realesrgan")
     out = tmp_path / "esrgan.mkv"
-    video.output_edit.setText(str(out))
+    video.batch_box.output_edit.setText(str(out))
     job = video.start_batch()
     assert job is not None and job.request.engine == "realesrgan"
     qtbot.waitUntil(
@@ -572,4 +578,4 @@ def test_batch_realesrgan_runs_in_the_engine_thread(
     assert job.result.frames == 2  # (Matroska states no frame count; its estimate may differ)
     info = open_clip(out)
     assert (info.width, info.height) == (32, 32)
-    assert str(out) in video.batch_label.text()
+    assert str(out) in video.batch_box.batch_label.text()

@@ -23,9 +23,8 @@ from fbupscale_gui.core.images import (
     MIN_CUTOUT_SIDE,
     NEUTRAL_GREY,
     CutoutInfo,
-    load_cutout,
-    load_cutout_with_notes,
 )
+from fbupscale_gui.storage.cutouts import load_cutout, load_cutout_with_notes
 
 
 def player(width: int = 40, height: int = 64) -> Image.Image:

@@ -30,7 +30,9 @@ from PIL import Image
 from PySide6.QtCore import QSettings
 
 from fbupscale_gui.storage.metadata import read_metadata
-from fbupscale_gui.storage.session_store import INDEX_NAME, last_session, read_snapshot
+from fbupscale_gui.storage.session_catalogue import last_session
+from fbupscale_gui.storage.session_index import INDEX_NAME
+from fbupscale_gui.storage.session_reader import read_snapshot
 
 pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
 

@@ -15,7 +15,6 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from fbupscale_gui.core.errors import LoraError
-from fbupscale_gui.core.images import make_source
 from fbupscale_gui.core.request import (
     LoraParams,
     ModelRef,
@@ -41,6 +40,7 @@ from fbupscale_gui.engine.testing import (
     make_tiny_lora,
     tiny_cutout,
 )
+from fbupscale_gui.storage.cutouts import make_source
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, PngImagePlugin
 
 from fbupscale_gui.core.errors import InputImageError, RequestError
-from fbupscale_gui.core.images import image_sha256, load_source, make_source
+from fbupscale_gui.core.images import image_sha256
 from fbupscale_gui.core.job import Candidate
 from fbupscale_gui.core.request import (
     CandidateKey,
@@ -22,6 +22,7 @@ from fbupscale_gui.core.request import (
     ReconstructionRequest,
 )
 from fbupscale_gui.storage import atomic, metadata
+from fbupscale_gui.storage.cutouts import load_source, make_source
 from fbupscale_gui.storage.metadata import (
     DIGITAL_SOURCE_ENHANCED,
     DIGITAL_SOURCE_TRAINED,

@@ -95,7 +95,7 @@ def test_found_in_the_hugging_face_cache_from_hf_home(
 def test_cache_blobs_are_not_rehashed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     data = b"x" * 1000
     snapshot = fake_hf_cache(tmp_path / "hub", "me/lora", {"lora.safetensors": data})
-    monkeypatch.setattr(models, "_hash_file", lambda p: pytest.fail(f"hashed {p}"))
+    monkeypatch.setattr(models, "file_sha256", lambda p: pytest.fail(f"hashed {p}"))
     assert fingerprint(snapshot / "lora.safetensors") == hashlib.sha256(data).hexdigest()
 
 
@@ -151,7 +151,7 @@ def test_large_files_are_hashed_once(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     big.write_bytes(b"\1" * models.FINGERPRINT_CACHE_MIN_BYTES)
     digest = fingerprint(big)
     assert digest == hashlib.sha256(big.read_bytes()).hexdigest()
-    monkeypatch.setattr(models, "_hash_file", lambda p: pytest.fail("hashed again"))
+    monkeypatch.setattr(models, "file_sha256", lambda p: pytest.fail("hashed again"))
     assert fingerprint(big) == digest  # from fingerprints.json
     monkeypatch.undo()
     with big.open("r+b") as f:
@@ -178,6 +178,6 @@ def test_local_dir_download_metadata_gives_the_hash(
     meta.parent.mkdir(parents=True)
     etag = hashlib.sha256(weights.read_bytes()).hexdigest()
     meta.write_text(f"{COMMIT}\n{etag}\n{weights.stat().st_mtime + 5}\n")
-    monkeypatch.setattr(models, "_hash_file", lambda p: pytest.fail("hashed"))
+    monkeypatch.setattr(models, "file_sha256", lambda p: pytest.fail("hashed"))
     expected = hashlib.sha256(f"transformer/model.safetensors\0{etag}\n".encode()).hexdigest()
     assert fingerprint(folder) == expected

@@ -261,7 +261,7 @@ def test_no_torch_after_a_faithful_job_in_a_fresh_process(tmp_path: Path) -> Non
     code = textwrap.dedent(
         f"""
         import sys
-        from fbupscale_gui.core.images import make_source
+        from fbupscale_gui.storage.cutouts import make_source
         from fbupscale_gui.core.request import ReconstructionRequest
         from fbupscale_gui.engine import Engine
         req = ReconstructionRequest(engine="faithful", source=make_source({str(path)!r}))

@@ -158,11 +158,11 @@ def _scene_json(*numbers: int) -> str:
 def test_the_engine_checks_every_candidate_and_the_metadata_keeps_it(read, tmp_path) -> None:
     from PIL import Image
 
-    from fbupscale_gui.core.images import make_source
     from fbupscale_gui.core.messages import CandidateReady
     from fbupscale_gui.core.messages import ReconstructJob as Job
     from fbupscale_gui.core.request import Preprocess, ReconstructionRequest
     from fbupscale_gui.engine import Engine
+    from fbupscale_gui.storage.cutouts import make_source
     from fbupscale_gui.storage.metadata import read_metadata, save_candidate
 
     cutout = tmp_path / "nine.png"

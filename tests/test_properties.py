@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from fbupscale_gui.core.errors import InputImageError, RequestError
-from fbupscale_gui.core.images import MAX_CUTOUT_SIDE, MIN_CUTOUT_SIDE, load_cutout
+from fbupscale_gui.core.images import MAX_CUTOUT_SIDE, MIN_CUTOUT_SIDE
 from fbupscale_gui.core.request import (
     LoraParams,
     Preprocess,
@@ -34,6 +34,7 @@ from fbupscale_gui.core.request import (
     Stage1Params,
 )
 from fbupscale_gui.core.scene import Scene
+from fbupscale_gui.storage.cutouts import load_cutout
 
 SAMPLES = Path(__file__).resolve().parents[1] / "resources" / "samples"
 

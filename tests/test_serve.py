@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 
 from fbupscale_gui.core.errors import RequestError
-from fbupscale_gui.core.images import make_source
 from fbupscale_gui.core.job import Progress
 from fbupscale_gui.core.messages import (
     Cancelled,
@@ -43,6 +42,7 @@ from fbupscale_gui.core.request import ModelRef, Preprocess, ReconstructionReque
 from fbupscale_gui.core.wire import message_from_json, message_to_json, model_name
 from fbupscale_gui.host.remote import RemoteAuthError, ServerClient, for_server, remote_handle
 from fbupscale_gui.host.serve_config import ServeConfig, ServeConfigError
+from fbupscale_gui.storage.cutouts import make_source
 
 TOKEN = "t0ken-for-the-served-engine-tests"
 ROOT = Path(__file__).resolve().parents[1]

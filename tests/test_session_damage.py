@@ -20,13 +20,9 @@ from test_images import png_header_only
 from fbupscale_gui.state.session import Message
 from fbupscale_gui.state.session_persist import SessionWriter
 from fbupscale_gui.storage.metadata import CUTOUT_KEY, JSON_KEY
-from fbupscale_gui.storage.session_store import (
-    INDEX_NAME,
-    last_session,
-    list_sessions,
-    read_snapshot,
-    set_last_session,
-)
+from fbupscale_gui.storage.session_catalogue import last_session, list_sessions, set_last_session
+from fbupscale_gui.storage.session_index import INDEX_NAME
+from fbupscale_gui.storage.session_reader import read_snapshot
 
 # the fixtures and helpers of the session tests
 sessions = base.sessions
@@ -256,7 +252,7 @@ def test_a_relaunch_with_a_slow_restore_keeps_one_copy_and_the_operators_edits(
     import qasync
 
     from fbupscale_gui.core.scene import Scene
-    from fbupscale_gui.storage import session_store
+    from fbupscale_gui.storage import session_reader
 
     samples = tmp_path / "samples"
     a = cutout_file(samples, "a.png")
@@ -280,7 +276,7 @@ def test_a_relaunch_with_a_slow_restore_keeps_one_copy_and_the_operators_edits(
 
     # the relaunch: `fbupscale-gui samples`, the restore slower than decoding the folder
     session = make_session()
-    real_read = session_store.read_snapshot
+    real_read = session_reader.read_snapshot
     release = threading.Event()
 
     def slow_read(path):  # type: ignore[no-untyped-def]
@@ -288,7 +284,7 @@ def test_a_relaunch_with_a_slow_restore_keeps_one_copy_and_the_operators_edits(
         release.wait(10)
         return real_read(path)
 
-    monkeypatch.setattr(session_store, "read_snapshot", slow_read)
+    monkeypatch.setattr(session_reader, "read_snapshot", slow_read)
 
     def loaded() -> bool:
         return len(session.cutouts) > 0 or bool(getattr(session, "_pending_loads", None))

@@ -6,10 +6,13 @@ A fake runner makes candidates; the session folder is a private temporary one (c
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
+import json
 import os
 import shutil
+import sqlite3
 import stat
 import threading
 from collections.abc import Iterator
@@ -19,19 +22,16 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import QSettings
 
+from fbupscale_gui.core.job import Candidate
 from fbupscale_gui.state.job_queue import JobState
 from fbupscale_gui.state.session import Message, Session
 from fbupscale_gui.state.settings_model import SettingsModel
 from fbupscale_gui.storage import metadata
 from fbupscale_gui.storage.atomic import atomic_write_bytes, clean_stale_temps
-from fbupscale_gui.storage.session_store import (
-    INDEX_NAME,
-    SCHEMA_VERSION,
-    SessionStore,
-    create_session,
-    list_sessions,
-    read_snapshot,
-)
+from fbupscale_gui.storage.session_catalogue import list_sessions
+from fbupscale_gui.storage.session_index import INDEX_NAME, SCHEMA_VERSION
+from fbupscale_gui.storage.session_reader import read_snapshot
+from fbupscale_gui.storage.session_store import SessionStore, create_session
 from fbupscale_gui.worker.testing import FakeRunner
 
 
@@ -105,7 +105,7 @@ def recorded_session(qtbot, make_session, tmp_path: Path) -> Path:  # type: igno
 
 
 def test_store_schema_wal_and_interrupted_on_reopen(tmp_path: Path) -> None:
-    from fbupscale_gui.storage.session_store import JobRow
+    from fbupscale_gui.storage.session_index import JobRow
 
     folder = create_session("Derby", root=tmp_path)
     store = SessionStore(folder)
@@ -131,7 +131,7 @@ def test_store_schema_wal_and_interrupted_on_reopen(tmp_path: Path) -> None:
 
 def test_store_open_removes_stale_temporary_files(tmp_path: Path) -> None:
     folder = create_session("x", root=tmp_path)
-    leftover = folder / "candidates" / ".000001.png.abc123.tmp"
+    leftover = folder / "candidates" / ".000001.png.abc12_3x.tmp"
     leftover.write_bytes(b"partial")
     keep = folder / "candidates" / "notes.txt"
     keep.write_text("mine")
@@ -141,8 +141,8 @@ def test_store_open_removes_stale_temporary_files(tmp_path: Path) -> None:
 
 
 def test_export_folder_cleanup_only_touches_old_own_temps(tmp_path: Path) -> None:
-    old_ours = tmp_path / ".shot_01.png.k2j3.tmp"
-    new_ours = tmp_path / ".shot_02.png.zz99.tmp"
+    old_ours = tmp_path / ".shot_01.png.k2j3m9q_.tmp"
+    new_ours = tmp_path / ".shot_02.png.zz99a0b1.tmp"
     other = tmp_path / ".editor-swap.tmp"
     for p in (old_ours, new_ours, other):
         p.write_bytes(b"x")
@@ -442,16 +442,12 @@ def build_stored_session(
 
     import numpy as np
 
-    from fbupscale_gui.core.images import make_source
     from fbupscale_gui.core.job import Candidate
     from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
     from fbupscale_gui.engine import Engine
-    from fbupscale_gui.storage.session_store import (
-        CandidateRow,
-        CutoutRow,
-        JobRow,
-        set_last_session,
-    )
+    from fbupscale_gui.storage.cutouts import make_source
+    from fbupscale_gui.storage.session_catalogue import set_last_session
+    from fbupscale_gui.storage.session_index import CandidateRow, CutoutRow, JobRow
 
     folder = create_session("big", root)
     store = SessionStore(folder)
@@ -498,12 +494,12 @@ def test_restore_lists_everything_first_and_decodes_candidates_off_the_gui_threa
 ) -> None:  # type: ignore[no-untyped-def]
     from PIL import ImageFile
 
-    from fbupscale_gui.storage import session_store
+    from fbupscale_gui.storage import session_reader
 
     folder, stored, _picks = build_stored_session(sessions, tmp_path)
     decoded: list[tuple[str, Path]] = []  # (thread, file) of each candidate decode
     loads: list[tuple[str, str]] = []  # (thread, file) of every PNG pixel load
-    real_read = session_store.read_candidate_image
+    real_read = session_reader.read_candidate_image
     real_load = ImageFile.ImageFile.load
 
     def read_spy(path):  # type: ignore[no-untyped-def]
@@ -514,7 +510,7 @@ def test_restore_lists_everything_first_and_decodes_candidates_off_the_gui_threa
         loads.append((threading.current_thread().name, str(getattr(self, "filename", ""))))
         return real_load(self)
 
-    monkeypatch.setattr(session_store, "read_candidate_image", read_spy)
+    monkeypatch.setattr(session_reader, "read_candidate_image", read_spy)
     monkeypatch.setattr(ImageFile.ImageFile, "load", load_spy)
     session = make_session()
     images_done: list[bool] = []
@@ -626,3 +622,96 @@ def test_a_candidate_file_damaged_after_open_is_dropped_with_a_message(
     assert len(entries) == 2 and all(e.has_thumb for e in entries)
     assert session.candidates.picked(cutout.id) is entries[0]
     assert any(target.name in m.text and m.level == "warning" for m in messages)
+
+
+def _lora_session(tmp_path: Path) -> tuple[Path, Candidate, Image.Image, dict[str, object]]:
+    """A session holding one FLUX LoRA candidate as the engine hands it back: with its LoRA
+    report, typed runtime and number check."""
+    from dataclasses import asdict
+
+    from fbupscale_gui.core.number_check import NumberCheck, NumberReading
+    from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+    from fbupscale_gui.core.runtime import ResolvedRuntime
+    from fbupscale_gui.storage.cutouts import make_source
+    from fbupscale_gui.storage.session_index import CandidateRow, CutoutRow
+
+    path = cutout_file(tmp_path / "in", "keeper.png", 40)
+    cutout = Image.open(path).convert("RGB")
+    source = make_source(path, cutout)
+    request = ReconstructionRequest(engine="flux", variants=1, source=source)
+    report: dict[str, object] = {"file": "football.safetensors", "left_out": ["x"], "scale": 0.8}
+    candidate = Candidate(
+        CandidateKey(0, True, 2), 7, Image.new("RGB", (64, 96), (9, 99, 199)), request,
+        {"stage1": 1.5}, "cuda:0 bf16", report,
+        ResolvedRuntime("cuda:0", "bf16", "model", "torch", "2.13.0", "0.36.0"),
+        NumberCheck("agrees", (9,), (NumberReading("9", 0.97),), "9 read as the scene says"),
+    )  # fmt: skip
+    folder = create_session("lora", root=tmp_path / "sessions")
+    store = SessionStore(folder)
+    try:
+        store.put_cutout(
+            CutoutRow(source.sha256, source.name, json.dumps(asdict(source)),
+                      f"cutouts/{source.sha256}.png"),
+            cutout,
+        )  # fmt: skip
+        store.put_candidate(
+            CandidateRow(0, 1, source.sha256, 1, "", 0, True, 2, 7, None,
+                         request.to_json(), candidate.runtime),
+            candidate,
+            cutout,
+        )  # fmt: skip
+    finally:
+        store.close()
+    return folder, candidate, cutout, report
+
+
+def test_restore_then_export_keeps_the_lora_report_and_typed_runtime(tmp_path: Path) -> None:
+    from fbupscale_gui.core.export import ExportItem
+    from fbupscale_gui.state.session_persist import load_restored
+    from fbupscale_gui.storage.export import export_candidates
+    from fbupscale_gui.storage.metadata import JSON_KEY, read_metadata
+
+    folder, candidate, cutout, report = _lora_session(tmp_path)
+    (restored,) = load_restored(read_snapshot(folder)).candidates
+    again = restored.stored.with_image(restored.stored.load())
+    assert again.lora_report == report
+    assert again.resolved == candidate.resolved and again.number_check == candidate.number_check
+    (out,) = export_candidates(
+        [ExportItem(again, "keeper.png", cutout)], tmp_path / "out", "{cutout}.png", match="m"
+    )
+    with Image.open(out) as im:
+        payload = json.loads(im.text[JSON_KEY])  # type: ignore[attr-defined]
+    assert payload["lora"] == report
+    assert read_metadata(out).resolved == candidate.resolved
+    assert read_metadata(out).number_check == candidate.number_check
+
+
+def test_a_session_without_candidate_details_still_loads(tmp_path: Path) -> None:
+    """A session written before the details were recorded (no such table) reads as before;
+    opening it for writing adds the table, and a damaged detail is dropped with a line."""
+    folder, _candidate, _cutout, _report = _lora_session(tmp_path)
+    with contextlib.closing(sqlite3.connect(folder / INDEX_NAME)) as conn, conn:
+        conn.execute("DROP TABLE candidate_details")
+    snap = read_snapshot(folder)
+    assert len(snap.candidates) == 1 and not snap.problems
+    assert snap.candidates[0].lora_report is None and snap.candidates[0].resolved is None
+    SessionStore(folder).close()  # the older session opened by this release
+    with contextlib.closing(sqlite3.connect(folder / INDEX_NAME)) as conn, conn:
+        conn.execute(
+            "INSERT INTO candidate_details VALUES (?, '[1]', '{\"device\": 5}', '')",
+            (snap.candidates[0].id,),
+        )
+    snap = read_snapshot(folder)
+    assert len(snap.candidates) == 1 and snap.candidates[0].lora_report is None
+    assert len(snap.problems) == 2 and all("details dropped" in p for p in snap.problems)
+
+
+def test_a_rebuilt_index_keeps_the_candidate_details(tmp_path: Path) -> None:
+    from fbupscale_gui.storage.session_store import rebuild_index
+
+    folder, candidate, _cutout, report = _lora_session(tmp_path)
+    (folder / INDEX_NAME).write_bytes(b"")  # damaged: rebuilt from the candidate files
+    rebuild_index(folder)
+    (row,) = read_snapshot(folder).candidates
+    assert row.lora_report == report and row.resolved == candidate.resolved
+    assert row.number_check == candidate.number_check

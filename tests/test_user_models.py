@@ -18,7 +18,7 @@ from PIL import Image
 
 from fbupscale_gui.cli import entry as cli
 from fbupscale_gui.core.errors import RequestError
-from fbupscale_gui.core.images import image_sha256, make_source
+from fbupscale_gui.core.images import image_sha256
 from fbupscale_gui.core.request import (
     SCHEMA_VERSION,
     CandidateKey,
@@ -29,6 +29,7 @@ from fbupscale_gui.core.request import (
 from fbupscale_gui.engine import Engine
 from fbupscale_gui.engine.sr_models import import_spandrel, inspect_model
 from fbupscale_gui.state.job_queue import JobState
+from fbupscale_gui.storage.cutouts import make_source
 from fbupscale_gui.storage.metadata import read_metadata
 from fbupscale_gui.storage.provenance import model_hashes
 from fbupscale_gui.storage.weights_library import ModelLibrary

@@ -673,7 +673,7 @@ def _server_models(
 
 
 def _cmd_upscale(args: argparse.Namespace, cancel: _CancelFlag) -> int:
-    from fbupscale_gui.core.images import load_cutout_with_notes, make_source
+    from fbupscale_gui.storage.cutouts import load_cutout_with_notes, make_source
     from fbupscale_gui.storage.paths import fit_name
 
     template = _template_request(args)
@@ -741,7 +741,8 @@ def _cmd_upscale(args: argparse.Namespace, cancel: _CancelFlag) -> int:
 
 def _cmd_reproduce(args: argparse.Namespace, cancel: _CancelFlag) -> int:
     from fbupscale_gui.core.errors import RequestError
-    from fbupscale_gui.core.images import image_sha256, load_source
+    from fbupscale_gui.core.images import image_sha256
+    from fbupscale_gui.storage.cutouts import load_source
     from fbupscale_gui.storage.metadata import read_metadata
     from fbupscale_gui.storage.store import store_cutout
 

@@ -295,8 +295,8 @@ def _score(
     cutout_path: Path, candidate_paths: Sequence[Path], scene_path: Path | None = None
 ) -> dict[str, Any]:
     from fbupscale_gui.core.errors import FbError, InputImageError
-    from fbupscale_gui.core.images import load_cutout
     from fbupscale_gui.eval.fidelity import lr_consistency
+    from fbupscale_gui.storage.cutouts import load_cutout
 
     try:
         cutout = load_cutout(cutout_path)

@@ -36,7 +36,7 @@ from fbupscale_gui.storage.paths import shown
 
 if TYPE_CHECKING:
     from fbupscale_gui.core.job import Progress
-    from fbupscale_gui.storage.video import ClipInfo, UpscaleFn
+    from fbupscale_gui.storage.video import ClipInfo
 
 __all__ = ["add_video_parser", "cmd_video", "main"]
 
@@ -135,22 +135,6 @@ def _output(path: Path, suffix: str) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _claimed(path: Path) -> Iterator[Path]:
-    """``path`` or ``stem-2.suffix``... claimed exclusively (an empty placeholder) for a writer
-    that replaces it atomically; the placeholder is removed if the writer fails."""
-    from fbupscale_gui.storage.atomic import claim_unique
-
-    target = claim_unique(path)
-    try:
-        yield target
-    except BaseException:
-        with contextlib.suppress(OSError):
-            if target.stat().st_size == 0:
-                target.unlink()
-        raise
-
-
 def _info_dict(info: ClipInfo) -> dict[str, Any]:
     return {
         "path": info.path,
@@ -211,45 +195,20 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_cut(args: argparse.Namespace) -> int:
-    from fbupscale_gui.storage.atomic import atomic_write
-    from fbupscale_gui.storage.video import ClipReader, cut_region
+    from fbupscale_gui.storage.video import ClipReader, cut_at, save_cut
 
     with ClipReader(args.clip) as reader:
-        frame = reader.read(args.time)
-        index = reader.info.index_of(_position(args.time, reader.info))
-        cutout = cut_region(frame, args.rect, args.field, restore=args.restore)
+        cut = cut_at(reader, args.time, args.rect, args.field, restore=args.restore)
+        timecode = reader.info.timecode(cut.index)
     output = _output(args.output, ".png")
-    with _claimed(output if output.suffix else output.with_suffix(".png")) as out:
-        atomic_write(out, lambda fh: cutout.save(fh, format="PNG"))
+    out = save_cut(cut, output if output.suffix else output.with_suffix(".png"))
     field = f", {args.field} field" if args.field else ""
     print(shown(out))
     print(
-        f"frame {index} ({reader.info.timecode(index)}){field}: {cutout.width}x{cutout.height} px",
+        f"frame {cut.index} ({timecode}){field}: {cut.image.width}x{cut.image.height} px",
         file=sys.stderr,
     )
     return 0
-
-
-def _position(text: str, info: ClipInfo) -> int | float:
-    from fbupscale_gui.storage.video import parse_position
-
-    return parse_position(text, info.frame_rate)
-
-
-def _engine(name: str) -> UpscaleFn:
-    from fbupscale_gui.storage.video import lanczos_upscaler
-
-    if name == "lanczos":
-        return lanczos_upscaler(4)
-    from fbupscale_gui.engine.fast import FastEngine
-
-    engine = FastEngine()
-    engine.net()  # load once now: a missing model is reported before any work
-
-    def realesrgan(image: Any) -> Any:
-        return engine.upscale_x4(image)
-
-    return realesrgan
 
 
 class _Bar:
@@ -285,6 +244,7 @@ class _Bar:
 
 
 def _cmd_upscale(args: argparse.Namespace, cancel: Callable[[], bool] | None) -> int:
+    from fbupscale_gui.engine.facade import make_upscaler
     from fbupscale_gui.storage.video import open_clip, upscale_range
 
     info = open_clip(args.clip)  # a bad clip is reported before a model loads
@@ -295,19 +255,20 @@ def _cmd_upscale(args: argparse.Namespace, cancel: Callable[[], bool] | None) ->
             file=sys.stderr,
         )
     output = _output(args.output, ".mp4")
-    upscale = _engine(args.engine)
+    upscale = make_upscaler(args.engine)  # loaded now: a missing model is reported first
     bar = _Bar(args.quiet)
-    with _claimed(output) as out, contextlib.closing(bar):
+    with contextlib.closing(bar):
         result = upscale_range(
             args.clip,
             args.start,
             args.end,
             upscale,
-            out,
+            output,
             rect=args.rect,
             field=args.field,
             temporal=args.temporal,
             crf=args.crf,
+            exclusive=True,
             on_progress=bar,
             is_cancelled=cancel,
         )

@@ -1,8 +1,8 @@
-"""Loading cutouts and standardising them (paper 3.1), with Pillow only.
+"""Decoding cutouts and standardising them (paper 3.1), with Pillow only; no file I/O (reading
+a cutout file is :mod:`fbupscale_gui.storage.cutouts`).
 
-Loading treats every file as hostile: :func:`load_cutout` (and :func:`load_cutout_with_notes`,
-which also returns notes for the operator) reads at most :data:`MAX_CUTOUT_BYTES`, accepts only
-:data:`ACCEPTED_FORMATS`, checks the declared size against :data:`MIN_CUTOUT_SIDE` and
+Decoding treats every file as hostile: :func:`decode_cutout` (which also returns notes for the
+operator) takes at most :data:`MAX_CUTOUT_BYTES`, accepts only :data:`ACCEPTED_FORMATS`, checks the declared size against :data:`MIN_CUTOUT_SIDE` and
 :data:`MAX_CUTOUT_SIDE` before decoding (decompression bombs never allocate; Pillow's own
 ``MAX_IMAGE_PIXELS`` limit stays on), and turns every decoder failure into one
 :class:`InputImageError` naming the file. ``bench/hostile_images.py`` prints the table of cases.
@@ -17,13 +17,12 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fbupscale_gui.core.errors import InputImageError
-from fbupscale_gui.core.request import PadMode, Preprocess, SourceRef
+from fbupscale_gui.core.request import PadMode, Preprocess
 
 __all__ = [
     "ACCEPTED_FORMATS",
@@ -34,11 +33,8 @@ __all__ = [
     "CutoutInfo",
     "Placement",
     "crop_to_content",
+    "decode_cutout",
     "image_sha256",
-    "load_cutout",
-    "load_cutout_with_notes",
-    "load_source",
-    "make_source",
     "standardise",
 ]
 
@@ -84,29 +80,18 @@ class CutoutInfo:
     notes: tuple[str, ...] = ()
 
 
-def load_cutout(source: str | Path | bytes) -> Image.Image:
-    """Read a cutout as 8-bit RGB, honouring EXIF rotation and compositing alpha on grey.
-
-    Raises :class:`InputImageError` naming the file for anything that is not a usable image.
-    See :func:`load_cutout_with_notes` for what is accepted and refused.
-    """
-    return load_cutout_with_notes(source).image
-
-
-def load_cutout_with_notes(source: str | Path | bytes) -> CutoutInfo:
-    """Read a cutout (a path, or the file's bytes) and say what was done to it.
+def decode_cutout(data: bytes, name: str = "<memory>") -> CutoutInfo:
+    """Decode a cutout file's bytes and say what was done to it (``name`` names it in errors).
 
     Accepted: PNG, JPEG, WebP, GIF, BMP and TIFF in any Pillow mode (16-bit scaled to 8-bit,
     CMYK, grayscale, palette with or without transparency, alpha composited on
     :data:`NEUTRAL_GREY`), EXIF orientation applied, the first frame of an animation (with a
-    note). Refused with one :class:`InputImageError` naming the file: a missing path, a folder
-    or other non-regular file, an empty, truncated or non-image file, another format, a file
-    over :data:`MAX_CUTOUT_BYTES`, a declared size over :data:`MAX_CUTOUT_SIDE` per side (before
-    decoding, so decompression bombs never allocate) or under :data:`MIN_CUTOUT_SIDE`. Pillow's
-    own ``MAX_IMAGE_PIXELS`` limit stays in force and is never changed here.
+    note). Refused with one :class:`InputImageError` naming the file: an empty, truncated or
+    non-image file, another format, over :data:`MAX_CUTOUT_BYTES`, a declared size over
+    :data:`MAX_CUTOUT_SIDE` per side (before decoding, so decompression bombs never allocate)
+    or under :data:`MIN_CUTOUT_SIDE`. Pillow's own ``MAX_IMAGE_PIXELS`` limit stays in force
+    and is never changed here. Reading the file is :mod:`fbupscale_gui.storage.cutouts`' job.
     """
-    name = "<memory>" if isinstance(source, bytes | bytearray) else str(source)
-    data = bytes(source) if isinstance(source, bytes | bytearray) else _read_file(source)
     if not data:
         raise InputImageError(name, "empty file (0 bytes)")
     if len(data) > MAX_CUTOUT_BYTES:
@@ -146,31 +131,6 @@ def load_cutout_with_notes(source: str | Path | bytes) -> CutoutInfo:
             name, f"unreadable image ({type(exc).__name__}: {_short(exc)})"
         ) from None
     return CutoutInfo(image=rgb, format=fmt, original_mode=original_mode, notes=tuple(notes))
-
-
-def _read_file(source: str | Path) -> bytes:
-    name = str(source)
-    try:
-        path = Path(source)
-        if not path.exists():
-            raise InputImageError(name, "no such file")
-        if path.is_dir():
-            raise InputImageError(name, "is a folder, not an image")
-        if not path.is_file():
-            raise InputImageError(name, "not a regular file (device, pipe or socket)")
-        size = path.stat().st_size
-        if size > MAX_CUTOUT_BYTES:
-            raise InputImageError(
-                name, f"{size} bytes is too large for a cutout (limit {MAX_CUTOUT_BYTES} bytes)"
-            )
-        with path.open("rb") as fh:  # reads at most one byte past the limit
-            return fh.read(MAX_CUTOUT_BYTES + 1)
-    except InputImageError:
-        raise
-    except OSError as exc:
-        raise InputImageError(name, f"cannot read the file ({exc.strerror or exc})") from None
-    except ValueError as exc:  # e.g. an embedded NUL byte in the path
-        raise InputImageError(name, f"not a usable path ({exc})") from None
 
 
 def _check_declared_size(name: str, size: tuple[int, int]) -> None:
@@ -330,29 +290,3 @@ def crop_to_content(image: Image.Image, placement: Placement) -> Image.Image:
         round((placement.top + placement.height) * sy),
     )
     return image.crop(box)
-
-
-def load_source(source: SourceRef) -> Image.Image:
-    """Read the cutout a request names, refusing it if its pixels changed since the request."""
-    image = load_cutout(source.path)
-    digest = image_sha256(image)
-    if digest != source.sha256:
-        raise InputImageError(
-            source.path,
-            f"pixels changed since the request was made (sha256 {digest[:12]}…, "
-            f"request says {source.sha256[:12]}…)",
-        )
-    return image
-
-
-def make_source(path: str | Path, image: Image.Image | None = None) -> SourceRef:
-    """A :class:`SourceRef` for a cutout file (reads it unless the decoded image is given)."""
-    img = load_cutout(path) if image is None else image
-    p = Path(path)
-    return SourceRef(
-        path=str(p.resolve()),
-        sha256=image_sha256(img),
-        width=img.width,
-        height=img.height,
-        name=p.name,
-    )

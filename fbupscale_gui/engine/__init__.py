@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fbupscale_gui.core.errors import Cancelled, RequestError
-from fbupscale_gui.core.images import load_source
 from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress
 from fbupscale_gui.core.request import ReconstructionRequest, is_model_engine
+from fbupscale_gui.storage.cutouts import load_source
 
 if TYPE_CHECKING:
     from fbupscale_gui.core.messages import JobKind, Message

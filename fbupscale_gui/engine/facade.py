@@ -170,7 +170,7 @@ def _cutout(request: ReconstructionRequest) -> Any:
     reports that itself)."""
     if request.source is None:
         return None
-    from fbupscale_gui.core.images import load_source
+    from fbupscale_gui.storage.cutouts import load_source
 
     try:
         return load_source(request.source)
@@ -277,9 +277,9 @@ def _cutout_numbers(
 ) -> tuple[NumberReading, ...]:
     """The digit strings legible in a cutout once the faithful preview has enlarged it to
     1024 px (OCR cannot read a 60 px cutout as it is), most confident first."""
-    from fbupscale_gui.core.images import make_source
     from fbupscale_gui.core.request import Preprocess
     from fbupscale_gui.engine.numbers import read_numbers
+    from fbupscale_gui.storage.cutouts import make_source
 
     request = ReconstructionRequest(
         engine="faithful", source=make_source(job.cutout), preprocess=Preprocess(size=1024)

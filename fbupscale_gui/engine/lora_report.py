@@ -70,10 +70,10 @@ def ab_rows(
     ``work``. Raises RequestError when there is no held-out frame or no LoRA."""
     from PIL import Image as PILImage
 
-    from fbupscale_gui.core.images import make_source
     from fbupscale_gui.engine import Engine as EngineClass
     from fbupscale_gui.eval.degrade import degrade
     from fbupscale_gui.eval.fidelity import lr_consistency, psnr_y, ssim_y
+    from fbupscale_gui.storage.cutouts import make_source
 
     holdout = dataset / "holdout"
     frames = sorted(

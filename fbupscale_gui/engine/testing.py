@@ -391,7 +391,6 @@ def save_tiny_gguf(transformer: Any, path: str | Path, quant: str = "Q8_0") -> P
 def tiny_request(files: TinyFluxFiles, cutout: str | Path, **changes: Any) -> Any:
     """A FLUX request for the tiny models at tiny settings: 64 px, stage 1 4 x 0.75 = 3
     steps, stage 2 2 steps, no LoRA; ``cutout`` is written first when it does not exist."""
-    from fbupscale_gui.core.images import make_source
     from fbupscale_gui.core.request import (
         CONTROLNET_REPO_ID,
         FLUX_REPO_ID,
@@ -402,6 +401,7 @@ def tiny_request(files: TinyFluxFiles, cutout: str | Path, **changes: Any) -> An
         Stage1Params,
         Stage2Params,
     )
+    from fbupscale_gui.storage.cutouts import make_source
 
     path = Path(cutout)
     if not path.exists():

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
@@ -31,6 +31,7 @@ from PySide6.QtGui import QImage
 from fbupscale_gui.core.job import Candidate
 from fbupscale_gui.core.number_check import NumberCheck, suggestable
 from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+from fbupscale_gui.core.runtime import ResolvedRuntime
 from fbupscale_gui.worker.engine_thread import ReadyCandidate
 
 if TYPE_CHECKING:
@@ -93,15 +94,28 @@ class StoredCandidate:
     path: Path
     timings: Mapping[str, float] = field(default_factory=dict)
     runtime: str = ""
+    lora_report: Mapping[str, Any] | None = None
+    resolved: ResolvedRuntime | None = None
+    number_check: NumberCheck | None = None
 
     def load(self) -> Image.Image:
         """The stored full-resolution RGB pixels. Raises SessionError naming the file."""
-        from fbupscale_gui.storage import session_store
+        from fbupscale_gui.storage import session_reader
 
-        return session_store.read_candidate_image(self.path)
+        return session_reader.read_candidate_image(self.path)
 
     def with_image(self, image: Image.Image) -> Candidate:
-        return Candidate(self.key, self.seed, image, self.request, dict(self.timings), self.runtime)
+        return Candidate(
+            self.key,
+            self.seed,
+            image,
+            self.request,
+            dict(self.timings),
+            self.runtime,
+            self.lora_report,
+            self.resolved,
+            self.number_check,
+        )
 
 
 class CandidateEntry:

@@ -19,9 +19,9 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelInde
 from PySide6.QtGui import QImage, QPixmap
 
 from fbupscale_gui.core.errors import FbError, InputImageError
-from fbupscale_gui.core.images import load_cutout, make_source
 from fbupscale_gui.core.request import SourceRef
 from fbupscale_gui.state.cutout_status import MARKERS
+from fbupscale_gui.storage.cutouts import load_cutout, make_source
 from fbupscale_gui.storage.paths import read_regular
 from fbupscale_gui.worker.qimage import pil_to_qimage
 

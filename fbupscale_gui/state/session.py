@@ -229,11 +229,9 @@ class Session(QObject):
         :func:`~fbupscale_gui.storage.session_store.rebuild_index`), the operator is told why,
         and, with ``fallback``, a new session is started so the window's work is saved.
         """
-        from fbupscale_gui.storage.session_store import (
-            SessionError,
-            create_session,
-            last_session,
-        )
+        from fbupscale_gui.storage.session_catalogue import last_session
+        from fbupscale_gui.storage.session_index import SessionError
+        from fbupscale_gui.storage.session_store import create_session
 
         if self.jobs.is_busy():
             self.message.emit(
@@ -270,7 +268,8 @@ class Session(QObject):
 
     def new_session(self, name: str = "", *, fallback: bool = True) -> bool:
         """Create an empty session and switch to it."""
-        from fbupscale_gui.storage.session_store import SessionError, create_session
+        from fbupscale_gui.storage.session_index import SessionError
+        from fbupscale_gui.storage.session_store import create_session
 
         if self.jobs.is_busy():
             self.message.emit(
@@ -286,7 +285,8 @@ class Session(QObject):
 
     def rebuild_session(self, path: str | Path) -> bool:
         """Recover a damaged session from its candidate files, then open it."""
-        from fbupscale_gui.storage.session_store import SessionError, rebuild_index
+        from fbupscale_gui.storage.session_index import SessionError
+        from fbupscale_gui.storage.session_store import rebuild_index
 
         folder = Path(path)
         if folder == self.session_path:  # its writer holds the index
@@ -315,7 +315,8 @@ class Session(QObject):
         return self.open_session(folder)
 
     def rename_session(self, path: str | Path, name: str) -> bool:
-        from fbupscale_gui.storage.session_store import SessionError, rename_session
+        from fbupscale_gui.storage.session_catalogue import rename_session
+        from fbupscale_gui.storage.session_index import SessionError
 
         try:
             rename_session(path, name)
@@ -327,7 +328,8 @@ class Session(QObject):
         return True
 
     def archive_session(self, path: str | Path, archived: bool = True) -> bool:
-        from fbupscale_gui.storage.session_store import SessionError, set_archived
+        from fbupscale_gui.storage.session_catalogue import set_archived
+        from fbupscale_gui.storage.session_index import SessionError
 
         try:
             set_archived(path, archived)
@@ -339,7 +341,8 @@ class Session(QObject):
     def delete_session(self, path: str | Path) -> bool:
         """Delete a session folder. The current one only when no job runs; a new empty
         session replaces it."""
-        from fbupscale_gui.storage.session_store import SessionError, delete_session
+        from fbupscale_gui.storage.session_catalogue import delete_session
+        from fbupscale_gui.storage.session_index import SessionError
 
         folder = Path(path)
         current = self.session_path is not None and folder == self.session_path
@@ -373,7 +376,8 @@ class Session(QObject):
     def _apply_restored(
         self, generation: int, result: Restored | BaseException, fallback: bool = True
     ) -> None:
-        from fbupscale_gui.storage.session_store import SessionDamagedError, session_name
+        from fbupscale_gui.storage.session_catalogue import session_name
+        from fbupscale_gui.storage.session_index import SessionDamagedError
 
         if generation != self._generation:
             return  # another session was opened meanwhile
@@ -826,7 +830,7 @@ class _RememberLast:
     """A writer operation: remember the store's folder as the session to reopen."""
 
     def __call__(self, store: SessionStore) -> None:
-        from fbupscale_gui.storage.session_store import set_last_session
+        from fbupscale_gui.storage.session_catalogue import set_last_session
 
         set_last_session(store.path)
 
@@ -836,7 +840,7 @@ def _call_restore(recorder: SessionRecorder, folder: Path) -> Restored | BaseExc
     snapshot and decode its cutouts (the candidates' pixels are left to the ImageLoader).
     Runs in a worker thread (in the calling one without an asyncio loop); returns the error
     instead of raising."""
-    from fbupscale_gui.storage.session_store import read_snapshot
+    from fbupscale_gui.storage.session_reader import read_snapshot
 
     try:
         writer = recorder.writer
@@ -855,7 +859,7 @@ def _call_restore(recorder: SessionRecorder, folder: Path) -> Restored | BaseExc
 
 
 def _reason(exc: BaseException) -> str:
-    from fbupscale_gui.storage.session_store import SessionDamagedError
+    from fbupscale_gui.storage.session_index import SessionDamagedError
 
     if isinstance(exc, SessionDamagedError):
         return exc.reason

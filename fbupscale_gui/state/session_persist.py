@@ -8,7 +8,7 @@ disk, read-only folder) is reported once by the ``failed`` signal (queued to the
 naming the folder; the window's state is untouched, and later writes are tried again.
 
 :class:`SessionRecorder` connects the session's models to the writer (which row each
-cutout/candidate is) and restores a :class:`~fbupscale_gui.storage.session_store.Snapshot`:
+cutout/candidate is) and restores a :class:`~fbupscale_gui.storage.session_reader.Snapshot`:
 cutouts, candidates (without their pixels) and picks at once; :class:`ImageLoader` then decodes
 the candidates' PNGs in its own thread (a 1024 px PNG takes tens of ms: 200 of them would hold
 the window for seconds), and a candidate asked for before that is decoded on first use.
@@ -33,14 +33,9 @@ from typing import TYPE_CHECKING, Final
 from PySide6.QtCore import QObject, Signal, Slot
 
 from fbupscale_gui.core.errors import FbError
-from fbupscale_gui.storage.session_store import (
-    CandidateRow,
-    CutoutRow,
-    JobRow,
-    SessionDamagedError,
-    SessionStore,
-    Snapshot,
-)
+from fbupscale_gui.storage.session_index import CandidateRow, CutoutRow, JobRow, SessionDamagedError
+from fbupscale_gui.storage.session_reader import Snapshot
+from fbupscale_gui.storage.session_store import SessionStore
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -298,9 +293,9 @@ def load_restored(snapshot: Snapshot) -> Restored:
     """
     from PIL import Image as PilImage
 
-    from fbupscale_gui.core.images import load_cutout
     from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest, SourceRef
     from fbupscale_gui.state.candidates import StoredCandidate
+    from fbupscale_gui.storage.cutouts import load_cutout
     from fbupscale_gui.storage.paths import PathEscapeError, contained
     from fbupscale_gui.worker.qimage import pil_to_qimage
 
@@ -345,7 +340,10 @@ def load_restored(snapshot: Snapshot) -> Restored:
         except Exception as exc:
             out.problems.append(_problem(f"candidate {Path(cand.file).name}", exc))
             continue
-        stored = StoredCandidate(key, cand.seed, request, path, dict(cand.timings), cand.runtime)
+        stored = StoredCandidate(
+            key, cand.seed, request, path, dict(cand.timings), cand.runtime,
+            cand.lora_report, cand.resolved, cand.number_check,
+        )  # fmt: skip
         out.candidates.append(RestoredCandidate(cand, stored))
     return out
 

@@ -1,47 +1,40 @@
-"""The video window's state: an open clip decoded off the GUI thread, cutting, batch jobs.
+"""The video window's rules: which files are clips, how a clip is described, batch jobs.
 
-:class:`ClipModel` keeps one :class:`~fbupscale_gui.storage.video.ClipReader` in a decoder
-:class:`QThread` of its own (a reader is not thread-safe, so it is only ever touched there).
-The window asks for frames with :meth:`ClipModel.request_frame`; requests are coalesced, so a
-slider dragged across a thousand frames decodes only the latest one asked for whenever the
-decoder comes free, and the window never waits. Opening a clip also happens in that thread: the
-new reader replaces the old one only once it has decoded its first frame, so a bad file
-(missing, empty, corrupt, truncated, unsupported) leaves the open clip as it was and reports
-one line naming the file.
-
-A batch (:func:`batch_task`) is an engine job (:class:`~fbupscale_gui.core.messages.VideoBatchJob`,
-queued with :meth:`~fbupscale_gui.state.job_queue.JobQueue.enqueue` ``task=``): the engine builds
-the upscaler (Real-ESRGAN's ncnn net is loaded, used and freed there, never here) and runs
-:func:`~fbupscale_gui.storage.video.upscale_range`.
+The open clip itself is :class:`fbupscale_gui.state.clip_model.ClipModel` (decoded off the GUI
+thread). A batch (:func:`batch_task`) is an engine job
+(:class:`~fbupscale_gui.core.messages.VideoBatchJob`, queued by :class:`VideoBatch` on the
+session's :class:`~fbupscale_gui.state.job_queue.JobQueue`): the engine builds the upscaler
+(Real-ESRGAN's ncnn net is loaded, used and freed there, never here) and runs
+:func:`~fbupscale_gui.storage.video.upscale_range`. The range, output and result rules the
+window applies to a batch live here too.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
-from PySide6.QtGui import QImage
+from PySide6.QtCore import QObject, Signal, Slot
 
-from fbupscale_gui.core.errors import FbError
+from fbupscale_gui.core.errors import FbError, RequestError
+from fbupscale_gui.core.images import image_sha256
 from fbupscale_gui.core.messages import VideoBatchJob
+from fbupscale_gui.core.request import ReconstructionRequest
 from fbupscale_gui.storage.video import (
-    ClipError,
+    OUTPUT_SUFFIXES,
     ClipInfo,
-    ClipReader,
+    Cut,
     Field,
     Rect,
-    cut_region,
+    UpscaleResult,
+    parse_position,
 )
-from fbupscale_gui.worker.qimage import pil_to_qimage
 
 if TYPE_CHECKING:
-    from PIL import Image
-
     from fbupscale_gui.core.temporal import TemporalMode
+    from fbupscale_gui.state.cutouts import Cutout, CutoutsModel
+    from fbupscale_gui.state.job_queue import Job, JobQueue, ProgressInfo
 
 __all__ = [
     "BATCH_ENGINES",
@@ -51,22 +44,23 @@ __all__ = [
     "VIDEO_SUFFIXES",
     "BatchEngine",
     "BatchSpec",
-    "ClipModel",
+    "VideoBatch",
+    "add_cut",
+    "batch_name",
     "batch_task",
     "check_output",
-    "cutout_name",
     "default_output",
     "describe_clip",
     "error_text",
     "is_clip_path",
+    "parse_range",
+    "range_summary",
+    "resolve_output",
+    "result_text",
 ]
-
-log = logging.getLogger(__name__)
 
 #: File suffixes treated as clips (dropped on the window, offered by Open clip…).
 VIDEO_SUFFIXES: Final = (".mp4", ".mov", ".m4v", ".mkv", ".ts", ".m2ts", ".mts")
-#: Output containers a batch can write.
-OUTPUT_SUFFIXES: Final = (".mp4", ".mov", ".mkv")
 
 BatchEngine = Literal["lanczos", "realesrgan"]
 BATCH_ENGINES: Final[tuple[BatchEngine, ...]] = ("lanczos", "realesrgan")
@@ -111,11 +105,6 @@ def describe_clip(info: ClipInfo) -> str:
     return " · ".join((info.codec, size, f"{fps} fps", scan, audio, length, info.container))
 
 
-def cutout_name(info: ClipInfo, index: int) -> str:
-    """``<clip>_<timecode>.png``: the name a cut from frame ``index`` gets in the cutouts list."""
-    return f"{Path(info.path).stem}_{info.timecode(index)}.png"
-
-
 def default_output(info: ClipInfo, first: int, last: int, engine: str) -> Path:
     """``<clip>_f<first>-f<last>_<engine>_x4.mp4`` next to the clip, never an existing file."""
     clip = Path(info.path)
@@ -126,233 +115,6 @@ def default_output(info: ClipInfo, first: int, last: int, engine: str) -> Path:
         candidate = clip.with_name(f"{stem}-{n}.mp4")
         n += 1
     return candidate
-
-
-# -- decoding off the GUI thread -------------------------------------------------------------
-
-
-class _Latest:
-    """The newest frame request, shared by the GUI and the decoder thread (lock-protected).
-
-    :meth:`put` replaces any request not yet taken and says whether the decoder must be woken
-    (it is idle); :meth:`take` hands the decoder the newest request, or None, and then marks it
-    idle under the same lock, so no request is ever left behind.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._value: tuple[int, int] | None = None
-        self._busy = False
-
-    def put(self, token: int, index: int) -> bool:
-        with self._lock:
-            self._value = (token, index)
-            if self._busy:
-                return False
-            self._busy = True
-            return True
-
-    def take(self) -> tuple[int, int] | None:
-        with self._lock:
-            value, self._value = self._value, None
-            if value is None:
-                self._busy = False
-            return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._value = None
-
-    def busy(self) -> bool:
-        with self._lock:
-            return self._busy
-
-
-class _Decoder(QObject):
-    """Lives in the decoder thread and owns the reader; its signals are queued to the GUI."""
-
-    opened = Signal(int, object, object, object)  # token, ClipInfo, PIL frame 0, QImage
-    openFailed = Signal(int, str)  # token, message
-    frameReady = Signal(int, int, object, object)  # token, index, PIL image, QImage
-    frameFailed = Signal(int, int, str)  # token, index, message
-
-    def __init__(self, latest: _Latest) -> None:
-        super().__init__()
-        self._latest = latest
-        self._reader: ClipReader | None = None
-        self._token = 0
-
-    @Slot(int, str)
-    def open(self, token: int, path: str) -> None:
-        try:
-            reader = ClipReader(path)
-        except ClipError as exc:
-            self.openFailed.emit(token, str(exc))
-            return
-        except Exception as exc:  # a clip must never take the window down
-            log.exception("opening %s failed unexpectedly", path)
-            self.openFailed.emit(token, f"{path}: cannot be opened ({type(exc).__name__}: {exc})")
-            return
-        try:
-            image = reader.frame(0)
-        except ClipError as exc:
-            reader.close()
-            self.openFailed.emit(token, str(exc))
-            return
-        old, self._reader = self._reader, reader
-        self._token = token
-        if old is not None:
-            old.close()
-        self.opened.emit(token, reader.info, image, pil_to_qimage(image))
-
-    @Slot()
-    def work(self) -> None:
-        """Decode the newest requested frame until no request is left."""
-        while (request := self._latest.take()) is not None:
-            token, index = request
-            reader = self._reader
-            if reader is None or token != self._token:
-                continue  # asked of a clip that is no longer (or not yet) open
-            try:
-                image = reader.frame(index)
-            except ClipError as exc:
-                self.frameFailed.emit(token, index, str(exc))
-                continue
-            except Exception as exc:
-                log.exception("decoding frame %d failed unexpectedly", index)
-                self.frameFailed.emit(token, index, f"frame {index}: {type(exc).__name__}: {exc}")
-                continue
-            self.frameReady.emit(token, index, image, pil_to_qimage(image))
-
-    @Slot()
-    def close(self) -> None:
-        """Close the reader here, in its own thread, then end the thread's event loop."""
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.close()
-        thread = QThread.currentThread()
-        if thread is not None:
-            thread.quit()
-
-
-class ClipModel(QObject):
-    """The open clip and the frame on show. GUI thread; decoding runs in its own thread.
-
-    Signals: ``opened(ClipInfo)`` when a clip replaced the previous one (frame 0 is on show),
-    ``openFailed(str)`` with one line naming the file (nothing changed), ``frameChanged(int)``
-    when a decoded frame is on show, ``frameFailed(str)`` for a frame that cannot be decoded.
-    """
-
-    opened = Signal(object)
-    openFailed = Signal(str)
-    frameChanged = Signal(int)
-    frameFailed = Signal(str)
-
-    _open = Signal(int, str)
-    _wake = Signal()
-    _close = Signal()
-
-    def __init__(self, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._latest = _Latest()
-        self._thread = QThread()
-        self._thread.setObjectName("fbupscale-clip")
-        self._decoder = _Decoder(self._latest)
-        self._decoder.moveToThread(self._thread)
-        self._open.connect(self._decoder.open)
-        self._wake.connect(self._decoder.work)
-        self._close.connect(self._decoder.close)
-        self._decoder.opened.connect(self._on_opened)
-        self._decoder.openFailed.connect(self._on_open_failed)
-        self._decoder.frameReady.connect(self._on_frame)
-        self._decoder.frameFailed.connect(self._on_frame_failed)
-        self._tokens = 0
-        self._token = 0  # the open clip's
-        self._opening: set[int] = set()
-        self.info: ClipInfo | None = None
-        #: The frame on show: its index, pixels (exactly as decoded) and QImage.
-        self.index = -1
-        self.image: Image.Image | None = None
-        self.qimage = QImage()
-        #: The frame last asked for (the slider's position); ``index`` catches up with it.
-        self.requested = -1
-
-    # -- commands -------------------------------------------------------------------------
-
-    def open(self, path: str | Path) -> None:
-        """Open ``path`` in the decoder thread; ``opened`` or ``openFailed`` follows."""
-        if not self._thread.isRunning():
-            self._thread.start()
-        self._tokens += 1
-        self._opening.add(self._tokens)
-        self._open.emit(self._tokens, str(Path(path).expanduser()))
-
-    def is_opening(self) -> bool:
-        return bool(self._opening)
-
-    def request_frame(self, index: int) -> None:
-        """Show frame ``index`` (clamped to the clip) once decoded; the newest request wins."""
-        if self.info is None:
-            return
-        index = max(0, min(self.info.frame_count - 1, index))
-        self.requested = index
-        if index == self.index and not self._latest.busy():
-            return  # on show already, and no other frame on its way
-        if self._latest.put(self._token, index):
-            self._wake.emit()
-
-    def is_current(self) -> bool:
-        """Whether the frame on show is the one last asked for."""
-        return self.index == self.requested
-
-    def cut(self, rect: Rect, field: Field | None) -> Image.Image:
-        """The frame on show cut to ``rect`` (and one field), as in core.video.cut_region."""
-        if self.image is None:
-            raise ClipError(self.info.path if self.info else "clip", "no frame is on show")
-        return cut_region(self.image, rect, field)
-
-    def shutdown(self, timeout_ms: int = 10_000) -> bool:
-        """Close the reader in its thread and wait for the thread to end."""
-        self._latest.clear()
-        if not self._thread.isRunning():
-            return True
-        self._close.emit()
-        return bool(self._thread.wait(timeout_ms))
-
-    # -- decoder signals ------------------------------------------------------------------
-
-    @Slot(int, object, object, object)
-    def _on_opened(self, token: int, info: ClipInfo, image: Image.Image, qimage: QImage) -> None:
-        self._opening.discard(token)
-        if token <= self._token:
-            return  # the decoder opens in order; an older result is never newer
-        # the decoder now reads this clip (opens run in order there, so follow each one)
-        self._token = token
-        self.info = info
-        self.index = self.requested = 0
-        self.image = image
-        self.qimage = qimage
-        self.opened.emit(info)
-        self.frameChanged.emit(0)
-
-    @Slot(int, str)
-    def _on_open_failed(self, token: int, message: str) -> None:
-        self._opening.discard(token)
-        self.openFailed.emit(message)
-
-    @Slot(int, int, object, object)
-    def _on_frame(self, token: int, index: int, image: Image.Image, qimage: QImage) -> None:
-        if token != self._token:
-            return
-        self.index = index
-        self.image = image
-        self.qimage = qimage
-        self.frameChanged.emit(index)
-
-    @Slot(int, int, str)
-    def _on_frame_failed(self, token: int, index: int, message: str) -> None:
-        if token == self._token:
-            self.frameFailed.emit(message)
 
 
 # -- batch jobs ------------------------------------------------------------------------------
@@ -385,6 +147,136 @@ def batch_task(spec: BatchSpec) -> VideoBatchJob:
         field=spec.field,
         temporal=spec.temporal,
     )
+
+
+def parse_range(info: ClipInfo, start: str, end: str) -> tuple[int, int]:
+    """Frames ``(first, last)`` (last included, clamped to the clip) from two typed positions.
+
+    Raises RequestError saying why not (a position that does not parse, a start past the end,
+    an end before the start)."""
+    first = info.index_of(parse_position(start, info.frame_rate))
+    last = info.index_of(parse_position(end, info.frame_rate))
+    if first >= info.frame_count:
+        raise RequestError(f"the start {info.timecode(first)} is past the clip's last frame.")
+    if last < first:
+        raise RequestError(
+            f"the end {info.timecode(last)} comes before the start {info.timecode(first)}."
+        )
+    return first, min(last, info.frame_count - 1)
+
+
+def range_summary(info: ClipInfo, first: int, last: int, region: Rect | None) -> str:
+    """How long the range is and how big its frames become (the region's, or the frame's)."""
+    n = last - first + 1
+    w, h = (region[2], region[3]) if region is not None else (info.width, info.height)
+    return (
+        f"{n} frame(s), {n / info.fps:.2f} s · {w}×{h} → "
+        f"{w * BATCH_SCALE}×{h * BATCH_SCALE} per frame"
+    )
+
+
+def batch_name(info: ClipInfo, first: int, last: int) -> str:
+    """The batch's name in the job list: ``<clip file> <first>–<last>`` (timecodes)."""
+    return f"{Path(info.path).name} {info.timecode(first)}–{info.timecode(last)}"
+
+
+def resolve_output(info: ClipInfo, text: str, default: Path, confirmed: str) -> Path:
+    """The file a batch writes: ``text`` (or ``default`` when empty), checked.
+
+    An existing file is replaced only when it is ``confirmed`` (the operator chose it in the
+    file dialog, which asked). Raises RequestError saying why not."""
+    output = text.strip() or str(default)
+    why = check_output(output)
+    if why is not None:
+        raise RequestError(f"{why}.")
+    out = Path(output).expanduser()
+    if out.exists() and out.resolve() == Path(info.path).resolve():
+        raise RequestError("that is the clip being read; choose another file.")
+    if out.exists() and str(out) != confirmed:
+        raise RequestError(
+            f"{out} already exists; choose it with … to replace it, "
+            "or clear the field for a new name."
+        )
+    return out
+
+
+def result_text(result: UpscaleResult) -> str:
+    """One line for a finished batch: the file, frames, size, rate, audio and time taken."""
+    audio = ", ".join(result.audio) if result.audio else "none"
+    fps = f"{float(result.frame_rate):.3f}".rstrip("0").rstrip(".")
+    return (
+        f"Wrote {result.path} — {result.frames} frames, {result.width}×{result.height}, "
+        f"{fps} fps, audio: {audio} ({result.seconds:.1f} s)"
+    )
+
+
+class VideoBatch(QObject):
+    """The video window's batch: one at a time, queued on the session's jobs and followed.
+
+    Signals, for this batch only: ``started()``, ``progressed(ProgressInfo)`` and
+    ``ended(Job)`` (state DONE, FAILED or CANCELLED; :attr:`job` is None again by then).
+    """
+
+    started = Signal()
+    progressed = Signal(object)
+    ended = Signal(object)
+
+    def __init__(self, jobs: JobQueue, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._jobs = jobs
+        self.job: Job | None = None
+        jobs.jobStarted.connect(self._on_started)
+        jobs.progressed.connect(self._on_progress)
+        jobs.jobEnded.connect(self._on_ended)
+
+    def start(self, spec: BatchSpec, name: str) -> Job:
+        """Queue ``spec`` as the job ``name`` (call only when no batch is running)."""
+        assert self.job is None, "a batch is already running"
+        self.job = self._jobs.enqueue(
+            0, name, ReconstructionRequest(engine=spec.engine), task=batch_task(spec)
+        )
+        return self.job
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self._jobs.cancel_job(self.job)
+
+    @Slot(object)
+    def _on_started(self, job: Job) -> None:
+        if job is self.job:
+            self.started.emit()
+
+    @Slot(object, object)
+    def _on_progress(self, job: Job, info: ProgressInfo) -> None:
+        if job is self.job:
+            self.progressed.emit(info)
+
+    @Slot(object)
+    def _on_ended(self, job: Job) -> None:
+        if job is self.job:
+            self.job = None
+            self.ended.emit(job)
+
+
+def add_cut(cutouts: CutoutsModel, cut: Cut) -> tuple[Cutout | None, str, str]:
+    """Add ``cut`` to the cutouts list, or find it there when it was added before.
+
+    Returns the cutout (None when it could not be added) and a message for the operator with
+    its level ("info" or "error"; empty when there is nothing to say)."""
+    image = cut.image
+    report = cutouts.add_image(image, cut.name)
+    if report.errors:
+        return None, "error", "; ".join(report.errors)
+    if report.added:
+        added = report.added[0]
+        how = f", {cut.field} field" if cut.field else ""
+        size = f"{image.width}×{image.height} px{how}"
+        return added, "info", f"Sent {added.name} ({size}) to the cutouts."
+    sha256 = image_sha256(image)
+    known = next((c for c in cutouts.cutouts() if c.source.sha256 == sha256), None)
+    if known is None:
+        return None, "info", ""
+    return known, "info", f"Already in the cutouts as {known.name}; selected it."
 
 
 def check_output(path: str) -> str | None:

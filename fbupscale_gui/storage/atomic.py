@@ -2,8 +2,11 @@
 
 Every file the application writes goes through this pattern so that a crash, a kill or a full
 disk never leaves a partial file under its final name: readers see the old file or the new
-one. Temporary files are named ``.<final name>.<random>.tmp``; :func:`clean_stale_temps`
-removes the ones a crash left behind in folders the application owns.
+one. Temporary files are named ``.<final name>.<8 random>.tmp``; :func:`clean_stale_temps`
+removes the ones a crash or a kill left behind. The first atomic write into a folder (per
+process) removes that folder's leftovers older than :data:`STALE_TEMP_S`, so every folder the
+application writes to is cleaned when it is next written to, and a temporary file another
+process is writing right now (fresh) is never touched.
 
 ``tempfile.mkstemp`` creates files with mode 0600; :func:`apply_umask` gives them the
 permissions an ordinary ``open()`` would (0666 minus the umask). Pure Python.
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import tempfile
 import threading
 import time
@@ -29,6 +33,7 @@ __all__ = [
     "atomic_write_bytes",
     "claim_unique",
     "clean_stale_temps",
+    "clean_stale_temps_once",
     "fsync_dir",
     "is_temp_name",
     "temp_file",
@@ -36,9 +41,12 @@ __all__ = [
 ]
 
 TEMP_SUFFIX: Final = ".tmp"
-#: Leftover temporary files older than this are removed from export folders (an hour: no
-#: export takes that long, so nothing of a running export is touched).
+#: Leftover temporary files not modified for this long are removed from the folders the
+#: application writes to (an hour: a writer at work modifies its file far more often, so
+#: nothing of a running export, model copy or video is touched).
 STALE_TEMP_S: Final = 3600.0
+#: ``tempfile.mkstemp`` names: ``.<final name>.<8 random of [a-z0-9_]>.<suffix>``.
+_TEMP_NAME: Final = re.compile(r"^\.(?P<final>.+)\.[a-z0-9_]{8}(?P<suffix>\.[a-z]+)$")
 
 _umask_lock = threading.Lock()
 _umask_value: int | None = None
@@ -62,14 +70,17 @@ def apply_umask(fd: int) -> None:
             os.fchmod(fd, 0o666 & ~_umask())
 
 
-def is_temp_name(name: str) -> bool:
-    """Whether ``name`` looks like one of our temporary files (``.<name>.<rand>.tmp``)."""
-    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
+def is_temp_name(name: str, suffixes: tuple[str, ...] = (TEMP_SUFFIX,)) -> bool:
+    """Whether ``name`` is one of our temporary files (``.<name>.<8 random>.tmp``; other
+    ``suffixes`` for the names older releases used)."""
+    match = _TEMP_NAME.match(name)
+    return match is not None and match.group("suffix") in suffixes
 
 
 def _final_name(temp_name: str) -> str:
-    """``.shot.png.k2j3.tmp`` -> ``shot.png`` (what the temporary file was to become)."""
-    return temp_name[1 : -len(TEMP_SUFFIX)].rsplit(".", 1)[0]
+    """``.shot.png.k2j3ab_9.tmp`` -> ``shot.png`` (what the temporary file was to become)."""
+    match = _TEMP_NAME.match(temp_name)
+    return match.group("final") if match else ""
 
 
 def temp_file(target: Path) -> tuple[int, Path]:
@@ -134,17 +145,30 @@ def _link_unique(tmp: Path, first: Path, limit: int = 10_000) -> Path:
     raise FileExistsError(17, f"no free name after {limit} tries", str(first))
 
 
+def _publish(tmp: Path, target: Path, exclusive: bool) -> Path:
+    """Give the finished, fsynced ``tmp`` its final name (see :func:`atomic_write`)."""
+    if exclusive:
+        target = _link_unique(tmp, target)
+    else:
+        os.replace(tmp, target)
+    fsync_dir(target.parent)
+    return target
+
+
 def atomic_write(
     path: str | Path, write: Callable[[IO[bytes]], object], *, exclusive: bool = False
 ) -> Path:
     """Write ``path`` atomically with ``write(fh)``; raises OSError, leaving nothing partial.
 
-    A failed write (a full disk) raises an OSError naming ``path`` and how much was written.
-    With ``exclusive`` an existing file is never replaced: the finished file takes the first
-    free name of ``path``, ``stem-2.suffix``... (see :func:`_link_unique`), which is returned.
+    A failed write (a full disk) raises an OSError naming ``path`` and how much was written;
+    anything ``write`` raises removes the temporary file and propagates. With ``exclusive``
+    an existing file is never replaced: the finished file takes the first free name of
+    ``path``, ``stem-2.suffix``... (see :func:`_link_unique`), which is returned. The first
+    write into a folder removes its stale leftovers (:func:`clean_stale_temps_once`).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps_once(target.parent)
     fd, tmp = temp_file(target)
     try:
         try:
@@ -154,16 +178,11 @@ def atomic_write(
                 os.fsync(fh.fileno())
         except OSError as exc:
             raise write_error(exc, target, tmp) from None
-        if exclusive:
-            target = _link_unique(tmp, target)
-        else:
-            os.replace(tmp, target)
+        return _publish(tmp, target, exclusive)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    fsync_dir(target.parent)
-    return target
 
 
 def claim_unique(path: str | Path, *, limit: int = 10_000) -> Path:
@@ -195,23 +214,23 @@ def clean_stale_temps(
     folder: str | Path,
     *,
     older_than_s: float = 0.0,
-    recursive: bool = False,
     final_suffixes: tuple[str, ...] = (),
+    temp_suffixes: tuple[str, ...] = (TEMP_SUFFIX,),
 ) -> list[Path]:
-    """Remove our hidden ``.….tmp`` leftovers in ``folder`` older than ``older_than_s``.
+    """Remove our hidden ``.<name>.<8 random>.tmp`` leftovers in ``folder`` older than
+    ``older_than_s``.
 
-    Only names :func:`is_temp_name` accepts are touched; with ``final_suffixes`` only those
-    whose final name (``.<final>.<random>.tmp``) ends with one of them. Use ``older_than_s`` >
-    0 in folders another process may be writing to right now (an export folder). Returns what
-    was removed; errors are ignored (a read-only folder keeps its leftovers).
+    Only names :func:`is_temp_name` accepts (with ``temp_suffixes``: also the names older
+    releases used) are touched; with ``final_suffixes`` only those whose final name ends with
+    one of them. Use ``older_than_s`` > 0 in folders another process may be writing to right
+    now. Returns what was removed; errors are ignored (a read-only folder keeps its leftovers).
     """
     root = Path(folder)
     removed: list[Path] = []
     now = time.time()
     try:
-        candidates = root.rglob("*") if recursive else root.iterdir()
-        for p in candidates:
-            if not is_temp_name(p.name) or not p.is_file():
+        for p in root.iterdir():
+            if not is_temp_name(p.name, temp_suffixes) or not p.is_file():
                 continue
             if final_suffixes and not _final_name(p.name).lower().endswith(final_suffixes):
                 continue
@@ -222,3 +241,18 @@ def clean_stale_temps(
     except OSError:
         pass
     return removed
+
+
+_cleaned_lock = threading.Lock()
+_cleaned: set[str] = set()
+
+
+def clean_stale_temps_once(folder: str | Path) -> None:
+    """:func:`clean_stale_temps` of leftovers older than :data:`STALE_TEMP_S`, the first
+    time this process writes into ``folder`` (later writes cost nothing)."""
+    key = os.path.abspath(folder)
+    with _cleaned_lock:
+        if key in _cleaned:
+            return
+        _cleaned.add(key)
+    clean_stale_temps(folder, older_than_s=STALE_TEMP_S)

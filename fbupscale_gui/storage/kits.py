@@ -21,10 +21,8 @@ left out. Anything else is refused with a :class:`RequestError` naming the file 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,7 +32,7 @@ from typing import Any, Final
 from fbupscale_gui.core.errors import RequestError
 from fbupscale_gui.core.jsonable import from_jsonable, to_jsonable
 from fbupscale_gui.core.scene import KIT_TYPES, Kit, KitType, Team, _check_text, _prefixed
-from fbupscale_gui.storage.atomic import apply_umask
+from fbupscale_gui.storage.atomic import atomic_write_bytes
 from fbupscale_gui.storage.paths import NotRegularFileError, read_regular
 
 __all__ = [
@@ -139,7 +137,7 @@ def load_kits(
 
 
 def save_kits(presets: Iterable[KitPreset], path: str | Path, *, note: str = DEFAULT_NOTE) -> None:
-    """Write ``presets`` to ``path`` atomically (a temporary file, then ``os.replace``)."""
+    """Write ``presets`` to ``path`` atomically (``storage.atomic``); raises RequestError."""
     path = Path(path)
     items = tuple(presets)
     _check_unique(items, str(path))
@@ -150,23 +148,10 @@ def save_kits(presets: Iterable[KitPreset], path: str | Path, *, note: str = DEF
         "teams": [to_jsonable(p) for p in items],
     }
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    tmp_name = ""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        apply_umask(fd)  # mkstemp makes it 0600
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-        tmp_name = ""
+        atomic_write_bytes(path, text.encode("utf-8"))
     except OSError as exc:
         raise RequestError(f"{path}: cannot write the kits file ({exc.strerror or exc})") from None
-    finally:
-        if tmp_name:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
 
 
 def merge_kits(base: Sequence[KitPreset], extra: Sequence[KitPreset]) -> tuple[KitPreset, ...]:

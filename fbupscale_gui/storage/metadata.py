@@ -34,7 +34,7 @@ from xml.sax.saxutils import escape, quoteattr
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from fbupscale_gui.core.errors import InputImageError, RequestError
-from fbupscale_gui.core.images import load_cutout_with_notes
+from fbupscale_gui.core.images import decode_cutout
 from fbupscale_gui.core.jsonable import parse_json
 from fbupscale_gui.core.number_check import NumberCheck
 from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
@@ -97,6 +97,8 @@ class CandidateRecord:
     resolved: ResolvedRuntime | None = None
     #: The number check: shirt numbers read against the scene (None: not recorded).
     number_check: NumberCheck | None = None
+    #: The LoRA as applied (``lora`` in the metadata; None: no LoRA, or not recorded).
+    lora_report: Mapping[str, Any] | None = None
 
 
 def _app_version() -> str:
@@ -352,7 +354,7 @@ def _decode_cutout(path: Path, encoded: str) -> Image.Image:
     try:
         with warnings.catch_warnings():  # the size check refuses what Pillow warns about
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return load_cutout_with_notes(data).image
+            return decode_cutout(data).image
     except InputImageError as exc:
         raise InputImageError(
             path, f"the embedded cutout is damaged or refused ({exc.reason})"
@@ -402,6 +404,9 @@ def read_metadata(path: str | Path) -> CandidateRecord:
         resolved = None if resolved_raw is None else ResolvedRuntime.from_dict(resolved_raw)
         numbers_raw = data.get("number_check")
         number_check = None if numbers_raw is None else NumberCheck.from_dict(numbers_raw)
+        lora_raw = data.get("lora")
+        if lora_raw is not None and not isinstance(lora_raw, dict):
+            raise RequestError("lora: expected an object")
     except RequestError as exc:
         raise RequestError(f"{p}: broken fbupscale metadata: {exc}") from None
     encoded = texts.get(CUTOUT_KEY) or data.get(_CUTOUT_FIELD)
@@ -417,6 +422,7 @@ def read_metadata(path: str | Path) -> CandidateRecord:
         provenance=data["provenance"] if isinstance(data.get("provenance"), dict) else {},
         resolved=resolved,
         number_check=number_check,
+        lora_report=lora_raw,
     )
 
 

@@ -9,7 +9,9 @@ symbolic links that lead out of the folder, with a one-line message naming the e
 Small documents read from such places (a scene, a request, an index) go through
 :func:`read_regular`, which reads only a regular file of bounded size: ``/dev/zero``, a FIFO
 or a gigabyte file is refused before anything is read, never hung on or loaded.
-Pure Python.
+
+The application's own folders (sessions, models, cache) follow the platform's conventions,
+each with an environment variable that overrides it: :func:`user_dir`. Pure Python.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import sys
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Literal
 
 from fbupscale_gui.core.errors import FbError
 
@@ -29,6 +33,7 @@ __all__ = [
     "fit_name",
     "read_regular",
     "shown",
+    "user_dir",
 ]
 
 #: Largest JSON document (scene, request, models index) the application reads.
@@ -146,3 +151,34 @@ def shown(text: object) -> str:
         c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
         for c in value
     )
+
+
+def user_dir(kind: Literal["data", "cache"], env: str, *sub: str) -> Path:
+    """An fbupscale folder for this user: ``$env`` when set, else ``<base>/fbupscale/<sub>``.
+
+    ``<base>`` is the platform's folder of that ``kind``: for data ``%APPDATA%``,
+    ``~/Library/Application Support`` or ``$XDG_DATA_HOME`` (``~/.local/share``); for the
+    cache ``%LOCALAPPDATA%``, ``~/Library/Caches`` or ``$XDG_CACHE_HOME`` (``~/.cache``).
+    Nothing is created here."""
+    override = os.environ.get(env, "").strip()
+    if override:
+        return Path(override).expanduser()
+    if sys.platform == "win32":
+        name, default = (
+            ("APPDATA", "~/AppData/Roaming")
+            if kind == "data"
+            else ("LOCALAPPDATA", "~/AppData/Local")
+        )
+        base = os.environ.get(name) or os.path.expanduser(default)
+    elif sys.platform == "darwin":
+        base = os.path.expanduser(
+            "~/Library/Application Support" if kind == "data" else "~/Library/Caches"
+        )
+    else:
+        name, default = (
+            ("XDG_DATA_HOME", "~/.local/share")
+            if kind == "data"
+            else ("XDG_CACHE_HOME", "~/.cache")
+        )
+        base = os.environ.get(name) or os.path.expanduser(default)
+    return Path(base, "fbupscale", *sub)

@@ -12,18 +12,16 @@ The cache folder follows platform conventions and ``FBUPSCALE_CACHE_DIR`` overri
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Final
 
 from PIL import Image
 
 from fbupscale_gui.core.errors import InputImageError
-from fbupscale_gui.core.images import image_sha256, load_cutout
+from fbupscale_gui.core.images import image_sha256
 from fbupscale_gui.core.request import SourceRef
-from fbupscale_gui.storage.atomic import apply_umask
+from fbupscale_gui.storage.atomic import atomic_write
+from fbupscale_gui.storage.cutouts import load_cutout
 from fbupscale_gui.storage.weights import user_cache_dir
 
 __all__ = ["CACHE_ENV", "cache_dir", "cutout_dir", "store_cutout"]
@@ -65,21 +63,9 @@ def store_cutout(image: Image.Image, name: str = "") -> SourceRef:
                 return ref
         except InputImageError:
             pass  # damaged copy: write it again
-    tmp: Path | None = None
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{digest[:16]}.", suffix=".tmp", dir=folder)
-        apply_umask(fd)  # mkstemp makes it 0600
-        tmp = Path(tmp_name)
-        with os.fdopen(fd, "wb") as fh:
-            rgb.save(fh, format="PNG")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        atomic_write(target, lambda fh: rgb.save(fh, format="PNG"))
     except OSError as exc:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
         raise InputImageError(
             target, f"cannot store the cutout: {exc.strerror or exc} (set {CACHE_ENV} elsewhere)"
         ) from None

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -33,13 +32,14 @@ from fbupscale_gui.core.errors import ModelFileError, ModelNotFoundError
 from fbupscale_gui.core.jsonable import parse_json
 from fbupscale_gui.core.request import ModelRef
 from fbupscale_gui.storage.atomic import atomic_write_bytes
-from fbupscale_gui.storage.paths import read_regular
+from fbupscale_gui.storage.paths import read_regular, user_dir
 from fbupscale_gui.storage.weight_files import (
     TOKENIZER_SETS,
     describe_file,
     is_single_file,
     is_tokenizer_dir,
 )
+from fbupscale_gui.storage.weights_library import file_sha256
 
 __all__ = [
     "FINGERPRINT_CACHE_MIN_BYTES",
@@ -68,7 +68,6 @@ ModelKind = Literal[
 
 #: Files at least this large are hashed once and remembered; smaller ones are just hashed.
 FINGERPRINT_CACHE_MIN_BYTES: Final = 4 * 1024 * 1024
-_HASH_CHUNK: Final = 8 * 1024 * 1024
 _SHA256_RE: Final = re.compile(r"^[0-9a-f]{64}$")
 _SKIP_DIRS: Final = frozenset({".cache", ".git", "__pycache__"})
 _WEIGHT_SUFFIXES: Final = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
@@ -141,15 +140,7 @@ def hf_cache_dir() -> Path:
 
 def user_cache_dir() -> Path:
     """fbupscale's cache folder (``FBUPSCALE_CACHE_DIR`` overrides the platform default)."""
-    if os.environ.get("FBUPSCALE_CACHE_DIR"):
-        return Path(os.environ["FBUPSCALE_CACHE_DIR"]).expanduser()
-    if sys.platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~/AppData/Local")
-    elif sys.platform == "darwin":
-        base = os.path.expanduser("~/Library/Caches")
-    else:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "fbupscale"
+    return user_dir("cache", "FBUPSCALE_CACHE_DIR")
 
 
 def _env_search_dirs() -> list[Path]:
@@ -477,12 +468,12 @@ def _file_sha256(path: Path, memo: _FingerprintCache, *, local_root: Path | None
         if etag is not None:
             return etag
     if stat.st_size < FINGERPRINT_CACHE_MIN_BYTES:
-        return _hash_file(real)
+        return file_sha256(real)
     key = f"{real}|{stat.st_size}|{stat.st_mtime_ns}"
     cached = memo.get(key)
     if cached is not None:
         return cached
-    digest = _hash_file(real)
+    digest = file_sha256(real)
     memo.put(key, digest)
     return digest
 
@@ -499,14 +490,6 @@ def _local_dir_etag(root: Path, rel: Path, mtime: float) -> str | None:
     if _SHA256_RE.match(etag) and mtime - 1 <= timestamp:
         return etag
     return None
-
-
-def _hash_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _FingerprintCache:

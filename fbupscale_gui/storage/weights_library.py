@@ -8,8 +8,10 @@ the models folder and recorded in ``index.json`` there::
      "arch": "SPAN", "scale": 2, ...}}}
 
 The folder is ``FBUPSCALE_MODELS_DIR`` when set, otherwise ``models`` under the platform's user
-data folder. The index is written atomically (a temporary file in the same folder, flushed and
-then renamed over the old one), so a crash never leaves a half-written index.
+data folder. The index and the model copies are written atomically (a temporary file in the
+same folder, flushed and then renamed over the old one), so a crash never leaves a
+half-written index or model; the temporary file a killed copy leaves is removed when the
+library is next listed or changed (:meth:`ModelLibrary.clean_leftovers`).
 
 This module never loads a model itself: :meth:`ModelLibrary.add` takes the validating function
 (the engine's ``inspect_model``) as an argument, so ``core`` stays free of torch.
@@ -20,27 +22,30 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
-import shutil
-import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 from fbupscale_gui.core.errors import ModelFileError, ModelNotFoundError, RequestError
 from fbupscale_gui.core.jsonable import parse_json
 from fbupscale_gui.core.request import ModelRef
-from fbupscale_gui.storage.atomic import apply_umask, atomic_write_bytes
+from fbupscale_gui.storage.atomic import (
+    STALE_TEMP_S,
+    TEMP_SUFFIX,
+    atomic_write,
+    atomic_write_bytes,
+    clean_stale_temps,
+)
 from fbupscale_gui.storage.paths import (
     NotRegularFileError,
     PathEscapeError,
     contained,
     read_regular,
+    user_dir,
 )
 
 __all__ = [
@@ -64,6 +69,8 @@ MODEL_SUFFIXES: Final = (".safetensors", ".pth", ".pt", ".ckpt")
 PICKLE_SUFFIXES: Final = (".pth", ".pt", ".ckpt")
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,79}$")
 _HASH_CHUNK: Final = 4 * 1024 * 1024
+#: Earlier releases named a model copy's temporary file ``.<name>.<8 random>.part``.
+_LEGACY_SUFFIX: Final = ".part"
 
 
 @dataclass(frozen=True)
@@ -149,16 +156,7 @@ class LibraryEntry:
 
 def models_dir() -> Path:
     """The models folder: ``FBUPSCALE_MODELS_DIR``, else ``<user data dir>/fbupscale/models``."""
-    env = os.environ.get("FBUPSCALE_MODELS_DIR", "").strip()
-    if env:
-        return Path(env).expanduser()
-    if sys.platform == "win32":
-        base = os.environ.get("APPDATA") or os.path.expanduser("~/AppData/Roaming")
-    elif sys.platform == "darwin":
-        base = os.path.expanduser("~/Library/Application Support")
-    else:
-        base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(base) / "fbupscale" / "models"
+    return user_dir("data", "FBUPSCALE_MODELS_DIR", "models")
 
 
 def valid_model_name(name: str) -> bool:
@@ -171,18 +169,17 @@ def _name_from_stem(stem: str) -> str:
     return cleaned or "model"
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (hex). Raises OSError when it cannot be read."""
+def file_sha256(path: str | Path, copy_to: IO[bytes] | None = None) -> str:
+    """SHA-256 of a file's bytes (hex), read once; with ``copy_to`` the bytes are also
+    written there (a copy checked by the hash of what was copied). Raises OSError when the
+    file cannot be read or the copy written."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(_HASH_CHUNK), b""):
             digest.update(chunk)
+            if copy_to is not None:
+                copy_to.write(chunk)
     return digest.hexdigest()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Temporary file in the same folder (umask permissions), fsync, rename."""
-    atomic_write_bytes(path, data)
 
 
 class ModelLibrary:
@@ -232,11 +229,20 @@ class ModelLibrary:
             "models": {name: entries[name].to_json() for name in sorted(entries)},
         }
         text = json.dumps(payload, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-        _atomic_write_bytes(self.index_path, text.encode("utf-8"))
+        atomic_write_bytes(self.index_path, text.encode("utf-8"))
+
+    def clean_leftovers(self) -> list[Path]:
+        """Remove the temporary files of model copies that a crash or a kill left in the
+        folder (model-sized; untouched for :data:`STALE_TEMP_S`, so a copy another process is
+        making now is left alone), also the ``.part`` names of earlier releases."""
+        return clean_stale_temps(
+            self.root, older_than_s=STALE_TEMP_S, temp_suffixes=(TEMP_SUFFIX, _LEGACY_SUFFIX)
+        )
 
     def entries(self) -> list[LibraryEntry]:
-        """Every model, sorted by name."""
+        """Every model, sorted by name (opening the list also cleans leftovers)."""
         with self._lock:
+            self.clean_leftovers()
             found = self._read()
         return [found[name] for name in sorted(found)]
 
@@ -374,34 +380,27 @@ class ModelLibrary:
                         f"{src}: this file is already in the library as {other.name!r}"
                     )
             self.root.mkdir(parents=True, exist_ok=True)
+            self.clean_leftovers()
             target = self.root / f"{name}{suffix}"
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=self.root)
-            apply_umask(fd)  # mkstemp makes it 0600
-            os.close(fd)
-            try:
-                shutil.copyfile(src, tmp)
-                with open(tmp, "rb+") as fh:  # durable before the rename
-                    os.fsync(fh.fileno())
-                if file_sha256(tmp) != digest:
+
+            def copy(fh: IO[bytes]) -> None:
+                if file_sha256(src, copy_to=fh) != digest:
                     raise ModelFileError(f"{src}: the file changed while it was being copied")
-                entry = LibraryEntry(
-                    name=name,
-                    file=target.name,
-                    sha256=digest,
-                    arch=info.arch,
-                    scale=info.scale,
-                    params=info.params,
-                    size_bytes=info.size_bytes,
-                    precisions=info.precisions,
-                    licence=licence,
-                    source=source or str(src),
-                    added=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                )
-                os.replace(tmp, target)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+
+            atomic_write(target, copy)  # a temporary file, fsynced, renamed; nothing on error
+            entry = LibraryEntry(
+                name=name,
+                file=target.name,
+                sha256=digest,
+                arch=info.arch,
+                scale=info.scale,
+                params=info.params,
+                size_bytes=info.size_bytes,
+                precisions=info.precisions,
+                licence=licence,
+                source=source or str(src),
+                added=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            )
             entries[name] = entry
             self._write(entries)
             if old_file is not None and old_file != target.resolve():
@@ -412,6 +411,7 @@ class ModelLibrary:
     def remove(self, name: str) -> LibraryEntry:
         """Remove a model from the index and delete its file. Raises ModelNotFoundError."""
         with self._lock:
+            self.clean_leftovers()
             entries = self._read()
             if name not in entries:
                 self.get(name)  # raises with the list of known names

@@ -854,7 +854,8 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _on_session_changed(self, path: object) -> None:
-        from fbupscale_gui.storage.session_store import SessionError, read_info
+        from fbupscale_gui.storage.session_catalogue import read_info
+        from fbupscale_gui.storage.session_index import SessionError
 
         name = ""
         if path is not None:

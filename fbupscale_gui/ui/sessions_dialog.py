@@ -32,7 +32,8 @@ from PySide6.QtWidgets import (
 )
 
 from fbupscale_gui.state.session import Session
-from fbupscale_gui.storage.session_store import SessionInfo, list_sessions, sessions_dir
+from fbupscale_gui.storage.session_catalogue import list_sessions, sessions_dir
+from fbupscale_gui.storage.session_index import SessionInfo
 from fbupscale_gui.ui.theme import ERROR, set_style_property
 
 __all__ = ["COLUMNS", "SessionsDialog"]
