@@ -183,7 +183,7 @@ def test_cli_runs_a_whole_comfyui_install_and_reproduces(
     """No diffusers folder at all: transformer, VAE, CLIP-L, T5 and tokenizers all come from
     the ComfyUI install, and ``reproduce`` renders the exported candidate pixel-identically."""
     from fbupscale_gui.cli import entry as cli
-    from fbupscale_gui.core.images import image_sha256, make_source
+    from fbupscale_gui.core.images import image_sha256
     from fbupscale_gui.engine.testing import tiny_cutout
     from fbupscale_gui.storage.metadata import read_metadata
 
@@ -192,7 +192,6 @@ def test_cli_runs_a_whole_comfyui_install_and_reproduces(
     cutout = tmp_path / "in" / "player.png"
     cutout.parent.mkdir()
     tiny_cutout(40, 64, seed=3).save(cutout)
-    make_source(cutout)
     out = tmp_path / "out"
     code = cli.main(
         [
