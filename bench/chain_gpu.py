@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from fidelity import QUICK_SET, SEVERITY_SEED, ground_truth  # noqa: E402
 
 from fbupscale_gui.core.request import ReconstructionRequest, Stage1Params, Stage2Params  # noqa: E402
-from fbupscale_gui.eval.degrade import SEVERITIES, degrade  # noqa: E402
+from fbupscale_gui.eval.degrade import degrade  # noqa: E402
+from fbupscale_gui.eval.degrade_params import SEVERITIES  # noqa: E402
 from fbupscale_gui.eval.fidelity import lr_consistency, psnr_y, ssim_y  # noqa: E402
 
 

@@ -44,7 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fbupscale_gui.core.request import ReconstructionRequest  # noqa: E402
-from fbupscale_gui.eval.degrade import SEVERITIES, degrade  # noqa: E402
+from fbupscale_gui.eval.degrade import degrade  # noqa: E402
+from fbupscale_gui.eval.degrade_params import SEVERITIES  # noqa: E402
 from fbupscale_gui.eval.fidelity import (  # noqa: E402
     deviation_heatmap,
     lr_consistency,
@@ -155,7 +156,7 @@ def make_user_models(threads: int) -> dict[str, Engine]:
         return {}
     import torch
 
-    from fbupscale_gui.engine.sr_models import SrModelEngine
+    from fbupscale_gui.engine.sr_engine import SrModelEngine
 
     torch.set_num_threads(threads)
     sr = SrModelEngine()

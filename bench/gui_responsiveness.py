@@ -99,8 +99,8 @@ def run_case(
     window.session.cutouts.add_paths([ROOT / "resources" / "samples" / "gk_save.png"])
     engine = str(params.pop("engine"))
     window.session.engine.set_engine(engine)
-    base = window.params.apply_to(window.session.build_request(window.session.cutouts.at(0)))
-    window.params.set_from(base.replace(**params))
+    base = window.session.build_request(window.session.cutouts.at(0))
+    window.session.params.set_from(base.replace(**params))
 
     for run in ("cold", "warm"):  # cold: the engine loads (imports, weights); warm: loaded
         measure(app, window, f"{name} {path[:7]} {run}")

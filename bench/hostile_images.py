@@ -814,7 +814,7 @@ try:
 except FbError as exc:
     print("refused:", exc, file=sys.stderr); sys.exit(1)
 try:  # what the window shows: the restored candidates
-    from fbupscale_gui.state.session_persist import load_restored
+    from fbupscale_gui.state.session_restore import load_restored
     shown = [str(c.stored.path) for c in load_restored(snap).candidates]
 except ImportError:  # older releases show the index's rows as they are
     shown = [str(path / row.file) for row in snap.candidates]
@@ -867,7 +867,7 @@ def _sessions_cases() -> list[Case]:
 _LORA = """
 import sys, math
 from fbupscale_gui.core.errors import FbError
-from fbupscale_gui.engine.lora import read_lora_file
+from fbupscale_gui.engine.lora_files import read_lora_file
 try:
     data = read_lora_file(sys.argv[1])
 except FbError as exc:

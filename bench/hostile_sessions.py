@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fbupscale_gui.core.images import image_sha256
 from fbupscale_gui.core.job import Candidate
 from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest, SourceRef
-from fbupscale_gui.state.session_persist import load_restored
+from fbupscale_gui.state.session_restore import load_restored
 from fbupscale_gui.storage import session_index
 from fbupscale_gui.storage.metadata import CUTOUT_KEY, JSON_KEY
 from fbupscale_gui.storage.session_catalogue import last_session, list_sessions

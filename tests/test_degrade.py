@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -15,8 +15,8 @@ from PIL import Image, PngImagePlugin
 
 from fbupscale_gui.cli.fidelity import main as cli_main
 from fbupscale_gui.core.errors import RequestError
-from fbupscale_gui.eval.degrade import (
-    PNG_KEY,
+from fbupscale_gui.eval.degrade import PNG_KEY, degrade, read_degrade_record, save_degraded
+from fbupscale_gui.eval.degrade_params import (
     SEVERITIES,
     ChromaSubsampling,
     DegradeParams,
@@ -27,9 +27,6 @@ from fbupscale_gui.eval.degrade import (
     OpticalBlur,
     Sharpen,
     VideoCompression,
-    degrade,
-    read_degrade_record,
-    save_degraded,
     severity,
 )
 from fbupscale_gui.eval.fidelity import luma, psnr_y
@@ -145,6 +142,28 @@ def test_nothing_enabled_is_the_identity() -> None:
     out, record = degrade(frame, NOTHING, seed=0)
     assert record["steps"] == []
     assert np.array_equal(px(out), px(frame))
+
+
+def test_a_failed_save_leaves_the_earlier_cutout_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out, record = degrade(scene(256), "light", seed=9)
+    path = tmp_path / "cutout.png"
+    save_degraded(out, record, path)
+    before = path.read_bytes()
+
+    def half_then_fail(self: Image.Image, fp: Any, *args: object, **kwargs: object) -> None:
+        if isinstance(fp, str | Path):  # a writer that opens the target itself
+            fp = open(fp, "wb")  # noqa: SIM115 - left open as a crash would
+        fp.write(b"\x89PNG half a file")
+        fp.flush()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        save_degraded(out, record, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["cutout.png"]
 
 
 def test_record_round_trips_through_the_png_chunk(tmp_path: Path) -> None:

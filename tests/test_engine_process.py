@@ -12,6 +12,7 @@ import pickle
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -229,6 +230,32 @@ def test_a_failed_fingerprint_is_not_cached(monkeypatch: pytest.MonkeyPatch, cut
     monkeypatch.setattr(fast, "realesrgan_model_files", lambda: (weights, weights))
     found = facade.weights_for(candidate)  # tried again, not "{}" from the first failure
     assert found["realesrgan"]["sha256"] and len(calls) == 1
+
+
+def test_a_bug_reading_the_cutout_to_score_fails_the_job(
+    monkeypatch: pytest.MonkeyPatch, cutout: Path
+) -> None:
+    """Only an unreadable cutout (which the runner reports itself) leaves the score out; any
+    other error fails the job with its message, never a candidate silently left unscored."""
+    from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress
+    from fbupscale_gui.engine import facade
+    from fbupscale_gui.storage import cutouts
+
+    def broken(source: object) -> None:
+        raise RuntimeError("decoder bug")
+
+    class Runner:
+        def run(
+            self, request: ReconstructionRequest, on_progress: OnProgress, is_cancelled: IsCancelled
+        ) -> Iterator[Candidate]:
+            yield Candidate(CandidateKey(0, False), 1, Image.new("RGB", (4, 4)), request)
+
+    monkeypatch.setattr(cutouts, "load_source", broken)
+    job = ReconstructJob(request_for(cutout))
+    messages = list(facade.handle(Runner(), 7, job, lambda: False))
+    final = messages[-1]
+    assert isinstance(final, Failed) and "decoder bug" in final.reason
+    assert not any(isinstance(m, CandidateReady) for m in messages)
 
 
 # -- the engine process ----------------------------------------------------------------------

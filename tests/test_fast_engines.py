@@ -247,8 +247,8 @@ def test_tile_grid_covers_the_area_once_with_context() -> None:
 def test_ncnn_is_loaded_with_passive_openmp_waiting_and_the_environment_restored() -> None:
     code = (
         "import os, sys\n"
-        "from fbupscale_gui.engine.fast import _import_ncnn\n"
-        "_import_ncnn()\n"
+        "from fbupscale_gui.engine.ncnn_sr import import_ncnn\n"
+        "import_ncnn()\n"
         "assert 'ncnn' in sys.modules\n"
         "assert 'OMP_WAIT_POLICY' not in os.environ\n"
     )

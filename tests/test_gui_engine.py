@@ -66,8 +66,10 @@ def test_fast_engine_run_pick_export_reproduce(qtbot, make_window, engine: str) 
     window = make_window()
     window.session.engine.set_engine(engine)
     size = 256 if engine == "realesrgan" else 1024  # Real-ESRGAN to 1024 takes ~10 s on 2 cores
-    base = window.params.apply_to(window.session.build_request(window.session.cutouts.at(0)))
-    window.params.set_from(base.replace(preprocess=dataclasses.replace(base.preprocess, size=size)))
+    base = window.session.build_request(window.session.cutouts.at(0))
+    window.session.params.set_from(
+        base.replace(preprocess=dataclasses.replace(base.preprocess, size=size))
+    )
     assert window.engine_combo.currentData() == engine
     (job,) = window.run_selected()
     wait_idle(qtbot, window)
@@ -105,9 +107,9 @@ def test_tiny_flux_grid_cancel_pick_export_reproduce(
         engine="flux",  # the window opens on "faithful" unless told otherwise
     )
     assert window.session.engine.engine == "flux"
-    params = window.params.apply_to(window.session.build_request(window.session.cutouts.at(0)))
+    params = window.session.build_request(window.session.cutouts.at(0))
     assert params.lora.model is not None  # the LoRA from the settings reached the panel
-    window.params.set_from(
+    window.session.params.set_from(
         params.replace(
             variants=2,
             seed=11,
@@ -145,8 +147,8 @@ def test_tiny_flux_grid_cancel_pick_export_reproduce(
     assert np.array_equal(pixels(reproduce(path)), pixels(picked.candidate.image))
 
     # cancel a longer run as soon as it reports progress: it stops, the window survives
-    window.params.set_from(
-        window.params.apply_to(record.request).replace(
+    window.session.params.set_from(
+        window.session.params.apply_to(record.request).replace(
             stage1=record.request.stage1.__class__(steps=200, strength=1.0), variants=1
         )
     )

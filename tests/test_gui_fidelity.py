@@ -103,7 +103,7 @@ def make_window(make_window, tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def run_two_seeds(qtbot, window: MainWindow) -> list[CandidateEntry]:  # type: ignore[no-untyped-def]
     base = window.session.build_request(window.session.cutouts.at(0))
-    window.params.set_from(window.params.apply_to(base).replace(variants=2, seed=5))
+    window.session.params.set_from(window.session.params.apply_to(base).replace(variants=2, seed=5))
     (job,) = window.run_selected()
     qtbot.waitUntil(lambda: not window.session.jobs.is_busy(), timeout=10_000)
     assert job.state is JobState.DONE, window.messages.texts()
@@ -148,8 +148,8 @@ def test_real_engine_tile_shows_its_lr_consistency(qtbot, tmp_path: Path, engine
     try:
         window.session.cutouts.add_paths([textured_cutout(tmp_path / "keeper.png")])
         window.session.engine.set_engine(engine)
-        base = window.params.apply_to(window.session.build_request(window.session.cutouts.at(0)))
-        window.params.set_from(
+        base = window.session.build_request(window.session.cutouts.at(0))
+        window.session.params.set_from(
             base.replace(preprocess=dataclasses.replace(base.preprocess, size=128))
         )
         (job,) = window.run_selected()

@@ -39,7 +39,7 @@ def test_lora_report_and_empty_prompt_reach_the_window(qtbot, window) -> None:  
     for cutout in window.session.cutouts.cutouts():  # the operator emptied the prompts
         cutout.scene = cutout.scene or Scene()
         cutout.prompt, cutout.prompt_manual = "", True
-    jobs = window.session.run(window.session.cutouts.cutouts(), window.params.apply_to)
+    jobs = window.session.run(window.session.cutouts.cutouts())
     assert len(jobs) == 2
     qtbot.waitUntil(lambda: not window.session.jobs.is_busy(), timeout=10_000)
     texts = window.messages.texts()

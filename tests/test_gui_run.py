@@ -48,8 +48,8 @@ def make_window(make_window):  # type: ignore[no-untyped-def]
 
 
 def small_params(window: MainWindow, variants: int = 2) -> None:
-    req = window.params.apply_to(window.session.build_request(window.session.cutouts.at(0)))
-    window.params.set_from(req.replace(variants=variants, seed=5))
+    req = window.session.build_request(window.session.cutouts.at(0))
+    window.session.params.set_from(req.replace(variants=variants, seed=5))
 
 
 def wait_idle(qtbot, window: MainWindow) -> None:  # type: ignore[no-untyped-def]

@@ -178,7 +178,7 @@ def test_the_image_loader_decodes_the_wanted_cutout_first() -> None:
 
     from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest, SourceRef
     from fbupscale_gui.state.candidates import CandidateEntry, StoredCandidate
-    from fbupscale_gui.state.session_persist import ImageLoader
+    from fbupscale_gui.state.session_restore import ImageLoader
 
     request = ReconstructionRequest(engine="lanczos", source=SourceRef("a.png", "0" * 64, 8, 8))
     stored = StoredCandidate(CandidateKey(0, False, 2), 1, request, Path("x.png"))

@@ -136,7 +136,7 @@ def test_settings_feed_the_request(qtbot, tmp_path: Path) -> None:  # type: igno
         Image.new("RGB", (60, 90), (1, 2, 3)).save(p)
         window.session.cutouts.add_paths([p])
         window.session.engine.set_engine("flux")  # the LoRA only rides on a FLUX request
-        req = window.session.build_request(window.session.cutouts.at(0), window.params.apply_to)
+        req = window.session.build_request(window.session.cutouts.at(0))
         assert req.flux.path == "/m/flux" and req.controlnet.path == "/m/cn"
         assert req.lora.model is not None and req.lora.model.path == "/m/l.safetensors"
         assert req.memory_mode == "group"

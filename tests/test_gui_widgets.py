@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,16 +13,6 @@ from PySide6.QtGui import QColor, QImage, QWheelEvent
 from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 
-from fbupscale_gui.core.errors import RequestError
-from fbupscale_gui.core.request import (
-    CONDITIONING_SCALE_RANGE,
-    LoraParams,
-    ModelRef,
-    Preprocess,
-    ReconstructionRequest,
-    Stage1Params,
-    Stage2Params,
-)
 from fbupscale_gui.core.scene import Kit, Person, Scene, Team
 from fbupscale_gui.state.scene_model import SceneModel, colour_swatches
 from fbupscale_gui.storage.kits import KitPreset, load_kits
@@ -285,124 +274,6 @@ def test_shipped_presets_load_into_the_editor(qtbot: QtBot) -> None:
     assert widget._team_cards[0].preset.count() == len(model.presets()) + 1
 
 
-# -- parameters panel -------------------------------------------------------------------
-
-
-@pytest.fixture
-def panel(qtbot: QtBot) -> ParamsPanel:
-    widget = ParamsPanel()
-    qtbot.addWidget(widget)
-    return widget
-
-
-CUSTOM = ReconstructionRequest(
-    prompt="two players",
-    variants=5,
-    seed=1_234_567_890_123,
-    stage1=Stage1Params(strength=0.6, steps=50, guidance=4.0),
-    stage2=Stage2Params(enabled=False, conditioning_scale=0.55, steps=20, guidance=2.5),
-    lora=LoraParams(
-        model=ModelRef(path="/models/football.safetensors", sha256="ab" * 32),
-        scale=1.2,
-        stages=("stage1", "stage2"),
-        ab=False,
-    ),
-    preprocess=Preprocess(size=768, intermediate=256, pad="black", crop_to_content=False),
-    memory_mode="group",
-    speed="fast",
-)
-
-
-def test_params_defaults_are_the_requests(panel: ParamsPanel) -> None:
-    assert not panel.is_expanded(), "the Advanced group starts collapsed"
-    assert panel.is_valid()
-    assert panel.apply_to(ReconstructionRequest()) == ReconstructionRequest()
-    assert panel._s1_effective.text().endswith("60 run")
-    assert "paper's defaults" in panel.summary()
-
-
-def test_params_round_trip(panel: ParamsPanel) -> None:
-    with_source = CUSTOM.replace(prompt="keep me", scene_json="{}")
-    panel.set_from(with_source)
-    assert panel.is_valid(), panel.error()
-    assert panel.apply_to(with_source) == with_source  # LoRA ref (and its hash) kept
-    applied = panel.apply_to(ReconstructionRequest())
-    assert applied.prompt == "" and applied.preprocess.pad == "edge"  # not the panel's fields
-    assert applied.lora.model == ModelRef(path="/models/football.safetensors")  # no hashing
-    assert (
-        applied.replace(lora=CUSTOM.lora, preprocess=CUSTOM.preprocess, prompt=CUSTOM.prompt)
-        == CUSTOM
-    )
-    assert panel._s1_effective.text().endswith("30 run")
-    assert not panel._s2_scale.isEnabled()
-    assert "changed" in panel.summary()
-    assert panel._speed.currentData() == "fast" and "fast" in panel.summary()
-
-
-def test_params_reset_to_defaults(panel: ParamsPanel, qtbot: QtBot) -> None:
-    panel.set_from(CUSTOM.replace(lora=LoraParams()))
-    with qtbot.waitSignal(panel.changed):
-        qtbot.mouseClick(panel._reset, Qt.MouseButton.LeftButton)
-    assert panel.apply_to(ReconstructionRequest()) == ReconstructionRequest()
-    # the LoRA file is a location, not a setting: it stays chosen
-    panel.set_from(CUSTOM)
-    panel.reset_to_defaults()
-    reset = panel.apply_to(ReconstructionRequest())
-    assert reset.lora == LoraParams(model=ModelRef(path="/models/football.safetensors"))
-    assert reset.replace(lora=LoraParams()) == ReconstructionRequest()
-
-
-def test_params_invalid_combination_is_shown_not_raised(panel: ParamsPanel, qtbot: QtBot) -> None:
-    panel.set_expanded(True)
-    with qtbot.waitSignal(panel.changed):
-        panel._s1_steps.setValue(1)
-    panel._s1_strength.setValue(0.5)  # diffusers still runs 1 step (its own rounding)
-    assert panel.is_valid()
-    assert panel._s1_effective.text().endswith("1 run")
-
-    panel._size.setValue(256)  # the 256 px intermediate must be below the size
-    panel._intermediate.setChecked(True)
-    assert not panel.is_valid()
-    assert "intermediate" in panel.error()
-    assert panel._error_label.isVisibleTo(panel)
-    assert panel._error_label.text() == panel.error()
-    with pytest.raises(RequestError):
-        panel.apply_to(ReconstructionRequest())
-    panel._intermediate.setChecked(False)
-    assert panel.is_valid() and not panel._error_label.isVisibleTo(panel)
-
-
-def test_params_conditioning_scale_is_limited(panel: ParamsPanel) -> None:
-    lo, hi = CONDITIONING_SCALE_RANGE
-    assert (panel._s2_scale.minimum(), panel._s2_scale.maximum()) == (lo, hi)
-    panel._s2_scale.setValue(0.9)
-    assert panel.apply_to(ReconstructionRequest()).stage2.conditioning_scale == hi
-
-
-def test_params_random_seed_and_lora_path(panel: ParamsPanel) -> None:
-    seeds = set()
-    for _ in range(5):
-        panel.randomize_seed()
-        seeds.add(panel.apply_to(ReconstructionRequest()).seed)
-    assert len(seeds) > 1
-    assert not panel._lora_scale.isEnabled()
-    panel._lora_path.setText("/nowhere/lora.bin")
-    assert panel._lora_scale.isEnabled()
-    assert "safetensors" in panel._lora_note.text()
-    request = panel.apply_to(ReconstructionRequest())
-    assert request.lora.model == ModelRef(path="/nowhere/lora.bin")
-    assert request.lora.branches() == (False, True)
-
-
-def test_params_expand_collapse(panel: ParamsPanel) -> None:
-    panel.show()
-    assert not panel._body.isVisible()
-    panel.set_expanded(True)
-    assert panel._body.isVisible() and panel.is_expanded()
-    panel._toggle.click()
-    assert not panel._body.isVisible()
-
-
 # -- compare view -----------------------------------------------------------------------
 
 
@@ -636,18 +507,3 @@ def test_widget_modules_do_not_import_torch() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)
-
-
-def test_request_fields_the_panel_ignores_are_kept(panel: ParamsPanel) -> None:
-    base = ReconstructionRequest(prompt="p", device="cpu", precision="fp32", engine="flux")
-    out = panel.apply_to(base)
-    assert dataclasses.replace(out) == base
-
-
-def test_params_summary_says_when_the_engine_ignores_diffusion_settings(panel: ParamsPanel) -> None:
-    assert "stage 1" in panel.summary()
-    panel.set_engine("realesrgan", "Real-ESRGAN x4plus (CPU)")
-    assert panel.summary().startswith("Real-ESRGAN x4plus (CPU): one candidate at 1024 px")
-    assert "FLUX only" in panel.summary()
-    panel.set_engine("flux", "FLUX")
-    assert "stage 1" in panel.summary()

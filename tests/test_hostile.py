@@ -274,7 +274,7 @@ def test_hostile_models_index_is_refused(tmp_path: Path, kind: str) -> None:
 
 
 def test_zip_bomb_pth_is_refused_before_decompressing(tmp_path: Path) -> None:
-    from fbupscale_gui.engine.sr_models import check_zip_sizes
+    from fbupscale_gui.engine.safe_weights import check_zip_sizes
 
     path = tmp_path / "bomb.pth"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -335,7 +335,7 @@ def test_reproduce_with_a_bomb_cutout_is_one_line(
 
 
 def test_nested_safetensors_header_is_refused(tmp_path: Path) -> None:
-    from fbupscale_gui.engine.sr_models import check_safetensors_header
+    from fbupscale_gui.engine.safe_weights import check_safetensors_header
 
     header = b'{"a": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
     path = tmp_path / "nested.safetensors"
@@ -345,7 +345,7 @@ def test_nested_safetensors_header_is_refused(tmp_path: Path) -> None:
 
 
 def test_text_file_named_pth_is_refused(tmp_path: Path) -> None:
-    from fbupscale_gui.engine.sr_models import load_state_dict
+    from fbupscale_gui.engine.safe_weights import load_state_dict
 
     path = tmp_path / "notes.pth"
     path.write_text("this is a text file, not weights\n" * 10)
@@ -421,7 +421,7 @@ def test_long_input_names_are_shortened_up_front(
     written = [Path(line) for line in out.splitlines()]
     assert len(written) == 2 and all(p.is_file() for p in written)
     (long,) = [p.name for p in written if not p.name.startswith("zz-next")]
-    assert long.endswith("_v0_s2_nolora_seed5.png")
+    assert long.endswith("_lanczos.png")
     assert "~" in long and len(long.encode()) <= 255 - 24
 
 
@@ -447,10 +447,10 @@ def test_one_bad_cutout_never_stops_the_batch(
     monkeypatch.setattr(metadata, "save_candidate", fail_first)
     code, out, err = run_cli(capsys, "upscale", folder, "-o", tmp_path / "o", "--engine", "lanczos")
     assert code == 1
-    assert [Path(line).name for line in out.splitlines()] == ["b_v0_s2_nolora_seed5.png"]
-    assert "a_v0_s2_nolora_seed5.png: Input/output error" in err
+    assert [Path(line).name for line in out.splitlines()] == ["b_lanczos.png"]
+    assert "a_lanczos.png: Input/output error" in err
     assert "1 of 2 cutouts failed" in err
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["b_v0_s2_nolora_seed5.png"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["b_lanczos.png"]
 
 
 def test_control_characters_in_names_are_escaped(
@@ -463,7 +463,7 @@ def test_control_characters_in_names_are_escaped(
     assert code == 0, err
     lines = out.splitlines()
     assert len(lines) == 2 and "\x1b" not in out + err
-    assert any(line.endswith("two\\nlines_v0_s2_nolora_seed5.png") for line in lines)
+    assert any(line.endswith("two\\nlines_lanczos.png") for line in lines)
     assert len(list((tmp_path / "o").iterdir())) == 2
     assert shown("a\x1bb") == "a\\x1bb" and shown("Müller") == "Müller"
 
@@ -484,7 +484,7 @@ def test_full_disk_names_the_file_and_how_much_was_written(
     code, _out, err = run_cli(capsys, "upscale", src, "-o", tmp_path / "o", "--engine", "lanczos")
     assert code == 1
     line = err.splitlines()[0]
-    target = tmp_path / "o" / "player_v0_s2_nolora_seed5.png"
+    target = tmp_path / "o" / "player_lanczos.png"
     assert line.startswith(f"fbupscale: error: {target}: No space left on device after ")
     assert "bytes had been written" in line
     assert list((tmp_path / "o").iterdir()) == []  # neither a partial file nor a placeholder

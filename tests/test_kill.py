@@ -36,7 +36,7 @@ from fbupscale_gui.storage.metadata import read_metadata
 pytestmark = pytest.mark.slow  # see the slow marker in pyproject.toml
 
 ROOT = Path(__file__).resolve().parents[1]
-FINAL = re.compile(r"^(?P<stem>cut\d+)_v\d+_s\d+_(lora|nolora)_seed\d+(-\d+)?\.png$")
+FINAL = re.compile(r"^(?P<stem>cut\d+)_(lanczos|realesrgan)(-\d+)?\.png$")
 TEMP = re.compile(r"^\.cut\d+_.*\.png\..*\.tmp$")
 #: A safety net for a hung child, not a timing assertion.
 STARTUP_LIMIT_S = 180

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,10 +39,10 @@ print(json.dumps({"modules": names, "heavy": heavy}))
 """
 
 
-@pytest.mark.slow
-def test_the_whole_ui_imports_without_torch_or_diffusers(tmp_path: Path) -> None:
+def _last_line(script: str, *args: str) -> str:
+    """The last line ``script`` prints in a fresh interpreter (which must succeed)."""
     out = subprocess.run(
-        [sys.executable, "-c", _SCRIPT, str(tmp_path / "s.ini")],
+        [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -49,7 +50,12 @@ def test_the_whole_ui_imports_without_torch_or_diffusers(tmp_path: Path) -> None
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_the_whole_ui_imports_without_torch_or_diffusers(tmp_path: Path) -> None:
+    result = json.loads(_last_line(_SCRIPT, str(tmp_path / "s.ini")))
     assert "fbupscale_gui.ui.main_window" in result["modules"]
     assert "fbupscale_gui.state.session" in result["modules"]
     assert result["heavy"] == []
@@ -62,3 +68,38 @@ def test_import_linter_contracts_hold() -> None:
         [str(lint)], capture_output=True, text=True, cwd=ROOT, timeout=300, check=False
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _contracts() -> list[dict[str, Any]]:
+    import tomllib
+
+    with open(ROOT / "pyproject.toml", "rb") as fh:
+        return list(tomllib.load(fh)["tool"]["importlinter"]["contracts"])
+
+
+def test_the_command_line_is_the_top_layer_and_never_imports_qt() -> None:
+    contracts = _contracts()
+    (layers,) = [c for c in contracts if c["type"] == "layers"]
+    assert layers["layers"][0] == "fbupscale_gui.cli"
+    forbidding_qt = [
+        c
+        for c in contracts
+        if c["type"] == "forbidden"
+        and "fbupscale_gui.cli" in c["source_modules"]
+        and "PySide6" in c["forbidden_modules"]
+    ]
+    assert forbidding_qt and not any(c.get("ignore_imports") for c in forbidding_qt)
+
+
+def test_every_command_line_module_loads_without_qt_or_torch() -> None:
+    script = (
+        "import importlib, pkgutil, sys\n"
+        "import fbupscale_gui.cli as cli\n"
+        "for info in pkgutil.iter_modules(cli.__path__, cli.__name__ + '.'):\n"
+        "    if info.name != 'fbupscale_gui.cli.__main__':\n"
+        "        importlib.import_module(info.name)\n"
+        "from fbupscale_gui.cli.entry import build_parser\n"
+        "build_parser()\n"
+        "print(sorted(m for m in ('PySide6', 'qasync', 'torch', 'ray') if m in sys.modules))\n"
+    )
+    assert _last_line(script) == "[]"

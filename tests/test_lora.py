@@ -24,16 +24,9 @@ from fbupscale_gui.core.request import (
     Stage2Params,
 )
 from fbupscale_gui.engine import Engine
-from fbupscale_gui.engine.lora import (
-    ADAPTER_METADATA_KEY,
-    adapter_name_for,
-    bfl_targets,
-    convert_lora,
-    ensure_lora_loaded,
-    read_lora,
-    read_lora_file,
-    set_lora_state,
-)
+from fbupscale_gui.engine.lora import adapter_name_for, ensure_lora_loaded, set_lora_state
+from fbupscale_gui.engine.lora_convert import bfl_targets, convert_lora
+from fbupscale_gui.engine.lora_files import ADAPTER_METADATA_KEY, read_lora, read_lora_file
 from fbupscale_gui.engine.testing import (
     TinyFluxFiles,
     build_tiny_components,
@@ -647,3 +640,24 @@ def test_peft_save_pretrained_pair_reads_adapter_config_json(
     other = folder / "other.safetensors"
     (folder / "adapter_model.safetensors").rename(other)
     assert read_lora(other).adapter_metadata is None
+
+
+@pytest.mark.parametrize("damage", ["folder", "binary", "huge"])
+def test_an_unreadable_adapter_config_beside_a_peft_file_is_refused(
+    damage: str, tmp_path: Path
+) -> None:
+    """The config sets the strength: one that is there but unreadable is an error, never
+    silently replaced by alpha = rank."""
+    weights = tmp_path / "adapter_model.safetensors"
+    save_file({"transformer.x_embedder.lora_A.weight": torch.zeros(2, 4)}, str(weights))
+    config = tmp_path / "adapter_config.json"
+    if damage == "folder":
+        config.mkdir()
+    elif damage == "binary":
+        config.write_bytes(b'{"r": 4, "lora_alpha": \xff}')
+    else:
+        config.write_text(" " * (2 << 20) + "{}")
+    with pytest.raises(LoraError, match="config"):
+        read_lora(weights)
+    config.rename(tmp_path / "elsewhere")  # no config at all: diffusers' convention, no error
+    assert read_lora(weights).adapter_metadata is None

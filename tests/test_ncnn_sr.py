@@ -26,12 +26,13 @@ from fbupscale_gui.core.request import (
     Stage1Params,
 )
 from fbupscale_gui.engine import fast
-from fbupscale_gui.engine.fast import FastEngine, _import_ncnn
+from fbupscale_gui.engine.fast import FastEngine
 from fbupscale_gui.engine.ncnn_sr import (
     SRMD_DEGRADATION,
     VARIANTS,
     NcnnModel,
     Variant,
+    import_ncnn,
     model_files,
     variant,
 )
@@ -71,7 +72,7 @@ def photo(width: int, height: int, seed: int = 0) -> Image.Image:
 
 def reference_pass(v: Variant, net: object, rgb8: np.ndarray) -> np.ndarray:
     """One untiled run with the reference programs' processing, written plainly."""
-    ncnn = _import_ncnn()
+    ncnn = import_ncnn()
     h, w = rgb8.shape[:2]
     p, s = v.prepad, v.scale
     ah, aw = math.ceil(h / v.align) * v.align, math.ceil(w / v.align) * v.align

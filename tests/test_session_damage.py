@@ -18,7 +18,7 @@ from PIL.PngImagePlugin import PngInfo
 from test_images import png_header_only
 
 from fbupscale_gui.state.session import Message
-from fbupscale_gui.state.session_persist import SessionWriter
+from fbupscale_gui.state.session_writer import SessionWriter
 from fbupscale_gui.storage.metadata import CUTOUT_KEY, JSON_KEY
 from fbupscale_gui.storage.session_catalogue import last_session, list_sessions, set_last_session
 from fbupscale_gui.storage.session_index import INDEX_NAME

@@ -28,18 +28,13 @@ from fbupscale_gui.core.errors import Cancelled, ModelNotFoundError, RequestErro
 from fbupscale_gui.core.images import crop_to_content, standardise
 from fbupscale_gui.core.job import Progress
 from fbupscale_gui.core.request import Preprocess, ReconstructionRequest
-from fbupscale_gui.engine import sr_models
-from fbupscale_gui.engine.sr_models import (
-    SrModelEngine,
-    check_safetensors_header,
-    fuse_span,
-    import_spandrel,
-    inspect_model,
-    load_model,
-    load_state_dict,
-    model_spec,
-    resolve_precision,
-)
+from fbupscale_gui.engine import sr_network
+from fbupscale_gui.engine.safe_weights import check_safetensors_header, load_state_dict
+from fbupscale_gui.engine.span_fuse import fuse_span
+from fbupscale_gui.engine.spandrel_import import import_spandrel
+from fbupscale_gui.engine.sr_detect import inspect_model
+from fbupscale_gui.engine.sr_engine import SrModelEngine, model_spec
+from fbupscale_gui.engine.sr_network import load_model, resolve_precision
 from fbupscale_gui.storage.weights_library import (
     INDEX_NAME,
     ModelFileError,
@@ -163,7 +158,8 @@ def test_spandrel_imports_without_torchvision() -> None:
 def test_engine_modules_import_light() -> None:
     code = (
         "import sys\n"
-        "import fbupscale_gui.engine.sr_models, fbupscale_gui.engine.tiling\n"
+        "import fbupscale_gui.engine.sr_engine, fbupscale_gui.engine.tiling\n"
+        "import fbupscale_gui.engine.safe_weights, fbupscale_gui.engine.sr_detect\n"
         "import fbupscale_gui.engine.convert_ncnn, fbupscale_gui.storage.weights_library\n"
         "import fbupscale_gui.cli.models\n"
         "heavy = [m for m in ('torch', 'spandrel', 'torchvision') if m in sys.modules]\n"
@@ -349,16 +345,16 @@ def _info(*precisions: str) -> ModelInfo:
 
 
 def test_cpu_bf16_only_with_native_support(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sr_models, "_cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
-    assert not sr_models.cpu_bf16_supported()
+    monkeypatch.setattr(sr_network, "_cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    assert not sr_network.cpu_bf16_supported()
     assert resolve_precision("auto", "cpu", _info("fp16", "bf16")) == "fp32"
-    monkeypatch.setattr(sr_models, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    monkeypatch.setattr(sr_network, "_cpu_flags", lambda: frozenset({"avx512_bf16"}))
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
-    assert sr_models.cpu_bf16_supported()
+    assert sr_network.cpu_bf16_supported()
     assert resolve_precision("auto", "cpu", _info("fp16", "bf16")) == "bf16"
     assert resolve_precision("auto", "cpu", _info("fp16")) == "fp32"
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
-    assert not sr_models.cpu_bf16_supported()
+    assert not sr_network.cpu_bf16_supported()
 
 
 def test_explicit_precision_must_be_supported() -> None:

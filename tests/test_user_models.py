@@ -27,7 +27,8 @@ from fbupscale_gui.core.request import (
     ReconstructionRequest,
 )
 from fbupscale_gui.engine import Engine
-from fbupscale_gui.engine.sr_models import import_spandrel, inspect_model
+from fbupscale_gui.engine.spandrel_import import import_spandrel
+from fbupscale_gui.engine.sr_detect import inspect_model
 from fbupscale_gui.state.job_queue import JobState
 from fbupscale_gui.storage.cutouts import make_source
 from fbupscale_gui.storage.metadata import read_metadata
@@ -231,7 +232,7 @@ def test_cli_upscale_with_a_model_and_reproduce(
     )
     assert code == 0, err
     (first,) = [Path(line) for line in out.split()]
-    assert first.name == "player_v0_s2_nolora_seed5.png"
+    assert first.name == "player_span2x.png"
     record = read_metadata(first)
     assert record.request.engine == "model:span2x"
     assert record.request.sr_model == library.ref("span2x")
@@ -351,8 +352,8 @@ def test_a_run_with_a_user_model_yields_a_tile(  # type: ignore[no-untyped-def]
     path = tmp_path / "keeper.png"
     cutout_image(40, 64, seed=3).save(path)
     window.session.cutouts.add_paths([path])
-    base = window.params.apply_to(window.session.build_request(window.session.cutouts.at(0)))
-    window.params.set_from(base.replace(preprocess=Preprocess(size=256)))
+    base = window.session.build_request(window.session.cutouts.at(0))
+    window.session.params.set_from(base.replace(preprocess=Preprocess(size=256)))
     (job,) = window.run_selected()
     qtbot.waitUntil(lambda: not window.session.jobs.is_busy(), timeout=120_000)
     assert job.state is JobState.DONE, window.messages.texts()

@@ -19,10 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fbupscale_gui.cli.common import PROG, error
+
 if TYPE_CHECKING:
     from PIL import Image
 
     from fbupscale_gui.core.images import Placement
+    from fbupscale_gui.core.request import ReconstructionRequest
 
 __all__ = [
     "CandidateInfo",
@@ -33,9 +36,6 @@ __all__ = [
     "main",
     "read_candidate_info",
 ]
-
-#: The PNG text chunk the exporter writes: JSON {"request", "key": {...}, "seed", ...}.
-_FBUPSCALE_KEY = "fbupscale"
 
 
 class _CliError(Exception):
@@ -77,37 +77,39 @@ class CandidateInfo:
     lora: bool | None = None
     variant: int | None = None
     stage: int | None = None
-    #: The request as a mapping (JSON form) when the metadata carries one.
-    request: dict[str, Any] | None = None
+    #: The request when the metadata carries a valid one.
+    request: ReconstructionRequest | None = None
 
 
-def _as_int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def read_candidate_info(path: str | Path, image: Image.Image | None = None) -> CandidateInfo:
+    """Seed, LoRA state, variant, stage and request of a candidate file, from its metadata.
 
+    Read by :func:`fbupscale_gui.storage.metadata.read_metadata`; when that refuses the file
+    (no request, another release's), whatever the ``fbupscale`` chunk still says validly is
+    used. Never raises for missing or malformed metadata (the fields are then None); raises
+    OSError only if ``image`` is not given and the file cannot be read.
+    """
+    from fbupscale_gui.core.errors import FbError
+    from fbupscale_gui.storage.metadata import JSON_KEY, read_metadata
 
-def _as_bool(value: Any) -> bool | None:
-    return value if isinstance(value, bool) else None
+    try:
+        record = read_metadata(path)
+    except FbError:
+        if image is None:
+            from PIL import Image as PILImage
 
-
-def _from_record(record: Any) -> CandidateInfo | None:
-    """Adapt a ``core.metadata`` record (attributes ``key``, ``seed``, maybe ``request``)."""
-    key = getattr(record, "key", None)
-    request = getattr(record, "request", None)
-    if request is not None and hasattr(request, "to_dict"):
-        request = request.to_dict()
-    if key is None and getattr(record, "seed", None) is None:
-        return None
-    return CandidateInfo(
-        seed=_as_int(getattr(record, "seed", None)),
-        lora=_as_bool(getattr(key, "lora", None)),
-        variant=_as_int(getattr(key, "variant", None)),
-        stage=_as_int(getattr(key, "stage", None)),
-        request=request if isinstance(request, dict) else None,
-    )
+            with PILImage.open(path) as im:
+                return _from_chunk((getattr(im, "text", {}) or {}).get(JSON_KEY))
+        return _from_chunk(image.info.get(JSON_KEY))
+    key = record.key
+    return CandidateInfo(record.seed, key.lora, key.variant, key.stage, record.request)
 
 
 def _from_chunk(text: Any) -> CandidateInfo:
-    """Parse the ``fbupscale`` chunk defensively: anything missing or malformed is None."""
+    """The valid parts of an ``fbupscale`` chunk that the full reader refused; None elsewhere."""
+    from fbupscale_gui.core.errors import RequestError
+    from fbupscale_gui.core.request import ReconstructionRequest
+
     try:
         data = json.loads(text) if isinstance(text, str | bytes) else None
     except (ValueError, RecursionError):  # RecursionError: JSON nested too deeply
@@ -116,66 +118,35 @@ def _from_chunk(text: Any) -> CandidateInfo:
         return CandidateInfo()
     key = data.get("key")
     key = key if isinstance(key, dict) else {}
-    request = data.get("request")
-    return CandidateInfo(
-        seed=_as_int(data.get("seed")),
-        lora=_as_bool(key.get("lora")),
-        variant=_as_int(key.get("variant")),
-        stage=_as_int(key.get("stage")),
-        request=request if isinstance(request, dict) else None,
-    )
-
-
-def read_candidate_info(path: str | Path, image: Image.Image | None = None) -> CandidateInfo:
-    """Seed, LoRA state, variant, stage and request of a candidate file, from its metadata.
-
-    Uses ``fbupscale_gui.storage.metadata.read_metadata`` when that module is present and reads the
-    file, else parses the PNG ``fbupscale`` text chunk itself. Never raises for missing or
-    malformed metadata (the fields are then None); raises OSError only if ``image`` is not given
-    and the file cannot be read.
-    """
-    path = Path(path)
     try:
-        from fbupscale_gui.storage import metadata as _metadata
+        request = ReconstructionRequest.from_dict(data["request"])
+    except (KeyError, TypeError, RequestError):
+        request = None
 
-        read = _metadata.read_metadata
-    except (ImportError, AttributeError):
-        read = None
-    if read is not None:
-        try:
-            info = _from_record(read(path))
-        except Exception:  # another module's reader failing on a file falls back to the chunk
-            info = None
-        if info is not None:
-            return info
-    if image is None:
-        from PIL import Image as PILImage
+    def number(value: Any) -> int | None:
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
-        with PILImage.open(path) as im:
-            text = (getattr(im, "text", {}) or {}).get(_FBUPSCALE_KEY)
-    else:
-        text = image.info.get(_FBUPSCALE_KEY)
-    return _from_chunk(text)
+    lora = key.get("lora")
+    return CandidateInfo(
+        seed=number(data.get("seed")),
+        lora=lora if isinstance(lora, bool) else None,
+        variant=number(key.get("variant")),
+        stage=number(key.get("stage")),
+        request=request,
+    )
 
 
 def _placement_for(
     cutout: Image.Image, candidate: Image.Image, info: CandidateInfo
 ) -> tuple[Placement | None, str]:
     """How to undo padding: from the candidate's request, else assume the default centring."""
-    from fbupscale_gui.core.errors import RequestError
     from fbupscale_gui.core.images import standardise
-    from fbupscale_gui.core.request import Preprocess, ReconstructionRequest
+    from fbupscale_gui.core.request import Preprocess
+    from fbupscale_gui.eval.scoring import placement_for
 
-    pre: Preprocess | None = None
     if info.request is not None:
-        try:
-            pre = ReconstructionRequest.from_dict(info.request).preprocess
-        except RequestError:
-            pre = None
-    if pre is not None:
-        if pre.crop_to_content:
-            return None, "content"
-        return standardise(cutout, pre)[1], "padded"
+        placement = placement_for(cutout, info.request)
+        return placement, "content" if placement is None else "padded"
     w, h = candidate.size
     if w == h and cutout.width != cutout.height:
         # An uncropped square without a request: the engine centres content the same way
@@ -230,8 +201,7 @@ def cmd_score(args: argparse.Namespace, _cancel: object = None) -> int:
     try:
         result = _score(args.cutout, list(args.candidates), getattr(args, "scene", None))
     except _CliError as exc:
-        print(f"fbupscale score: error: {exc}", file=sys.stderr, flush=True)
-        return 1
+        return error(str(exc), f"{PROG} score")
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return 0
@@ -262,18 +232,17 @@ def _scene_numbers(scene_path: Path | None, info: CandidateInfo) -> tuple[int, .
     """The numbers to check: from ``--scene``, else from the candidate's recorded scene.
 
     ``--scene`` is read as ``upscale --scene`` reads it: a regular file of bounded size only."""
-    from fbupscale_gui.cli.entry import _scene_prompt
+    from fbupscale_gui.cli.common import scene_prompt
     from fbupscale_gui.core.errors import RequestError
     from fbupscale_gui.core.number_check import expected_from_scene_json
 
     if scene_path is not None:
         try:
-            _prompt, scene_json = _scene_prompt(str(scene_path))
+            _prompt, scene_json = scene_prompt(str(scene_path))
         except RequestError as exc:
             raise _CliError(str(exc)) from None
         return expected_from_scene_json(scene_json)
-    recorded = (info.request or {}).get("scene_json")
-    return expected_from_scene_json(recorded) if isinstance(recorded, str) else ()
+    return expected_from_scene_json(info.request.scene_json) if info.request else ()
 
 
 def _number_fields(image: Image.Image, expected: tuple[int, ...]) -> dict[str, Any]:
@@ -345,7 +314,7 @@ def _score(
 
 def add_degrade_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``degrade INPUT -o OUT.png [--severity] [--seed] [--params FILE.json] [--json]``."""
-    from fbupscale_gui.eval.degrade import SEVERITIES
+    from fbupscale_gui.eval.degrade_params import SEVERITIES
 
     p = subparsers.add_parser(
         "degrade",
@@ -378,8 +347,7 @@ def cmd_degrade(args: argparse.Namespace, _cancel: object = None) -> int:
     try:
         record = _degrade(args)
     except _CliError as exc:
-        print(f"fbupscale degrade: error: {exc}", file=sys.stderr, flush=True)
-        return 1
+        return error(str(exc), f"{PROG} degrade")
     if args.json:
         print(json.dumps(record, indent=2, ensure_ascii=False))
     else:
@@ -395,7 +363,8 @@ def cmd_degrade(args: argparse.Namespace, _cancel: object = None) -> int:
 
 def _degrade(args: argparse.Namespace) -> dict[str, Any]:
     from fbupscale_gui.core.errors import RequestError
-    from fbupscale_gui.eval.degrade import DegradeParams, degrade, save_degraded, severity
+    from fbupscale_gui.eval.degrade import degrade, save_degraded
+    from fbupscale_gui.eval.degrade_params import DegradeParams, severity
     from fbupscale_gui.storage.paths import read_regular
 
     out: Path = args.output

@@ -20,23 +20,16 @@ torch is imported only by ``train``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
-from typing import IO, Any, Final
+from typing import IO, Any
+
+from fbupscale_gui.cli.common import EXIT_CANCELLED, PROG, CancelFlag, error, note
 
 __all__ = ["add_lora_parser", "cmd_lora"]
-
-PROG: Final = "fbupscale lora"
-EXIT_ERROR: Final = 1
-EXIT_CANCELLED: Final = 130
-FLUX_REPO: Final = "black-forest-labs/FLUX.1-dev"
 
 
 def add_lora_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -144,48 +137,26 @@ def add_lora_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cmd_lora(args: argparse.Namespace, cancel: Callable[[], bool] | None = None) -> int:
-    """Run ``lora dataset|train``; 0 ok, 1 error (one line on stderr), 130 cancelled."""
+    """Run ``lora dataset|train|report``; 0 ok, 1 error (one line on stderr), 130 cancelled."""
     from fbupscale_gui.core.errors import Cancelled, FbError
 
+    prog = f"{PROG} lora {args.lora_command}"
     try:
         if args.lora_command == "dataset":
             return _cmd_dataset(args)
         if args.lora_command == "report":
             return _cmd_report(args, cancel)
-        with _sigterm_cancels(cancel) as is_cancelled:
+        # SIGTERM (what a window's QProcess.terminate sends) stops after the current step
+        with CancelFlag(cancel).on_sigterm() as is_cancelled:
             return _cmd_train(args, is_cancelled)
     except Cancelled:
-        print(f"{PROG} {args.lora_command}: cancelled (progress saved)", file=sys.stderr)
+        note("cancelled (progress saved)", prog)
         return EXIT_CANCELLED
     except KeyboardInterrupt:
-        print(f"{PROG} {args.lora_command}: interrupted", file=sys.stderr)
+        note("interrupted", prog)
         return EXIT_CANCELLED
     except (FbError, OSError) as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"{PROG} {args.lora_command}: error: {message}", file=sys.stderr)
-        return EXIT_ERROR
-
-
-@contextlib.contextmanager
-def _sigterm_cancels(cancel: Callable[[], bool] | None) -> Iterator[Callable[[], bool]]:
-    """SIGTERM (what a window's QProcess.terminate sends) stops after the current step."""
-    event = threading.Event()
-
-    def is_cancelled() -> bool:
-        return event.is_set() or (cancel is not None and cancel())
-
-    if threading.current_thread() is not threading.main_thread():
-        yield is_cancelled
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        event.set()
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield is_cancelled
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        return error(exc, prog)
 
 
 def _cmd_dataset(args: argparse.Namespace) -> int:
@@ -285,13 +256,13 @@ class _JsonLog:
 
 
 def _cmd_train(args: argparse.Namespace, is_cancelled: Callable[[], bool]) -> int:
-    from fbupscale_gui.core.request import ModelRef
+    from fbupscale_gui.core.request import FLUX_REPO_ID, ModelRef
     from fbupscale_gui.engine import Engine
-    from fbupscale_gui.engine.lora_train import TrainConfig
+    from fbupscale_gui.engine.lora_train_config import TrainConfig
     from fbupscale_gui.storage.weights import locate
 
     flux = locate(
-        ModelRef(path=args.flux or "", repo_id=FLUX_REPO), "flux", compute_fingerprint=False
+        ModelRef(path=args.flux or "", repo_id=FLUX_REPO_ID), "flux", compute_fingerprint=False
     ).path
     config = TrainConfig(
         flux=Path(flux),

@@ -18,12 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from fbupscale_gui.cli.common import PROG, error
 from fbupscale_gui.core.errors import FbError
 from fbupscale_gui.storage.weights_library import ModelLibrary
 
 __all__ = ["add_models_parser", "cmd_models", "main"]
-
-PROG = "fbupscale"
 
 
 def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -62,7 +61,7 @@ def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _add(library: ModelLibrary, args: argparse.Namespace) -> int:
-    from fbupscale_gui.engine.sr_models import inspect_model
+    from fbupscale_gui.engine.sr_detect import inspect_model
 
     entry = library.add(
         args.file, inspect_model, name=args.name, licence=args.licence, replace=args.replace
@@ -116,13 +115,7 @@ def cmd_models(args: argparse.Namespace, _cancel: object = None) -> int:
     try:
         return _ACTIONS[args.models_command](library, args)
     except (FbError, OSError) as exc:
-        if isinstance(exc, OSError) and not isinstance(exc, FbError):
-            where = f"{exc.filename}: " if exc.filename else ""
-            message = f"{where}{exc.strerror or exc}"
-        else:
-            message = " ".join(str(exc).split())
-        print(f"{PROG} models: error: {message}", file=sys.stderr, flush=True)
-        return 1
+        return error(exc, f"{PROG} models")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,6 +1,7 @@
 """``fbupscale serve``: the engine for many desks, on Ray Serve (:mod:`.host.server`).
 
-Ray is imported only when the command runs, so the other commands start as fast as before.
+Ray is imported only when the command runs, so the other commands start as fast as before;
+without it (the optional ``serve`` extra) the command says what to install.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import signal
 import sys
 import threading
 from typing import Any
+
+from fbupscale_gui.cli.common import SERVE_PACKAGES, missing_extra
 
 __all__ = ["add_serve_parser"]
 
@@ -41,6 +44,14 @@ def add_serve_parser(sub: Any) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace, cancel: Any) -> int:
+    # the optional extra first: without it, nothing else the command checks matters
+    try:
+        import ray
+        from ray import serve
+
+        from fbupscale_gui.host.server import build_app
+    except ImportError as exc:
+        raise missing_extra(exc, "serve", "serve", SERVE_PACKAGES) from None
     from fbupscale_gui.host.serve_config import ServeConfig
 
     config = (
@@ -53,10 +64,6 @@ def _cmd_serve(args: argparse.Namespace, cancel: Any) -> int:
         )
         .check()
     )
-    import ray
-    from ray import serve
-
-    from fbupscale_gui.host.server import build_app
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -24,25 +24,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
+from fbupscale_gui.cli.common import EXIT_CANCELLED, CancelFlag, ProgressBar, error, note
 from fbupscale_gui.storage.paths import shown
 
 if TYPE_CHECKING:
-    from fbupscale_gui.core.job import Progress
     from fbupscale_gui.storage.video import ClipInfo
 
 __all__ = ["add_video_parser", "cmd_video", "main"]
 
 PROG: Final = "fbupscale video"
-EXIT_ERROR: Final = 1
-EXIT_CANCELLED: Final = 130
 #: Output frames larger than this many pixels get a note suggesting --rect.
 _LARGE_OUTPUT_PX: Final = 3840 * 2160
 
@@ -211,38 +206,6 @@ def _cmd_cut(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Bar:
-    """A tqdm bar on stderr driven by Progress events (none when stderr is not a terminal)."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self._bar: Any = None
-
-    def __call__(self, progress: Progress) -> None:
-        if self.quiet:
-            return
-        from tqdm import tqdm
-
-        if self._bar is None:
-            self._bar = tqdm(
-                total=progress.job_total,
-                file=sys.stderr,
-                unit="frame",
-                leave=False,
-                dynamic_ncols=True,
-                disable=None,
-            )
-        self._bar.total = max(self._bar.total or 0, progress.job_total)
-        self._bar.n = progress.job_step
-        self._bar.set_postfix_str(progress.message, refresh=False)
-        self._bar.refresh()
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-
-
 def _cmd_upscale(args: argparse.Namespace, cancel: Callable[[], bool] | None) -> int:
     from fbupscale_gui.engine.facade import make_upscaler
     from fbupscale_gui.storage.video import open_clip, upscale_range
@@ -256,7 +219,7 @@ def _cmd_upscale(args: argparse.Namespace, cancel: Callable[[], bool] | None) ->
         )
     output = _output(args.output, ".mp4")
     upscale = make_upscaler(args.engine)  # loaded now: a missing model is reported first
-    bar = _Bar(args.quiet)
+    bar = ProgressBar(quiet=args.quiet, unit="frame")
     with contextlib.closing(bar):
         result = upscale_range(
             args.clip,
@@ -307,39 +270,13 @@ def cmd_video(args: argparse.Namespace, cancel: Callable[[], bool] | None = None
             return _cmd_cut(args)
         return _cmd_upscale(args, cancel)
     except Cancelled:
-        print(f"{PROG} {args.video_command}: cancelled", file=sys.stderr)
+        note("cancelled", f"{PROG} {args.video_command}")
         return EXIT_CANCELLED
     except KeyboardInterrupt:
-        print(f"{PROG} {args.video_command}: interrupted", file=sys.stderr)
+        note("interrupted", f"{PROG} {args.video_command}")
         return EXIT_CANCELLED
     except (FbError, OSError) as exc:
-        if isinstance(exc, OSError) and not isinstance(exc, FbError) and exc.filename:
-            message = f"{exc.filename}: {exc.strerror or exc}"
-        else:
-            message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"{PROG} {args.video_command}: error: {shown(message)}", file=sys.stderr)
-        return EXIT_ERROR
-
-
-@contextlib.contextmanager
-def _ctrl_c_cancels() -> Iterator[Callable[[], bool]]:
-    """First Ctrl-C asks the batch to stop after the current frame; the second one quits."""
-    event = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield event.is_set
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if event.is_set():
-            raise KeyboardInterrupt
-        event.set()
-        print("cancelling after the current frame (Ctrl-C again to quit now)", file=sys.stderr)
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield event.is_set
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        return error(exc, f"{PROG} {args.video_command}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -348,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_video_parser(sub)
     args = parser.parse_args(argv)
-    with _ctrl_c_cancels() as cancel:
+    with CancelFlag().installed("frame") as cancel:
         return int(args.func(args, cancel))
 
 

@@ -43,6 +43,8 @@ __all__ = [
     "ExportError",
     "ExportFormat",
     "ExportItem",
+    "candidate_fields",
+    "candidate_tag",
     "engine_name",
     "low_fidelity",
     "low_fidelity_text",
@@ -212,17 +214,35 @@ def engine_name(engine: str) -> str:
     return engine.split(":", 1)[1] if engine.startswith("model:") else engine
 
 
+def candidate_fields(candidate: Candidate) -> dict[str, object]:
+    """The name fields a candidate itself decides: ``seed``, ``lora`` and ``stage`` (empty for
+    a one-pass engine, which has none of them), ``variant`` and ``engine``."""
+    key = candidate.key
+    flux = candidate.request.engine == "flux"
+    return {
+        "seed": candidate.seed if flux else "",
+        "lora": ("lora" if key.lora else "nolora") if flux else "",
+        "stage": f"s{key.stage}" if flux else "",
+        "variant": key.variant,
+        "engine": engine_name(candidate.request.engine),
+    }
+
+
+def candidate_tag(candidate: Candidate) -> str:
+    """What ``fbupscale upscale`` puts after a cutout's name, from :func:`candidate_fields`:
+    ``_v1_s2_lora_seed6`` for a FLUX candidate; the engine, as an export names it, for a
+    one-pass engine (``_realesrgan``), which has no seed, stage or LoRA to claim."""
+    fields = candidate_fields(candidate)
+    if fields["seed"] == "":
+        return f"_{sanitise(str(fields['engine']))}"
+    return f"_v{fields['variant']}_{fields['stage']}_{fields['lora']}_seed{fields['seed']}"
+
+
 def _fields(item: ExportItem, match: str, n: int, now: datetime) -> dict[str, object]:
-    cand = item.candidate
-    flux = cand.request.engine == "flux"
     return {
         "match": match or "match",
         "cutout": Path(item.cutout_name).stem or "cutout",
-        "seed": cand.seed if flux else "",
-        "lora": ("lora" if cand.key.lora else "nolora") if flux else "",
-        "stage": f"s{cand.key.stage}" if flux else "",
-        "variant": cand.key.variant,
-        "engine": engine_name(cand.request.engine),
+        **candidate_fields(item.candidate),
         "date": now.strftime("%Y%m%d"),
         "time": now.strftime("%H%M%S"),
         "n": n,

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from fbupscale_gui.core.errors import Cancelled
 from fbupscale_gui.core.number_check import NumberCheck
 from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
 from fbupscale_gui.core.runtime import ResolvedRuntime
@@ -13,7 +14,15 @@ from fbupscale_gui.core.runtime import ResolvedRuntime
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["Candidate", "IsCancelled", "Note", "OnProgress", "Progress", "ProgressStage"]
+__all__ = [
+    "Candidate",
+    "IsCancelled",
+    "Note",
+    "OnProgress",
+    "Progress",
+    "ProgressStage",
+    "raise_if_cancelled",
+]
 
 ProgressStage = Literal["load", "stage1", "stage2", "fast"]
 
@@ -62,6 +71,12 @@ class Progress:
 
 OnProgress = Callable[[Progress], None]
 IsCancelled = Callable[[], bool]
+
+
+def raise_if_cancelled(is_cancelled: IsCancelled | None) -> None:
+    """Raise :class:`Cancelled` when ``is_cancelled`` (None: never cancelled) says so."""
+    if is_cancelled is not None and is_cancelled():
+        raise Cancelled()
 
 
 @dataclass(frozen=True, eq=False)

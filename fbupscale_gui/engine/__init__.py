@@ -9,7 +9,7 @@ that owns one). Importing this package is cheap; torch and diffusers load on fir
 (:mod:`.flux`; its stage-1 start image comes from ``request.stage1.start``, a fast engine);
 "faithful", "realesrgan", "lanczos" and "ncnn:NAME" run the fast engine (:mod:`.fast`,
 :mod:`.ncnn_sr`); "model:NAME" runs the user SR model recorded in ``request.sr_model``
-(:mod:`.sr_models`).
+(:mod:`.sr_engine`).
 
 On a CUDA device, "realesrgan" runs the same x4plus weights through torch instead of ncnn
 (converted once into the models library, :func:`.convert_ncnn.ensure_realesrgan_in_library`):
@@ -23,16 +23,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fbupscale_gui.core.errors import Cancelled, RequestError
-from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress
+from fbupscale_gui.core.errors import RequestError
+from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress, raise_if_cancelled
 from fbupscale_gui.core.request import ReconstructionRequest, is_model_engine
 from fbupscale_gui.storage.cutouts import load_source
 
 if TYPE_CHECKING:
     from fbupscale_gui.core.messages import JobKind, Message
     from fbupscale_gui.engine.flux import FluxRunner
-    from fbupscale_gui.engine.lora_train import TrainConfig, TrainResult
-    from fbupscale_gui.engine.sr_models import SrModelEngine
+    from fbupscale_gui.engine.lora_train_config import TrainConfig, TrainResult
+    from fbupscale_gui.engine.sr_engine import SrModelEngine
     from fbupscale_gui.storage.weights_library import ModelLibrary
 
 __all__ = ["Engine", "default_engine", "run"]
@@ -84,10 +84,10 @@ class Engine:
         return self._fast
 
     @property
-    def sr_models(self) -> SrModelEngine:
+    def user_models(self) -> SrModelEngine:
         """The user-model engine (created on first use)."""
         if self._sr is None:
-            from fbupscale_gui.engine.sr_models import SrModelEngine
+            from fbupscale_gui.engine.sr_engine import SrModelEngine
 
             self._sr = SrModelEngine(library=self.library)
         return self._sr
@@ -119,14 +119,13 @@ class Engine:
         """
         if request.source is None:
             raise RequestError("source: the request names no cutout to reconstruct")
-        if is_cancelled is not None and is_cancelled():
-            raise Cancelled()
+        raise_if_cancelled(is_cancelled)
         cutout = load_source(request.source)
         if request.engine == "flux":
             yield from self.flux.run(request, cutout, on_progress, is_cancelled)
             return
         if is_model_engine(request.engine):
-            yield self.sr_models.run(request, cutout, on_progress, is_cancelled)
+            yield self.user_models.run(request, cutout, on_progress, is_cancelled)
             return
         if self.realesrgan_on_torch(request):
             yield self._realesrgan_torch(request, cutout, on_progress, is_cancelled)
@@ -144,7 +143,7 @@ class Engine:
         """Real-ESRGAN x4plus through torch: the converted weights, same geometry as ncnn."""
         from fbupscale_gui.engine.convert_ncnn import ensure_realesrgan_in_library
 
-        engine = self.sr_models
+        engine = self.user_models
         entry = ensure_realesrgan_in_library(engine.library)
         model = engine.model(
             entry.name, device=self._device_of(request.device), precision=request.precision

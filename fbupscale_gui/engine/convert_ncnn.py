@@ -289,7 +289,7 @@ def ensure_realesrgan_in_library(library: ModelLibrary | None = None) -> Library
 
     Raises ModelNotFoundError (no ncnn model files) and ModelFileError.
     """
-    from fbupscale_gui.engine.sr_models import inspect_model
+    from fbupscale_gui.engine.sr_detect import inspect_model
 
     library = library if library is not None else ModelLibrary()
     if LIBRARY_NAME in library:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Final, Protocol
 
 from fbupscale_gui.core.errors import Cancelled as CancelledError
-from fbupscale_gui.core.errors import FbError
+from fbupscale_gui.core.errors import FbError, InputImageError
 from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress, Progress
 from fbupscale_gui.core.messages import (
     Cancelled,
@@ -166,15 +166,15 @@ def _reconstruct(
 
 
 def _cutout(request: ReconstructionRequest) -> Any:
-    """The cutout's pixels, to score against (None: no source or unreadable; the engine
-    reports that itself)."""
+    """The cutout's pixels, to score against (None: no source, or an unreadable cutout, which
+    the runner reports itself when it reads it). Any other error fails the job."""
     if request.source is None:
         return None
     from fbupscale_gui.storage.cutouts import load_source
 
     try:
         return load_source(request.source)
-    except Exception:
+    except InputImageError:
         return None
 
 
@@ -344,11 +344,11 @@ def _model(job: ModelJob) -> object:
 
     library = ModelLibrary(job.library or None)
     if job.op == "inspect":
-        from fbupscale_gui.engine.sr_models import inspect_model
+        from fbupscale_gui.engine.sr_detect import inspect_model
 
         return inspect_model(job.path)
     if job.op == "add":
-        from fbupscale_gui.engine.sr_models import inspect_model
+        from fbupscale_gui.engine.sr_detect import inspect_model
 
         return library.add(job.path, inspect_model, licence=job.licence)
     from fbupscale_gui.engine.convert_ncnn import ensure_realesrgan_in_library

@@ -31,7 +31,6 @@ import dataclasses
 import itertools
 import math
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -41,9 +40,15 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 from PIL import Image
 
-from fbupscale_gui.core.errors import Cancelled, RequestError
+from fbupscale_gui.core.errors import RequestError
 from fbupscale_gui.core.images import Placement, crop_to_content, standardise
-from fbupscale_gui.core.job import Candidate, IsCancelled, OnProgress, Progress
+from fbupscale_gui.core.job import (
+    Candidate,
+    IsCancelled,
+    OnProgress,
+    Progress,
+    raise_if_cancelled,
+)
 from fbupscale_gui.core.request import (
     FAST_ENGINES,
     CandidateKey,
@@ -52,7 +57,7 @@ from fbupscale_gui.core.request import (
     is_fast_engine,
     ncnn_variant_name,
 )
-from fbupscale_gui.engine.finite import require_finite
+from fbupscale_gui.engine.pixels import to_rgb8, unit_floats
 
 if TYPE_CHECKING:
     import ncnn
@@ -68,9 +73,9 @@ __all__ = [
     "SCALE",
     "TAIL_OVERLAP",
     "THREADS_ENV",
+    "CropTile",
     "FastEngine",
     "RealEsrganNet",
-    "Tile",
     "default_threads",
     "realesrgan_model_files",
     "tile_grid",
@@ -126,8 +131,9 @@ def weights_file(engine: str) -> tuple[str, Path] | None:
 
 
 @dataclasses.dataclass(frozen=True)
-class Tile:
-    """One tile: the box it contributes (``core``) and the larger box it reads (``read``).
+class CropTile:
+    """One tile: the box it contributes (``core``) and the larger box it reads (``read``); the
+    network runs on ``read`` and only ``core`` is kept (no blending, unlike :mod:`.tiling`).
 
     Boxes are (left, top, right, bottom) in the coordinates of the grid's own area.
     """
@@ -136,7 +142,9 @@ class Tile:
     read: tuple[int, int, int, int]
 
 
-def tile_grid(width: int, height: int, tile: int, overlap: int, *, margin: int = 0) -> list[Tile]:
+def tile_grid(
+    width: int, height: int, tile: int, overlap: int, *, margin: int = 0
+) -> list[CropTile]:
     """Split the area ``[margin, width - margin)`` x ``[margin, height - margin)`` into tiles.
 
     Each tile's core is at most ``tile`` px a side; it reads ``overlap`` px more on each side,
@@ -156,7 +164,7 @@ def tile_grid(width: int, height: int, tile: int, overlap: int, *, margin: int =
         edges = [margin + round(i * n / count) for i in range(count + 1)]
         return list(itertools.pairwise(edges))
 
-    tiles: list[Tile] = []
+    tiles: list[CropTile] = []
     for top, bottom in cuts(inner_h):
         for left, right in cuts(inner_w):
             read = (
@@ -165,7 +173,7 @@ def tile_grid(width: int, height: int, tile: int, overlap: int, *, margin: int =
                 min(width, right + overlap),
                 min(height, bottom + overlap),
             )
-            tiles.append(Tile(core=(left, top, right, bottom), read=read))
+            tiles.append(CropTile(core=(left, top, right, bottom), read=read))
     return tiles
 
 
@@ -183,7 +191,8 @@ def default_threads() -> int:
 
     The cores this process may use (its affinity), not the machine's: a container or a pinned
     job gets what it has. Beyond about 8 threads a preview-sized image has too little work per
-    thread. Fewer threads help on a busy machine: see ``_import_ncnn`` about spinning threads.
+    thread. Fewer threads help on a busy machine: see :func:`.ncnn_sr.import_ncnn` about
+    spinning threads.
     """
     env = os.environ.get(THREADS_ENV, "").strip()
     if env.isdigit() and int(env) > 0:
@@ -193,29 +202,6 @@ def default_threads() -> int:
     except (AttributeError, OSError):
         usable = os.cpu_count() or 1
     return max(1, min(8, usable))
-
-
-def _import_ncnn() -> Any:
-    """Import ncnn so that its OpenMP threads sleep, rather than spin, while they wait.
-
-    The ncnn wheel bundles GNU OpenMP, whose threads busy-wait between the ~1000 layers of the
-    network. When the CPU is shared (the GUI, a FLUX job, other programs), spinning threads
-    steal the cores the working threads need: on a busy 2-core machine a 64 px image took
-    20-60 s instead of 4 s (measured). GNU OpenMP reads ``OMP_WAIT_POLICY`` once, when it is
-    loaded, so it is set only around the import, and never over a value the user chose.
-    Raises ImportError if ncnn is not installed.
-    """
-    if "ncnn" in sys.modules:
-        return sys.modules["ncnn"]
-    chosen = os.environ.get("OMP_WAIT_POLICY")
-    if chosen is None:
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    try:
-        import ncnn
-    finally:
-        if chosen is None:
-            os.environ.pop("OMP_WAIT_POLICY", None)
-    return ncnn
 
 
 def _trunk_blob(param: Path) -> str | None:
@@ -239,12 +225,12 @@ class RealEsrganNet:
     """
 
     def __init__(self, *, num_threads: int | None = None) -> None:
-        from fbupscale_gui.engine.ncnn_sr import load_ncnn_net
+        from fbupscale_gui.engine.ncnn_sr import import_ncnn, load_ncnn_net
 
         param, weights = realesrgan_model_files()
         self.num_threads = num_threads or default_threads()
         net = load_ncnn_net(param, weights, self.num_threads, "Real-ESRGAN x4plus", _INSTALL_HINT)
-        ncnn_module = _import_ncnn()
+        ncnn_module = import_ncnn()
         self._net: ncnn.Net = net
         self._ncnn: Any = ncnn_module
         self.param_path = param
@@ -364,13 +350,7 @@ class FastEngine:
                 self._net = RealEsrganNet(num_threads=self.num_threads)
             return self._net
 
-    def unload(self) -> None:
-        """Drop the networks (frees their memory); the next run loads them again."""
-        with self._lock:
-            self._net = None
-            self._models.clear()
-
-    def tiles(self, width: int, height: int) -> tuple[list[Tile], list[Tile]]:
+    def tiles(self, width: int, height: int) -> tuple[list[CropTile], list[CropTile]]:
         """The trunk and tail tiles :meth:`upscale_x4` runs for a ``width`` x ``height`` image."""
         pw, ph = width + 2 * PREPAD, height + 2 * PREPAD
         trunk = tile_grid(pw, ph, self.tile, self.overlap)
@@ -389,7 +369,7 @@ class FastEngine:
         checked before each tile and raises :class:`Cancelled`. Raises
         :class:`ModelNotFoundError` if the model is unavailable.
         """
-        rgb = np.asarray(image.convert("RGB"), dtype=np.float32) * np.float32(1.0 / 255.0)
+        rgb = unit_floats(image.convert("RGB"))
         height, width = rgb.shape[:2]
         padded = _reflect_pad(rgb, PREPAD).transpose(2, 0, 1)  # 3 x (H + 2 pad) x (W + 2 pad)
         trunk_tiles, tail_tiles = self.tiles(width, height)
@@ -399,14 +379,10 @@ class FastEngine:
         total = len(trunk_tiles) * trunk_steps + len(tail_tiles) * tail_steps
         done = 0
 
-        def check() -> None:
-            if is_cancelled is not None and is_cancelled():
-                raise Cancelled()
-
         def stepper(what: str, i: int, n: int) -> Callable[[int, int], None]:
             def step(_part: int, _parts: int) -> None:
                 nonlocal done
-                check()
+                raise_if_cancelled(is_cancelled)
                 done += 1
                 if on_progress is not None:
                     on_progress(
@@ -422,7 +398,7 @@ class FastEngine:
             net = self.net()
             features: np.ndarray | None = None
             for i, t in enumerate(trunk_tiles, 1):
-                check()
+                raise_if_cancelled(is_cancelled)
                 rl, rt, rr, rb = t.read
                 cl, ct, cr, cb = t.core
                 result = net.trunk(padded[:, rt:rb, rl:rr], stepper("trunk", i, len(trunk_tiles)))
@@ -431,7 +407,7 @@ class FastEngine:
                 features[:, ct:cb, cl:cr] = result[:, ct - rt : cb - rt, cl - rl : cr - rl]
             assert features is not None
             for i, t in enumerate(tail_tiles, 1):
-                check()
+                raise_if_cancelled(is_cancelled)
                 rl, rt, rr, rb = t.read
                 cl, ct, cr, cb = t.core
                 result = net.tail(features[:, rt:rb, rl:rr], stepper("tail", i, len(tail_tiles)))
@@ -440,8 +416,7 @@ class FastEngine:
                     (ct - rt) * SCALE : (cb - rt) * SCALE,
                     (cl - rl) * SCALE : (cr - rl) * SCALE,
                 ]
-                require_finite(core, "Real-ESRGAN")  # NaN would become black pixels
-                pixels = np.clip(np.rint(core * np.float32(255.0)), 0.0, 255.0).astype(np.uint8)
+                pixels = to_rgb8(core, "Real-ESRGAN")
                 oy, ox = (ct - PREPAD) * SCALE, (cl - PREPAD) * SCALE
                 out[oy : oy + pixels.shape[1], ox : ox + pixels.shape[2]] = pixels.transpose(
                     1, 2, 0
@@ -485,8 +460,7 @@ class FastEngine:
                 f"engine: the fast engine runs {', '.join(FAST_ENGINES)} or ncnn:NAME, "
                 f"not {request.engine!r}"
             )
-        if is_cancelled is not None and is_cancelled():
-            raise Cancelled()
+        raise_if_cancelled(is_cancelled)
         start = time.perf_counter()
         image, runtime = self.enlarge(
             request.engine, request.preprocess, cutout, on_progress, is_cancelled

@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from fbupscale_gui.core.errors import Cancelled, RequestError
+from fbupscale_gui.core.errors import RequestError
+from fbupscale_gui.core.job import raise_if_cancelled
 from fbupscale_gui.storage.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -89,8 +90,7 @@ def ab_rows(
     work.mkdir(parents=True, exist_ok=True)
     rows: list[ABRow] = []
     for index, frame in enumerate(frames):
-        if is_cancelled is not None and is_cancelled():
-            raise Cancelled()
+        raise_if_cancelled(is_cancelled)
         if on_frame is not None:
             on_frame(index, len(frames), frame.name)
         gt = _ground_truth(frame, template.preprocess.size)

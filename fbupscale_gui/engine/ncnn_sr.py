@@ -35,6 +35,7 @@ import dataclasses
 import importlib.util
 import itertools
 import math
+import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -45,10 +46,11 @@ from typing import Any, Final, Literal
 import numpy as np
 from PIL import Image
 
-from fbupscale_gui.core.errors import Cancelled, ModelNotFoundError, RequestError
-from fbupscale_gui.core.job import IsCancelled
+from fbupscale_gui.core.errors import ModelNotFoundError, RequestError
+from fbupscale_gui.core.job import IsCancelled, raise_if_cancelled
 from fbupscale_gui.core.request import FAITHFUL_MODEL
 from fbupscale_gui.engine.finite import require_finite
+from fbupscale_gui.engine.pixels import unit_floats
 
 __all__ = [
     "FAITHFUL",
@@ -57,6 +59,7 @@ __all__ = [
     "Variant",
     "checkpoint_blobs",
     "extract_in_steps",
+    "import_ncnn",
     "load_ncnn_net",
     "model_files",
     "variant",
@@ -319,15 +322,36 @@ def model_files(v: Variant) -> tuple[Path, Path]:
     return wheel_model_files(package, f"models/{v.folder}", v.stem, v.label or v.name, pin)
 
 
+def import_ncnn() -> Any:
+    """Import ncnn so that its OpenMP threads sleep, rather than spin, while they wait.
+
+    The ncnn wheel bundles GNU OpenMP, whose threads busy-wait between the ~1000 layers of the
+    network. When the CPU is shared (the GUI, a FLUX job, other programs), spinning threads
+    steal the cores the working threads need: on a busy 2-core machine a 64 px image took
+    20-60 s instead of 4 s (measured). GNU OpenMP reads ``OMP_WAIT_POLICY`` once, when it is
+    loaded, so it is set only around the import, and never over a value the user chose.
+    Raises ImportError if ncnn is not installed.
+    """
+    if "ncnn" in sys.modules:
+        return sys.modules["ncnn"]
+    chosen = os.environ.get("OMP_WAIT_POLICY")
+    if chosen is None:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        import ncnn
+    finally:
+        if chosen is None:
+            os.environ.pop("OMP_WAIT_POLICY", None)
+    return ncnn
+
+
 def load_ncnn_net(param: Path, weights: Path, num_threads: int, what: str, hint: str = "") -> Any:
     """An ncnn CPU net (fp32, Vulkan off) loaded from ``param``/``weights``.
 
     Raises :class:`ModelNotFoundError` if ncnn is missing or the files do not load.
     """
-    from fbupscale_gui.engine.fast import _import_ncnn
-
     try:
-        ncnn_module = _import_ncnn()
+        ncnn_module = import_ncnn()
     except ImportError:
         raise ModelNotFoundError(
             "ncnn runtime",
@@ -450,13 +474,11 @@ class NcnnModel:
     """
 
     def __init__(self, v: Variant, *, num_threads: int, tile: int = DEFAULT_TILE) -> None:
-        from fbupscale_gui.engine.fast import _import_ncnn
-
         self.variant = v
         self.tile = tile
         self.param_path, self.bin_path = model_files(v)
         self._net = load_ncnn_net(self.param_path, self.bin_path, num_threads, v.label or v.name)
-        self._ncnn = _import_ncnn()
+        self._ncnn = import_ncnn()
         self._checkpoints = checkpoint_blobs(self.param_path)
         self._lock = threading.Lock()
 
@@ -513,7 +535,7 @@ class NcnnModel:
         height, width = rgb8.shape[:2]
         aw = math.ceil(width / v.align) * v.align
         ah = math.ceil(height / v.align) * v.align
-        rgb = rgb8.astype(np.float32) * np.float32(1.0 / 255.0)
+        rgb = unit_floats(rgb8)
         padded = _pad(rgb, ((p, p + ah - height), (p, p + aw - width), (0, 0)), v.pad_mode)
         out = np.empty((ah * s, aw * s, 3), dtype=np.uint8)
         with self._lock:
@@ -563,14 +585,12 @@ class NcnnModel:
 
         def step(_i: int, _n: int) -> None:
             nonlocal done
-            if is_cancelled is not None and is_cancelled():
-                raise Cancelled()
+            raise_if_cancelled(is_cancelled)
             done += 1
             if on_step is not None:
                 on_step(min(done, total), total)
 
-        if is_cancelled is not None and is_cancelled():
-            raise Cancelled()
+        raise_if_cancelled(is_cancelled)
         for _ in range(self.variant.passes):
             rgb8 = self.run_pass(rgb8, step)
         return Image.fromarray(np.ascontiguousarray(rgb8), "RGB")

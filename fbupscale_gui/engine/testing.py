@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
-from fbupscale_gui.engine.lora_train import bfl_lora_layers
+from fbupscale_gui.engine.lora_train_checkpoints import bfl_lora_layers
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from fbupscale_gui.core.errors import Cancelled
+from fbupscale_gui.core.job import raise_if_cancelled
 
 if TYPE_CHECKING:
     import torch
@@ -183,12 +183,8 @@ def tiled_apply(
             )
         return result.float().cpu()
 
-    def check() -> None:
-        if is_cancelled is not None and is_cancelled():
-            raise Cancelled()
-
     if total == 1:
-        check()
+        raise_if_cancelled(is_cancelled)
         out = run(image)
         if on_tile is not None:
             on_tile(1, 1)
@@ -201,7 +197,7 @@ def tiled_apply(
     acc: torch.Tensor | None = None
     wsum = torch.zeros(1, 1, height * scale, width * scale, dtype=torch.float32)
     for done, t in enumerate(tiles, 1):
-        check()
+        raise_if_cancelled(is_cancelled)
         result = run(image[:, :, t.y0 : t.y1, t.x0 : t.x1])
         if acc is None:
             acc = torch.zeros(1, result.shape[1], height * scale, width * scale)

@@ -1,135 +1,57 @@
 """The session: the models the window shows, and the actions on them (run, export).
 
 This is the window's state and logic in one testable place, without widgets: cutouts,
-candidates and picks, the job queue, the engine choice and the settings. The main window only
-binds widgets to it.
+candidates and picks, the job queue, the engine choice, the Advanced parameters
+(:class:`~fbupscale_gui.state.parameters.Parameters`, saved with the session) and the settings.
+The main window only binds widgets to it. This module holds the session's life on disk (open,
+new, rebuild, rename, archive, delete, restore) and the loading of files; running is in
+:mod:`~fbupscale_gui.state.session_run`, exporting in :mod:`~fbupscale_gui.state.session_export`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sqlite3
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from fbupscale_gui.core.errors import FbError, InputImageError, ModelNotFoundError
-from fbupscale_gui.core.export import ExportItem, contradicting, low_fidelity
-from fbupscale_gui.core.job import Note
-from fbupscale_gui.core.request import (
-    CONTROLNET_REPO_ID,
-    FLUX_REPO_ID,
-    LoraParams,
-    ModelRef,
-    ReconstructionRequest,
-    is_model_engine,
-)
+from fbupscale_gui.core.errors import FbError, InputImageError
 from fbupscale_gui.core.settings import Settings
 from fbupscale_gui.host.client import DEFAULT_FACTORY
 from fbupscale_gui.state.candidates import CandidateEntry, CandidateStore
 from fbupscale_gui.state.cutout_status import CutoutStatus
 from fbupscale_gui.state.cutouts import Cutout, CutoutsModel, Decoded, LoadReport, decode_paths
 from fbupscale_gui.state.engine_choice import EngineChoice
-from fbupscale_gui.state.job_queue import Job, JobQueue, JobState
-from fbupscale_gui.state.session_persist import (
-    ImageLoader,
-    Restored,
-    SessionRecorder,
-    load_restored,
+from fbupscale_gui.state.job_queue import JobQueue
+from fbupscale_gui.state.parameters import Parameters
+from fbupscale_gui.state.session_export import ExportActions
+from fbupscale_gui.state.session_message import FLUX_TOPIC, Level, Message
+from fbupscale_gui.state.session_persist import SessionRecorder
+from fbupscale_gui.state.session_restore import ImageLoader, Restored, load_restored
+from fbupscale_gui.state.session_run import (
+    RunActions,
+    apply_environment,
+    base_request,
+    engine_server,
 )
-from fbupscale_gui.storage.export import export_candidates
-from fbupscale_gui.storage.weight_files import flux_sources
-from fbupscale_gui.storage.weights_library import ModelLibrary
+from fbupscale_gui.state.settings_model import SettingsModel
+from fbupscale_gui.state.weights_library import SrLibrary
 from fbupscale_gui.worker.engine_process import ProcessLink
 from fbupscale_gui.worker.engine_thread import EngineThread, RunnerFactory
 
 if TYPE_CHECKING:
     from fbupscale_gui.storage.session_store import SessionStore
-from fbupscale_gui.state.settings_model import SettingsModel
-from fbupscale_gui.state.weights_library import SrLibrary
 
-__all__ = ["FLUX_TOPIC", "Level", "Message", "ParamsApplier", "Session", "base_request"]
+__all__ = ["FLUX_TOPIC", "Level", "Message", "Session", "base_request"]
 
 log = logging.getLogger(__name__)
 
-Level = Literal["info", "warning", "error"]
-#: The topic of every message about the FLUX weights (one banner, always the latest).
-FLUX_TOPIC: Final = "flux"
-ParamsApplier = Callable[[ReconstructionRequest], ReconstructionRequest]
 
-_FLUX_WHATS: Final = ("FLUX", "ControlNet")
-
-
-def engine_server(settings: Settings) -> tuple[str, str] | None:
-    """Settings › Engine: (URL, token) of the server that runs reconstructions, or None for
-    this computer's engine process. The token falls back to ``FBUPSCALE_TOKEN``."""
-    if not settings.engine_server:
-        return None
-    return settings.engine_server, settings.engine_token or os.environ.get("FBUPSCALE_TOKEN", "")
-
-
-@dataclass(frozen=True, eq=False)
-class Message:
-    """Something to tell the operator. ``retry`` is a failed job that can be re-queued with
-    ``retry_changes`` (e.g. a lighter memory mode after running out of GPU memory)."""
-
-    level: Level
-    text: str
-    retry: Job | None = None
-    retry_label: str = ""
-    retry_changes: dict[str, object] | None = None
-    #: Longer help (shown as a tooltip).
-    details: str = ""
-    #: Interrupted jobs (restored from the session) that the action re-runs.
-    rerun: tuple[Job, ...] = ()
-    #: What the message is about ("flux", "export", "cutout:NAME"): the window shows one
-    #: banner per topic, the latest replacing the one before. Empty: the text is the topic.
-    topic: str = ""
-
-
-def base_request(
-    cutout: Cutout, engine: str, settings: Settings, library: ModelLibrary | None = None
-) -> ReconstructionRequest:
-    """The request for ``cutout`` before the Advanced parameters are applied.
-
-    A user model ("model:NAME") is looked up in ``library`` (default: the models folder) and
-    recorded with its file and SHA-256. Raises ModelNotFoundError when it is gone.
-    """
-    sr_model = None
-    if is_model_engine(engine):
-        lib = library if library is not None else ModelLibrary()
-        sr_model = lib.ref(engine.split(":", 1)[1])
-    lora = (
-        LoraParams(model=ModelRef(path=settings.lora_path)) if settings.lora_path else LoraParams()
-    )
-    flux_base, parts = flux_sources(settings.flux_dir, settings.flux_base_dir)
-    return ReconstructionRequest(
-        engine=engine,  # validated by the request
-        sr_model=sr_model,
-        prompt=cutout.prompt,
-        scene_json=cutout.scene.to_json() if cutout.scene is not None else "",
-        source=cutout.source,
-        flux=ModelRef(path=settings.flux_dir, repo_id=FLUX_REPO_ID),
-        flux_base=flux_base,
-        parts=parts,
-        controlnet=ModelRef(path=settings.controlnet_dir, repo_id=CONTROLNET_REPO_ID),
-        lora=lora,
-        memory_mode=settings.memory_mode,  # type: ignore[arg-type]
-    )
-
-
-def apply_environment(settings: Settings) -> None:
-    """Settings the engine reads from the environment (the Hugging Face cache)."""
-    if settings.hf_cache:
-        os.environ["HF_HUB_CACHE"] = str(Path(settings.hf_cache).expanduser())
-
-
-class Session(QObject):
+class Session(RunActions, ExportActions, QObject):
     """Everything the window shows, with the actions on it."""
 
     message = Signal(object)  # Message
@@ -186,7 +108,9 @@ class Session(QObject):
         self.cutouts.loaded.connect(self._on_loaded)
         self.engine.fluxMissing.connect(self._on_flux_missing)
         self._exported: set[int] = set()  # id() of exported CandidateEntry objects
-        self.recorder = SessionRecorder(self.cutouts, self.candidates, self.jobs, self)
+        #: The Advanced parameters every request is built with (saved with the session).
+        self.params = Parameters(settings.settings, self)
+        self.recorder = SessionRecorder(self.cutouts, self.candidates, self.jobs, self.params, self)
         self.recorder.failed.connect(self._on_save_failed)
         self.recorder.recovered.connect(self._on_save_recovered)
         self._generation = 0  # bumped by each open: a slow restore of an older one is dropped
@@ -220,8 +144,9 @@ class Session(QObject):
 
         Refused (False, with a message) while a job runs. The current session is written out
         and closed first; the index is read and the cutouts decoded off the GUI thread on a
-        running asyncio loop (now, without one), then every cutout, candidate and pick is shown
-        at once (``restored``); the candidates' full-resolution PNGs are decoded by an
+        running asyncio loop (now, without one), then every cutout, candidate and pick, and the
+        session's Advanced parameters (the defaults if it has none), are shown at once
+        (``restored``); the candidates' full-resolution PNGs are decoded by an
         :class:`ImageLoader` thread, the shown cutout's first, and their tiles fill in
         (``imagesRestored`` when all are in). Jobs left queued or running show as interrupted.
 
@@ -500,23 +425,6 @@ class Session(QObject):
             )
         self.imagesRestored.emit()
 
-    def rerun_interrupted(self, jobs: Iterable[Job] | None = None) -> list[Job]:
-        """Queue interrupted jobs again (all of them by default)."""
-        targets = list(jobs) if jobs is not None else self.jobs.interrupted()
-        out: list[Job] = []
-        for old in targets:
-            if old.state is not JobState.INTERRUPTED:
-                continue
-            try:
-                cutout = self.cutouts.by_id(old.cutout_id)
-            except KeyError:
-                continue
-            new = self.jobs.retry(old, source=cutout.source)  # the original file may be gone
-            old.state = JobState.CANCELLED  # replaced: no longer offered
-            self.recorder.rerun(old, new)
-            out.append(new)
-        return out
-
     def note_cutout_changed(self, cutout: Cutout) -> None:
         """The cutout's scene or prompt changed: record it."""
         self.recorder.record_cutout(cutout)
@@ -569,240 +477,11 @@ class Session(QObject):
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception())
 
-    # -- running --------------------------------------------------------------------------
-
-    def check_models(self) -> None:
-        """Look for the FLUX weights in the background (result via ``engine`` signals)."""
-        self.engine.check(self.settings.settings)
-
-    def build_request(
-        self, cutout: Cutout, apply_params: ParamsApplier | None = None
-    ) -> ReconstructionRequest:
-        request = base_request(
-            cutout, self.engine.engine, self.settings.settings, self.sr_models.library
-        )
-        request = apply_params(request) if apply_params is not None else request
-        if request.engine != "flux":
-            # one pass, one candidate, no LoRA: the request says what the engine will run,
-            # not the FLUX panel's variants and LoRA file (they never touch its pixels)
-            request = request.replace(variants=1, lora=LoraParams())
-        return request
-
-    def run(
-        self, cutouts: Iterable[Cutout], apply_params: ParamsApplier | None = None
-    ) -> list[Job]:
-        """Queue one job per cutout. A request the schema refuses becomes a message."""
-        jobs: list[Job] = []
-        targets = list(cutouts)
-        if not targets:
-            self.message.emit(Message("warning", "Nothing to run: load and select a cutout first."))
-            return jobs
-        promptless: list[str] = []
-        for cutout in targets:
-            self.cutouts.ensure_scene(cutout)
-            try:
-                request = self.build_request(cutout, apply_params)
-            except FbError as exc:
-                self.message.emit(Message("error", f"{cutout.name}: cannot run: {exc}"))
-                continue
-            if request.engine == "flux" and not request.prompt.strip():
-                promptless.append(cutout.name)
-            # the engine reads the source file itself; this private copy is embedded in the
-            # session's candidate files (a session can be rebuilt from them)
-            jobs.append(
-                self.jobs.enqueue(cutout.id, cutout.name, request, cutout=cutout.image.copy())
-            )
-        if promptless:  # once per run, however many cutouts
-            shown = ", ".join(promptless[:3]) + ("…" if len(promptless) > 3 else "")
-            self.message.emit(
-                Message(
-                    "warning",
-                    f"FLUX runs without a prompt for {shown}: describe the players in the "
-                    "Scene form (on the command line: --scene FILE.json). FLUX's results "
-                    "depend on the prompt.",
-                )
-            )
-        return jobs
-
-    def retry(self, message: Message) -> Job | None:
-        if message.rerun:
-            jobs = self.rerun_interrupted(message.rerun)
-            return jobs[0] if jobs else None
-        if message.retry is None:
-            return None
-        return self.jobs.retry(message.retry, **(message.retry_changes or {}))
-
-    @Slot()
-    def _on_models_changed(self) -> None:
-        self.engine.set_models(self.sr_models.entries())
-
-    @Slot(object)
-    def _on_job_ended(self, job: Job) -> None:
-        if job.state is not JobState.FAILED or job.error is None or not job.report_errors:
-            return
-        err = job.error
-        if (
-            isinstance(err, ModelNotFoundError)
-            and job.request.engine == "flux"
-            and err.what.startswith(_FLUX_WHATS)
-        ):
-            self.engine.report_missing(err)
-            self.message.emit(
-                Message(
-                    "error",
-                    f"{job.cutout_name}: not run, the FLUX weights are missing.",
-                    topic="flux-jobs",
-                )
-            )
-            return
-        if job.crashed:
-            self.message.emit(
-                Message(
-                    "error",
-                    f"{job.cutout_name}: {job.error_message}. Finished candidates are kept; "
-                    "the engine restarts for the next job.",
-                    retry=job,
-                    retry_label="Re-run",
-                    details=job.detail,
-                )
-            )
-            return
-        mode = job.retry_mode
-        if mode is not None:
-            self.message.emit(
-                Message(
-                    "error",
-                    f"{job.cutout_name}: {job.error_message}",
-                    retry=job,
-                    retry_label=f"Retry with '{mode}'",
-                    retry_changes={"memory_mode": mode},
-                    topic=f"job:{job.cutout_name}",
-                )
-            )
-            return
-        self.message.emit(
-            Message(
-                "error", f"{job.cutout_name}: {job.error_message}", topic=f"job:{job.cutout_name}"
-            )
-        )
-
-    @Slot(object, object)
-    def _on_job_note(self, job: Job, note: Note) -> None:
-        """What the engine reported during the run (a LoRA load): the run's message."""
-        self.message.emit(Message(note.level, f"{job.cutout_name}: {note.text}"))
-        lora = job.request.lora.model
-        if note.topic == "lora" and lora is not None:
-            self.loraReported.emit(lora.path, note.level, note.text)
-
-    @Slot(str, str)
-    def _on_flux_missing(self, text: str, details: str) -> None:
-        self.message.emit(Message("warning", text, details=details, topic=FLUX_TOPIC))
-
-    # -- export ---------------------------------------------------------------------------
-
-    def _picked(self, cutout_ids: Iterable[int] | None) -> list[tuple[Cutout, CandidateEntry]]:
-        wanted = None if cutout_ids is None else set(cutout_ids)
-        out: list[tuple[Cutout, CandidateEntry]] = []
-        for cutout in self.cutouts.cutouts():
-            if wanted is not None and cutout.id not in wanted:
-                continue
-            entry = self.candidates.picked(cutout.id)
-            if entry is not None:
-                out.append((cutout, entry))
-        return out
-
-    def export_items(self, cutout_ids: Iterable[int] | None = None) -> list[ExportItem]:
-        """The picked candidate of each cutout (all cutouts with a pick by default)."""
-        return [_export_item(cutout, entry) for cutout, entry in self._picked(cutout_ids)]
-
-    def low_fidelity_picks(self, cutout_ids: Iterable[int] | None = None) -> list[ExportItem]:
-        """Picks below the settings' LR-consistency threshold (none when it is off)."""
-        threshold = self.settings.settings.export_min_lr_db
-        # by score first: a restored pick's pixels are decoded only to be named here
-        low = [
-            (c, e)
-            for c, e in self._picked(cutout_ids)
-            if threshold and (e.lr_consistency is None or e.lr_consistency < threshold)
-        ]
-        return low_fidelity([_export_item(c, e) for c, e in low], threshold)
-
-    def contradicting_picks(self, cutout_ids: Iterable[int] | None = None) -> list[ExportItem]:
-        """Picks whose shirt numbers contradict their scene (the number check)."""
-        return contradicting([_export_item(c, e) for c, e in self._picked(cutout_ids)])
-
-    def unexported_picks(self) -> list[CandidateEntry]:
-        """Picks that exist only in this window (lost on quit unless exported)."""
-        return [e for _c, e in self._picked(None) if id(e) not in self._exported]
-
-    def _write(
-        self, picked: list[tuple[Cutout, CandidateEntry]], folder: str | Path | None
-    ) -> list[Path]:
-        s = self.settings.settings
-        return export_candidates(
-            [_export_item(c, e) for c, e in picked],
-            folder if folder is not None else s.export_dir,
-            s.export_template,
-            match=s.match_name,
-            fmt="jpeg" if s.export_format == "jpeg" else "png",
-            badge=s.export_badge,
-            # "refuse" is enforced here, on every path; "ask" is the window's question
-            min_lr_db=s.export_min_lr_db if s.export_low_fidelity == "refuse" else None,
-            refuse_contradicting=s.export_number_contradiction == "refuse",
-        )
-
-    def export(
-        self, cutout_ids: Iterable[int] | None = None, folder: str | Path | None = None
-    ) -> list[Path]:
-        """Export picks now (calling thread). Raises ExportError with an actionable message."""
-        picked = self._picked(cutout_ids)
-        paths = self._write(picked, folder)
-        self._exported.update(id(e) for _c, e in picked)
-        self.recorder.record_exports([e for _c, e in picked], paths)
-        return paths
-
-    def export_in_background(
-        self, cutout_ids: Iterable[int] | None = None, folder: str | Path | None = None
-    ) -> None:
-        """Export off the GUI thread on the qasync loop (now, if no loop runs); report by signal."""
-        picked = self._picked(None if cutout_ids is None else list(cutout_ids))
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._finish_export(picked, _call(lambda: self._write(picked, folder)))
-            return
-
-        async def work() -> None:
-            result = await _to_thread_result(lambda: self._write(picked, folder))
-            self._finish_export(picked, result)
-
-        loop.create_task(work()).add_done_callback(self._log_task_error)
-
-    def _finish_export(
-        self,
-        picked: list[tuple[Cutout, CandidateEntry]],
-        result: list[Path] | BaseException,
-    ) -> None:
-        if isinstance(result, FbError):
-            self.message.emit(Message("error", f"Export failed: {result}", topic="export"))
-            return
-        if isinstance(result, BaseException):
-            log.error("export failed", exc_info=result)
-            self.message.emit(
-                Message("error", f"Export failed unexpectedly: {result}", topic="export")
-            )
-            return
-        self._exported.update(id(e) for _c, e in picked)
-        self.recorder.record_exports([e for _c, e in picked], result)
-        self.exported.emit(result)
-        folder = result[0].parent if result else ""
-        self.message.emit(
-            Message("info", f"Exported {len(result)} file(s) to {folder}", topic="export")
-        )
-
     # -- shutdown -------------------------------------------------------------------------
 
     @Slot(object)
     def _on_settings_changed(self, settings: Settings) -> None:
+        self.params.apply_settings(settings)
         if isinstance(self.engine_link, ProcessLink):
             self.engine_link.grace_s = settings.cancel_grace_s
 
@@ -818,12 +497,6 @@ class Session(QObject):
         self._stop_loader()
         self.recorder.close()
         return ok
-
-
-def _export_item(cutout: Cutout, entry: CandidateEntry) -> ExportItem:
-    return ExportItem(
-        entry.candidate, cutout.name, cutout.image, entry.lr_consistency, entry.models
-    )
 
 
 class _RememberLast:
@@ -853,6 +526,7 @@ def _call_restore(recorder: SessionRecorder, folder: Path) -> Restored | BaseExc
             problems = writer.open_problems
         restored = load_restored(read_snapshot(folder))
         restored.problems[:0] = problems
+        restored.params = recorder.read_params()
         return restored
     except Exception as exc:  # reported by _apply_restored
         return exc
@@ -872,17 +546,3 @@ def _listed(problems: list[str], shown: int = 5) -> str:
     """The first few problems in one line, and how many more there are."""
     more = f" (and {len(problems) - shown} more)" if len(problems) > shown else ""
     return "; ".join(problems[:shown]) + more
-
-
-def _call(fn: Callable[[], list[Path]]) -> list[Path] | BaseException:
-    try:
-        return fn()
-    except Exception as exc:  # reported by _finish_export
-        return exc
-
-
-async def _to_thread_result(fn: Callable[[], list[Path]]) -> list[Path] | BaseException:
-    try:
-        return await asyncio.to_thread(fn)
-    except Exception as exc:  # reported by _finish_export
-        return exc

@@ -57,6 +57,7 @@ __all__ = [
     "ModelFileError",
     "ModelInfo",
     "ModelLibrary",
+    "check_weights_file",
     "file_sha256",
     "models_dir",
     "valid_model_name",
@@ -162,6 +163,25 @@ def models_dir() -> Path:
 def valid_model_name(name: str) -> bool:
     """Names are 1-80 characters of letters, digits and ``._+-``, starting with a letter/digit."""
     return bool(_NAME_RE.match(name))
+
+
+def check_weights_file(path: Path) -> str:
+    """The lower-case suffix of ``path``, once it is known to be a weights file we can read.
+
+    Raises ModelFileError for another file type, a missing path, or one that is not a regular
+    file (a folder, device or FIFO).
+    """
+    suffix = path.suffix.lower()
+    if suffix not in MODEL_SUFFIXES:
+        raise ModelFileError(
+            f"{path}: unsupported model file type {suffix or '(none)'}; "
+            f"expected one of {', '.join(MODEL_SUFFIXES)}"
+        )
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such file")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: not a regular file (a folder, device or FIFO)")
+    return suffix
 
 
 def _name_from_stem(stem: str) -> str:
@@ -344,16 +364,7 @@ class ModelLibrary:
         file already added under another name, or whatever ``inspect`` refuses) and OSError.
         """
         src = Path(file).expanduser()
-        suffix = src.suffix.lower()
-        if suffix not in MODEL_SUFFIXES:
-            raise ModelFileError(
-                f"{src}: unsupported model file type {suffix or '(none)'}; "
-                f"expected one of {', '.join(MODEL_SUFFIXES)}"
-            )
-        if not src.exists():
-            raise ModelFileError(f"{src}: no such file")
-        if not src.is_file():
-            raise ModelFileError(f"{src}: not a regular file (a folder, device or FIFO)")
+        suffix = check_weights_file(src)
         name = name if name is not None else _name_from_stem(src.stem)
         if not valid_model_name(name):
             raise ModelFileError(

@@ -11,7 +11,6 @@ engine are shared by all cutouts.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
     from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
     from PySide6.QtWidgets import QPushButton
 
-    from fbupscale_gui.core.settings import Settings
     from fbupscale_gui.state.cutouts import Cutout
     from fbupscale_gui.state.gpu import GpuMonitor
     from fbupscale_gui.state.job_queue import Job
@@ -120,7 +118,7 @@ class MainWindow(QMainWindow):
         self.session = session
         self.cutouts: CutoutPanel = CutoutPanel(session.cutouts)
         self.scene_editor: SceneEditor = SceneEditor()
-        self.params: ParamsPanel = ParamsPanel()
+        self.params: ParamsPanel = ParamsPanel(session.params)  # bound to the session's model
         self.candidates: CandidatesPanel = CandidatesPanel(session.candidates)
 
         middle = QWidget()  # the scene editor scrolls itself; the params panel folds away
@@ -174,7 +172,6 @@ class MainWindow(QMainWindow):
         self._build_toolbar()
         self._build_menus()
         self._bind()
-        self._params_from_settings(session.settings.settings)
         self._restore_layout()
         session.cutouts.rowsInserted.connect(self._select_wanted)
         session.restored.connect(self._select_wanted)
@@ -749,7 +746,7 @@ class MainWindow(QMainWindow):
 
     def run_selected(self) -> list[Job]:
         self._store_editor()
-        return self.session.run(self.cutouts.selected(), self.params.apply_to)
+        return self.session.run(self.cutouts.selected())
 
     def cancel(self) -> None:
         """Esc: the status reads "cancelling…" at once, then "cancelled" when the job stops."""
@@ -872,29 +869,13 @@ class MainWindow(QMainWindow):
         dialog = SettingsDialog(self.session.settings.settings, self)
         if dialog.exec() and (result := dialog.result_settings()) is not None:
             old = self.session.settings.settings
-            self.session.settings.set(result)
-            self._params_from_settings(result)
+            self.session.settings.set(result)  # its LoRA file and memory mode reach the params
             if (old.flux_dir, old.controlnet_dir, old.hf_cache) != (
                 result.flux_dir,
                 result.controlnet_dir,
                 result.hf_cache,
             ):
                 self.session.check_models()
-
-    @Slot(object)
-    def _params_from_settings(self, settings: Settings) -> None:
-        """The settings' LoRA file and memory mode become the Advanced panel's defaults."""
-        from fbupscale_gui.core.errors import FbError
-        from fbupscale_gui.core.request import ModelRef, ReconstructionRequest
-
-        try:
-            current = self.params.apply_to(ReconstructionRequest())
-        except FbError:
-            current = ReconstructionRequest()
-        lora = current.lora
-        if settings.lora_path:
-            lora = dataclasses.replace(lora, model=ModelRef(path=settings.lora_path))
-        self.params.set_from(current.replace(lora=lora, memory_mode=settings.memory_mode))
 
     # -- messages and state ---------------------------------------------------------------
 

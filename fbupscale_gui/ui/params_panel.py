@@ -1,22 +1,22 @@
 """The reconstruction parameters, in a collapsible "Advanced" group with the paper's defaults.
 
-The panel edits a copy of a frozen :class:`~fbupscale_gui.core.request.ReconstructionRequest`:
-:meth:`ParamsPanel.set_from` shows a request, :meth:`ParamsPanel.apply_to` returns a copy with
-the panel's values. A combination the request refuses (e.g. a stage-1 strength so low that no
-step would run) is shown inline with the request's own message; nothing raises while editing.
+The panel shows and edits a :class:`~fbupscale_gui.state.parameters.Parameters` model, bound
+both ways: an edit sets the model's field, a change of the model (a restored session, new
+settings, Reset) sets the widget, and neither loops back. The panel owns no value. A
+combination the request refuses (e.g. a stage-1 strength so low that no step would run) is
+shown inline with the request's own message; nothing raises while editing.
 
 Collapsed, the panel still shows a one-line summary of what will run, and says whether it
-differs from the paper's defaults, so an operator never runs odd settings unknowingly.
+differs from the defaults, so an operator never runs odd settings unknowingly.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import secrets
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-from PySide6.QtCore import QRegularExpression, QSignalBlocker, Qt, Signal
+from PySide6.QtCore import QRegularExpression, QSignalBlocker, Qt, Signal, SignalInstance, Slot
 from PySide6.QtGui import QRegularExpressionValidator
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -37,29 +37,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from fbupscale_gui.core.errors import RequestError
 from fbupscale_gui.core.request import (
     CONDITIONING_SCALE_RANGE,
-    LoraParams,
     MemoryMode,
-    ModelRef,
-    Preprocess,
-    ReconstructionRequest,
     Speed,
-    Stage1Params,
-    Stage2Params,
-    StageName,
     img2img_steps,
 )
+from fbupscale_gui.state.parameters import PAPER_INTERMEDIATE, Parameters
 
-__all__ = ["MEMORY_MODE_LABELS", "PAPER_INTERMEDIATE", "ParamsPanel"]
+__all__ = ["MEMORY_MODE_LABELS", "ParamsPanel"]
 
-#: The paper's two-step standardisation goes through a 256 px square first.
-PAPER_INTERMEDIATE: Final = 256
 #: Expanded, the parameters get at least this much height (they scroll within it).
 _BODY_MIN_HEIGHT: Final = 150
-#: Random seeds are drawn below this, so they stay short enough to read out and type.
-RANDOM_SEED_LIMIT: Final = 2**31
 
 MEMORY_MODE_LABELS: Final[dict[MemoryMode, str]] = {
     "auto": "Auto (by free GPU memory)",
@@ -99,6 +88,17 @@ def _int(lo: int, hi: int, step: int = 1) -> QSpinBox:
     return box
 
 
+def _choices(labels: Mapping[Any, str], tooltip: str) -> QComboBox:
+    """A drop-down of ``labels`` (value -> label), each item's data its value."""
+    box = QComboBox()
+    box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    box.setMinimumContentsLength(14)
+    box.setToolTip(tooltip)
+    for value, label in labels.items():
+        box.addItem(label, value)
+    return box
+
+
 def _row(*widgets: QWidget) -> QWidget:
     holder = QWidget()
     layout = QHBoxLayout(holder)
@@ -111,15 +111,15 @@ def _row(*widgets: QWidget) -> QWidget:
 
 
 class ParamsPanel(QWidget):
-    """Stage 1/2, variants and seed, LoRA, output size and memory mode. Emits ``changed()``."""
+    """Stage 1/2, variants and seed, LoRA, output size and memory mode of ``model`` (a model
+    of its own when none is given). Emits ``changed()`` after each change of the model."""
 
     changed = Signal()
     expandedChanged = Signal(bool)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, model: Parameters | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._base = ReconstructionRequest()
-        self._error = ""
+        self.model = model if model is not None else Parameters(parent=self)
         self._engine, self._engine_label = "flux", "FLUX"
 
         # -- header (always visible)
@@ -198,28 +198,16 @@ class ParamsPanel(QWidget):
             f"The paper's two-step Lanczos resize: the cutout goes to {PAPER_INTERMEDIATE} px, "
             "then to the output size"
         )
-        self._memory = QComboBox()
-        self._memory.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        self._memory = _choices(
+            MEMORY_MODE_LABELS,
+            "Where the models live while running. Offloading needs less GPU memory but is slower.",
         )
-        self._memory.setMinimumContentsLength(14)
-        self._memory.setToolTip(
-            "Where the models live while running. Offloading needs less GPU memory but is slower."
-        )
-        for mode, label in MEMORY_MODE_LABELS.items():
-            self._memory.addItem(label, mode)
-        self._speed = QComboBox()
-        self._speed.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
-        )
-        self._speed.setMinimumContentsLength(14)
-        self._speed.setToolTip(
+        self._speed = _choices(
+            SPEED_LABELS,
             "Exact computes every step. Fast skips stage-1 steps whose first block barely "
             "changes (First Block Cache; stage 2 stays exact); its quality cost is the "
-            "LR-consistency delta. Compiled compiles the transformer blocks once."
+            "LR-consistency delta. Compiled compiles the transformer blocks once.",
         )
-        for speed, label in SPEED_LABELS.items():
-            self._speed.addItem(label, speed)
 
         self._error_label = QLabel()
         self._error_label.setProperty("role", "error")
@@ -306,38 +294,39 @@ class ParamsPanel(QWidget):
 
         # -- wiring
         self._toggle.toggled.connect(self.set_expanded)
-        self._reset.clicked.connect(self.reset_to_defaults)
-        self._random_seed.clicked.connect(self.randomize_seed)
+        self._reset.clicked.connect(self.model.reset_to_defaults)
+        self._random_seed.clicked.connect(self.model.randomize_seed)
         self._lora_browse.clicked.connect(self._browse_lora)
-        for spin in (
-            self._variants,
-            self._s1_steps,
-            self._s2_steps,
-            self._size,
-        ):
-            spin.valueChanged.connect(self._on_edit)
-        for dspin in (
-            self._s1_strength,
-            self._s1_guidance,
-            self._s2_scale,
-            self._s2_guidance,
-            self._lora_scale,
-        ):
-            dspin.valueChanged.connect(self._on_edit)
-        for check in (
-            self._s2_enabled,
-            self._lora_ab,
-            self._lora_s1,
-            self._lora_s2,
-            self._intermediate,
-        ):
-            check.toggled.connect(self._on_edit)
-        self._seed.textChanged.connect(self._on_edit)
-        self._lora_path.textChanged.connect(self._on_edit)
-        self._memory.currentIndexChanged.connect(self._on_edit)
-        self._speed.currentIndexChanged.connect(self._on_edit)
-
-        self.set_from(self._base)
+        #: field -> (widget, read it, show a value): the model's fields, bound both ways
+        self._bound: dict[str, tuple[QWidget, Callable[[], object], Callable[[Any], None]]] = {}
+        bound: tuple[tuple[str, QWidget], ...] = (
+            ("variants", self._variants),
+            ("strength", self._s1_strength),
+            ("steps1", self._s1_steps),
+            ("guidance1", self._s1_guidance),
+            ("stage2", self._s2_enabled),
+            ("conditioning", self._s2_scale),
+            ("steps2", self._s2_steps),
+            ("guidance2", self._s2_guidance),
+            ("lora_path", self._lora_path),
+            ("lora_scale", self._lora_scale),
+            ("lora_ab", self._lora_ab),
+            ("lora_stage1", self._lora_s1),
+            ("lora_stage2", self._lora_s2),
+            ("size", self._size),
+            ("intermediate", self._intermediate),
+            ("memory_mode", self._memory),
+            ("speed", self._speed),
+        )
+        for name, widget in bound:
+            self._bind(name, widget, *_accessors(widget))
+        seed = self._seed  # a whole number, or None while the field is empty
+        self._bind("seed", seed, seed.textChanged, _seed_of(seed), _show_seed(seed))
+        self.model.valueChanged.connect(self._show_value)
+        self.model.changed.connect(self._on_model_changed)
+        for name in self._bound:
+            self._show_value(name, self.model.get(name))
+        self._on_model_changed()
 
     # -- public interface ---------------------------------------------------------------
 
@@ -351,142 +340,6 @@ class ParamsPanel(QWidget):
         self._toggle.setArrowType(Qt.ArrowType.DownArrow if expanded else Qt.ArrowType.RightArrow)
         self._body_scroll.setVisible(expanded)
         self.expandedChanged.emit(expanded)
-
-    def error(self) -> str:
-        """The request's message for the current values, or "" when they are valid."""
-        return self._error
-
-    def is_valid(self) -> bool:
-        return not self._error
-
-    def apply_to(self, request: ReconstructionRequest) -> ReconstructionRequest:
-        """A copy of ``request`` with the panel's values.
-
-        Fields the panel does not show (prompt, source, padding, models, ...) are kept. Raises
-        :class:`RequestError` with the message already shown in the panel when the values do
-        not make a valid request (check :meth:`is_valid` first to avoid that).
-        """
-        seed_text = self._seed.text().strip()
-        if not seed_text:
-            raise RequestError("seed: enter a seed (a whole number)")
-        stages: list[StageName] = []
-        if self._lora_s1.isChecked():
-            stages.append("stage1")
-        if self._lora_s2.isChecked():
-            stages.append("stage2")
-        path = self._lora_path.text().strip()
-        if not path and not stages:
-            stages = list(LoraParams().stages)  # unused without a LoRA; keep it valid
-        model: ModelRef | None = None
-        if path:
-            old = request.lora.model
-            model = old if old is not None and old.path == path else ModelRef(path=path)
-        size = self._size.value()
-        intermediate = PAPER_INTERMEDIATE if self._intermediate.isChecked() else None
-        memory: MemoryMode = self._memory.currentData()
-        return request.replace(
-            variants=self._variants.value(),
-            seed=int(seed_text),
-            stage1=Stage1Params(
-                strength=round(self._s1_strength.value(), 4),
-                steps=self._s1_steps.value(),
-                guidance=round(self._s1_guidance.value(), 4),
-            ),
-            stage2=Stage2Params(
-                enabled=self._s2_enabled.isChecked(),
-                conditioning_scale=round(self._s2_scale.value(), 4),
-                steps=self._s2_steps.value(),
-                guidance=round(self._s2_guidance.value(), 4),
-            ),
-            lora=LoraParams(
-                model=model,
-                scale=round(self._lora_scale.value(), 4),
-                stages=tuple(stages),
-                ab=self._lora_ab.isChecked(),
-            ),
-            preprocess=dataclasses.replace(
-                request.preprocess, size=size, intermediate=intermediate
-            ),
-            memory_mode=memory,
-            speed=self._speed.currentData(),
-        )
-
-    def set_from(self, request: ReconstructionRequest) -> None:
-        """Show ``request``'s values (one ``changed()`` afterwards, none per field)."""
-        self._base = request
-        widgets: list[QWidget] = [
-            self._variants,
-            self._seed,
-            self._s1_strength,
-            self._s1_steps,
-            self._s1_guidance,
-            self._s2_enabled,
-            self._s2_scale,
-            self._s2_steps,
-            self._s2_guidance,
-            self._lora_path,
-            self._lora_scale,
-            self._lora_ab,
-            self._lora_s1,
-            self._lora_s2,
-            self._size,
-            self._intermediate,
-            self._memory,
-            self._speed,
-        ]
-        blockers = [QSignalBlocker(w) for w in widgets]
-        try:
-            self._variants.setValue(request.variants)
-            self._seed.setText(str(request.seed))
-            self._s1_strength.setValue(request.stage1.strength)
-            self._s1_steps.setValue(request.stage1.steps)
-            self._s1_guidance.setValue(request.stage1.guidance)
-            self._s2_enabled.setChecked(request.stage2.enabled)
-            self._s2_scale.setValue(request.stage2.conditioning_scale)
-            self._s2_steps.setValue(request.stage2.steps)
-            self._s2_guidance.setValue(request.stage2.guidance)
-            model = request.lora.model
-            self._lora_path.setText(model.path if model is not None else "")
-            self._lora_scale.setValue(request.lora.scale)
-            self._lora_ab.setChecked(request.lora.ab)
-            self._lora_s1.setChecked("stage1" in request.lora.stages)
-            self._lora_s2.setChecked("stage2" in request.lora.stages)
-            self._size.setValue(request.preprocess.size)
-            self._intermediate.setChecked(request.preprocess.intermediate is not None)
-            index = self._memory.findData(request.memory_mode)
-            self._memory.setCurrentIndex(max(index, 0))
-            self._speed.setCurrentIndex(max(self._speed.findData(request.speed), 0))
-        finally:
-            for blocker in blockers:
-                blocker.unblock()
-        self._on_edit()
-
-    def reset_to_defaults(self) -> None:
-        """The paper's settings. The chosen LoRA file stays: it says where the LoRA is."""
-        path = self._lora_path.text().strip()
-        defaults = ReconstructionRequest()
-        lora = defaults.lora
-        if path:
-            lora = dataclasses.replace(lora, model=ModelRef(path=path))
-        self.set_from(
-            self._base.replace(
-                variants=defaults.variants,
-                seed=defaults.seed,
-                stage1=defaults.stage1,
-                stage2=defaults.stage2,
-                lora=lora,
-                preprocess=dataclasses.replace(
-                    self._base.preprocess,
-                    size=defaults.preprocess.size,
-                    intermediate=defaults.preprocess.intermediate,
-                ),
-                memory_mode=defaults.memory_mode,
-                speed=defaults.speed,
-            )
-        )
-
-    def randomize_seed(self) -> None:
-        self._seed.setText(str(secrets.randbelow(RANDOM_SEED_LIMIT)))
 
     def summary(self) -> str:
         return self._summary.text()
@@ -507,35 +360,54 @@ class ParamsPanel(QWidget):
         if path:
             self._lora_path.setText(path)
 
-    def _on_edit(self, *_args: object) -> None:
+    def _bind(
+        self,
+        name: str,
+        widget: QWidget,
+        edited: SignalInstance,
+        read: Callable[[], object],
+        show: Callable[[Any], None],
+    ) -> None:
+        """Bind ``widget`` to the model's field ``name`` both ways."""
+        self._bound[name] = (widget, read, show)
+        edited.connect(lambda *_args: self.model.set(name, read()))
+
+    @Slot(str, object)
+    def _show_value(self, name: str, value: object) -> None:
+        """The model changed ``name``: show it, unless the widget shows it already (the edit
+        came from there), without the widget's signals (so it does not come back)."""
+        bound = self._bound.get(name)
+        if bound is None:
+            return
+        widget, read, show = bound
+        if read() != value:
+            with QSignalBlocker(widget):
+                show(value)
+
+    @Slot()
+    def _on_model_changed(self) -> None:
         self._update_dependent()
         self._refresh_summary()
         self.changed.emit()
 
     def _refresh_summary(self) -> None:
-        try:
-            request = self.apply_to(self._base)
-        except RequestError as exc:
-            self._set_error(str(exc))
-            self._summary.setText("Settings are not valid yet: see below.")
-            return
-        self._set_error("")
-        if self._engine == "flux":
-            self._summary.setText(_summarize(request))
+        error = self.model.error()
+        self._error_label.setText(error)
+        self._error_label.setVisible(bool(error))
+        if self._engine == "flux" or error:
+            self._summary.setText(self.model.summary())
         else:
             self._summary.setText(
-                f"{self._engine_label}: one candidate at {request.preprocess.size} px. "
+                f"{self._engine_label}: one candidate at {self.model.values.size} px. "
                 "The diffusion settings below apply to FLUX only."
             )
 
     def _update_dependent(self) -> None:
-        effective = img2img_steps(self._s1_steps.value(), round(self._s1_strength.value(), 4))
-        self._s1_effective.setText(f"→ {effective} run")
-        stage2 = self._s2_enabled.isChecked()
+        v = self.model.values
+        self._s1_effective.setText(f"→ {img2img_steps(v.steps1, round(v.strength, 4))} run")
         stage2_widgets: tuple[QWidget, ...] = (self._s2_scale, self._s2_steps, self._s2_guidance)
         for w in stage2_widgets:
-            w.setEnabled(stage2)
-        has_lora = bool(self._lora_path.text().strip())
+            w.setEnabled(v.stage2)
         lora_widgets: tuple[QWidget, ...] = (
             self._lora_scale,
             self._lora_ab,
@@ -543,19 +415,17 @@ class ParamsPanel(QWidget):
             self._lora_s2,
         )
         for w in lora_widgets:
-            w.setEnabled(has_lora)
-        seed = self._seed.text().strip()
-        n = self._variants.value()
-        if seed.isdigit():
-            first = int(seed)
+            w.setEnabled(bool(v.lora_path))
+        first, n = v.seed, v.variants
+        if first is None:
+            self._seeds_hint.setText("")
+        else:
             self._seeds_hint.setText(
                 f"seed {first}" if n == 1 else f"seeds {first}…{first + n - 1}"
             )
-        else:
-            self._seeds_hint.setText("")
-        self._intermediate.setEnabled(self._size.value() > PAPER_INTERMEDIATE)
+        self._intermediate.setEnabled(v.size > PAPER_INTERMEDIATE)
         note, role, details = "", "warning", ""
-        path = self._lora_path.text().strip()
+        path = v.lora_path
         if path and not path.lower().endswith(".safetensors"):
             note = "This is not a .safetensors file."
         elif path and not Path(path).expanduser().is_file():
@@ -579,53 +449,40 @@ class ParamsPanel(QWidget):
         self._lora_report = (path, level, text)
         self._update_dependent()
 
-    def _set_error(self, message: str) -> None:
-        self._error = message
-        self._error_label.setText(message)
-        self._error_label.setVisible(bool(message))
 
-
-def _param_fields(request: ReconstructionRequest) -> dict[str, object]:
-    """The request fields the panel edits, to reset them and nothing else."""
-    return {
-        "variants": request.variants,
-        "seed": request.seed,
-        "stage1": request.stage1,
-        "stage2": request.stage2,
-        "lora": request.lora,
-        "preprocess": Preprocess(
-            size=request.preprocess.size, intermediate=request.preprocess.intermediate
-        ),
-        "memory_mode": request.memory_mode,
-        "speed": request.speed,
-    }
-
-
-def _summarize(request: ReconstructionRequest) -> str:
-    """One line saying what will run, e.g. "3 variants from seed 5 · stage 1: 60 steps · ..."."""
-    parts = [
-        f"{request.variants} variant{'s' if request.variants != 1 else ''} "
-        f"from seed {request.seed}",
-        f"stage 1: {request.stage1.effective_steps} steps at strength {request.stage1.strength:g}",
-    ]
-    if request.stage2.enabled:
-        parts.append(
-            f"stage 2: {request.stage2.steps} steps, conditioning {request.stage2.conditioning_scale:g}"
+def _accessors(
+    widget: QWidget,
+) -> tuple[SignalInstance, Callable[[], object], Callable[[Any], None]]:
+    """How ``widget`` says it was edited, the value it shows, and how to show a value."""
+    if isinstance(widget, QDoubleSpinBox):
+        dspin = widget
+        return dspin.valueChanged, lambda: round(dspin.value(), 4), dspin.setValue
+    if isinstance(widget, QSpinBox):
+        return widget.valueChanged, widget.value, widget.setValue
+    if isinstance(widget, QCheckBox):
+        return widget.toggled, widget.isChecked, widget.setChecked
+    if isinstance(widget, QComboBox):
+        combo = widget
+        return (
+            combo.currentIndexChanged,
+            combo.currentData,
+            lambda data: combo.setCurrentIndex(max(combo.findData(data), 0)),
         )
-    else:
-        parts.append("no stage 2")
-    if request.lora.enabled:
-        parts.append(
-            f"LoRA {request.lora.scale:g}" + (" with and without" if request.lora.ab else "")
-        )
-    else:
-        parts.append("no LoRA")
-    parts.append(f"{request.preprocess.size} px")
-    if request.speed != "exact":
-        parts.append(request.speed)
-    defaults = ReconstructionRequest()
-    same = _param_fields(request.replace(lora=dataclasses.replace(request.lora, model=None)))
-    changed = same != _param_fields(defaults)
-    return " · ".join(parts) + (
-        " (changed from the paper's defaults)" if changed else " (paper's defaults)"
-    )
+    if isinstance(widget, QLineEdit):
+        line = widget
+        return line.textChanged, lambda: line.text().strip(), lambda text: line.setText(str(text))
+    raise TypeError(f"cannot bind a {type(widget).__name__}")
+
+
+def _seed_of(field: QLineEdit) -> Callable[[], object]:
+    """The seed typed (None while the field is empty)."""
+
+    def read() -> object:
+        text = field.text().strip()
+        return int(text) if text.isdigit() else None
+
+    return read
+
+
+def _show_seed(field: QLineEdit) -> Callable[[Any], None]:
+    return lambda seed: field.setText("" if seed is None else str(seed))

@@ -20,7 +20,7 @@ from fbupscale_gui.core.clip import ClipInfo, Field, FieldRestore, Rect
 from fbupscale_gui.core.errors import RequestError
 from fbupscale_gui.core.frame_cut import cut_region
 from fbupscale_gui.core.timecode import Position, parse_position
-from fbupscale_gui.storage.atomic import STALE_TEMP_S, atomic_write, clean_stale_temps
+from fbupscale_gui.storage.atomic import atomic_write
 from fbupscale_gui.storage.video.reader import ClipReader
 
 __all__ = ["Cut", "cut_at", "cut_frame", "cutout_name", "save_cut"]
@@ -82,11 +82,12 @@ def save_cut(cut: Cut, path: str | Path) -> Path:
     """Write ``cut`` as a PNG at ``path``, or at the first free ``stem-2.png``...; the path.
 
     The name is taken only by the complete file (published with a hard link), so two saves
-    never share a name and an existing file is never replaced. Raises RequestError when the
-    folder does not exist, OSError (naming the file) when it cannot be written.
+    never share a name and an existing file is never replaced; the stale temporary files a
+    killed save left in the folder are removed (by
+    :func:`~fbupscale_gui.storage.atomic.atomic_write`). Raises RequestError when the folder
+    does not exist, OSError (naming the file) when it cannot be written.
     """
     target = Path(path)
     if not target.parent.is_dir():
         raise RequestError(f"output: folder {target.parent} does not exist")
-    clean_stale_temps(target.parent, older_than_s=STALE_TEMP_S, final_suffixes=(".png",))
     return atomic_write(target, lambda fh: cut.image.save(fh, format="PNG"), exclusive=True)

@@ -31,7 +31,7 @@ from fbupscale_gui.core.errors import Cancelled, RequestError
 from fbupscale_gui.core.frame_cut import check_rect, cut_region
 from fbupscale_gui.core.job import IsCancelled, OnProgress, Progress
 from fbupscale_gui.core.timecode import Position, parse_position
-from fbupscale_gui.storage.atomic import STALE_TEMP_S, atomic_write, clean_stale_temps
+from fbupscale_gui.storage.atomic import atomic_write
 from fbupscale_gui.storage.video.audio import collect_audio, packet_seconds
 from fbupscale_gui.storage.video.reader import ClipError, ClipReader, reason
 
@@ -115,8 +115,8 @@ def upscale_range(
     .mov or .mkv; an existing file there is replaced only when the new one is complete, or
     with ``exclusive`` never: the clip then takes the first free name ``stem-2.suffix``...
     (the result's ``path`` says which). The clip is written by
-    :func:`~fbupscale_gui.storage.atomic.atomic_write`; its hidden temporary files left by a
-    killed run are removed by a later batch into the same folder once they are stale.
+    :func:`~fbupscale_gui.storage.atomic.atomic_write`, which also removes the stale hidden
+    temporary files a killed run left in that folder.
 
     A range reaching past the last decodable frame stops there (MPEG-TS and Matroska do not
     state their length, and a recording cut off mid-stream reads like a shorter one): the
@@ -187,7 +187,6 @@ def upscale_range(
             finally:
                 clip.close()
 
-        clean_stale_temps(out.parent, older_than_s=STALE_TEMP_S, final_suffixes=OUTPUT_SUFFIXES)
         written = atomic_write(out, write, exclusive=exclusive)
     return UpscaleResult(
         path=str(written),
