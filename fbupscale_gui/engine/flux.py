@@ -430,6 +430,25 @@ class FluxRunner:
         tracker.check()
         prompt_embeds, pooled = encode_prompt(pair, request.prompt)
 
+        def render(
+            pipe: Any, stage: str, index: int, seed: int, steps: int, guidance: float, **inputs: Any
+        ) -> Image.Image:
+            """One candidate's pipeline call, with its own generator; the ``np`` output is
+            checked for NaN before it becomes 8-bit pixels."""
+            images = pipe(
+                prompt_embeds=prompt_embeds,
+                pooled_prompt_embeds=pooled,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                height=pre.size,
+                width=pre.size,
+                generator=torch.Generator("cpu").manual_seed(seed),
+                callback_on_step_end=tracker.callback(stage, index),
+                output_type="np",
+                **inputs,
+            ).images
+            return _to_image(pipe, images, stage.replace("stage", "stage "))
+
         stage1_results: dict[tuple[int, bool], tuple[Image.Image, float]] = {}
         stage1_timed: set[tuple[int, bool]] = set()
         s1 = request.stage1
@@ -444,20 +463,10 @@ class FluxRunner:
                 set_lora(s1_lora, request.lora.scale)
                 start = time.perf_counter()
                 with stage1_cache(pair.transformer, request.speed, s1.steps, s1.effective_steps):
-                    image1 = pair.stage1(
-                        prompt_embeds=prompt_embeds,
-                        pooled_prompt_embeds=pooled,
-                        image=square,
-                        strength=s1.strength,
-                        num_inference_steps=s1.steps,
-                        guidance_scale=s1.guidance,
-                        height=pre.size,
-                        width=pre.size,
-                        generator=torch.Generator("cpu").manual_seed(seed),
-                        callback_on_step_end=tracker.callback("stage1", index),
-                        output_type="np",  # checked for NaN before it becomes 8-bit pixels
-                    ).images
-                image1 = _to_image(pair.stage1, image1, "stage 1")
+                    image1 = render(
+                        pair.stage1, "stage1", index, seed, s1.steps, s1.guidance,
+                        image=square, strength=s1.strength,
+                    )  # fmt: skip
                 stage1_results[s1_key] = (image1, time.perf_counter() - start)
             image1, t1 = stage1_results[s1_key]
             timings: dict[str, float] = {}
@@ -473,20 +482,10 @@ class FluxRunner:
             activate(pair, pair.stage2)
             set_lora(request.stage2_lora(key.lora), request.lora.scale)
             start = time.perf_counter()
-            image2 = pair.stage2(
-                prompt_embeds=prompt_embeds,
-                pooled_prompt_embeds=pooled,
-                control_image=image1,
-                controlnet_conditioning_scale=s2.conditioning_scale,
-                num_inference_steps=s2.steps,
-                guidance_scale=s2.guidance,
-                height=pre.size,
-                width=pre.size,
-                generator=torch.Generator("cpu").manual_seed(seed),
-                callback_on_step_end=tracker.callback("stage2", index),
-                output_type="np",
-            ).images
-            image2 = _to_image(pair.stage2, image2, "stage 2")
+            image2 = render(
+                pair.stage2, "stage2", index, seed, s2.steps, s2.guidance,
+                control_image=image1, controlnet_conditioning_scale=s2.conditioning_scale,
+            )  # fmt: skip
             timings["stage2"] = time.perf_counter() - start
             yield Candidate(key, seed, finish(image2), resolved, timings, label, lora_record(key))
         set_lora(False, 1.0)
