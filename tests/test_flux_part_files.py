@@ -285,3 +285,14 @@ def test_the_window_takes_the_parts_from_a_comfyui_install_in_the_base_field(
     folder = Settings(flux_dir=str(found.transformers[0]), flux_base_dir=str(tiny_flux.flux_dir))
     request = base_request(cutout, "flux", folder)  # type: ignore[arg-type]
     assert request.flux_base is not None and request.parts == FluxParts()
+
+
+def test_a_missing_config_is_named_exactly(comfy: Path, tmp_path: Path) -> None:
+    import torch
+
+    empty = tmp_path / "configs"
+    empty.mkdir()
+    vae = comfy / "models" / "vae" / "ae.safetensors"
+    with pytest.raises(ModelFileError) as info:
+        flux_part_files.load_vae_file(vae, torch.float32, empty)
+    assert str(info.value) == f"{empty / 'vae'}/config.json: the vae config is missing"
