@@ -296,3 +296,18 @@ def test_a_missing_config_is_named_exactly(comfy: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelFileError) as info:
         flux_part_files.load_vae_file(vae, torch.float32, empty)
     assert str(info.value) == f"{empty / 'vae'}/config.json: the vae config is missing"
+
+
+def test_doctor_checks_the_part_files_given_on_their_own(
+    capsys: pytest.CaptureFixture[str], comfy: Path, tmp_path: Path
+) -> None:
+    from fbupscale_gui.cli import entry as cli
+
+    vae = comfy / "models" / "vae" / "ae.safetensors"
+    assert cli.main(["doctor", "--vae", str(vae), "--tokenizers", str(tmp_path)]) == 0
+    text, _err = capsys.readouterr()
+    assert f"VAE: {vae} (path)" in text
+    assert (
+        f"T5 tokenizer: NOT FOUND — T5 tokenizer not found offline. Searched: {tmp_path}." in text
+    )
+    assert "comfy/text_encoders/t5_tokenizer/" in text.split("T5 tokenizer: NOT FOUND")[1]

@@ -11,7 +11,9 @@ import contextlib
 import importlib.util
 import platform
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Final
 
 from fbupscale_gui.core.errors import FbError, ModelNotFoundError
 from fbupscale_gui.core.request import CONTROLNET_REPO_ID, FLUX_REPO_ID, ModelRef
@@ -78,6 +80,15 @@ def _model_line(
     return f"{label}: {found.path} ({found.source})"
 
 
+_PART_LABELS: Final = {
+    "vae": "VAE",
+    "text_encoder": "CLIP-L",
+    "text_encoder_2": "T5",
+    "tokenizer": "CLIP-L tokenizer",
+    "tokenizer_2": "T5 tokenizer",
+}
+
+
 def _realesrgan_line() -> str:
     try:
         from fbupscale_gui.engine.fast import realesrgan_model_files
@@ -99,8 +110,11 @@ def report(
     search_dirs: tuple[str | Path, ...] = (),
     hf_cache: str | Path | None = None,
     models_root: str | Path | None = None,
+    parts: Mapping[str, str] | None = None,
 ) -> str:
-    """The doctor report as text. Never raises for a missing model or GPU: it reports them."""
+    """The doctor report as text. Never raises for a missing model or GPU: it reports them.
+    ``parts``: a single-file transformer's part files given on their own (component name ->
+    path: "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")."""
     lines = [f"Python {platform.python_version()} ({sys.executable})"]
     try:
         import torch
@@ -134,6 +148,9 @@ def report(
         lines.extend(models_root_lines(models_root))
     if flux_base is not None:
         lines.append(_model_line("FLUX base", flux_base, "flux_base", search_dirs, hf_cache))
+    for name, path in (parts or {}).items():
+        label = _PART_LABELS.get(name, name)
+        lines.append(_model_line(label, ModelRef(path=path), name, search_dirs, hf_cache))
     lines.append(_model_line("ControlNet upscaler", cn_ref, "controlnet", search_dirs, hf_cache))
     if lora is not None:
         lines.append(_model_line("LoRA", lora, "lora", search_dirs, hf_cache))
