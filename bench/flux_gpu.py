@@ -11,7 +11,8 @@ VAE decode are excluded.
 
 Memory plans: bf16 (everything resident), fp8 (layerwise casting: fp8 storage, bf16 compute),
 bf16-group (block-level group offload, the 16 GB fallback). Speed modes: exact; fast (First
-Block Cache on stage 1: the cost of a skipped step is measured and weighted by ``--fbc-skip``,
+Block Cache on stage 1: the cost of a skipped step is measured and weighted by ``--fbc-skip``;
+fast-mag, MagCache on stage 1, likewise by ``--mag-skip``,
 since random weights say nothing about how many steps real ones skip; stage 2 is never
 cached); compiled (``compile_repeated_blocks``; compile time is in the setup column). Peak
 VRAM is ``torch.cuda.max_memory_allocated``. GGUF is not in the table: quantising 12 B random
@@ -135,7 +136,7 @@ PLANS: dict[str, tuple[str, str]] = {
     "fp8": ("fp8", "none"),
     "bf16-group": ("native", "group"),
 }
-SPEEDS = ("exact", "fast", "compiled")
+SPEEDS = ("exact", "fast", "fast-mag", "compiled")
 
 
 def main() -> int:
@@ -150,6 +151,13 @@ def main() -> int:
         default=0.4,
         help="fraction of stage-1 steps First Block Cache skips on real weights (random "
         "weights say nothing about it; 0.4 is the published ~1.7x at threshold 0.08)",
+    )
+    parser.add_argument(
+        "--mag-skip",
+        type=float,
+        default=0.4,
+        help="fraction of stage-1 steps MagCache skips on real weights (an assumption, as "
+        "for --fbc-skip: at most 3 in a row, never in the first 20 %%)",
     )
     parser.add_argument("--budget", type=float, default=420.0, help="seconds; stops early")
     parser.add_argument("--quick", action="store_true", help="a 2-minute subset")
@@ -168,7 +176,7 @@ def main() -> int:
         print("No CUDA GPU on this machine: the FLUX GPU bench needs one. Nothing to measure.")
         return 0
     from diffusers import FluxControlNetModel, FluxTransformer2DModel
-    from diffusers.hooks import FirstBlockCacheConfig
+    from diffusers.hooks import FirstBlockCacheConfig, MagCacheConfig
 
     started = time.perf_counter()
     device = "cuda" if cuda else "cpu"
@@ -268,6 +276,23 @@ def main() -> int:
                         s1_skip = time_steps(stage1, args.steps, sync)
                     transformer.disable_cache()
                     s1_eff = (1 - args.fbc_skip) * s1 + args.fbc_skip * s1_skip
+                elif speed == "fast-mag":
+                    # a skipped step: every block skipped, the cached residual added
+                    n = args.steps + 1
+                    transformer.enable_cache(
+                        MagCacheConfig(
+                            threshold=1e9,
+                            max_skip_steps=n,
+                            retention_ratio=0.0,
+                            num_inference_steps=n,
+                            mag_ratios=[1.0] * n,
+                        )
+                    )
+                    with transformer.cache_context("cond"):
+                        stage1()  # computes: the residual to reuse
+                        s1_skip = time_steps(stage1, args.steps, sync)
+                    transformer.disable_cache()
+                    s1_eff = (1 - args.mag_skip) * s1 + args.mag_skip * s1_skip
                 s2 = time_steps(stage2, args.steps, sync)  # stage 2 is never cached
                 peak = torch.cuda.max_memory_allocated() / 1024**3 if cuda else float("nan")
                 cutout = STAGE1_RUNS * STAGE1_STEPS * s1_eff + STAGE2_RUNS * STAGE2_STEPS * s2
@@ -284,7 +309,7 @@ def main() -> int:
         f"transformer {n_t / 1e9:.2f} B params, controlnet {n_c / 1e9:.2f} B (random weights). "
         f"s/cutout = {STAGE1_RUNS}x{STAGE1_STEPS} stage-1 + {STAGE2_RUNS}x{STAGE2_STEPS} "
         f"stage-2 passes (text encoding and VAE decode excluded); fast assumes "
-        f"{args.fbc_skip:.0%} of stage-1 steps skipped. Total {time.perf_counter() - started:.0f} s."
+        f"{args.fbc_skip:.0%} of stage-1 steps skipped, fast-mag {args.mag_skip:.0%}. Total {time.perf_counter() - started:.0f} s."
     )
     return 0
 

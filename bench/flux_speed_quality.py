@@ -1,6 +1,6 @@
 """Quality cost of the non-exact FLUX modes against ``exact``, same request, same seeds.
 
-For each mode (fast, fp8 storage, compiled) every candidate is compared with the ``exact``
+For each mode (fast, fast-mag, fp8 storage, compiled) every candidate is compared with the ``exact``
 candidate of the same key: the LR-consistency delta (dB, the mode's minus exact's; target
 within 0.2 dB) and the luma PSNR against the exact candidate (dB, higher is closer). Wall
 time per run is printed beside them (one run each, no timing assertions).
@@ -26,7 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--modes", default="fast,fp8", help="of fast, fp8, compiled")
+    parser.add_argument(
+        "--modes", default="fast,fast-mag,fp8", help="of fast, fast-mag, fp8, compiled"
+    )
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--steps1", type=int, default=8)
     parser.add_argument("--steps2", type=int, default=4)

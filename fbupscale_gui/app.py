@@ -70,7 +70,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def _report(stage: str, started: float) -> None:
-    """bench/gui_startup.py reads these lines (only with FBUPSCALE_QUIT_WHEN_SHOWN set)."""
+    """The start-up probe of bench/gui_startup.py and the bundle smoke test (packaging/launch.py)
+    reads these lines (only with FBUPSCALE_QUIT_WHEN_SHOWN set)."""
     print(f"{stage} {time.perf_counter() - started:.4f}", flush=True)
 
 
@@ -111,6 +112,8 @@ def _build(
     session = Session(SettingsModel())
     gpu = GpuMonitor()
     window.build(session, gpu)
+    window.errors.install_hooks()  # an error in a slot or a thread is shown and logged
+    loop.set_exception_handler(window.errors.asyncio_exception)  # and in an asyncio callback
     if os.environ.get("FBUPSCALE_QUIT_WHEN_SHOWN"):
         _report("ready", started)
         window.confirm_on_close = False

@@ -235,7 +235,7 @@ def test_schema_3_requests_read_as_exact_folder_requests() -> None:
     for ref in ("flux", "controlnet"):
         del data[ref]["format"], data[ref]["quant"]
     old = ReconstructionRequest.from_dict(data)
-    assert old.speed == "exact" and old.flux_base is None and old.version == 4
+    assert old.speed == "exact" and old.flux_base is None and old.version == 5
     assert old.storage == "native"
 
 

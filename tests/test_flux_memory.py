@@ -141,3 +141,59 @@ def test_memory_plan_for_the_cards_operators_have() -> None:
         "80 GB",
     ]
     assert all("predicted peak" in line for line in lines[1:])
+
+
+def test_nf4_is_never_planned_without_cuda_and_asking_for_it_is_one_clear_line(
+    request_: ReconstructionRequest,
+) -> None:
+    from fbupscale_gui.core.request import Preprocess
+
+    for card in (4, 8, 16, 24, 48, 80):
+        for size in (512, 1024, 2048):
+            assert plan(card, "bf16", size=size).storage != "nf4"
+    # on a CUDA card with bitsandbytes, 16 GB runs NF4 resident, with its predicted peak
+    p16 = plan(16, "bf16", nf4=True)
+    assert (p16.storage, p16.memory_mode) == ("nf4", "none") and p16.peak_gib <= 16
+    assert plan(24, "bf16", nf4=True).storage == "fp8"  # NF4 only where fp8 does not fit
+    row = plan_lines("bf16")[1].strip()
+    assert (
+        row.startswith("16 GB: transformer nf4") and f"predicted peak {p16.peak_gib:.1f} GiB" in row
+    )
+    # this machine has no CUDA: asking for NF4 is refused before anything loads
+    eng = Engine()
+    try:
+        with pytest.raises(RequestError) as info:
+            list(
+                eng.run(request_.replace(storage="nf4", preprocess=Preprocess(size=64)), None, None)
+            )
+        text = str(info.value)
+        assert (
+            "\n" not in text and "nf4" in text and "CUDA" in text and "this run is on cpu" in text
+        )
+        assert eng.flux.pipelines is None
+    finally:
+        eng.release()
+
+
+def test_vae_tiling_is_a_recorded_choice_that_reproduces(request_: ReconstructionRequest) -> None:
+    from fbupscale_gui.core.request import Preprocess
+
+    # the plan tiles where decoding whole would not fit, never on a large card at 1024 px
+    assert plan(8, "bf16", size=4096).vae_tiling and not plan(48, "bf16").vae_tiling
+    assert "VAE tiled" in plan(8, "bf16", size=4096).describe()
+    # 128 px: the tiny VAE's 64 px tiles really split the image
+    req = request_.replace(
+        preprocess=Preprocess(size=128), stage2=Stage2Params(enabled=False), variants=1
+    )
+    eng = Engine()
+    try:
+        auto = list(eng.run(req, None, None))
+        on = list(eng.run(req.replace(vae_tiling="on"), None, None))
+        again = list(eng.run(on[0].request.with_only(on[0].key), None, None))
+    finally:
+        eng.release()
+    assert auto[0].request.vae_tiling == "off"  # no memory plan on the CPU: whole
+    assert on[0].request.vae_tiling == "on" and "vae-tiled" in on[0].runtime
+    a, b = (np.asarray(c[0].image, dtype=np.int16) for c in (auto, on))
+    assert np.abs(a - b).mean() > 0  # tiles change pixels...
+    assert np.array_equal(np.asarray(again[0].image), np.asarray(on[0].image))  # ...reproducibly

@@ -130,3 +130,36 @@ def test_compiled_compiles_the_repeated_blocks_once_and_only_for_compiled(
         assert len(compiled) == 1
     finally:
         eng.release()
+
+
+def test_fast_mag_skips_cached_stage1_steps_after_its_retention_and_never_stage2(
+    engine: Engine, request_: ReconstructionRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MagCache skips whole steps (from the first block): with a threshold nothing reaches,
+    a 3-step stage 1 computes its first step (the 20 % retention rounds to 1) and skips the
+    other 2; stage 2 stays uncached; the state is reset per run, so a candidate reproduces."""
+    monkeypatch.setattr(flux_speed, "MAG_THRESHOLD", 1e9)
+    stage1_only = request_.replace(stage2=Stage2Params(enabled=False))
+    exact = render(engine, stage1_only)
+    calls = count_tail_calls(engine)
+    mag = render(engine, stage1_only.replace(speed="fast-mag"))
+    assert calls[0] == 2 * 1
+    assert mag[0].request.speed == "fast-mag" and "fast-mag" in mag[0].runtime
+    assert not np.array_equal(np.asarray(mag[0].image), np.asarray(exact[0].image))
+    calls[0] = 0
+    both = render(engine, request_.replace(speed="fast-mag"))
+    assert calls[0] == 2 * 1 + 2 * 2
+    assert not engine.flux.pipelines.transformer.is_cache_enabled  # type: ignore[union-attr]
+    key = CandidateKey(1, False, 2)
+    (alone,) = render(engine, request_.replace(speed="fast-mag").with_only(key))
+    (inside,) = [c for c in both if c.key == key]
+    assert np.array_equal(np.asarray(alone.image), np.asarray(inside.image))
+
+
+def test_mag_ratios_follow_the_img2img_tail_of_the_schedule() -> None:
+    from diffusers.hooks.mag_cache import FLUX_MAG_RATIOS
+
+    config = flux_speed._cache_config("fast-mag", 80, 60)
+    assert config.num_inference_steps == 60 and len(config.mag_ratios) == 60
+    assert float(config.mag_ratios[-1]) == float(FLUX_MAG_RATIOS[-1])  # the last step's ratio
+    assert float(config.mag_ratios[0]) != float(FLUX_MAG_RATIOS[0])  # not the first step's

@@ -35,6 +35,8 @@ def poll():
         prompt=session.cutouts.cutouts()[0].prompt,
         gpu=w.gpu_label.text(),
         heavy=sorted(m for m in ("torch", "diffusers") if m in sys.modules),
+        hooks=[type(getattr(h, "__self__", None)).__name__
+               for h in (sys.excepthook, threading.excepthook)],
     )
     w.confirm_on_close = False
     w.close()
@@ -67,4 +69,5 @@ def test_entry_point_loads_paths_and_exits_cleanly(tmp_path: Path) -> None:
     assert seen["prompt"]  # box.scene.json, loaded next to the cutout
     assert seen["gpu"]  # "No NVIDIA GPU — CPU mode" here, a reading on a GPU machine
     assert seen["heavy"] == []
+    assert seen["hooks"] == ["ErrorChannel", "ErrorChannel"]  # slot and thread errors shown
     assert "Traceback" not in out.stderr

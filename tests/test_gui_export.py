@@ -147,6 +147,43 @@ def test_export_problems_are_reported_in_the_window(
     assert any("Export failed" in t and "blocker" in t for t in window.messages.texts())
 
 
+def test_an_exported_pick_is_known_by_its_own_id_not_its_address(qapp, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A new pick at the address of an exported one that was dropped is still unexported
+    (Python reuses ``id()`` once an object is freed)."""
+    from PySide6.QtGui import QImage
+
+    from fbupscale_gui.state.candidates import CandidateEntry
+    from fbupscale_gui.worker.bridge import ReadyCandidate
+
+    settings = SettingsModel(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    settings.update(export_dir=str(tmp_path / "exports"))
+    session = Session(settings, runner_factory=FakeRunner)
+    path = tmp_path / "a.png"
+    Image.new("RGB", (64, 80), (10, 100, 30)).save(path)
+    session.cutouts.add_paths([path])
+    cutout = session.cutouts.at(0)
+    candidate = Candidate(
+        CandidateKey(0, False, 2), 5, Image.new("RGB", (256, 320)), ReconstructionRequest()
+    )
+    ready = ReadyCandidate(candidate, QImage(), QImage(), None)
+    thumb = QImage()
+    for _attempt in range(50):  # the allocator usually, not always, reuses the address at once
+        first = session.candidates.add(cutout.id, session.candidates.new_run(cutout.id), ready)
+        session.export()
+        assert session.unexported_picks() == []
+        session.candidates.discard(first)  # e.g. its file could not be read back
+        address = id(first)
+        del first  # freed now: the next entry of the same size usually takes its address
+        entry = CandidateEntry(cutout.id, 2, candidate, None, thumb)
+        if id(entry) == address:
+            break
+    else:
+        pytest.fail("the allocator never reused a freed entry's address")
+    session.candidates.pick(entry)
+    assert session.unexported_picks() == [entry]
+    session.shutdown(timeout_ms=5_000)
+
+
 def test_quitting_with_unexported_picks_asks_and_can_export(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QMessageBox

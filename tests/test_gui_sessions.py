@@ -144,7 +144,7 @@ def test_prompt_edits_in_the_window_are_recorded(qtbot, window: MainWindow, tmp_
     add_cutout(window, tmp_path / "in")
     window.cutouts.select_row(0)
     window.scene_editor._prompt_edit.setPlainText("a keeper diving to his left")
-    window._store_editor()
+    window.editor_sync.store()
     assert window.session.recorder.flush(10)
     folder = window.session.session_path
     assert folder is not None

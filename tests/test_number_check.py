@@ -261,10 +261,10 @@ def test_the_scene_form_shows_the_suggestion_and_keeps_the_scene(qtbot, window, 
     editor = window.scene_editor
     before = editor.scene()
     text = suggestion_text([_r("9", 0.96)])
-    window._on_numbers_suggested(cutout.id, text)
+    window.editor_sync.on_numbers_suggested(cutout.id, text)
     assert editor.number_hint.text() == text and editor.number_hint.isVisibleTo(window)
     assert editor.scene() == before  # nothing filled in
-    window._on_numbers_suggested(cutout.id + 999, "another cutout's")
+    window.editor_sync.on_numbers_suggested(cutout.id + 999, "another cutout's")
     assert editor.number_hint.text() == text  # only the current cutout's suggestion shows
 
 

@@ -543,7 +543,8 @@ def test_restore_lists_everything_first_and_decodes_candidates_off_the_gui_threa
     for e in entries:
         assert e.is_loaded and e.has_thumb
         assert max(e.thumb.width(), e.thumb.height()) <= 240
-    by_id = {-tok: e for e, tok in session.recorder._cand_ids.values()}
+    by_uid = {e.uid: e for e in entries}
+    by_id = {-tok: by_uid[uid] for uid, tok in session.recorder._cand_ids.items()}
     for cid, pixels in stored.items():
         assert by_id[cid].candidate.image.tobytes() == pixels
         assert by_id[cid].image.width() == 1024

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
-from fbupscale_gui.core.errors import FbError
+from fbupscale_gui.core.errors import FbError, error_line
 from fbupscale_gui.storage.paths import shown
 
 if TYPE_CHECKING:
@@ -36,7 +36,6 @@ __all__ = [
     "error",
     "missing_extra",
     "note",
-    "one_line",
     "output_name",
     "save_new",
     "scene_prompt",
@@ -87,17 +86,9 @@ def note(message: str, prog: str = PROG) -> None:
     print(f"{prog}: {shown(message)}", file=sys.stderr, flush=True)
 
 
-def one_line(exc: BaseException) -> str:
-    """``exc`` as one line for the operator: an OS error names its file."""
-    if isinstance(exc, OSError) and not isinstance(exc, FbError):
-        where = f"{exc.filename}: " if exc.filename else ""
-        return f"{where}{exc.strerror or exc}"
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def error(exc: BaseException | str, prog: str = PROG) -> int:
     """``PROG: error: ONE LINE`` on stderr; returns :data:`EXIT_ERROR`."""
-    message = exc if isinstance(exc, str) else one_line(exc)
+    message = exc if isinstance(exc, str) else error_line(exc)
     print(f"{prog}: error: {shown(message)}", file=sys.stderr, flush=True)
     return EXIT_ERROR
 

@@ -34,6 +34,27 @@ def cmd_doctor(args: argparse.Namespace, cancel: CancelFlag) -> int:
             controlnet=ModelRef(path=args.controlnet or "", repo_id=CONTROLNET_REPO_ID),
             lora=lora,
             models_root=args.models_root,
+            parts=_part_args(args),
         )
     )
     return 0
+
+
+def _part_args(args: argparse.Namespace) -> dict[str, str]:
+    """The part files given on their own (--vae, --clip-l, --t5, --tokenizers)."""
+    from fbupscale_gui.storage.weight_files import find_tokenizers
+
+    parts = {
+        name: path
+        for name, path in (
+            ("vae", args.vae),
+            ("text_encoder", args.clip_l),
+            ("text_encoder_2", args.t5),
+        )
+        if path
+    }
+    if args.tokenizers:
+        found = find_tokenizers(args.tokenizers)
+        for name in ("tokenizer", "tokenizer_2"):
+            parts[name] = str(found.get(name, args.tokenizers))
+    return parts

@@ -30,9 +30,8 @@ from fbupscale_gui.cli.common import (
     error,
     missing_extra,
     note,
-    one_line,
 )
-from fbupscale_gui.core.errors import Cancelled, FbError
+from fbupscale_gui.core.errors import Cancelled, FbError, error_line
 
 __all__ = ["COMMANDS", "BrokenCommandError", "build_parser", "main"]
 
@@ -98,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise BrokenCommandError(
                 f"the '{command.name}' command cannot be loaded: its module {command.module} "
-                f"failed to import ({type(exc).__name__}: {one_line(exc)}); this install is "
+                f"failed to import ({type(exc).__name__}: {error_line(exc)}); this install is "
                 "broken: reinstall fbupscale, or report it"
             ) from exc
         getattr(module, command.adder)(sub)

@@ -43,6 +43,7 @@ from fbupscale_gui.core.request import (
     FLUX_REPO_ID,
     MODEL_ENGINE_PREFIX,
     Device,
+    FluxParts,
     LoraParams,
     MemoryMode,
     ModelRef,
@@ -53,6 +54,8 @@ from fbupscale_gui.core.request import (
     Stage1Params,
     Stage2Params,
     StageName,
+    Storage,
+    VaeTiling,
     canonical_engine,
     is_fast_engine,
     is_model_engine,
@@ -196,8 +199,20 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--models-root",
         metavar="DIR",
-        help="a ComfyUI/Forge models tree (extra_model_paths.yaml honoured): "
-        "the FLUX transformer file is taken from it unless --flux is given",
+        help="a ComfyUI/Forge install or models tree (extra_model_paths.yaml honoured): the "
+        "FLUX transformer, VAE, text encoder and tokenizer files are taken from it unless "
+        "given on their own",
+    )
+    p.add_argument("--vae", metavar="FILE", help="FLUX VAE file (ae.safetensors)")
+    p.add_argument("--clip-l", metavar="FILE", help="CLIP-L text encoder file (clip_l.safetensors)")
+    p.add_argument(
+        "--t5", metavar="FILE", help="T5-XXL text encoder file (t5xxl_fp16 or t5xxl_fp8_e4m3fn)"
+    )
+    p.add_argument(
+        "--tokenizers",
+        metavar="DIR",
+        help="a folder holding the CLIP-L and T5 tokenizers: tokenizer/ and tokenizer_2/, or a "
+        "ComfyUI or Forge install (their code ships them)",
     )
     p.add_argument("--controlnet", metavar="PATH", help="ControlNet upscaler folder")
     p.add_argument("--lora", metavar="PATH", help="football LoRA .safetensors")
@@ -211,8 +226,21 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
         "--speed",
         choices=get_args(Speed),
         default="exact",
-        help="exact: every step computed; fast: First Block Cache on stage 1; "
-        "compiled: regional compile of the repeated blocks",
+        help="exact: every step computed; fast: First Block Cache on stage 1; fast-mag: "
+        "MagCache on stage 1; compiled: regional compile of the repeated blocks",
+    )
+    p.add_argument(
+        "--storage",
+        choices=get_args(Storage),
+        default="auto",
+        help="FLUX transformer weights: native (the file's), fp8 (layerwise casting), "
+        "nf4 (bitsandbytes, CUDA only); auto follows the memory plan",
+    )
+    p.add_argument(
+        "--vae-tiling",
+        choices=get_args(VaeTiling),
+        default="auto",
+        help="decode in VAE tiles (less memory, slightly other pixels); auto follows the plan",
     )
 
 
@@ -265,6 +293,8 @@ def _template_request(args: argparse.Namespace) -> ReconstructionRequest:
             precision=args.precision,
             memory_mode=args.memory_mode,
             speed=args.speed,
+            storage=args.storage,
+            vae_tiling=args.vae_tiling,
         )
     except RequestError as exc:
         raise UsageError(str(exc)) from None
@@ -281,6 +311,10 @@ def _resolve_models(
             ("--flux", args.flux),
             ("--flux-base", args.flux_base),
             ("--models-root", args.models_root),
+            ("--vae", args.vae),
+            ("--clip-l", args.clip_l),
+            ("--t5", args.t5),
+            ("--tokenizers", args.tokenizers),
             ("--controlnet", args.controlnet),
             ("--lora", args.lora),
         )
@@ -307,14 +341,54 @@ def _resolve_models(
             return template.replace(engine=engine, sr_model=_sr_model_ref(engine))
         return template.replace(engine=engine)
     flux = _locate(flux_path(args), FLUX_REPO_ID, "flux")
+    parts = _flux_parts(args, flux)
     flux_base = _locate(args.flux_base, "", "flux_base") if args.flux_base else None
     controlnet = _locate(args.controlnet, CONTROLNET_REPO_ID, "controlnet")
     lora = template.lora
     if args.lora:
         lora = dataclasses.replace(lora, model=_locate(args.lora, "", "lora"))
     return template.replace(
-        engine="flux", flux=flux, flux_base=flux_base, controlnet=controlnet, lora=lora
+        engine="flux",
+        flux=flux,
+        flux_base=flux_base,
+        parts=parts,
+        controlnet=controlnet,
+        lora=lora,
     )
+
+
+def _flux_parts(args: argparse.Namespace, flux: ModelRef) -> FluxParts:
+    """The VAE, text encoder and tokenizer files a single-file ``flux`` takes: each given
+    on its own, else found under ``--models-root`` or ``--tokenizers``; the rest comes from
+    ``--flux-base``, and the engine names whatever is still missing."""
+    if not Path(flux.path).is_file():
+        if any((args.vae, args.clip_l, args.t5, args.tokenizers)):
+            raise UsageError(
+                "--vae, --clip-l, --t5 and --tokenizers apply to a single-file --flux; "
+                f"{flux.path} is a FLUX folder that brings its own"
+            )
+        return FluxParts()
+    from fbupscale_gui.storage.weight_files import find_tokenizers, part_files_under
+
+    chosen: dict[str, str] = {}
+    if args.models_root:
+        chosen.update({k: str(v) for k, v in part_files_under(args.models_root).items()})
+    if args.tokenizers:
+        tokenizers = find_tokenizers(args.tokenizers)
+        if not tokenizers:
+            raise UsageError(
+                f"--tokenizers {args.tokenizers}: no tokenizer/ or tokenizer_2/ folder (nor "
+                "ComfyUI's comfy/sd1_tokenizer, comfy/text_encoders/t5_tokenizer) in it"
+            )
+        chosen.update({k: str(v) for k, v in tokenizers.items()})
+    for name, path in (
+        ("vae", args.vae),
+        ("text_encoder", args.clip_l),
+        ("text_encoder_2", args.t5),
+    ):
+        if path:
+            chosen[name] = path
+    return FluxParts(**{name: _locate(path, "", name) for name, path in chosen.items()})
 
 
 def flux_path(args: argparse.Namespace) -> str | None:

@@ -1,7 +1,8 @@
 """The application's own error types.
 
 Every error a user can cause or meet carries a one-line, actionable message. Anything else
-reaching the user is a bug.
+reaching the user is a bug. :func:`error_line` is the one way an exception becomes a line for
+the operator (the window's message bar, a command's stderr, a problem in a list).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ __all__ = [
     "ModelNotFoundError",
     "RenderError",
     "RequestError",
+    "error_line",
 ]
 
 
@@ -89,3 +91,31 @@ class GpuOutOfMemoryError(FbError):
         )
         extra = f" ({detail})" if detail else ""
         super().__init__(f"GPU out of memory in memory mode '{mode}'{extra}; {advice}.")
+
+
+def error_line(
+    exc: BaseException, *, where: bool = True, limit: int = 0, unexpected: bool = False
+) -> str:
+    """``exc`` as one line for the operator.
+
+    - An operating-system error (:class:`OSError` that is not one of ours) reads
+      ``FILE: reason`` (its ``strerror``), or just the reason with ``where=False`` (the caller
+      names the file already).
+    - Any other error reads as its message; ``unexpected=True`` marks an error that is neither
+      ours nor the operating system's as a bug: ``unexpected error (TypeName: message); the
+      details are in the log``.
+    - Line breaks and runs of spaces become one space; an empty message is the type's name.
+    - ``limit`` > 0 cuts the line to at most that many characters, ending in "…".
+    """
+    if isinstance(exc, OSError) and not isinstance(exc, FbError):
+        text = str(exc.strerror or exc)
+        if where and exc.filename:
+            text = f"{exc.filename}: {text}"
+    elif unexpected and not isinstance(exc, FbError):
+        text = f"unexpected error ({type(exc).__name__}: {exc}); the details are in the log"
+    else:
+        text = str(exc)
+    text = " ".join(text.split()) or type(exc).__name__
+    if 0 < limit < len(text):
+        text = text[: limit - 1] + "…"
+    return text

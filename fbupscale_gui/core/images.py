@@ -21,7 +21,7 @@ from typing import Final
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from fbupscale_gui.core.errors import InputImageError
+from fbupscale_gui.core.errors import InputImageError, error_line
 from fbupscale_gui.core.request import PadMode, Preprocess
 
 __all__ = [
@@ -123,12 +123,15 @@ def decode_cutout(data: bytes, name: str = "<memory>") -> CutoutInfo:
             name, f"not an image, or not in a supported format ({_FORMAT_NAMES})"
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InputImageError(name, f"unreadable or truncated image ({_short(exc)})") from None
+        raise InputImageError(
+            name, f"unreadable or truncated image ({error_line(exc, where=False, limit=161)})"
+        ) from None
     except MemoryError:
         raise InputImageError(name, "not enough memory to decode this image") from None
     except Exception as exc:  # any other decoder failure on hostile bytes is still "unreadable"
         raise InputImageError(
-            name, f"unreadable image ({type(exc).__name__}: {_short(exc)})"
+            name,
+            f"unreadable image ({type(exc).__name__}: {error_line(exc, where=False, limit=161)})",
         ) from None
     return CutoutInfo(image=rgb, format=fmt, original_mode=original_mode, notes=tuple(notes))
 
@@ -164,11 +167,6 @@ def _exif_transposed(img: Image.Image, notes: list[str]) -> Image.Image:
     if isinstance(orientation, int) and 2 <= orientation <= 8:
         notes.append(f"EXIF orientation {orientation} applied")
     return turned
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return (text[:160] + "…") if len(text) > 160 else (text or type(exc).__name__)
 
 
 def _to_rgb(img: Image.Image, notes: list[str] | None = None) -> Image.Image:

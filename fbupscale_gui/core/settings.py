@@ -152,7 +152,7 @@ SPECS: Final[tuple[SettingSpec, ...]] = (
     SettingSpec(
         "flux_base_dir",
         lambda: "",
-        "FLUX base folder for a single-file transformer (text encoders, tokenizers, VAE)",
+        "FLUX base folder or ComfyUI/Forge install, for a single-file transformer",
         _path_value,
     ),
     SettingSpec(

@@ -8,16 +8,19 @@ fingerprinting, so it stays fast), the Real-ESRGAN weights, and the memory mode 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import platform
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Final
 
 from fbupscale_gui.core.errors import FbError, ModelNotFoundError
 from fbupscale_gui.core.request import CONTROLNET_REPO_ID, FLUX_REPO_ID, ModelRef
 from fbupscale_gui.engine import devices
 from fbupscale_gui.engine.flux_plan import CARDS_GIB, plan
 from fbupscale_gui.storage.weight_files import discover_models_root
-from fbupscale_gui.storage.weights import locate
+from fbupscale_gui.storage.weights import PART_SOURCES, locate
 
 __all__ = ["nvml_summary", "report"]
 
@@ -77,6 +80,15 @@ def _model_line(
     return f"{label}: {found.path} ({found.source})"
 
 
+_PART_LABELS: Final = {
+    "vae": "VAE",
+    "text_encoder": "CLIP-L",
+    "text_encoder_2": "T5",
+    "tokenizer": "CLIP-L tokenizer",
+    "tokenizer_2": "T5 tokenizer",
+}
+
+
 def _realesrgan_line() -> str:
     try:
         from fbupscale_gui.engine.fast import realesrgan_model_files
@@ -98,8 +110,11 @@ def report(
     search_dirs: tuple[str | Path, ...] = (),
     hf_cache: str | Path | None = None,
     models_root: str | Path | None = None,
+    parts: Mapping[str, str] | None = None,
 ) -> str:
-    """The doctor report as text. Never raises for a missing model or GPU: it reports them."""
+    """The doctor report as text. Never raises for a missing model or GPU: it reports them.
+    ``parts``: a single-file transformer's part files given on their own (component name ->
+    path: "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")."""
     lines = [f"Python {platform.python_version()} ({sys.executable})"]
     try:
         import torch
@@ -133,6 +148,9 @@ def report(
         lines.extend(models_root_lines(models_root))
     if flux_base is not None:
         lines.append(_model_line("FLUX base", flux_base, "flux_base", search_dirs, hf_cache))
+    for name, path in (parts or {}).items():
+        label = _PART_LABELS.get(name, name)
+        lines.append(_model_line(label, ModelRef(path=path), name, search_dirs, hf_cache))
     lines.append(_model_line("ControlNet upscaler", cn_ref, "controlnet", search_dirs, hf_cache))
     if lora is not None:
         lines.append(_model_line("LoRA", lora, "lora", search_dirs, hf_cache))
@@ -149,7 +167,9 @@ def report(
         lines.append(f"Runtime (auto): {rt.device} {rt.precision}{free_text}")
         lines.append(f"Memory mode (auto): {rt.memory_mode}{why}")
         if free is not None:
-            lines.append(f"Memory plan (this card): {plan(free / devices.GIB, quant).describe()}")
+            nf4 = importlib.util.find_spec("bitsandbytes") is not None
+            this_card = plan(free / devices.GIB, quant, nf4=nf4)
+            lines.append(f"Memory plan (this card): {this_card.describe()}")
     lines.extend(plan_lines(quant))
     return "\n".join(lines)
 
@@ -185,11 +205,15 @@ def models_root_lines(root: str | Path) -> list[str]:
         ("LoRA", found.loras),
     ):
         lines.append(f"  {label}: {', '.join(str(f) for f in files) or 'none found'}")
+    for name, label in (("tokenizer", "CLIP-L tokenizer"), ("tokenizer_2", "T5 tokenizer")):
+        folder = found.tokenizers.get(name)
+        lines.append(f"  {label}: {folder if folder else 'none found — ' + PART_SOURCES[name]}")
     return lines
 
 
 def plan_lines(quant: str) -> list[str]:
-    """The memory plan and predicted peak for 16, 24, 48 and 80 GB cards."""
-    return [f"Memory plan ({quant} transformer, 1024 px, both stages):"] + [
-        f"  {plan(card, quant).describe()}" for card in CARDS_GIB
+    """The memory plan and predicted peak for 16, 24, 48 and 80 GB CUDA cards (NF4 where it
+    helps: it needs CUDA and bitsandbytes)."""
+    return [f"Memory plan ({quant} transformer, 1024 px, both stages, CUDA cards):"] + [
+        f"  {plan(card, quant, nf4=True).describe()}" for card in CARDS_GIB
     ]

@@ -10,58 +10,49 @@ candidate k depend on candidates 0..k-1.) Both LoRA branches of stage 2 use the 
 their difference is the LoRA alone. A stage-1 result is computed once per (variant, stage-1
 LoRA state) and shared by the branches that need it.
 
-Models. ``FluxControlNetPipeline(**stage1.components, controlnet=...)`` shares every module
-with stage 1 (``from_pipe`` would silently cast shared modules to float32). Loaded pipelines
-are cached across runs keyed by model identity, device, precision and memory mode; only one
-set is kept, since two FLUX models never fit in memory at once.
-
-Memory modes and shared modules (CUDA only):
-
-* ``none``: every module on the GPU; both pipelines simply use them.
-* ``model``: accelerate's model offload chains one hook per module, and a module holds one
-  hook at a time, so the two pipelines cannot both own hooks on the shared modules. Before a
-  stage runs, the pipeline that last owned the hooks has them removed, and the stage's own
-  pipeline calls ``enable_model_cpu_offload`` (cheap: everything is already on the CPU, as
-  each pipeline call ends by offloading). The prompt is encoded once per run, so the text
-  encoders are not moved again for every candidate.
-* ``group`` / ``sequential``: hooks are per module and carry the target device, so they are
-  applied once to the union of both pipelines' modules and serve either pipeline.
-
-LoRAs are loaded with all accelerate hooks removed and the mode re-applied afterwards (diffusers
-otherwise re-applies offload on the loading pipeline only, see diffusers #10914 / #11791).
-
-Files (:mod:`.flux_files`): the transformer may be a single file (BFL/ComfyUI layout, fp8,
-fp8_scaled, GGUF) whose other parts come from ``request.flux_base``, and the ControlNet a single
-diffusers-layout file. The same weights render pixel-identically whichever way they were
-stored: on the CPU that needs MKL's alignment-independent mode (``MKL_CBWR``, set in the
-package's ``__init__``), as a folder's weights are memory-mapped at whatever offset the file
-put them and a single file's are fresh allocations.
-
-Memory plan (:mod:`.flux_plan`): ``storage`` "fp8" casts the transformer layerwise after its
-LoRAs are loaded (a LoRA arriving later reloads the set, LoRA first); the prompt is encoded once
-per prompt text per loaded set, and without offload on CUDA the text encoders visit the GPU only
-for that. Speed modes (:mod:`.flux_speed`): First Block Cache around stage-1 calls only, or
-regional compile of the repeated blocks.
+Models (:mod:`.flux_pipelines`): both stages share every module, loaded from a diffusers
+folder or single files, held in the memory mode and weight storage the plan chose. Loaded
+pipelines are cached across runs keyed by model identity, device, precision and memory mode;
+only one set is kept, since two FLUX models never fit in memory at once. LoRAs are loaded with
+all accelerate hooks removed and the mode re-applied afterwards (diffusers otherwise re-applies
+offload on the loading pipeline only, see diffusers #10914 / #11791). Speed modes
+(:mod:`.flux_speed`): First Block Cache or MagCache around stage-1 calls only, or regional
+compile of the repeated blocks.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from fbupscale_gui.core.errors import Cancelled, GpuOutOfMemoryError, RequestError
 from fbupscale_gui.core.images import crop_to_content, standardise
-from fbupscale_gui.core.job import Candidate, IsCancelled, Note, OnProgress, Progress
-from fbupscale_gui.core.request import CandidateKey, ModelRef, ReconstructionRequest, Stage1Params
+from fbupscale_gui.core.job import Candidate, IsCancelled, Note, OnProgress
+from fbupscale_gui.core.request import (
+    CandidateKey,
+    FluxParts,
+    ModelRef,
+    ReconstructionRequest,
+)
 from fbupscale_gui.engine import devices
 from fbupscale_gui.engine.devices import Runtime
 from fbupscale_gui.engine.finite import require_finite
-from fbupscale_gui.engine.flux_files import load_controlnet_file, load_transformer_file
+from fbupscale_gui.engine.flux_pipelines import (
+    PipelinePair,
+    activate,
+    attach_controlnet,
+    cast_to_fp8,
+    encode_prompt,
+    load_pipelines,
+    place,
+    strip_hooks,
+)
 from fbupscale_gui.engine.flux_plan import plan
+from fbupscale_gui.engine.flux_progress import Tracker, plan_steps
 from fbupscale_gui.engine.flux_speed import compile_blocks, stage1_cache
 from fbupscale_gui.engine.lora import (
     adapter_name_for,
@@ -75,227 +66,14 @@ from fbupscale_gui.storage.weights import LocatedModel, check_flux_base, locate
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = ["FluxRunner", "PipelinePair", "load_pipelines", "plan_steps", "stage1_steps"]
+__all__ = ["FluxRunner"]
 
 
-def stage1_steps(params: Stage1Params) -> int:
-    """Denoising steps diffusers' img2img really runs (its own rounding, not ``int(s*x)``)."""
-    return params.effective_steps
-
-
-@dataclass
-class PipelinePair:
-    """Stage-1 and (once a ControlNet is needed) stage-2 pipelines sharing every module."""
-
-    key: tuple[str, ...]
-    runtime: Runtime
-    stage1: Any
-    stage2: Any = None
-    controlnet_key: tuple[str, ...] = ()
-    #: model offload: the pipeline whose accelerate hooks are installed now (None: none are)
-    hooks_owner: Any = None
-    #: group offload: ids of modules already group-offloaded
-    grouped: set[int] = field(default_factory=set)
-    sequential_applied: bool = False
-    #: fp8 layerwise casting applied to the transformer (LoRAs must be loaded before it)
-    fp8_cast: bool = False
-    #: prompt text -> (prompt_embeds, pooled_prompt_embeds), encoded once per loaded set
-    prompts: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-
-    @property
-    def transformer(self) -> Any:
-        return self.stage1.transformer
-
-    def modules(self) -> dict[str, Any]:
-        import torch
-
-        pipe = self.stage2 if self.stage2 is not None else self.stage1
-        return {k: v for k, v in pipe.components.items() if isinstance(v, torch.nn.Module)}
-
-
-def load_pipelines(
-    flux_dir: str | Path,
-    controlnet_dir: str | Path | None,
-    runtime: Runtime,
-    *,
-    key: tuple[str, ...] = (),
-    base: str | Path | None = None,
-) -> PipelinePair:
-    """Load FLUX.1-dev (and the ControlNet) offline in ``runtime``'s precision, not yet placed.
-
-    ``flux_dir`` is a diffusers folder, or a single-file transformer (BFL/ComfyUI
-    .safetensors/.sft, fp8, GGUF) whose other parts come from the diffusers folder ``base``.
-    Raises OSError/ValueError from diffusers when a folder is damaged, ModelFileError for a
-    file that is not a FLUX transformer, ModelNotFoundError naming the parts ``base`` lacks.
-    """
-    from diffusers import FluxImg2ImgPipeline
-
-    dtype = devices.torch_dtype(runtime.precision)
-    if Path(flux_dir).is_file():
-        check_flux_base(flux_dir, base)
-        transformer, _desc = load_transformer_file(flux_dir, dtype, config_dir=base)
-        stage1 = FluxImg2ImgPipeline.from_pretrained(
-            str(base), transformer=transformer, dtype=dtype, local_files_only=True
-        )
-    else:
-        stage1 = FluxImg2ImgPipeline.from_pretrained(
-            str(flux_dir), dtype=dtype, local_files_only=True
-        )
-    stage1.set_progress_bar_config(disable=True)
-    pair = PipelinePair(key=key, runtime=runtime, stage1=stage1)
-    if controlnet_dir is not None:
-        attach_controlnet(pair, controlnet_dir)
-    return pair
-
-
-def attach_controlnet(
-    pair: PipelinePair, controlnet_dir: str | Path, key: tuple[str, ...] = ()
-) -> None:
-    """Load a ControlNet and build the stage-2 pipeline from stage 1's own modules."""
-    from diffusers import FluxControlNetModel, FluxControlNetPipeline
-
-    dtype = devices.torch_dtype(pair.runtime.precision)
-    if Path(controlnet_dir).is_file():
-        controlnet = load_controlnet_file(
-            controlnet_dir, dtype, pair.transformer.config.axes_dims_rope
-        )
-    else:
-        controlnet = FluxControlNetModel.from_pretrained(
-            str(controlnet_dir), dtype=dtype, local_files_only=True
-        )
-    # Not from_pipe: it would cast the shared modules to float32.
-    stage2: Any = FluxControlNetPipeline(**pair.stage1.components, controlnet=controlnet)
-    stage2.set_progress_bar_config(disable=True)
-    _strip_hooks(pair)  # place() re-applies the memory mode to the new set of modules
-    pair.stage2 = stage2
-    pair.controlnet_key = key
-
-
-# -- memory modes -------------------------------------------------------------------------
-
-
-def _strip_hooks(pair: PipelinePair) -> None:
-    """Remove accelerate offload hooks from every module (group offload is left in place)."""
-    mode = pair.runtime.memory_mode
-    if mode == "model":
-        for pipe in (pair.stage1, pair.stage2):
-            if pipe is not None:
-                pipe.remove_all_hooks()
-        pair.hooks_owner = None
-    elif mode == "sequential" and pair.sequential_applied:
-        for pipe in (pair.stage1, pair.stage2):
-            if pipe is not None:
-                pipe.remove_all_hooks()
-        pair.sequential_applied = False
-
-
-def place(pair: PipelinePair) -> None:
-    """Apply the memory mode to every module not yet covered (idempotent)."""
-    rt = pair.runtime
-    mode = rt.memory_mode
-    if mode == "none":
-        for name, module in pair.modules().items():
-            # text encoders visit the GPU only to encode a new prompt (encode_prompt)
-            module.to("cpu" if rt.is_cuda and name in _TEXT_ENCODERS else rt.device)
-    elif mode == "sequential":
-        if not pair.sequential_applied:
-            superset = pair.stage2 if pair.stage2 is not None else pair.stage1
-            superset.enable_sequential_cpu_offload(device=rt.device)
-            pair.sequential_applied = True
-    elif mode == "group":
-        import torch
-
-        for module in pair.modules().values():
-            if id(module) in pair.grouped:
-                continue
-            kwargs: dict[str, Any] = {
-                "onload_device": torch.device(rt.device),
-                "offload_device": torch.device("cpu"),
-                "offload_type": "block_level",
-                "num_blocks_per_group": 1,
-            }
-            if hasattr(module, "enable_group_offload"):
-                module.enable_group_offload(**kwargs)
-            else:
-                from diffusers.hooks import apply_group_offloading
-
-                apply_group_offloading(module, **kwargs)
-            pair.grouped.add(id(module))
-    # "model" is applied per stage by activate()
-
-
-def activate(pair: PipelinePair, pipe: Any) -> None:
-    """Make ``pipe`` ready to run: for model offload, move the hooks over to it."""
-    if pair.runtime.memory_mode != "model" or pair.hooks_owner is pipe:
-        return
-    other = pair.stage2 if pipe is pair.stage1 else pair.stage1
-    if other is not None:
-        other.remove_all_hooks()
-    if pair.stage2 is not None and pipe is pair.stage1:
-        pair.stage2.controlnet.to("cpu")  # a cancelled stage 2 can leave it on the GPU
-    pipe.enable_model_cpu_offload(device=pair.runtime.device)
-    pair.hooks_owner = pipe
-
-
-_TEXT_ENCODERS: Final = ("text_encoder", "text_encoder_2")
-
-
-def cast_to_fp8(pair: PipelinePair) -> None:
-    """fp8 storage for the transformer: weights kept in float8, upcast per layer to compute.
-    Call after loading LoRAs (diffusers' rule); norms and embeddings stay in full precision."""
-    import torch
-
-    if pair.fp8_cast:
-        return
-    pair.transformer.enable_layerwise_casting(
-        storage_dtype=torch.float8_e4m3fn,
-        compute_dtype=devices.torch_dtype(pair.runtime.precision),
+def _identified(asked: ModelRef, found: LocatedModel) -> ModelRef:
+    """``asked`` with the located file's identity (sha256, format, quantisation)."""
+    return dataclasses.replace(
+        asked, sha256=found.ref.sha256, format=found.ref.format, quant=found.ref.quant
     )
-    pair.fp8_cast = True
-
-
-def encode_prompt(pair: PipelinePair, prompt: str) -> tuple[Any, Any]:
-    """(prompt_embeds, pooled) for ``prompt``, encoded once per prompt text and loaded set.
-
-    Without offload on CUDA the text encoders live on the CPU and come to the GPU only here;
-    when they do not fit next to the resident weights, those step off the GPU meanwhile.
-    Encoding always runs on the pipeline's device, so embeddings do not depend on the card.
-    """
-    import torch
-
-    cached = pair.prompts.get(prompt)
-    if cached is not None:
-        return cached
-    pipe = pair.stage1
-    rt = pair.runtime
-    swap = rt.is_cuda and rt.memory_mode == "none"
-    moved: list[Any] = []
-    if swap:
-        encoders = [pipe.components[n] for n in _TEXT_ENCODERS]
-        need = sum(p.numel() * p.element_size() for e in encoders for p in e.parameters())
-        free = devices.free_vram_bytes(rt.device)
-        if free is not None and free < need * 1.2 + devices.GIB:
-            moved = [m for n, m in pair.modules().items() if n not in _TEXT_ENCODERS]
-            for module in moved:
-                module.to("cpu")
-        for encoder in encoders:
-            encoder.to(rt.device)
-    try:
-        with torch.no_grad():
-            embeds, pooled, _ = pipe.encode_prompt(
-                prompt=prompt,
-                prompt_2=None,
-                device=pipe._execution_device if not swap else torch.device(rt.device),
-                num_images_per_prompt=1,
-            )
-    finally:
-        if swap:
-            for name in _TEXT_ENCODERS:
-                pipe.components[name].to("cpu")
-            for module in moved:
-                module.to(rt.device)
-    pair.prompts[prompt] = (embeds, pooled)
-    return embeds, pooled
 
 
 # -- the runner ---------------------------------------------------------------------------
@@ -307,69 +85,6 @@ def _to_image(pipe: Any, images: Any, stage: str) -> Image.Image:
     require_finite(images, f"FLUX {stage}")
     image: Image.Image = pipe.image_processor.numpy_to_pil(images)[0]
     return image
-
-
-@dataclass
-class _Tracker:
-    """Progress over the whole job."""
-
-    on_progress: OnProgress | None
-    is_cancelled: IsCancelled | None
-    job_total: int
-    candidates: int
-    job_step: int = 0
-
-    def check(self) -> None:
-        if self.is_cancelled is not None and self.is_cancelled():
-            raise Cancelled()
-
-    def emit(
-        self,
-        stage: str,
-        step: int,
-        total: int,
-        candidate: int,
-        message: str = "",
-        note: Note | None = None,
-    ) -> None:
-        if self.on_progress is not None:
-            self.on_progress(
-                Progress(
-                    stage=stage,  # type: ignore[arg-type]
-                    step=step,
-                    total=total,
-                    job_step=self.job_step,
-                    job_total=self.job_total,
-                    candidate=candidate,
-                    candidates=self.candidates,
-                    message=message,
-                    note=note,
-                )
-            )
-
-    def callback(self, stage: str, candidate: int) -> Callable[..., dict[str, Any]]:
-        def on_step_end(pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            self.job_step += 1
-            total = int(getattr(pipe, "_num_timesteps", 0) or 0)
-            self.emit(stage, i + 1, total, candidate)
-            self.check()  # raising here discards the half-denoised latents: nothing is decoded
-            return {}
-
-        return on_step_end
-
-
-def plan_steps(request: ReconstructionRequest) -> tuple[int, int, int]:
-    """(stage-1 runs, stage-2 runs, denoising steps) the request's candidates need."""
-    stage1_runs: set[tuple[int, bool]] = set()
-    stage2_runs = 0
-    for key in request.candidate_keys():
-        if key.stage == 1:
-            stage1_runs.add((key.variant, key.lora))
-        else:
-            stage1_runs.add((key.variant, request.stage1_lora(key.lora)))
-            stage2_runs += 1
-    total = len(stage1_runs) * stage1_steps(request.stage1) + stage2_runs * request.stage2.steps
-    return len(stage1_runs), stage2_runs, total
 
 
 class FluxRunner:
@@ -389,6 +104,8 @@ class FluxRunner:
         self._pair: PipelinePair | None = None
         #: the runtime the memory plan chose for the run in progress
         self._planned: Runtime | None = None
+        #: free VRAM (GiB) measured before the loaded set was loaded, for its memory plan
+        self._free_gib: float | None = None
 
     @property
     def pipelines(self) -> PipelinePair | None:
@@ -410,28 +127,74 @@ class FluxRunner:
 
     def _plan(
         self, request: ReconstructionRequest, runtime: Runtime, flux: LocatedModel
-    ) -> tuple[Runtime, str]:
-        """The runtime and weight storage: ``auto`` ones follow the memory plan on CUDA
-        (the loaded set's runtime is kept: free VRAM now excludes what it holds)."""
-        if request.storage == "fp8" and flux.ref.format.startswith("gguf"):
+    ) -> tuple[Runtime, str, str]:
+        """The runtime, weight storage and VAE tiling: ``auto`` ones follow the memory plan on
+        CUDA. A loaded set keeps its runtime and storage (free VRAM now excludes what it
+        holds); its tiling follows the plan for the free VRAM measured before it loaded."""
+        gguf = flux.ref.format.startswith("gguf")
+        if request.storage in ("fp8", "nf4") and gguf:
             raise RequestError(
-                "storage: fp8 storage applies to 16-bit weights; a GGUF file stays quantised "
-                "(choose native or auto)"
+                f"storage: {request.storage} storage applies to 16-bit weights; a GGUF file "
+                "stays quantised (choose native or auto)"
+            )
+        nf4 = runtime.is_cuda and importlib.util.find_spec("bitsandbytes") is not None
+        if request.storage == "nf4" and not nf4:
+            raise RequestError(
+                "storage: nf4 (bitsandbytes 4-bit) runs on NVIDIA GPUs with CUDA and the "
+                "bitsandbytes package only"
+                + ("" if runtime.is_cuda else f"; this run is on {runtime.device}")
+                + " (choose auto, native or fp8)"
             )
         storage: str = request.storage
+        tiling: str = request.vae_tiling
         held = self._pair is not None and self._pair.runtime == runtime
-        free = devices.free_vram_bytes(runtime.device) if runtime.is_cuda and not held else None
-        if free is None:
+        if runtime.is_cuda and not held:
+            free = devices.free_vram_bytes(runtime.device)
+            self._free_gib = free / devices.GIB if free is not None else None
+        free_gib = self._free_gib if runtime.is_cuda else None
+        size = request.preprocess.size
+        quant = flux.ref.quant or runtime.precision
+        if held and self._pair is not None:
             if storage == "auto":
-                storage = self._pair.key[-1] if held and self._pair is not None else "native"
-            return runtime, storage
-        chosen = plan(free / devices.GIB, flux.ref.quant or runtime.precision, storage=storage)
+                storage = self._pair.key[-1]
+            if tiling == "auto":
+                chosen = (
+                    plan(free_gib, quant, storage=storage, nf4=nf4, size=size) if free_gib else None
+                )
+                tiling = "on" if chosen is not None and chosen.vae_tiling else "off"
+            return runtime, storage, tiling
+        if free_gib is None:
+            return (
+                runtime,
+                "native" if storage == "auto" else storage,
+                "off" if tiling == "auto" else tiling,
+            )
+        chosen = plan(free_gib, quant, storage=storage, nf4=nf4, size=size)
         if request.memory_mode == "auto" and not runtime.note:
             runtime = dataclasses.replace(runtime, memory_mode=chosen.memory_mode)
-        return runtime, chosen.storage
+        if tiling == "auto":
+            tiling = "on" if chosen.vae_tiling else "off"
+        return runtime, chosen.storage, tiling
+
+    def _locate_parts(
+        self, request: ReconstructionRequest, flux: LocatedModel
+    ) -> tuple[LocatedModel | None, dict[str, LocatedModel]]:
+        """The base folder and the parts' own files a single-file transformer needs; raises
+        ModelNotFoundError naming every part still missing and where to get it."""
+        if not flux.path.is_file():
+            if request.parts.given():
+                raise RequestError(
+                    "parts: a VAE, text encoder or tokenizer of its own applies to a "
+                    "single-file transformer; a FLUX folder brings its own"
+                )
+            return None, {}
+        parts = {name: self._locate(ref, name) for name, ref in request.parts.given().items()}
+        base = self._locate(request.flux_base, "flux_base") if request.flux_base else None
+        check_flux_base(flux.path, base.path if base is not None else None, parts)
+        return base, parts
 
     def _prepare(
-        self, request: ReconstructionRequest, runtime: Runtime, tracker: _Tracker
+        self, request: ReconstructionRequest, runtime: Runtime, tracker: Tracker
     ) -> tuple[PipelinePair, ReconstructionRequest, str | None, list[str]]:
         """Locate and load what the request needs; returns pipelines, the request with model
         hashes filled in, the LoRA adapter name (None when no candidate uses the LoRA), and
@@ -445,23 +208,19 @@ class FluxRunner:
         )
         tracker.emit("load", 0, 3, 0, "locating models")
         flux = self._locate(request.flux, "flux")
-        base: LocatedModel | None = None
-        if flux.path.is_file():
-            if request.flux_base is None:
-                check_flux_base(flux.path, None)  # raises, naming every missing part
-            else:
-                base = self._locate(request.flux_base, "flux_base")
+        base, parts = self._locate_parts(request, flux)
         cn = self._locate(request.controlnet, "controlnet") if needs_stage2 else None
         lora_model = request.lora.model
         lora = self._locate(lora_model, "lora") if (needs_lora and lora_model) else None
         tracker.check()
-        runtime, storage = self._plan(request, runtime, flux)
+        runtime, storage, tiling = self._plan(request, runtime, flux)
         self._planned = runtime
 
         key = (
             flux.ref.sha256,
             str(flux.path),
             str(base.path) if base is not None else "",
+            ";".join(f"{name}={part.path}" for name, part in sorted(parts.items())),
             runtime.device,
             runtime.precision,
             runtime.memory_mode,
@@ -482,7 +241,13 @@ class FluxRunner:
             self.release()
             tracker.emit("load", 1, 3, 0, f"loading {request.flux.repo_id or flux.path.name}")
             pair = load_pipelines(
-                flux.path, None, runtime, key=key, base=base.path if base is not None else None
+                flux.path,
+                None,
+                runtime,
+                key=key,
+                base=base.path if base is not None else None,
+                parts={name: part.path for name, part in parts.items()},
+                nf4=storage == "nf4",
             )
             self._pair = pair
             tracker.check()
@@ -497,7 +262,7 @@ class FluxRunner:
         adapter: str | None = None
         if lora is not None:
             if not is_lora_loaded(pair.transformer, lora.ref.sha256):
-                _strip_hooks(pair)  # load with no accelerate hooks; place() re-applies them
+                strip_hooks(pair)  # load with no accelerate hooks; place() re-applies them
                 report = ensure_lora_loaded(pair.stage1, lora.path, lora.ref.sha256)
                 if report is not None:  # every load is reported: what applied, what not
                     note = Note(report.level, report.summary(), "lora")
@@ -506,6 +271,11 @@ class FluxRunner:
         if storage == "fp8":
             cast_to_fp8(pair)
         place(pair)
+        vae = pair.stage1.vae  # shared by both stages; tiling changes pixels: recorded
+        if tiling == "on":
+            vae.enable_tiling()
+        else:
+            vae.disable_tiling()
         if request.speed == "compiled":
             plain = not pair.fp8_cast and getattr(pair.transformer, "hf_quantizer", None) is None
             compile_blocks(pair.transformer, fullgraph=plain)
@@ -513,24 +283,20 @@ class FluxRunner:
 
         resolved = request.replace(
             storage=storage,
-            flux=dataclasses.replace(
-                request.flux, sha256=flux.ref.sha256, format=flux.ref.format, quant=flux.ref.quant
-            ),
+            vae_tiling=tiling,
+            flux=_identified(request.flux, flux),
             flux_base=(
                 dataclasses.replace(request.flux_base, sha256=base.ref.sha256)
                 if base is not None and request.flux_base is not None
                 else request.flux_base
             ),
-            controlnet=(
-                dataclasses.replace(
-                    request.controlnet,
-                    sha256=cn.ref.sha256,
-                    format=cn.ref.format,
-                    quant=cn.ref.quant,
-                )
-                if cn is not None
-                else request.controlnet
+            parts=FluxParts(
+                **{
+                    name: _identified(request_part, parts[name])
+                    for name, request_part in request.parts.given().items()
+                }
             ),
+            controlnet=_identified(request.controlnet, cn) if cn else request.controlnet,
             lora=(
                 dataclasses.replace(
                     request.lora, model=dataclasses.replace(lora_model, sha256=lora.ref.sha256)
@@ -547,6 +313,7 @@ class FluxRunner:
                 ("FLUX base", request.flux_base if base else None, base),
                 ("ControlNet", request.controlnet if cn else None, cn),
                 ("LoRA", lora_model if lora else None, lora),
+                *((name, request.parts.given()[name], part) for name, part in parts.items()),
             )
             if asked is not None
             and found is not None
@@ -579,7 +346,7 @@ class FluxRunner:
             runtime = held
         keys = request.candidate_keys()
         _, _, job_total = plan_steps(request)
-        tracker = _Tracker(on_progress, is_cancelled, job_total, len(keys))
+        tracker = Tracker(on_progress, is_cancelled, job_total, len(keys))
         self._planned = None
         tracker.check()
         out_of_memory = False
@@ -606,7 +373,7 @@ class FluxRunner:
         cutout: Image.Image,
         runtime: Runtime,
         keys: list[CandidateKey],
-        tracker: _Tracker,
+        tracker: Tracker,
     ) -> Iterator[Candidate]:
         import torch
 
@@ -619,8 +386,10 @@ class FluxRunner:
                 request.stage1.start, cutout, pre, tracker.is_cancelled
             )
         label = pair.runtime.label
-        if resolved.storage == "fp8":
-            label += " fp8-storage"
+        if resolved.storage in ("fp8", "nf4"):
+            label += f" {resolved.storage}-storage"
+        if resolved.vae_tiling == "on":
+            label += " vae-tiled"
         if request.speed != "exact":
             label += f" {request.speed}"
         if changed:
@@ -661,6 +430,25 @@ class FluxRunner:
         tracker.check()
         prompt_embeds, pooled = encode_prompt(pair, request.prompt)
 
+        def render(
+            pipe: Any, stage: str, index: int, seed: int, steps: int, guidance: float, **inputs: Any
+        ) -> Image.Image:
+            """One candidate's pipeline call, with its own generator; the ``np`` output is
+            checked for NaN before it becomes 8-bit pixels."""
+            images = pipe(
+                prompt_embeds=prompt_embeds,
+                pooled_prompt_embeds=pooled,
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                height=pre.size,
+                width=pre.size,
+                generator=torch.Generator("cpu").manual_seed(seed),
+                callback_on_step_end=tracker.callback(stage, index),
+                output_type="np",
+                **inputs,
+            ).images
+            return _to_image(pipe, images, stage.replace("stage", "stage "))
+
         stage1_results: dict[tuple[int, bool], tuple[Image.Image, float]] = {}
         stage1_timed: set[tuple[int, bool]] = set()
         s1 = request.stage1
@@ -674,21 +462,11 @@ class FluxRunner:
                 activate(pair, pair.stage1)
                 set_lora(s1_lora, request.lora.scale)
                 start = time.perf_counter()
-                with stage1_cache(pair.transformer, request.speed):
-                    image1 = pair.stage1(
-                        prompt_embeds=prompt_embeds,
-                        pooled_prompt_embeds=pooled,
-                        image=square,
-                        strength=s1.strength,
-                        num_inference_steps=s1.steps,
-                        guidance_scale=s1.guidance,
-                        height=pre.size,
-                        width=pre.size,
-                        generator=torch.Generator("cpu").manual_seed(seed),
-                        callback_on_step_end=tracker.callback("stage1", index),
-                        output_type="np",  # checked for NaN before it becomes 8-bit pixels
-                    ).images
-                image1 = _to_image(pair.stage1, image1, "stage 1")
+                with stage1_cache(pair.transformer, request.speed, s1.steps, s1.effective_steps):
+                    image1 = render(
+                        pair.stage1, "stage1", index, seed, s1.steps, s1.guidance,
+                        image=square, strength=s1.strength,
+                    )  # fmt: skip
                 stage1_results[s1_key] = (image1, time.perf_counter() - start)
             image1, t1 = stage1_results[s1_key]
             timings: dict[str, float] = {}
@@ -704,20 +482,10 @@ class FluxRunner:
             activate(pair, pair.stage2)
             set_lora(request.stage2_lora(key.lora), request.lora.scale)
             start = time.perf_counter()
-            image2 = pair.stage2(
-                prompt_embeds=prompt_embeds,
-                pooled_prompt_embeds=pooled,
-                control_image=image1,
-                controlnet_conditioning_scale=s2.conditioning_scale,
-                num_inference_steps=s2.steps,
-                guidance_scale=s2.guidance,
-                height=pre.size,
-                width=pre.size,
-                generator=torch.Generator("cpu").manual_seed(seed),
-                callback_on_step_end=tracker.callback("stage2", index),
-                output_type="np",
-            ).images
-            image2 = _to_image(pair.stage2, image2, "stage 2")
+            image2 = render(
+                pair.stage2, "stage2", index, seed, s2.steps, s2.guidance,
+                control_image=image1, controlnet_conditioning_scale=s2.conditioning_scale,
+            )  # fmt: skip
             timings["stage2"] = time.perf_counter() - start
             yield Candidate(key, seed, finish(image2), resolved, timings, label, lora_record(key))
         set_lora(False, 1.0)

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COMFY_PREFIX",
     "bfl_to_diffusers",
+    "dequantise_scaled_fp8",
     "diffusers_to_bfl",
     "infer_transformer_config",
     "load_controlnet_file",
@@ -177,7 +178,7 @@ def diffusers_to_bfl(state: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _dequantise_scaled_fp8(state: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
+def dequantise_scaled_fp8(state: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
     """Apply ComfyUI fp8_scaled ``scale_weight`` keys: weight = fp8 weight x scale."""
     out: dict[str, Any] = {}
     for key, value in state.items():
@@ -253,12 +254,17 @@ def _read_state(path: Path, desc: FileDescription) -> dict[str, Any]:
 
 
 def load_transformer_file(
-    path: str | Path, dtype: torch.dtype, *, config_dir: str | Path | None = None
+    path: str | Path,
+    dtype: torch.dtype,
+    *,
+    config_dir: str | Path | None = None,
+    quantization_config: Any = None,
 ) -> tuple[Any, FileDescription]:
     """Load a FluxTransformer2DModel from one file, offline; returns it and the file's description.
 
     ``config_dir`` is a diffusers FLUX folder whose ``transformer/config.json`` supplies what
-    weights cannot say (the rope axes); default: the shipped FLUX.1-dev configs. Raises
+    weights cannot say (the rope axes); default: the shipped FLUX.1-dev configs.
+    ``quantization_config`` quantises 16-bit weights at load (NF4). Raises
     ModelFileError for an unknown layout, incomplete weights or a config that does not fit.
     """
     import json
@@ -274,7 +280,7 @@ def load_transformer_file(
         )
     state = _read_state(p, desc)
     if desc.quant == "fp8_scaled":
-        state = _dequantise_scaled_fp8(state, dtype)
+        state = dequantise_scaled_fp8(state, dtype)
     if desc.layout != "diffusers":
         state = bfl_to_diffusers(state)
     config_root = Path(config_dir) if config_dir is not None else shipped_flux_config_dir()
@@ -293,6 +299,8 @@ def load_transformer_file(
             f"{list(axes)} of {config_file}; pass --flux-base with this model's diffusers folder"
         )
     kwargs: dict[str, Any] = {}
+    if quantization_config is not None:  # NF4 (bitsandbytes), quantised at load
+        kwargs["quantization_config"] = quantization_config
     if desc.container == "gguf":
         from diffusers import GGUFQuantizationConfig
 

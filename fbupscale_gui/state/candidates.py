@@ -18,6 +18,7 @@ heatmaps are made on demand off the GUI thread and cached per entry
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -59,6 +60,9 @@ __all__ = [
     "layout_grid",
     "rank_by_score",
 ]
+
+#: Candidate entries are numbered once, for the life of the process (``CandidateEntry.uid``).
+_ENTRY_UIDS = itertools.count(1)
 
 #: "Suggest pick" compares candidates of one engine, the first of these present.
 SUGGEST_ENGINES: Final = ("flux", "realesrgan", "faithful", "lanczos")
@@ -125,6 +129,8 @@ class CandidateEntry:
     ) -> None:
         if candidate is None and stored is None:
             raise ValueError("a candidate entry needs its candidate or its stored file")
+        #: This entry's own number, never reused (``id()`` is, once an entry is freed).
+        self.uid = next(_ENTRY_UIDS)
         self.cutout_id = cutout_id
         self.run = run
         self.thumb = thumb

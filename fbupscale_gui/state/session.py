@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from fbupscale_gui.core.errors import FbError, InputImageError
+from fbupscale_gui.core.errors import FbError, InputImageError, error_line
 from fbupscale_gui.core.settings import Settings
 from fbupscale_gui.host.client import DEFAULT_FACTORY
 from fbupscale_gui.state.candidates import CandidateEntry, CandidateStore
@@ -107,7 +107,7 @@ class Session(RunActions, ExportActions, QObject):
         self.jobs.noted.connect(self._on_job_note)
         self.cutouts.loaded.connect(self._on_loaded)
         self.engine.fluxMissing.connect(self._on_flux_missing)
-        self._exported: set[int] = set()  # id() of exported CandidateEntry objects
+        self._exported: set[int] = set()  # uid of each exported CandidateEntry
         #: The Advanced parameters every request is built with (saved with the session).
         self.params = Parameters(settings.settings, self)
         self.recorder = SessionRecorder(self.cutouts, self.candidates, self.jobs, self.params, self)
@@ -188,7 +188,7 @@ class Session(RunActions, ExportActions, QObject):
         async def work() -> None:
             self._apply_restored(generation, await future, fallback)
 
-        loop.create_task(work()).add_done_callback(self._log_task_error)
+        loop.create_task(work()).add_done_callback(self._report_task_error)
         return True
 
     def new_session(self, name: str = "", *, fallback: bool = True) -> bool:
@@ -464,7 +464,7 @@ class Session(RunActions, ExportActions, QObject):
         async def work() -> None:
             self._add_loaded(await asyncio.to_thread(decode_paths, items))
 
-        loop.create_task(work()).add_done_callback(self._log_task_error)
+        loop.create_task(work()).add_done_callback(self._report_task_error)
 
     def _add_loaded(self, results: list[Decoded | InputImageError]) -> None:
         if self._restoring:
@@ -472,10 +472,14 @@ class Session(RunActions, ExportActions, QObject):
         else:
             self.cutouts.add_decoded(results)
 
-    @staticmethod
-    def _log_task_error(task: asyncio.Task[object]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
+    def _report_task_error(self, task: asyncio.Task[object]) -> None:
+        """A background task (reopening a session, loading, exporting) failed: a bug, so it
+        is logged with its traceback and shown, never only logged."""
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            log.error("background task failed", exc_info=exc)
+            text = f"A background task failed: {error_line(exc, unexpected=True)}"
+            self.message.emit(Message("error", text, topic="background"))
 
     # -- shutdown -------------------------------------------------------------------------
 
@@ -539,7 +543,7 @@ def _reason(exc: BaseException) -> str:
         return exc.reason
     if isinstance(exc, RecursionError):
         return "its index holds data nested too deeply to read"
-    return str(exc) or type(exc).__name__
+    return error_line(exc)
 
 
 def _listed(problems: list[str], shown: int = 5) -> str:

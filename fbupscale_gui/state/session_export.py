@@ -43,8 +43,7 @@ class ExportActions:
         recorder: SessionRecorder
         _exported: set[int]
 
-        @staticmethod
-        def _log_task_error(task: asyncio.Task[object]) -> None: ...
+        def _report_task_error(self, task: asyncio.Task[object]) -> None: ...
 
     def _picked(self, cutout_ids: Iterable[int] | None) -> list[tuple[Cutout, CandidateEntry]]:
         wanted = None if cutout_ids is None else set(cutout_ids)
@@ -74,7 +73,7 @@ class ExportActions:
 
     def unexported_picks(self) -> list[CandidateEntry]:
         """Picks that exist only in this window (lost on quit unless exported)."""
-        return [e for _c, e in self._picked(None) if id(e) not in self._exported]
+        return [e for _c, e in self._picked(None) if e.uid not in self._exported]
 
     def _write(
         self, picked: list[tuple[Cutout, CandidateEntry]], folder: str | Path | None
@@ -98,7 +97,7 @@ class ExportActions:
         """Export picks now (calling thread). Raises ExportError with an actionable message."""
         picked = self._picked(cutout_ids)
         paths = self._write(picked, folder)
-        self._exported.update(id(e) for _c, e in picked)
+        self._exported.update(e.uid for _c, e in picked)
         self.recorder.record_exports([e for _c, e in picked], paths)
         return paths
 
@@ -117,7 +116,7 @@ class ExportActions:
             result = await _to_thread_result(lambda: self._write(picked, folder))
             self._finish_export(picked, result)
 
-        loop.create_task(work()).add_done_callback(self._log_task_error)
+        loop.create_task(work()).add_done_callback(self._report_task_error)
 
     def _finish_export(
         self,
@@ -133,7 +132,7 @@ class ExportActions:
                 Message("error", f"Export failed unexpectedly: {result}", topic="export")
             )
             return
-        self._exported.update(id(e) for _c, e in picked)
+        self._exported.update(e.uid for _c, e in picked)
         self.recorder.record_exports([e for _c, e in picked], result)
         self.exported.emit(result)
         folder = result[0].parent if result else ""

@@ -128,7 +128,7 @@ class SessionRecorder(QObject):
         # Rows are named by tokens: a restored row by minus its id, a new one by a positive
         # number the writer maps to the id it gets (the GUI thread never waits for an id).
         self._job_ids: dict[int, int] = {}  # Job.id -> token
-        self._cand_ids: dict[int, tuple[CandidateEntry, int]] = {}  # id(entry) -> (entry, token)
+        self._cand_ids: dict[int, int] = {}  # entry uid -> token
         self._interrupted_rows: dict[int, int] = {}  # Job.id of an interrupted job -> token
         self._prompts: dict[str, tuple[str, str, bool]] = {}  # last recorded, per cutout key
         cutouts.loaded.connect(self._on_loaded)
@@ -198,7 +198,7 @@ class SessionRecorder(QObject):
 
     def apply(self, restored: Restored) -> tuple[list[Job], set[int]]:
         """Fill the (empty) models from ``restored``. Returns the interrupted jobs and the
-        ``id()`` of the entries that were exported."""
+        ``uid`` of the entries that were exported."""
         from fbupscale_gui.core.request import ReconstructionRequest
         from fbupscale_gui.core.scene import Scene
 
@@ -231,10 +231,10 @@ class SessionRecorder(QObject):
                     entry = self._candidates.restore_stored(
                         cutout.id, crow.run, cand.stored, crow.lr_consistency, dict(crow.models)
                     )
-                    self._cand_ids[id(entry)] = (entry, -crow.id)
+                    self._cand_ids[entry.uid] = -crow.id
                     by_row[crow.id] = entry
                     if crow.id in snap.exported:
-                        exported.add(id(entry))
+                        exported.add(entry.uid)
                 for cutout_key, cand_id in snap.picks.items():
                     picked = by_row.get(cand_id)
                     if picked is not None and cutout_key in by_key:
@@ -318,7 +318,7 @@ class SessionRecorder(QObject):
         if row_id is None or key is None or self.writer is None:
             return
         cid = next(_TOKENS)
-        self._cand_ids[id(entry)] = (entry, cid)
+        self._cand_ids[entry.uid] = cid
         self._submit(PutCandidateOp(cid, row_id, candidate_row(key, entry), entry, job.cutout))
         picked = self._candidates.picked(entry.cutout_id)
         if picked is entry:  # the first candidate is picked before it is recorded
@@ -330,9 +330,9 @@ class SessionRecorder(QObject):
         key = self._cutout_key(cutout_id)
         if entry is None or key is None:
             return
-        known = self._cand_ids.get(id(entry))
-        if known is not None and known[0] is entry:
-            self._submit(SetPickOp(key, known[1]))
+        known = self._cand_ids.get(entry.uid)
+        if known is not None:
+            self._submit(SetPickOp(key, known))
 
     @Slot()
     def _on_params(self) -> None:
@@ -341,8 +341,8 @@ class SessionRecorder(QObject):
     def record_exports(self, entries: list[CandidateEntry], paths: list[Path]) -> None:
         records = []
         for entry, path in zip(entries, paths, strict=False):
-            known = self._cand_ids.get(id(entry))
-            if known is not None and known[0] is entry:
-                records.append((known[1], str(path)))
+            known = self._cand_ids.get(entry.uid)
+            if known is not None:
+                records.append((known, str(path)))
         if records:
             self._submit(AddExportsOp(records))

@@ -25,6 +25,7 @@ from fbupscale_gui.core.request import (
 )
 from fbupscale_gui.state.job_queue import Job, JobState
 from fbupscale_gui.state.session_message import FLUX_TOPIC, Message
+from fbupscale_gui.storage.weight_files import flux_sources
 from fbupscale_gui.storage.weights_library import ModelLibrary
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ def base_request(
     if is_model_engine(engine):
         lib = library if library is not None else ModelLibrary()
         sr_model = lib.ref(engine.split(":", 1)[1])
+    flux_base, parts = flux_sources(settings.flux_dir, settings.flux_base_dir)
     return ReconstructionRequest(
         engine=engine,  # validated by the request
         sr_model=sr_model,
@@ -71,7 +73,8 @@ def base_request(
         scene_json=cutout.scene.to_json() if cutout.scene is not None else "",
         source=cutout.source,
         flux=ModelRef(path=settings.flux_dir, repo_id=FLUX_REPO_ID),
-        flux_base=ModelRef(path=settings.flux_base_dir) if settings.flux_base_dir else None,
+        flux_base=flux_base,
+        parts=parts,
         controlnet=ModelRef(path=settings.controlnet_dir, repo_id=CONTROLNET_REPO_ID),
     )
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Final
 
 from PySide6.QtCore import QObject, Signal
 
-from fbupscale_gui.core.errors import FbError
+from fbupscale_gui.core.errors import FbError, error_line
 from fbupscale_gui.storage.session_index import CandidateRow, CutoutRow, JobRow, SessionDamagedError
 from fbupscale_gui.storage.session_store import SessionStore
 
@@ -69,10 +69,8 @@ def write_error_text(folder: Path, exc: BaseException) -> str:
         why = "the disk is full"
     elif readonly:
         why = "the folder is read-only"
-    elif isinstance(exc, OSError):
-        why = exc.strerror or str(exc)
-    else:
-        why = str(exc) or type(exc).__name__
+    else:  # anything but a disk or database problem is a bug: say so
+        why = error_line(exc, where=False, unexpected=not isinstance(exc, sqlite3.Error))
     if not isinstance(exc, OSError | sqlite3.OperationalError) and not full and not readonly:
         # not a disk problem: space or permissions would not help
         return (
@@ -93,7 +91,9 @@ class SessionWriter(QObject):
     failure to open the folder is reported the moment the thread starts, and a signal emitted
     before its connection exists reaches nobody."""
 
-    failed = Signal(str)  # a message naming the folder (once until a write succeeds again)
+    #: A message naming the folder: a disk or database problem once until a write succeeds
+    #: again, a bug in a write every time.
+    failed = Signal(str)
     recovered = Signal()
 
     def __init__(self, path: Path, parent: QObject | None = None) -> None:
@@ -176,7 +176,8 @@ class SessionWriter(QObject):
                 self._report(exc)
             except Exception as exc:  # a bug in one write must not stop the others
                 log.exception("session write failed in %s", self.path)
-                self._report(exc)
+                # shown every time: unlike a full disk, it does not wait for a write to succeed
+                self.failed.emit(write_error_text(self.path, exc))
             else:
                 # only a file written again proves the disk is back (index rows are tiny)
                 if self._failing and getattr(item, "writes_file", False):

@@ -70,11 +70,6 @@ class SettingsModel(QObject):
             self._store.endGroup()
         return Settings.from_mapping(raw)
 
-    def reload(self) -> Settings:
-        self._settings = self._read()
-        self.changed.emit(self._settings)
-        return self._settings
-
     def update(self, **changes: object) -> Settings:
         """Validate, apply and persist ``changes``; emits ``changed``."""
         return self.set(self._settings.replace(**changes))

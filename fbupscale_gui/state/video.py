@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Final, Literal
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from fbupscale_gui.core.errors import FbError, RequestError
+from fbupscale_gui.core.errors import RequestError
 from fbupscale_gui.core.images import image_sha256
 from fbupscale_gui.core.messages import VideoBatchJob
 from fbupscale_gui.core.request import ReconstructionRequest
@@ -51,7 +51,6 @@ __all__ = [
     "check_output",
     "default_output",
     "describe_clip",
-    "error_text",
     "is_clip_path",
     "parse_range",
     "range_summary",
@@ -289,10 +288,3 @@ def check_output(path: str) -> str | None:
     if not out.parent.is_dir():
         return f"the output folder {out.parent} does not exist"
     return None
-
-
-def error_text(exc: BaseException) -> str:
-    """One line for the operator."""
-    if isinstance(exc, FbError):
-        return str(exc)
-    return f"unexpected error ({type(exc).__name__}: {exc}); the details are in the log"

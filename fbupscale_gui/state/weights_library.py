@@ -17,7 +17,7 @@ from typing import Final
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from fbupscale_gui.core.errors import FbError
+from fbupscale_gui.core.errors import FbError, error_line
 from fbupscale_gui.core.messages import ModelJob
 from fbupscale_gui.core.request import MODEL_ENGINE_PREFIX, ReconstructionRequest
 from fbupscale_gui.state.job_queue import Job, JobQueue, JobState
@@ -45,16 +45,6 @@ def add_model_task(library: ModelLibrary, path: str | Path, licence: str = "") -
     """The engine job that validates ``path`` (loading it: torch, in the engine process) and
     copies it into ``library``."""
     return ModelJob("add", str(path), str(library.root), licence)
-
-
-def error_text(exc: BaseException) -> str:
-    """One line for the operator."""
-    if isinstance(exc, FbError):
-        return " ".join(str(exc).split())
-    if isinstance(exc, OSError):
-        where = f"{exc.filename}: " if exc.filename else ""
-        return f"{where}{exc.strerror or exc}"
-    return f"unexpected error ({type(exc).__name__}: {exc}); the details are in the log"
 
 
 class SrLibrary(QObject):
@@ -93,7 +83,7 @@ class SrLibrary(QObject):
         try:
             found = self.library.entries()
         except (FbError, OSError) as exc:
-            self._error = error_text(exc)
+            self._error = error_line(exc, unexpected=True)
             log.warning("cannot list the models folder: %s", self._error)
             return []
         self._error = ""
@@ -123,7 +113,7 @@ class SrLibrary(QObject):
         try:
             self.library.remove(name)
         except (FbError, OSError) as exc:
-            return error_text(exc)
+            return error_line(exc, unexpected=True)
         self.changed.emit()
         return None
 
@@ -142,7 +132,9 @@ class SrLibrary(QObject):
         elif job.state is JobState.CANCELLED:
             self.addFailed.emit(path, "cancelled; nothing was added")
         else:
-            reason = error_text(job.error) if job.error is not None else "no result"
+            reason = (
+                error_line(job.error, unexpected=True) if job.error is not None else "no result"
+            )
             self.addFailed.emit(path, reason)
         if not self.is_busy():
             self.busyChanged.emit(False)

@@ -54,6 +54,10 @@ def model_hashes(
             out["flux"].update(format=flux.format, quant=flux.quant)
         if request.flux_base is not None:
             out["flux_base"] = {"ref": request.flux_base.label, "sha256": request.flux_base.sha256}
+        for name, part in request.parts.given().items():  # ae.safetensors, clip_l, t5xxl...
+            out[name] = {"ref": part.label, "sha256": part.sha256}
+            if part.format:
+                out[name].update(format=part.format, quant=part.quant)
         if request.stage2.enabled:
             cn = request.controlnet
             out["controlnet"] = {"ref": cn.label, "sha256": cn.sha256}

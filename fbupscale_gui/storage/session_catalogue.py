@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
+from fbupscale_gui.core.errors import error_line
 from fbupscale_gui.storage.atomic import atomic_write_bytes
 from fbupscale_gui.storage.paths import PathEscapeError, contained, user_dir
 from fbupscale_gui.storage.session_index import (
@@ -29,7 +30,6 @@ from fbupscale_gui.storage.session_index import (
     SessionInfo,
     connect_index,
     index_info,
-    short_reason,
 )
 
 __all__ = [
@@ -95,7 +95,7 @@ def delete_session(path: str | Path) -> None:
     try:
         shutil.rmtree(folder)
     except OSError as exc:
-        raise SessionError(f"cannot delete {folder}: {short_reason(exc)}") from None
+        raise SessionError(f"cannot delete {folder}: {error_line(exc, where=False)}") from None
 
 
 def read_info(path: str | Path) -> SessionInfo:
@@ -147,7 +147,7 @@ def session_damage(path: str | Path) -> str:
         if index.stat().st_size == 0:
             return f"its index {INDEX_NAME} is empty (0 bytes)"
     except OSError as exc:
-        return f"its index {INDEX_NAME} cannot be read ({short_reason(exc)})"
+        return f"its index {INDEX_NAME} cannot be read ({error_line(exc, where=False)})"
     try:
         conn = connect_index(folder, readonly=True)
         try:

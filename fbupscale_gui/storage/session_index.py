@@ -39,7 +39,6 @@ __all__ = [
     "SessionInfo",
     "connect_index",
     "index_info",
-    "short_reason",
 ]
 
 INDEX_NAME: Final = "session.sqlite"
@@ -178,13 +177,6 @@ def connect_index(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 #: came later within schema 1: it is optional, made when an older session is next opened for
 #: writing, and an older release ignores it.
 TABLES: Final = ("meta", "cutouts", "jobs", "job_events", "candidates", "picks", "exports")
-
-
-def short_reason(exc: BaseException) -> str:
-    """An error's reason for a one-line message (an OSError's text without its file name)."""
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
-    return str(exc)
 
 
 def index_info(conn: sqlite3.Connection, folder: Path) -> SessionInfo:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from fbupscale_gui.core.errors import error_line
 from fbupscale_gui.storage.session_index import (
     CandidateRow,
     CutoutRow,
@@ -26,7 +27,6 @@ from fbupscale_gui.storage.session_index import (
     SessionInfo,
     connect_index,
     index_info,
-    short_reason,
 )
 
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ def read_candidate_image(path: str | Path) -> Image.Image:
             im.load()
             return im.convert("RGB")
     except (OSError, ValueError, PilImage.DecompressionBombError) as exc:
-        raise SessionError(f"candidate {target.name}: {short_reason(exc)}") from None
+        raise SessionError(f"candidate {target.name}: {error_line(exc, where=False)}") from None
 
 
 def _json_obj(text: object, *, strict: bool = False) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fbupscale_gui.core.errors import FbError
+from fbupscale_gui.core.errors import FbError, error_line
 from fbupscale_gui.storage.atomic import atomic_write_bytes, clean_stale_temps
 from fbupscale_gui.storage.session_catalogue import (
     read_info,
@@ -47,7 +47,6 @@ from fbupscale_gui.storage.session_index import (
     SessionDamagedError,
     SessionError,
     SessionInfo,
-    short_reason,
 )
 
 if TYPE_CHECKING:
@@ -79,7 +78,9 @@ def create_session(name: str = "", root: str | Path | None = None) -> Path:
         finally:
             store.close()
     except (OSError, sqlite3.Error) as exc:
-        raise SessionError(f"cannot create a session in {base}: {short_reason(exc)}") from None
+        raise SessionError(
+            f"cannot create a session in {base}: {error_line(exc, where=False)}"
+        ) from None
     return folder
 
 
@@ -109,7 +110,9 @@ def rebuild_index(path: str | Path) -> tuple[SessionInfo, list[str]]:
             store.close()
         return read_info(folder), problems
     except (OSError, sqlite3.Error) as exc:
-        raise SessionError(f"cannot rebuild the session in {folder}: {short_reason(exc)}") from None
+        raise SessionError(
+            f"cannot rebuild the session in {folder}: {error_line(exc, where=False)}"
+        ) from None
 
 
 def _png(image: Image.Image) -> bytes:
@@ -425,8 +428,8 @@ def _describe(exc: BaseException) -> str:
     if name == "DecompressionBombError":
         return "an image in it is too large to decode safely"
     if isinstance(exc, FbError):
-        return str(exc)
-    return f"{name}: {str(exc)[:200]}"
+        return error_line(exc)
+    return f"{name}: {error_line(exc, limit=200)}"
 
 
 def _prompt_is_manual(scene_json: str, prompt: str) -> bool:

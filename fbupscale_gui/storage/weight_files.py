@@ -17,14 +17,20 @@ from pathlib import Path
 from typing import Any, Final
 
 from fbupscale_gui.core.errors import ModelFileError
+from fbupscale_gui.core.request import FluxParts, ModelRef
 
 __all__ = [
     "MODEL_EXTENSIONS",
+    "TOKENIZER_SETS",
     "FileDescription",
     "FluxFileSet",
     "describe_file",
     "discover_models_root",
+    "find_tokenizers",
+    "flux_sources",
     "is_single_file",
+    "is_tokenizer_dir",
+    "part_files_under",
     "read_extra_model_paths",
     "safetensors_header",
 ]
@@ -185,7 +191,59 @@ class FluxFileSet:
     t5: tuple[Path, ...] = ()
     controlnets: tuple[Path, ...] = ()
     loras: tuple[Path, ...] = ()
+    #: tokenizer folders by component name ("tokenizer": CLIP-L, "tokenizer_2": T5)
+    tokenizers: dict[str, Path] = field(default_factory=dict)
     notes: tuple[str, ...] = field(default=())
+
+
+#: Where the tokenizer files sit, relative to a folder an operator points at: a diffusers
+#: FLUX folder, a ComfyUI install (which ships them with its code), a Forge install.
+_TOKENIZER_DIRS: Final[dict[str, tuple[str, ...]]] = {
+    "tokenizer": (
+        "tokenizer",
+        "comfy/sd1_tokenizer",
+        "sd1_tokenizer",
+        "backend/huggingface/black-forest-labs/FLUX.1-dev/tokenizer",
+    ),
+    "tokenizer_2": (
+        "tokenizer_2",
+        "comfy/text_encoders/t5_tokenizer",
+        "t5_tokenizer",
+        "backend/huggingface/black-forest-labs/FLUX.1-dev/tokenizer_2",
+    ),
+}
+#: The files that make a tokenizer folder usable: every file of one of these sets.
+TOKENIZER_SETS: Final[dict[str, tuple[tuple[str, ...], ...]]] = {
+    "tokenizer": (("vocab.json", "merges.txt"), ("tokenizer.json",)),
+    "tokenizer_2": (("spiece.model",), ("tokenizer.json",)),
+}
+
+
+def is_tokenizer_dir(folder: Path, component: str) -> bool:
+    """Whether ``folder`` holds the files of tokenizer ``component`` (see the sets above)."""
+    sets = TOKENIZER_SETS[component]
+    return folder.is_dir() and any(all((folder / f).is_file() for f in fs) for fs in sets)
+
+
+def find_tokenizers(*roots: str | Path) -> dict[str, Path]:
+    """The CLIP-L ("tokenizer") and T5 ("tokenizer_2") tokenizer folders under ``roots``.
+
+    Each root may hold ``tokenizer/`` and ``tokenizer_2/`` (a diffusers FLUX folder), or be a
+    ComfyUI or Forge install (their code ships the files). The first root that has one wins,
+    per tokenizer.
+    """
+    found: dict[str, Path] = {}
+    for root in roots:
+        base = Path(root).expanduser()
+        for component, subs in _TOKENIZER_DIRS.items():
+            if component in found:
+                continue
+            for sub in subs:
+                folder = base / sub
+                if is_tokenizer_dir(folder, component):
+                    found[component] = folder
+                    break
+    return found
 
 
 def read_extra_model_paths(yaml_file: str | Path) -> dict[str, list[Path]]:
@@ -290,5 +348,38 @@ def discover_models_root(root: str | Path) -> FluxFileSet:
         t5=_rank((f for f in encoders if "t5" in f.name.lower()), ("fp16", "fp8", "t5")),
         controlnets=_rank(files.get("controlnet", []), ("upscal", "flux")),
         loras=tuple(files.get("loras", [])),
+        tokenizers=find_tokenizers(base, models.parent),
         notes=tuple(notes),
     )
+
+
+def part_files_under(root: str | Path) -> dict[str, Path]:
+    """The parts a single-file FLUX transformer lacks, as a ComfyUI/Forge install or models
+    tree holds them: component name ("vae", "text_encoder", "text_encoder_2", "tokenizer",
+    "tokenizer_2") -> its best file or folder. Parts not found are left out."""
+    found = discover_models_root(root)
+    out: dict[str, Path] = {}
+    for name, files in (
+        ("vae", found.vaes),
+        ("text_encoder", found.clip_l),
+        ("text_encoder_2", found.t5),
+    ):
+        if files:
+            out[name] = files[0]
+    out.update(found.tokenizers)
+    return out
+
+
+def flux_sources(flux: str, base: str) -> tuple[ModelRef | None, FluxParts]:
+    """``flux_base`` and ``parts`` of a request from the Settings' FLUX and base fields: the
+    base field names a diffusers FLUX folder, or (for a single-file transformer) a
+    ComfyUI/Forge install whose files supply the transformer's parts."""
+    if not base:
+        return None, FluxParts()
+    root = Path(base).expanduser()
+    if (root / "model_index.json").is_file() or not is_single_file(Path(flux).expanduser()):
+        return ModelRef(path=base), FluxParts()
+    parts = part_files_under(root) if root.is_dir() else {}
+    if not parts:
+        return ModelRef(path=base), FluxParts()  # the look-up names what this folder is not
+    return None, FluxParts(**{k: ModelRef(path=str(v)) for k, v in parts.items()})

@@ -33,12 +33,18 @@ from fbupscale_gui.core.jsonable import parse_json
 from fbupscale_gui.core.request import ModelRef
 from fbupscale_gui.storage.atomic import atomic_write_bytes
 from fbupscale_gui.storage.paths import read_regular, user_dir
-from fbupscale_gui.storage.weight_files import describe_file, is_single_file
+from fbupscale_gui.storage.weight_files import (
+    TOKENIZER_SETS,
+    describe_file,
+    is_single_file,
+    is_tokenizer_dir,
+)
 from fbupscale_gui.storage.weights_library import file_sha256
 
 __all__ = [
     "FINGERPRINT_CACHE_MIN_BYTES",
     "FLUX_BASE_PARTS",
+    "PART_SOURCES",
     "LocatedModel",
     "ModelKind",
     "check_flux_base",
@@ -48,7 +54,17 @@ __all__ = [
     "user_cache_dir",
 ]
 
-ModelKind = Literal["flux", "flux_base", "controlnet", "lora"]
+ModelKind = Literal[
+    "flux",
+    "flux_base",
+    "controlnet",
+    "lora",
+    "vae",
+    "text_encoder",
+    "text_encoder_2",
+    "tokenizer",
+    "tokenizer_2",
+]
 
 #: Files at least this large are hashed once and remembered; smaller ones are just hashed.
 FINGERPRINT_CACHE_MIN_BYTES: Final = 4 * 1024 * 1024
@@ -63,12 +79,22 @@ _WHAT: Final[dict[str, str]] = {
     "flux_base": "FLUX base folder (text encoders, tokenizers, VAE)",
     "controlnet": "ControlNet upscaler folder",
     "lora": "LoRA file",
+    "vae": "FLUX VAE",
+    "text_encoder": "CLIP-L text encoder",
+    "text_encoder_2": "T5-XXL text encoder",
+    "tokenizer": "CLIP-L tokenizer",
+    "tokenizer_2": "T5 tokenizer",
 }
 _OPTION: Final[dict[str, str]] = {
     "flux": "--flux",
     "flux_base": "--flux-base",
     "controlnet": "--controlnet",
     "lora": "--lora",
+    "vae": "--vae",
+    "text_encoder": "--clip-l",
+    "text_encoder_2": "--t5",
+    "tokenizer": "--tokenizers",
+    "tokenizer_2": "--tokenizers",
 }
 _SHAPE: Final[dict[str, str]] = {
     "flux": (
@@ -78,6 +104,11 @@ _SHAPE: Final[dict[str, str]] = {
     "flux_base": "a diffusers FLUX folder with model_index.json",
     "controlnet": "a folder with config.json and .safetensors weights, or that .safetensors file",
     "lora": "a .safetensors file (or a folder holding exactly one)",
+    "vae": "a .safetensors/.sft file or a folder with config.json and weights",
+    "text_encoder": "a .safetensors/.sft file or a folder with config.json and weights",
+    "text_encoder_2": "a .safetensors/.sft file or a folder with config.json and weights",
+    "tokenizer": "a folder with vocab.json and merges.txt (or tokenizer.json)",
+    "tokenizer_2": "a folder with spiece.model (or tokenizer.json)",
 }
 
 
@@ -124,6 +155,8 @@ def _hint(kind: str, repo_id: str) -> str:
             f"Choose the LoRA .safetensors file in Settings or pass {option} PATH "
             "(LoRA files are never downloaded)."
         )
+    if kind in PART_SOURCES:
+        return f"{PART_SOURCES[kind]}; pass {option} PATH."
     repo = repo_id or "<repo id>"
     name = repo.rsplit("/", 1)[-1]
     return (
@@ -146,7 +179,9 @@ def _looks_right(path: Path, kind: str) -> Path | None:
             if len(files) == 1:
                 return files[0]
         return None
-    if kind in ("flux", "controlnet") and is_single_file(path):
+    if kind in TOKENIZER_SETS:
+        return path if is_tokenizer_dir(path, kind) else None
+    if kind in ("flux", "controlnet", *_SINGLE_FILE_PARTS) and is_single_file(path):
         return path
     if not path.is_dir():
         return None
@@ -256,7 +291,7 @@ def locate(
     refuse_custom_code(found)
     digest = fingerprint(found) if compute_fingerprint else ref.sha256
     fmt, quant = ref.format, ref.quant
-    if kind in ("flux", "controlnet"):
+    if kind in ("flux", "controlnet", *_SINGLE_FILE_PARTS):
         if found.is_dir():
             fmt, quant = "diffusers", ""
         else:
@@ -270,42 +305,81 @@ def locate(
     )
 
 
-#: What a single-file FLUX transformer lacks, as (folder in a diffusers FLUX folder, files
-#: any one of which will do, what it is).
-FLUX_BASE_PARTS: Final[tuple[tuple[str, tuple[str, ...], str], ...]] = (
-    ("tokenizer", ("vocab.json", "tokenizer.json"), "CLIP-L tokenizer (vocab.json, merges.txt)"),
-    ("tokenizer_2", ("spiece.model", "tokenizer.json"), "T5 tokenizer (spiece.model)"),
-    ("text_encoder", ("config.json",), "CLIP-L text encoder (config.json + weights)"),
-    ("text_encoder_2", ("config.json",), "T5-XXL text encoder (config.json + weights)"),
-    ("vae", ("config.json",), "VAE (config.json + weights)"),
-    ("scheduler", ("scheduler_config.json",), "scheduler config"),
+_SINGLE_FILE_PARTS: Final = ("vae", "text_encoder", "text_encoder_2")
+_FLUX_REPO: Final = "black-forest-labs/FLUX.1-dev"
+#: Where an operator gets each part a single-file transformer lacks (nothing is downloaded).
+PART_SOURCES: Final[dict[str, str]] = {
+    "vae": (
+        f"ae.safetensors from https://huggingface.co/{_FLUX_REPO} (licence to accept; "
+        "ComfyUI keeps it in models/vae/)"
+    ),
+    "text_encoder": (
+        "clip_l.safetensors from https://huggingface.co/comfyanonymous/flux_text_encoders "
+        "(ComfyUI keeps it in models/text_encoders/ or models/clip/)"
+    ),
+    "text_encoder_2": (
+        "t5xxl_fp16.safetensors or t5xxl_fp8_e4m3fn.safetensors from "
+        "https://huggingface.co/comfyanonymous/flux_text_encoders (ComfyUI: "
+        "models/text_encoders/ or models/clip/)"
+    ),
+    "tokenizer": (
+        "vocab.json and merges.txt: a ComfyUI install has them in comfy/sd1_tokenizer/, "
+        "Forge in backend/huggingface/black-forest-labs/FLUX.1-dev/tokenizer/, or on a "
+        f'connected machine `hf download {_FLUX_REPO} --include "tokenizer/*"`'
+    ),
+    "tokenizer_2": (
+        "spiece.model or tokenizer.json: a ComfyUI install has tokenizer.json in "
+        "comfy/text_encoders/t5_tokenizer/, Forge in "
+        "backend/huggingface/black-forest-labs/FLUX.1-dev/tokenizer_2/, or on a connected "
+        f'machine `hf download {_FLUX_REPO} --include "tokenizer_2/*"`'
+    ),
+}
+#: What a single-file FLUX transformer lacks, as (component folder in a diffusers FLUX
+#: folder, files any one set of which will do, what it is). The configs (scheduler, VAE,
+#: text encoders) ship with fbupscale.
+FLUX_BASE_PARTS: Final[tuple[tuple[str, tuple[tuple[str, ...], ...], str], ...]] = (
+    ("tokenizer", TOKENIZER_SETS["tokenizer"], "CLIP-L tokenizer (vocab.json, merges.txt)"),
+    ("tokenizer_2", TOKENIZER_SETS["tokenizer_2"], "T5 tokenizer (spiece.model)"),
+    ("text_encoder", (("config.json",),), "CLIP-L text encoder (clip_l.safetensors)"),
+    ("text_encoder_2", (("config.json",),), "T5-XXL text encoder (t5xxl_*.safetensors)"),
+    ("vae", (("config.json",),), "VAE (ae.safetensors)"),
 )
 
 
-def check_flux_base(transformer_file: str | Path, base: str | Path | None) -> None:
+def check_flux_base(
+    transformer_file: str | Path,
+    base: str | Path | None,
+    given: Iterable[str] = (),
+) -> None:
     """Raise ModelNotFoundError naming exactly which parts a single-file transformer still
-    needs from ``base`` (a diffusers FLUX folder) and where to get them; None if complete."""
+    lacks, and where to get each; None if complete. ``given`` names the parts supplied as
+    files of their own (``FluxParts``); the rest must be in ``base``, a diffusers FLUX folder.
+    """
+    have = set(given)
     searched = [str(base)] if base is not None else []
     missing: list[str] = []
-    for folder, files, what in FLUX_BASE_PARTS:
+    sources: list[str] = []
+    for folder, sets, what in FLUX_BASE_PARTS:
+        if folder in have:
+            continue
         sub = Path(base) / folder if base is not None else None
-        if sub is None or not any((sub / f).is_file() for f in files):
+        if sub is None or not any(all((sub / f).is_file() for f in fs) for fs in sets):
             where = f"{sub}" if sub is not None else f"<base>/{folder}"
             missing.append(f"{what} in {where}/")
+            sources.append(f"{what.split(' (')[0]}: {PART_SOURCES[folder]} ({_OPTION[folder]})")
     if not missing:
         return
-    repo = "black-forest-labs/FLUX.1-dev"
     parts = " ".join(f'"{folder}/*"' for folder, _f, _w in FLUX_BASE_PARTS)
     hint = (
         f"{Path(transformer_file).name} holds only the transformer; missing: "
-        f"{'; '.join(missing)}. On a connected machine accept the licence at "
-        f"https://huggingface.co/{repo}, run `hf download {repo} --include model_index.json "
-        f"{parts} --local-dir <models>/FLUX.1-dev-base` (about 10 GB, no transformer), copy "
-        "that folder here and pass --flux-base <models>/FLUX.1-dev-base (or set it in Settings)."
+        f"{'; '.join(missing)}. Where to get them: {'; '.join(sources)}. A ComfyUI/Forge "
+        "install holding them is found with --models-root DIR. Or, on a connected machine, "
+        f"accept the licence at https://huggingface.co/{_FLUX_REPO}, run `hf download "
+        f"{_FLUX_REPO} --include model_index.json {parts} --local-dir "
+        "<models>/FLUX.1-dev-base` (about 10 GB, no transformer), copy that folder here and "
+        "pass --flux-base <models>/FLUX.1-dev-base (or set it in Settings)."
     )
-    raise ModelNotFoundError(
-        "FLUX base folder (text encoders, tokenizers, VAE)", repo, searched, hint
-    )
+    raise ModelNotFoundError("FLUX parts of a single-file transformer", _FLUX_REPO, searched, hint)
 
 
 def refuse_custom_code(folder: Path) -> None:

@@ -6,10 +6,14 @@ LR-consistency threshold, or picks whose shirt number contradicts the scene (Set
 "refuse" says which picks block the export and exports nothing. The session enforces "refuse"
 again on every export path (:meth:`fbupscale_gui.state.session.Session.export`), so this
 dialog is the courtesy, not the lock.
+
+Quitting asks too (:func:`confirm_quit`) while a job runs or picks were never exported, and can
+export them first, through the same guard.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -20,7 +24,9 @@ from fbupscale_gui.core.export import contradiction_text, low_fidelity_text
 if TYPE_CHECKING:
     from fbupscale_gui.state.session import Session
 
-__all__ = ["EXPORT_ANYWAY", "confirm_fidelity"]
+__all__ = ["EXPORT_ANYWAY", "confirm_fidelity", "confirm_quit"]
+
+log = logging.getLogger(__name__)
 
 EXPORT_ANYWAY = "Export anyway"
 
@@ -115,3 +121,47 @@ def _ask_or_refuse(
     box.setDefaultButton(cancel)
     box.exec()
     return box.clickedButton() is anyway
+
+
+def confirm_quit(parent: QWidget, session: Session) -> bool:
+    """Ask before losing a running job or picks that were never exported."""
+    from fbupscale_gui.core.errors import FbError
+
+    unexported = len(session.unexported_picks())
+    reasons = []
+    if session.jobs.is_busy():
+        reasons.append("a job is running and will be cancelled")
+    if unexported:
+        reasons.append(f"{unexported} picked candidate(s) have not been exported")
+    if not reasons:
+        return True
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Question)
+    box.setWindowTitle("fbupscale")
+    box.setText("Quit? " + "; ".join(reasons) + ".")
+    box.setInformativeText(
+        "Candidates and picks are kept in the session and come back when it is reopened "
+        "(File ▸ Sessions…); exported files are what others can use."
+        if session.session_path is not None
+        else "Candidates live only in this window until they are exported."
+    )
+    export = (
+        box.addButton("Export picks and quit", QMessageBox.ButtonRole.AcceptRole)
+        if unexported
+        else None
+    )
+    quit_button = box.addButton("Quit without exporting", QMessageBox.ButtonRole.DestructiveRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.exec()
+    clicked = box.clickedButton()
+    if export is not None and clicked is export:
+        if not confirm_fidelity(parent, session):
+            return False
+        try:
+            session.export()
+        except FbError as exc:
+            log.error("export before quitting failed: %s", exc)
+            QMessageBox.warning(parent, "fbupscale", f"Export failed, not quitting: {exc}")
+            return False
+        return True
+    return clicked is quit_button

@@ -3,10 +3,12 @@
 It holds no state of its own: cutouts, candidates, picks, jobs and settings live in the
 :class:`~fbupscale_gui.state.session.Session`; the panes are bound to it here.
 
-Scene and prompt are per cutout (each cutout is a different player and moment; a new cutout
-inherits only the last scene's teams, kits and stadium, never its people, numbers, action or
-positions). The Advanced parameters and the
-engine are shared by all cutouts.
+Scene and prompt are per cutout, kept in step with the current cutout by
+:class:`~fbupscale_gui.state.editor_sync.EditorSync`; the Advanced parameters and the engine
+are shared by all cutouts. The actions, toolbar and menus are made by
+:mod:`fbupscale_gui.ui.window_actions`; what is opened, dropped or pasted is taken in by the
+base class (:mod:`fbupscale_gui.ui.window_inputs`); every message shown goes through the
+error channel (:mod:`fbupscale_gui.ui.error_channel`), which logs it.
 """
 
 from __future__ import annotations
@@ -16,16 +18,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtWidgets import QLabel, QMainWindow, QWidget
+from PySide6.QtWidgets import QLabel, QWidget
 
-from fbupscale_gui.state.number_suggest import NumberSuggester
+from fbupscale_gui.state.editor_sync import EditorSync
 from fbupscale_gui.state.settings_model import read_window_geometry
 from fbupscale_gui.ui.theme import set_style_property
+from fbupscale_gui.ui.window_actions import (
+    build_actions,
+    build_menus,
+    build_toolbar,
+    update_actions,
+)
+from fbupscale_gui.ui.window_inputs import InputsWindow
 
 if TYPE_CHECKING:
     from PySide6.QtCore import QSettings
-    from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
-    from PySide6.QtWidgets import QPushButton
+    from PySide6.QtGui import QAction, QCloseEvent
+    from PySide6.QtWidgets import QComboBox, QPushButton
 
     from fbupscale_gui.state.cutouts import Cutout
     from fbupscale_gui.state.gpu import GpuMonitor
@@ -58,8 +67,29 @@ _SELECTED_KEY: Final = "window/selectedCutout"
 _EXPORT_TOLD_KEY: Final = "ui/export_folder_told"
 
 
-class MainWindow(QMainWindow):
+class MainWindow(InputsWindow):
     """Three panes: cutouts | scene + parameters | candidates and compare."""
+
+    # made by ui/window_actions.py
+    open_action: QAction
+    open_folder_action: QAction
+    open_clip_action: QAction
+    paste_action: QAction
+    run_action: QAction
+    cancel_action: QAction
+    export_action: QAction
+    export_current_action: QAction
+    settings_action: QAction
+    sessions_action: QAction
+    rerun_action: QAction
+    models_action: QAction
+    flux_models_action: QAction
+    next_action: QAction
+    prev_action: QAction
+    quit_action: QAction
+    pick_actions: list[QAction]
+    engine_combo: QComboBox
+    run_button: QPushButton
 
     def __init__(
         self,
@@ -76,9 +106,6 @@ class MainWindow(QMainWindow):
         """
         super().__init__(parent)
         self.confirm_on_close = True
-        self._current: Cutout | None = None
-        #: What the engine read in each cutout (cutout id -> the suggestion shown).
-        self._number_hints: dict[int, str] = {}
         self._video: VideoWindow | None = None
         self._built = False
         self._wanted_sha = ""
@@ -110,6 +137,7 @@ class MainWindow(QMainWindow):
 
         from fbupscale_gui.ui.candidates_panel import CandidatesPanel
         from fbupscale_gui.ui.cutout_panel import CutoutPanel
+        from fbupscale_gui.ui.error_channel import ErrorChannel
         from fbupscale_gui.ui.message_bar import MessageBar
         from fbupscale_gui.ui.params_panel import ParamsPanel
         from fbupscale_gui.ui.scene_editor import SceneEditor
@@ -140,6 +168,8 @@ class MainWindow(QMainWindow):
         self.splitter.setChildrenCollapsible(False)
 
         self.messages: MessageBar = MessageBar()
+        self.errors = ErrorChannel(self)  # what is shown is logged too
+        self.errors.display.connect(self._show)
         central = QWidget()
         central_layout = QVBoxLayout(central)
         central_layout.setContentsMargins(0, 0, 0, 0)
@@ -168,9 +198,9 @@ class MainWindow(QMainWindow):
         if app is not None:
             app.installEventFilter(self._wheel_guard)
 
-        self._build_actions()
-        self._build_toolbar()
-        self._build_menus()
+        build_actions(self)
+        build_toolbar(self)
+        build_menus(self)
         self._bind()
         self._restore_layout()
         session.cutouts.rowsInserted.connect(self._select_wanted)
@@ -182,209 +212,14 @@ class MainWindow(QMainWindow):
 
     # -- construction ---------------------------------------------------------------------
 
-    def _action(
-        self,
-        text: str,
-        slot: object,
-        shortcuts: list[QKeySequence | str] | None = None,
-        tip: str = "",
-    ) -> QAction:
-        from PySide6.QtGui import QAction, QKeySequence
-
-        action = QAction(text, self)
-        if shortcuts:
-            action.setShortcuts([QKeySequence(s) if isinstance(s, str) else s for s in shortcuts])
-        keys = ", ".join(
-            QKeySequence(s).toString() if isinstance(s, str) else s.toString()
-            for s in shortcuts or []
-        )
-        action.setToolTip(f"{tip or text.replace('…', '')}" + (f" ({keys})" if keys else ""))
-        action.triggered.connect(slot)
-        self.addAction(action)  # shortcuts work even when the menu bar is hidden
-        return action
-
-    def _build_actions(self) -> None:
-        from PySide6.QtGui import QAction, QKeySequence
-
-        self.open_action = self._action(
-            "Open…",
-            self.open_files,
-            [QKeySequence(QKeySequence.StandardKey.Open)],
-            "Open cutout files",
-        )
-        self.open_folder_action = self._action(
-            "Open folder…", self.open_folder, ["Ctrl+Alt+O"], "Open a folder of cutouts"
-        )
-        self.open_clip_action = self._action(
-            "Open clip…",
-            self.open_clip,
-            ["Ctrl+Shift+O"],
-            "Open a match clip: scrub, cut regions, batch-upscale a range",
-        )
-        self.paste_action = self._action(
-            "Paste cutout",
-            self.paste,
-            [QKeySequence(QKeySequence.StandardKey.Paste)],
-            "Paste an image",
-        )
-        self.paste_action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-        self.cutouts.addAction(self.paste_action)
-        self.run_action = self._action(
-            "Run", self.run_selected, ["Ctrl+R", "F5"], "Queue the selected cutouts"
-        )
-        self.cancel_action = self._action(
-            "Cancel", self.cancel, ["Esc"], "Stop the running job and drop the queue"
-        )
-        self.export_action = self._action(
-            "Export picks", self.export_all, ["Ctrl+E"], "Export every cutout's picked candidate"
-        )
-        self.export_current_action = self._action(
-            "Export current pick", self.export_current, ["Ctrl+Shift+E"]
-        )
-        self.settings_action = self._action(
-            "Settings…", self.open_settings, [QKeySequence(QKeySequence.StandardKey.Preferences)]
-        )
-        self.sessions_action = self._action(
-            "Sessions…",
-            self.open_sessions,
-            ["Ctrl+Shift+S"],
-            "Open, create, rename, archive or delete sessions (work is saved as it is made)",
-        )
-        self.rerun_action = self._action(
-            "Re-run interrupted jobs",
-            self.rerun_interrupted,
-            [],
-            "Queue again the jobs that were running or waiting when fbupscale stopped",
-        )
-        self.models_action = self._action(
-            "Super-resolution models…",
-            self.open_models,
-            [],
-            "Add and remove super-resolution models (SPAN, ESRGAN, Compact, SwinIR, …)",
-        )
-        self.flux_models_action = self._action(
-            "FLUX models…",
-            self.open_flux_models,
-            [],
-            "FLUX.1-dev, its ControlNet and LoRAs: what is found, what is missing, how to get it",
-        )
-        self.next_action = self._action("Next cutout", self.next_cutout, ["PgDown", "Alt+Right"])
-        self.prev_action = self._action(
-            "Previous cutout", self.previous_cutout, ["PgUp", "Alt+Left"]
-        )
-        self.quit_action = self._action(
-            "Quit", self.close, [QKeySequence(QKeySequence.StandardKey.Quit)]
-        )
-        self.pick_actions: list[QAction] = []
-        for i in range(9):
-            action = QAction(f"Pick tile {i + 1}", self)
-            action.setShortcut(QKeySequence(str(i + 1)))
-            action.setData(i)
-            action.triggered.connect(self._on_pick_action)
-            self.addAction(action)
-            self.pick_actions.append(action)
-
-    def _build_toolbar(self) -> None:
-        from PySide6.QtWidgets import QComboBox, QToolBar
-
-        from fbupscale_gui.state.engine_choice import ENGINE_LABELS, ENGINE_LICENCES, ENGINES
-
-        bar = QToolBar("Main")
-        bar.setObjectName("mainToolbar")
-        bar.setMovable(False)
-        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-        bar.addAction(self.open_action)
-        bar.addAction(self.open_folder_action)
-        bar.addSeparator()
-        bar.addWidget(QLabel(" Engine "))
-        self.engine_combo = QComboBox()
-        self.engine_combo.setToolTip(
-            "Which engine Run uses (Engine ▸ Super-resolution models… and FLUX models…)"
-        )
-        for engine in ENGINES:
-            self.engine_combo.addItem(ENGINE_LABELS[engine], engine)
-            self.engine_combo.setItemData(
-                self.engine_combo.count() - 1,
-                f"Licence: {ENGINE_LICENCES[engine]}",
-                Qt.ItemDataRole.ToolTipRole,
-            )
-        self.engine_combo.setMinimumContentsLength(26)
-        self.engine_combo.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
-        )
-        bar.addWidget(self.engine_combo)
-        bar.addSeparator()
-        self.run_button = self._button(self.run_action, "Run ▶", primary=True)
-        bar.addWidget(self.run_button)
-        bar.addWidget(self._button(self.cancel_action, "Cancel"))
-        bar.addSeparator()
-        bar.addWidget(self._button(self.export_action, "Export picks"))
-        bar.addSeparator()
-        bar.addAction(self.settings_action)
-        self.addToolBar(bar)
-        self.toolbar = bar
-
-    def _button(self, action: QAction, text: str, *, primary: bool = False) -> QPushButton:
-        """A toolbar push button mirroring ``action`` (the theme styles push buttons)."""
-        from PySide6.QtWidgets import QPushButton
-
-        button = QPushButton(text)
-        button.setToolTip(action.toolTip())
-        button.setEnabled(action.isEnabled())
-        button.clicked.connect(action.trigger)
-        action.enabledChanged.connect(button.setEnabled)
-        if primary:
-            set_style_property(button, "primary", True)
-        return button
-
-    def _build_menus(self) -> None:
-        menu = self.menuBar()
-        file_menu = menu.addMenu("&File")
-        for a in (
-            self.open_action,
-            self.open_folder_action,
-            self.open_clip_action,
-            self.paste_action,
-        ):
-            file_menu.addAction(a)
-        file_menu.addSeparator()
-        file_menu.addAction(self.sessions_action)
-        file_menu.addSeparator()
-        file_menu.addAction(self.export_action)
-        file_menu.addAction(self.export_current_action)
-        file_menu.addSeparator()
-        file_menu.addAction(self.settings_action)
-        file_menu.addSeparator()
-        file_menu.addAction(self.quit_action)
-        run_menu = menu.addMenu("&Run")
-        for a in (
-            self.run_action,
-            self.cancel_action,
-            self.rerun_action,
-            self.next_action,
-            self.prev_action,
-        ):
-            run_menu.addAction(a)
-        engine_menu = menu.addMenu("&Engine")
-        engine_menu.addAction(self.models_action)
-        engine_menu.addAction(self.flux_models_action)
-        engine_menu.addAction("Train LoRA…", self.open_train_window)  # paper 3.3
-        pick_menu = menu.addMenu("&Pick")
-        for a in self.pick_actions:
-            pick_menu.addAction(a)
-        pick_menu.addSeparator()  # fidelity (issue 5): the panel owns these actions
-        pick_menu.addAction(self.candidates.suggest_action)
-        pick_menu.addAction(self.candidates.accept_action)
-
     def _bind(self) -> None:
         s = self.session
         self.cutouts.currentChanged.connect(self._on_current_cutout)
         self.cutouts.filesDropped.connect(self.load_paths)
         self.cutouts.openRequested.connect(self.open_files)
-        self.scene_editor.promptChanged.connect(self._on_prompt_changed)
-        self.scene_editor.numbersRequested.connect(self._on_numbers_requested)
-        self.number_suggester = NumberSuggester(self.session.jobs, self)
-        self.number_suggester.suggested.connect(self._on_numbers_suggested)
+        self.editor_sync = EditorSync(s, self.scene_editor, self)
+        self.scene_editor.promptChanged.connect(self.editor_sync.on_prompt_changed)
+        self.scene_editor.numbersRequested.connect(self.editor_sync.on_numbers_requested)
         self.engine_combo.currentIndexChanged.connect(self._on_engine_combo)
         s.engine.engineChanged.connect(self._on_engine_changed)
         self._on_engine_changed(s.engine.engine)  # the summary says what the engine uses
@@ -393,7 +228,7 @@ class MainWindow(QMainWindow):
         s.jobs.busyChanged.connect(self._update_actions)
         s.candidates.pickChanged.connect(self._update_actions)
         s.cutouts.rowsInserted.connect(self._update_actions)
-        s.message.connect(self.show_message)
+        s.message.connect(self.errors.report)
         s.exported.connect(self._on_exported)
         s.loraReported.connect(self.params.show_lora_report)
         s.sessionChanged.connect(self._on_session_changed)
@@ -457,10 +292,12 @@ class MainWindow(QMainWindow):
                 return
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        from fbupscale_gui.ui.export_guard import confirm_quit
+
         if not self._built:
             super().closeEvent(event)
             return
-        if self.confirm_on_close and not self._confirm_quit():
+        if self.confirm_on_close and not confirm_quit(self, self.session):
             event.ignore()
             return
         self.save_geometry()
@@ -471,79 +308,10 @@ class MainWindow(QMainWindow):
             self._video.close()
         if not self.session.shutdown(timeout_ms=30_000):
             log.warning("the engine thread did not stop within 30 s")
+        self.errors.uninstall_hooks()
         super().closeEvent(event)
 
-    def _confirm_quit(self) -> bool:
-        """Ask before losing a running job or picks that were never exported."""
-        from PySide6.QtWidgets import QMessageBox
-
-        from fbupscale_gui.core.errors import FbError
-
-        unexported = len(self.session.unexported_picks())
-        reasons = []
-        if self.session.jobs.is_busy():
-            reasons.append("a job is running and will be cancelled")
-        if unexported:
-            reasons.append(f"{unexported} picked candidate(s) have not been exported")
-        if not reasons:
-            return True
-        box = QMessageBox(self)
-        box.setIcon(QMessageBox.Icon.Question)
-        box.setWindowTitle("fbupscale")
-        box.setText("Quit? " + "; ".join(reasons) + ".")
-        box.setInformativeText(
-            "Candidates and picks are kept in the session and come back when it is reopened "
-            "(File ▸ Sessions…); exported files are what others can use."
-            if self.session.session_path is not None
-            else "Candidates live only in this window until they are exported."
-        )
-        export = (
-            box.addButton("Export picks and quit", QMessageBox.ButtonRole.AcceptRole)
-            if unexported
-            else None
-        )
-        quit_button = box.addButton(
-            "Quit without exporting", QMessageBox.ButtonRole.DestructiveRole
-        )
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        clicked = box.clickedButton()
-        if export is not None and clicked is export:
-            if not self._fidelity_ok(None):
-                return False
-            try:
-                self.session.export()
-            except FbError as exc:
-                QMessageBox.warning(self, "fbupscale", f"Export failed, not quitting: {exc}")
-                return False
-            return True
-        return clicked is quit_button
-
-    # -- loading --------------------------------------------------------------------------
-
-    @Slot(list)
-    def load_paths(self, paths: list[str]) -> None:
-        """Load cutouts; a clip among them opens in the video window instead."""
-        from fbupscale_gui.state.video import is_clip_path
-
-        clips = [p for p in paths if is_clip_path(p)]
-        images = [p for p in paths if not is_clip_path(p)]
-        if images:
-            self.session.load(images)
-        if clips:
-            self.show_clip(clips[0])
-
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if self._built and event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:
-        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
-        if self._built and paths:
-            event.acceptProposedAction()
-            self.load_paths(paths)
-
-    # -- clips ----------------------------------------------------------------------------
+    # -- the train window -----------------------------------------------------------------
 
     def open_train_window(self) -> None:
         """The Train window (its own module; training runs in a child process)."""
@@ -555,135 +323,18 @@ class MainWindow(QMainWindow):
         self._train.show()
         self._train.raise_()
 
-    @property
-    def video_window(self) -> VideoWindow:
-        """The video window (made on first use; closing it only hides it)."""
-        if self._video is None:
-            from fbupscale_gui.ui.video_window import VideoWindow
-
-            self._video = VideoWindow(self.session, self)
-            self._video.cutoutSent.connect(self._on_cutout_sent)
-        return self._video
-
-    def show_clip(self, path: str) -> None:
-        """Open ``path`` in the video window and bring the window up."""
-        video = self.video_window
-        video.show()
-        video.raise_()
-        video.activateWindow()
-        video.open_clip(path)
-
-    def open_clip(self) -> None:
-        from PySide6.QtWidgets import QFileDialog
-
-        from fbupscale_gui.state.video import VIDEO_SUFFIXES
-
-        pattern = " ".join(f"*{s}" for s in VIDEO_SUFFIXES)
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open a clip", "", f"Clips ({pattern});;All files (*)"
-        )
-        if path:
-            self.show_clip(path)
-
-    @Slot(int)
-    def _on_cutout_sent(self, cutout_id: int) -> None:
-        self._select_cutout(cutout_id)
-
-    def open_files(self) -> None:
-        from PySide6.QtWidgets import QFileDialog
-
-        from fbupscale_gui.state.cutouts import IMAGE_SUFFIXES
-
-        image_filter = "Images (" + " ".join(f"*{s}" for s in IMAGE_SUFFIXES) + ");;All files (*)"
-        paths, _ = QFileDialog.getOpenFileNames(self, "Open cutouts", "", image_filter)
-        if paths:
-            self.load_paths(paths)
-
-    def open_folder(self) -> None:
-        from PySide6.QtWidgets import QFileDialog
-
-        folder = QFileDialog.getExistingDirectory(self, "Open a folder of cutouts")
-        if folder:
-            self.load_paths([folder])
-
-    def paste(self) -> None:
-        from PySide6.QtWidgets import QApplication
-
-        from fbupscale_gui.state.session import Message
-        from fbupscale_gui.worker.qimage import qimage_to_pil
-
-        clipboard = QApplication.clipboard()
-        mime = clipboard.mimeData()
-        if mime is not None and mime.hasUrls():
-            paths = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
-            if paths:
-                self.load_paths(paths)
-                return
-        image = clipboard.image()
-        if image.isNull():
-            self.show_message(Message("warning", "The clipboard holds no image to paste."))
-            return
-        pasted = qimage_to_pil(image)
-        report = self.session.cutouts.add_image(pasted, "pasted")
-        if report.added:
-            cutout = report.added[0]
-            self._select_cutout(cutout.id)
-            text = f"Pasted {cutout.name} ({pasted.width}×{pasted.height} px): it is selected."
-            self.show_message(Message("info", text))
-        elif report.duplicates:
-            self.show_message(Message("info", "That image is already in the cutouts list."))
-
-    def _select_cutout(self, cutout_id: int) -> None:
-        """Select and show the cutout with ``cutout_id`` in the list."""
-        try:
-            row = self.session.cutouts.row_of(cutout_id)
-        except KeyError:
-            return
-        self.cutouts.select_row(row)
-
     # -- current cutout and its scene -----------------------------------------------------
 
     @Slot(object)
     def _on_current_cutout(self, cutout: Cutout | None) -> None:
-        from fbupscale_gui.core.scene import Scene
-
-        self._store_editor()
-        self._current = cutout
+        self.editor_sync.set_current(cutout)
         self.candidates.set_cutout(cutout)
-        if cutout is not None:
-            scene = cutout.scene or self.session.cutouts.starting_scene() or Scene()
-            self.scene_editor.set_scene(scene, cutout.prompt if cutout.prompt_manual else None)
-            self._store_editor()
-        hint = self._number_hints.get(cutout.id, "") if cutout is not None else ""
-        self.scene_editor.show_number_suggestion(hint)
         self._update_actions()
 
-    @Slot()
-    def _on_numbers_requested(self) -> None:
-        if self._current is not None:
-            self.scene_editor.reading_numbers()
-            self.number_suggester.read(self._current)
-
-    @Slot(int, str)
-    def _on_numbers_suggested(self, cutout_id: int, text: str) -> None:
-        self._number_hints[cutout_id] = text
-        if self._current is not None and self._current.id == cutout_id:
-            self.scene_editor.show_number_suggestion(text)
-
-    def _store_editor(self) -> None:
-        """Copy the editor's scene and prompt into the current cutout."""
-        cutout = self._current
-        if cutout is None:
-            return
-        cutout.scene = self.scene_editor.scene()
-        cutout.prompt = self.scene_editor.prompt()
-        cutout.prompt_manual = self.scene_editor.is_prompt_manual()
-        self.session.cutouts.last_scene = cutout.scene
-        self.session.note_cutout_changed(cutout)  # queued to the session writer
-
-    @Slot(str)
-    def _on_prompt_changed(self, _prompt: str) -> None:
-        self._store_editor()
+    @property
+    def current_cutout(self) -> Cutout | None:
+        """The cutout shown in the scene editor and the candidates pane."""
+        return self.editor_sync.current
 
     def next_cutout(self) -> None:
         self.cutouts.step(+1)
@@ -745,7 +396,7 @@ class MainWindow(QMainWindow):
     # -- running --------------------------------------------------------------------------
 
     def run_selected(self) -> list[Job]:
-        self._store_editor()
+        self.editor_sync.store()
         return self.session.run(self.cutouts.selected())
 
     def cancel(self) -> None:
@@ -762,10 +413,10 @@ class MainWindow(QMainWindow):
         from PySide6.QtGui import QAction
 
         action = self.sender()
-        if isinstance(action, QAction) and self._current is not None:
+        if isinstance(action, QAction) and self.current_cutout is not None:
             index = action.data()
             if isinstance(index, int):
-                self.session.candidates.pick_index(self._current.id, index)
+                self.session.candidates.pick_index(self.current_cutout.id, index)
 
     # -- export ---------------------------------------------------------------------------
 
@@ -774,8 +425,8 @@ class MainWindow(QMainWindow):
             self.session.export_in_background()
 
     def export_current(self) -> None:
-        if self._current is not None and self._fidelity_ok([self._current.id]):
-            self.session.export_in_background([self._current.id])
+        if self.current_cutout is not None and self._fidelity_ok([self.current_cutout.id]):
+            self.session.export_in_background([self.current_cutout.id])
 
     @Slot(object)
     def _on_exported(self, paths: object) -> None:
@@ -838,14 +489,14 @@ class MainWindow(QMainWindow):
         """The Sessions dialog (open, new, rename, archive, delete)."""
         from fbupscale_gui.ui.sessions_dialog import SessionsDialog
 
-        self._store_editor()  # the current cutout's edits belong to the session being left
+        self.editor_sync.store()  # the current cutout's edits belong to the session being left
         dialog = SessionsDialog(self.session, self)
         dialog.exec()
 
     @Slot()
     def _on_cutouts_reset(self) -> None:
         """Another session was opened: nothing is current any more."""
-        self._current = None
+        self.editor_sync.current = None
         self.candidates.set_cutout(None)
         self._update_actions()
 
@@ -881,6 +532,11 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def show_message(self, message: Message) -> None:
+        """Show ``message`` through the error channel (logged when it is a warning or error)."""
+        self.errors.report(message)
+
+    @Slot(object)
+    def _show(self, message: Message) -> None:
         """Errors and warnings as banners (one per topic); passing news in the status bar."""
         from fbupscale_gui.state.session import FLUX_TOPIC
 
@@ -899,16 +555,4 @@ class MainWindow(QMainWindow):
             row.setToolTip(message.details)
 
     def _update_actions(self, *_args: object) -> None:
-        has_cutouts = len(self.session.cutouts) > 0
-        busy = self.session.jobs.is_busy()
-        self.run_action.setEnabled(has_cutouts)
-        self.cancel_action.setEnabled(busy)
-        self.export_action.setEnabled(bool(self.session.candidates.all_picks()))
-        self.export_current_action.setEnabled(
-            self._current is not None
-            and self.session.candidates.picked(self._current.id) is not None
-        )
-        self.rerun_action.setEnabled(bool(self.session.jobs.interrupted()))
-        self.sessions_action.setEnabled(True)
-        self.next_action.setEnabled(has_cutouts)
-        self.prev_action.setEnabled(has_cutouts)
+        update_actions(self)

@@ -60,6 +60,7 @@ MEMORY_MODE_LABELS: Final[dict[MemoryMode, str]] = {
 SPEED_LABELS: Final[dict[Speed, str]] = {
     "exact": "Exact (every step computed)",
     "fast": "Fast (stage-1 steps cached)",
+    "fast-mag": "Fast, MagCache (stage-1 steps cached)",
     "compiled": "Compiled (GPU, first run compiles)",
 }
 

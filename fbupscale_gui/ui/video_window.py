@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from fbupscale_gui.core.errors import FbError
+from fbupscale_gui.core.errors import FbError, error_line
 from fbupscale_gui.state.clip_model import ClipModel
 from fbupscale_gui.state.job_queue import Job, JobState, ProgressInfo, format_eta
 from fbupscale_gui.state.video import (
@@ -46,7 +46,6 @@ from fbupscale_gui.state.video import (
     batch_name,
     default_output,
     describe_clip,
-    error_text,
     is_clip_path,
     parse_range,
     range_summary,
@@ -524,7 +523,7 @@ class VideoWindow(QWidget):
         elif job.state is JobState.CANCELLED:
             box.show_outcome("Cancelled — nothing was written.", "warning", 0)
         else:
-            why = error_text(job.error) if job.error is not None else "no result"
+            why = error_line(job.error, unexpected=True) if job.error is not None else "no result"
             box.show_outcome(f"Failed — nothing was written: {why}", "error", 0)
         self._update_batch_buttons()
 

@@ -16,7 +16,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from fbupscale_gui.storage.video.reader import ClipError, open_container, reason
+from fbupscale_gui.core.errors import error_line
+from fbupscale_gui.storage.video.reader import ClipError, open_container
 
 if TYPE_CHECKING:
     import av
@@ -125,7 +126,9 @@ def collect_audio(
             else:
                 results.append(_reencode_audio(container, in_stream, out, range_start, range_end))
         except av.FFmpegError as exc:
-            raise ClipError(path, f"reading audio stream #{n + 1} failed ({reason(exc)})") from None
+            raise ClipError(
+                path, f"reading audio stream #{n + 1} failed ({error_line(exc, limit=200)})"
+            ) from None
         finally:
             container.close()
     return results

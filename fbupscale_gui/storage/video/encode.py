@@ -27,13 +27,13 @@ import numpy as np
 from PIL import Image
 
 from fbupscale_gui.core.clip import FIELDS, ClipInfo, Field, Rect
-from fbupscale_gui.core.errors import Cancelled, RequestError
+from fbupscale_gui.core.errors import Cancelled, RequestError, error_line
 from fbupscale_gui.core.frame_cut import check_rect, cut_region
 from fbupscale_gui.core.job import IsCancelled, OnProgress, Progress
 from fbupscale_gui.core.timecode import Position, parse_position
 from fbupscale_gui.storage.atomic import atomic_write
 from fbupscale_gui.storage.video.audio import collect_audio, packet_seconds
-from fbupscale_gui.storage.video.reader import ClipError, ClipReader, reason
+from fbupscale_gui.storage.video.reader import ClipError, ClipReader
 
 if TYPE_CHECKING:
     import av
@@ -182,7 +182,7 @@ def upscale_range(
                 raise ClipError(
                     out,
                     f"writing the clip failed after {clip.frames} frames, {_size(fh)} bytes "
-                    f"({reason(exc)}); nothing was saved under this name",
+                    f"({error_line(exc, limit=200)}); nothing was saved under this name",
                 ) from None
             finally:
                 clip.close()

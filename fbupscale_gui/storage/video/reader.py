@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Final
 from PIL import Image
 
 from fbupscale_gui.core.clip import AudioStreamInfo, ClipInfo, FieldOrder
-from fbupscale_gui.core.errors import InputImageError
+from fbupscale_gui.core.errors import InputImageError, error_line
 from fbupscale_gui.core.timecode import Position, parse_position
 
 if TYPE_CHECKING:
@@ -47,7 +47,6 @@ __all__ = [
     "open_clip",
     "open_container",
     "read_frame",
-    "reason",
 ]
 
 #: Video codecs the product reads (FFmpeg decoder names) and how the user sees them named.
@@ -98,12 +97,6 @@ def _check_file(path: Path) -> None:
         raise ClipError(path, "empty file (0 bytes)")
 
 
-def reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
-
-
 def open_container(path: Path) -> av.container.InputContainer:
     import av
 
@@ -111,9 +104,11 @@ def open_container(path: Path) -> av.container.InputContainer:
     try:
         container = av.open(str(path), mode="r")
     except av.FFmpegError as exc:
-        raise ClipError(path, f"not a video clip FFmpeg can read ({reason(exc)})") from None
+        raise ClipError(
+            path, f"not a video clip FFmpeg can read ({error_line(exc, limit=200)})"
+        ) from None
     except (OSError, ValueError) as exc:
-        raise ClipError(path, f"cannot be read ({reason(exc)})") from None
+        raise ClipError(path, f"cannot be read ({error_line(exc, limit=200)})") from None
     try:
         fmt = container.format.name
         if fmt not in SUPPORTED_FORMATS:
@@ -274,7 +269,7 @@ class ClipReader:
                     continue  # a damaged packet: the decoder recovers at the next one
                 yield from frames
         except av.FFmpegError as exc:
-            raise ClipError(self.path, f"decoding failed ({reason(exc)})") from None
+            raise ClipError(self.path, f"decoding failed ({error_line(exc, limit=200)})") from None
 
     def _indexed(self) -> Iterator[tuple[int, av.VideoFrame]]:
         last = -1
