@@ -496,7 +496,7 @@ def test_a_heatmap_failure_is_shown_not_blamed_on_the_shape(
     compare.heatmap_button.click()  # on: the heatmap is made now, and fails
     assert compare.overlay() is None
     text = panel.compare_label.text()
-    assert "heatmap failed: RuntimeError: scratch buffer exhausted" in text
+    assert "heatmap failed: " in text and "RuntimeError: scratch buffer exhausted" in text
     assert "shape" not in text
     assert panel.heatmaps.error(entries[0])
     assert panel.heatmaps.error(entries[1]) == ""  # not asked for: no error

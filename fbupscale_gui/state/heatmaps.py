@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from fbupscale_gui.core.errors import FbError
+from fbupscale_gui.core.errors import error_line
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -39,11 +39,9 @@ def _make_safely(cutout: Image.Image, entry: CandidateEntry) -> tuple[QImage | N
     """The heatmap, or None and why it failed (a failure is logged and never raised)."""
     try:
         return _make_heatmap(cutout, entry), ""
-    except FbError as exc:
-        return None, str(exc)
     except Exception as exc:
         log.exception("deviation heatmap failed")
-        return None, f"{type(exc).__name__}: {exc}"
+        return None, error_line(exc, unexpected=True)
 
 
 class HeatmapCache(QObject):
