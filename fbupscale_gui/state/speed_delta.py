@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Final
 
 from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
+from fbupscale_gui.eval.scoring import format_db
 
-__all__ = ["SPEED_DELTA_TARGET_DB", "ScoredRender", "SpeedDelta", "speed_delta"]
+__all__ = ["SPEED_DELTA_TARGET_DB", "ScoredRender", "SpeedDelta", "score_text", "speed_delta"]
 
 #: The issue's bound on a fast mode's LR-consistency cost against exact.
 SPEED_DELTA_TARGET_DB: Final = 0.2
@@ -42,6 +43,17 @@ class SpeedDelta:
     def text(self) -> str:
         """``"fast −0.03 dB vs exact"``."""
         return f"{self.speed} {self.delta_db:+.2f} dB vs exact".replace("-", "−")
+
+    def short_text(self) -> str:
+        """``"−0.03 vs exact"``, as a tile shows it after its score."""
+        return f"{self.delta_db:+.2f} vs exact".replace("-", "−")
+
+
+def score_text(lr_consistency: float | None, delta: SpeedDelta | None) -> str:
+    """A candidate's score as the tiles and the compare view show it: ``"31.2 dB"``, ``"—"``
+    (unscored), or with the speed mode's delta ``"31.2 dB (−0.03 vs exact)"``."""
+    text = format_db(lr_consistency)
+    return f"{text} ({delta.short_text()})" if delta is not None else text
 
 
 def _twin_request(request: ReconstructionRequest) -> ReconstructionRequest:
