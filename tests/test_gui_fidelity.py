@@ -500,3 +500,51 @@ def test_a_heatmap_failure_is_shown_not_blamed_on_the_shape(
     assert "shape" not in text
     assert panel.heatmaps.error(entries[0])
     assert panel.heatmaps.error(entries[1]) == ""  # not asked for: no error
+
+
+def test_a_fast_tile_shows_its_delta_against_the_exact_twin(qtbot, make_window) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12: a non-exact speed mode's tile says what it cost against its exact twin (same
+    cutout, key and request but the speed), where both are scored; other tiles look as before."""
+    from PySide6.QtGui import QImage
+
+    from fbupscale_gui.core.request import ModelRef
+    from fbupscale_gui.worker.engine_thread import ReadyCandidate
+
+    window = make_window()
+    cutout = window.session.cutouts.at(0)
+    panel, store = window.candidates, window.session.candidates
+    panel.set_cutout(cutout)
+    base = ReconstructionRequest(flux=ModelRef(path="/m/flux1-dev.safetensors", sha256="a" * 64))
+    image = Image.new("RGB", (8, 8))
+
+    def add(
+        request: ReconstructionRequest, key: CandidateKey, score: float | None
+    ) -> CandidateEntry:
+        run = store.new_run(cutout.id)
+        ready = ReadyCandidate(Candidate(key, 5, image, request), QImage(), QImage(), score)
+        return store.add(cutout.id, run, ready)
+
+    twin_key, lone_key = CandidateKey(0, False, 2), CandidateKey(1, False, 2)
+    fast = add(base.replace(speed="fast"), twin_key, 30.94)
+    unscored_exact = add(base, twin_key, None)
+    lone = add(base.replace(speed="fast-mag"), lone_key, 33.0)  # no exact twin at all
+    tiles = {id(t.entry): t for t in panel.tiles()}
+    assert tiles[id(fast)].score_label.text() == "LR 30.9 dB"  # the twin is not scored yet
+    assert tiles[id(unscored_exact)].score_label.text() == "LR —"
+
+    exact = add(base, twin_key, 31.0)
+    tiles = {id(t.entry): t for t in panel.tiles()}
+    assert tiles[id(fast)].score_label.text() == "LR 30.9 dB (−0.06 vs exact)"
+    assert "fast −0.06 dB vs exact" in tiles[id(fast)].score_label.toolTip()
+    assert tiles[id(exact)].score_label.text() == "LR 31.0 dB"
+    assert tiles[id(lone)].score_label.text() == "LR 33.0 dB"
+    assert "vs exact" not in tiles[id(lone)].score_label.toolTip()
+    panel.compare_entry(fast, against=exact)  # the compare view's image captions say it too
+    left_caption, right_caption = panel.compare.labels()
+    assert right_caption.endswith("LR 30.9 dB (−0.06 vs exact)")
+    assert left_caption.endswith("LR 31.0 dB")
+    assert "vs exact" not in panel.compare_label.text()  # the line above keeps its width
+
+    slower = add(base.replace(speed="compiled"), twin_key, 31.27)  # a gain shows its + sign
+    tiles = {id(t.entry): t for t in panel.tiles()}
+    assert tiles[id(slower)].score_label.text() == "LR 31.3 dB (+0.27 vs exact)"

@@ -10,7 +10,9 @@ that number.
 Fidelity: every entry carries its LR-consistency (scored in the engine thread). The store can
 order the tiles by it instead (:meth:`CandidateStore.set_sort_by_score`; tiles and keys 1-9
 then follow the ranking), and :meth:`CandidateStore.suggest` marks the most faithful final
-candidate as *suggested*; the pick changes only when the operator accepts it. Deviation
+candidate as *suggested*; the pick changes only when the operator accepts it. A non-exact
+speed mode's candidate carries its delta against its exact twin where both are scored
+(:meth:`CandidateStore.speed_delta`, :mod:`~fbupscale_gui.state.speed_delta`). Deviation
 heatmaps are made on demand off the GUI thread and cached per entry
 (:class:`~fbupscale_gui.state.heatmaps.HeatmapCache`, re-exported here).
 """
@@ -42,6 +44,7 @@ from fbupscale_gui.state.candidate_grid import (
     rank_by_score,
 )
 from fbupscale_gui.state.heatmaps import HeatmapCache
+from fbupscale_gui.state.speed_delta import ScoredRender, SpeedDelta, speed_delta
 from fbupscale_gui.worker.engine_thread import ReadyCandidate
 
 if TYPE_CHECKING:
@@ -204,6 +207,12 @@ class CandidateEntry:
         return self.candidate.seed
 
     @property
+    def request(self) -> ReconstructionRequest:
+        if self._candidate is None and self.stored is not None:
+            return self.stored.request
+        return self.candidate.request
+
+    @property
     def engine(self) -> str:
         if self._candidate is None and self.stored is not None:
             return self.stored.request.engine
@@ -357,6 +366,16 @@ class CandidateStore(QObject):
 
     def entries(self, cutout_id: int) -> list[CandidateEntry]:
         return list(self._entries.get(cutout_id, []))
+
+    def speed_delta(self, entry: CandidateEntry) -> SpeedDelta | None:
+        """``entry``'s LR-consistency against its ``exact`` twin on the same cutout (None: an
+        exact candidate, no twin, or either one unscored)."""
+        others = (
+            ScoredRender(e.key, e.request, e.lr_consistency)
+            for e in self.entries(entry.cutout_id)
+            if e is not entry
+        )
+        return speed_delta(ScoredRender(entry.key, entry.request, entry.lr_consistency), others)
 
     def grid(self, cutout_id: int) -> Grid:
         return layout_grid(self.entries(cutout_id), self._show_stage1)

@@ -16,8 +16,9 @@ from PySide6.QtWidgets import (
 )
 
 from fbupscale_gui.core.number_check import NumberCheck, badge_text
-from fbupscale_gui.eval.scoring import LR_TOOLTIP, format_db
+from fbupscale_gui.eval.scoring import LR_TOOLTIP
 from fbupscale_gui.state.candidates import CandidateEntry
+from fbupscale_gui.state.speed_delta import SpeedDelta, score_text
 from fbupscale_gui.ui import theme
 from fbupscale_gui.ui.theme import set_style_property
 
@@ -39,9 +40,11 @@ class CandidateTile(QFrame):
         parent: QWidget | None = None,
         *,
         min_lr_db: float = 0.0,
+        speed_delta: SpeedDelta | None = None,
     ):
         super().__init__(parent)
         self.entry = entry
+        self.speed_delta = speed_delta
         self.number = number
         self.setObjectName("candidateTile")
         self.setFrameShape(QFrame.Shape.StyledPanel)
@@ -113,8 +116,9 @@ class CandidateTile(QFrame):
 
     @property
     def score_text(self) -> str:
-        """``"31.2 dB"`` or ``"—"`` (no score), as the tile shows it."""
-        return format_db(self.entry.lr_consistency)
+        """``"31.2 dB"`` or ``"—"`` (no score), as the tile shows it; a non-exact speed mode's
+        candidate with a scored exact twin adds its delta: ``"31.2 dB (−0.03 vs exact)"``."""
+        return score_text(self.entry.lr_consistency, self.speed_delta)
 
     def set_min_lr_db(self, min_lr_db: float) -> None:
         """Flag the score when it is below the export threshold (0: no threshold)."""
@@ -123,7 +127,10 @@ class CandidateTile(QFrame):
         self.score_label.setText(f"LR {self.score_text}" + ("  ⚠ low" if low else ""))
         set_style_property(self.score_label, "role", "warning" if low else "hint")
         limit = f"\nExport threshold: {min_lr_db:g} dB (Settings)." if min_lr_db else ""
-        self.score_label.setToolTip(f"{LR_TOOLTIP}\n\nThis candidate: {self.score_text}.{limit}")
+        delta = f"\nSpeed mode: {self.speed_delta.text()}." if self.speed_delta is not None else ""
+        self.score_label.setToolTip(
+            f"{LR_TOOLTIP}\n\nThis candidate: {self.score_text}.{delta}{limit}"
+        )
 
     def set_number_check(self, check: NumberCheck | None) -> None:
         """The shirt-number badge: "✓ 9", "✗ 8≠9" or "?" (hidden when nothing was checked)."""

@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 from fbupscale_gui.eval.scoring import LR_TOOLTIP, format_db
 from fbupscale_gui.state.candidates import CandidateEntry, CandidateStore, HeatmapCache
 from fbupscale_gui.state.cutouts import Cutout
+from fbupscale_gui.state.speed_delta import score_text
 from fbupscale_gui.ui import theme
 from fbupscale_gui.ui.candidate_tile import TILE_SIDE, CandidateTile, number_boxes
 from fbupscale_gui.ui.compare_view import CompareView
@@ -331,7 +332,12 @@ class CandidatesPanel(QWidget):
         number = {id(e): i + 1 for i, e in enumerate(order)}
 
         def add_tile(entry: CandidateEntry, row: int, column: int) -> None:
-            tile = CandidateTile(entry, number[id(entry)], min_lr_db=self._min_lr_db)
+            tile = CandidateTile(
+                entry,
+                number[id(entry)],
+                min_lr_db=self._min_lr_db,
+                speed_delta=self._store.speed_delta(entry),
+            )
             tile.set_picked(entry is picked)
             tile.set_suggested(entry is suggested)
             tile.clicked.connect(self._on_tile_clicked)
@@ -391,21 +397,27 @@ class CandidatesPanel(QWidget):
     def _on_tile_clicked(self, entry: CandidateEntry, ctrl: bool) -> None:
         self.compare_entry(entry, against=self._compared if ctrl else None)
 
+    def _score_text(self, entry: CandidateEntry) -> str:
+        return score_text(entry.lr_consistency, self._store.speed_delta(entry))
+
     def compare_entry(self, entry: CandidateEntry, against: CandidateEntry | None = None) -> None:
         """Compare ``entry`` with the cutout (Lanczos), or with another candidate."""
         cutout = self._cutout
         if cutout is None:
             return
-        score = f"LR {format_db(entry.lr_consistency)}"
-        right = f"{entry.label} · {score}"
+        # the captions over the images carry a speed mode's delta; the line above them stays
+        # as short as before (its width sets the panel's)
+        right = f"{entry.label} · LR {format_db(entry.lr_consistency)}"
+        right_caption = f"{entry.label} · LR {self._score_text(entry)}"
         if against is not None and against is not entry:
             left_label = f"{against.label} · LR {format_db(against.lr_consistency)}"
-            self.compare.set_pair(against.image, entry.image, left_label, right)
+            left_caption = f"{against.label} · LR {self._score_text(against)}"
+            self.compare.set_pair(against.image, entry.image, left_caption, right_caption)
             text = f"{left_label}  ◀ split ▶  {right}"
         else:
             size = (entry.image.width(), entry.image.height())
             left = self._upscaled_cutout(cutout, size)
-            self.compare.set_pair(left, entry.image, "cutout (Lanczos)", right)
+            self.compare.set_pair(left, entry.image, "cutout (Lanczos)", right_caption)
             text = f"cutout (Lanczos)  ◀ split ▶  {right}   ·   Ctrl+click another tile to compare two candidates"
         self.compare.set_number_boxes(number_boxes(entry.number_check))
         self._compared = entry
