@@ -77,8 +77,8 @@ def main() -> int:
     # -- bare diffusers --------------------------------------------------------------------
     from diffusers import FluxControlNetModel, FluxControlNetPipeline, FluxImg2ImgPipeline
 
-    from fbupscale_gui.engine.lora_convert import convert_lora
-    from fbupscale_gui.engine.lora_files import read_lora_file
+    from fbupscale_gui.engine.lora.convert import convert_lora
+    from fbupscale_gui.engine.lora.files import read_lora_file
 
     pipe1 = FluxImg2ImgPipeline.from_pretrained(
         files.flux_dir, dtype=torch.float32, local_files_only=True

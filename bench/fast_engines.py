@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fbupscale_gui.core.errors import Cancelled
 from fbupscale_gui.core.request import Preprocess, ReconstructionRequest
-from fbupscale_gui.engine.fast import FastEngine, default_threads
+from fbupscale_gui.engine.fast.engines import FastEngine, default_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("realesrgan", "engines", "cancel", "cli")
@@ -171,7 +171,7 @@ def realesrgan_part(engine: FastEngine, args: argparse.Namespace) -> None:
 
 
 def engines_part(engine: FastEngine, args: argparse.Namespace) -> None:
-    from fbupscale_gui.engine.ncnn_sr import VARIANTS
+    from fbupscale_gui.engine.fast.ncnn_sr import VARIANTS
 
     models = [f"ncnn:{n}" for n in VARIANTS] if args.all_models else list(MAIN_MODELS)
     names = ["lanczos", "realesrgan", "faithful", *models]

@@ -101,7 +101,7 @@ def ground_truth(name: str) -> Image.Image:
 
 
 def ncnn_names() -> list[str]:
-    from fbupscale_gui.engine.ncnn_sr import VARIANTS
+    from fbupscale_gui.engine.fast.ncnn_sr import VARIANTS
 
     return list(VARIANTS)
 
@@ -119,7 +119,7 @@ def make_engines(names: Sequence[str], threads: int = 1) -> dict[str, Engine]:
     ]
     if wanted:
         try:
-            from fbupscale_gui.engine.fast import FastEngine
+            from fbupscale_gui.engine.fast.engines import FastEngine
 
             fast = FastEngine(num_threads=threads)
         except ImportError as exc:
@@ -156,7 +156,7 @@ def make_user_models(threads: int) -> dict[str, Engine]:
         return {}
     import torch
 
-    from fbupscale_gui.engine.sr_engine import SrModelEngine
+    from fbupscale_gui.engine.sr.engine import SrModelEngine
 
     torch.set_num_threads(threads)
     sr = SrModelEngine()

@@ -867,7 +867,7 @@ def _sessions_cases() -> list[Case]:
 _LORA = """
 import sys, math
 from fbupscale_gui.core.errors import FbError
-from fbupscale_gui.engine.lora_files import read_lora_file
+from fbupscale_gui.engine.lora.files import read_lora_file
 try:
     data = read_lora_file(sys.argv[1])
 except FbError as exc:

@@ -45,8 +45,8 @@ def _dataset(root: Path, size: tuple[int, int]) -> Path:
 def run(flux: Path, dataset: Path, out: Path, steps: int, **kw: Any) -> dict[str, Any]:
     import torch
 
-    from fbupscale_gui.engine.lora_train import train_lora
-    from fbupscale_gui.engine.lora_train_config import TrainConfig
+    from fbupscale_gui.engine.lora.train import train_lora
+    from fbupscale_gui.engine.lora.train_config import TrainConfig
 
     events: list[dict[str, Any]] = []
     if torch.cuda.is_available():

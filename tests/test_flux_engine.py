@@ -299,7 +299,7 @@ def test_stage2_shares_every_module_with_stage1(engine: Engine, full_run: Any) -
 def test_shared_modules_keep_a_16_bit_dtype(tiny_flux: TinyFluxFiles) -> None:
     import torch
 
-    from fbupscale_gui.engine.flux_pipelines import load_pipelines
+    from fbupscale_gui.engine.flux.pipelines import load_pipelines
 
     pair = load_pipelines(
         tiny_flux.flux_dir, tiny_flux.controlnet_dir, Runtime("cpu", "bf16", "none")
@@ -506,7 +506,7 @@ def test_unavailable_cuda_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_fast_engines_are_dispatched_and_created_once(
     monkeypatch: pytest.MonkeyPatch, request_: ReconstructionRequest
 ) -> None:
-    from fbupscale_gui.engine import fast
+    from fbupscale_gui.engine.fast import engines as fast
 
     made: list[object] = []
 

@@ -121,7 +121,7 @@ def test_fp8_scaled_applies_its_scale_keys(
     import torch
     from safetensors.torch import load_file
 
-    from fbupscale_gui.engine.flux_files import load_transformer_file
+    from fbupscale_gui.engine.flux.files import load_transformer_file
 
     desc = describe_file(files["fp8_scaled"])
     assert (desc.layout, desc.quant) == ("comfy", "fp8_scaled")

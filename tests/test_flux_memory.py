@@ -17,7 +17,7 @@ from fbupscale_gui.core.request import (
 )
 from fbupscale_gui.engine import Engine
 from fbupscale_gui.engine.doctor import plan_lines
-from fbupscale_gui.engine.flux_plan import plan
+from fbupscale_gui.engine.flux.plan import plan
 from fbupscale_gui.engine.testing import TinyFluxFiles, save_tiny_gguf, tiny_request
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]

@@ -17,7 +17,9 @@ from fbupscale_gui.core.request import (
     ModelRef,
     ReconstructionRequest,
 )
-from fbupscale_gui.engine import Engine, flux_files, flux_part_files
+from fbupscale_gui.engine import Engine
+from fbupscale_gui.engine.flux import files as flux_files
+from fbupscale_gui.engine.flux import part_files as flux_part_files
 from fbupscale_gui.engine.testing import TinyFluxFiles, save_tiny_transformer_file, tiny_request
 from fbupscale_gui.engine.testing_parts import config_only_copy, save_tiny_comfy_parts
 from fbupscale_gui.storage.provenance import model_hashes

@@ -13,7 +13,8 @@ from fbupscale_gui.core.request import (
     ReconstructionRequest,
     Stage2Params,
 )
-from fbupscale_gui.engine import Engine, flux_speed
+from fbupscale_gui.engine import Engine
+from fbupscale_gui.engine.flux import speed as flux_speed
 from fbupscale_gui.engine.testing import TinyFluxFiles, tiny_request
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]

@@ -124,7 +124,7 @@ print(json.dumps({"state": job.state.value, "error": job.error_message, "candida
 
 def _engine() -> str:
     try:
-        from fbupscale_gui.engine.fast import realesrgan_model_files
+        from fbupscale_gui.engine.fast.engines import realesrgan_model_files
 
         realesrgan_model_files()
     except Exception:

@@ -549,7 +549,7 @@ def test_batch_realesrgan_runs_in_the_engine_thread(
     qtbot, window, clips, tmp_path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     """Real-ESRGAN is built and run by the job in the engine thread (two frames, 8x8 region)."""
-    from fbupscale_gui.engine.fast import realesrgan_model_files
+    from fbupscale_gui.engine.fast.engines import realesrgan_model_files
 
     realesrgan_model_files()  # installed by the setup: a broken install fails here
     monkeypatch.setenv("FBUPSCALE_CPU_THREADS", "1")

@@ -274,7 +274,7 @@ def test_hostile_models_index_is_refused(tmp_path: Path, kind: str) -> None:
 
 
 def test_zip_bomb_pth_is_refused_before_decompressing(tmp_path: Path) -> None:
-    from fbupscale_gui.engine.safe_weights import check_zip_sizes
+    from fbupscale_gui.engine.sr.safe_weights import check_zip_sizes
 
     path = tmp_path / "bomb.pth"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -335,7 +335,7 @@ def test_reproduce_with_a_bomb_cutout_is_one_line(
 
 
 def test_nested_safetensors_header_is_refused(tmp_path: Path) -> None:
-    from fbupscale_gui.engine.safe_weights import check_safetensors_header
+    from fbupscale_gui.engine.sr.safe_weights import check_safetensors_header
 
     header = b'{"a": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
     path = tmp_path / "nested.safetensors"
@@ -345,7 +345,7 @@ def test_nested_safetensors_header_is_refused(tmp_path: Path) -> None:
 
 
 def test_text_file_named_pth_is_refused(tmp_path: Path) -> None:
-    from fbupscale_gui.engine.safe_weights import load_state_dict
+    from fbupscale_gui.engine.sr.safe_weights import load_state_dict
 
     path = tmp_path / "notes.pth"
     path.write_text("this is a text file, not weights\n" * 10)

@@ -60,7 +60,7 @@ def _indexed_candidates(folder: Path) -> int:
 
 def _realesrgan_available() -> bool:
     try:
-        from fbupscale_gui.engine.fast import realesrgan_model_files
+        from fbupscale_gui.engine.fast.engines import realesrgan_model_files
 
         realesrgan_model_files()
     except Exception:

@@ -24,9 +24,9 @@ from fbupscale_gui.core.request import (
     Stage2Params,
 )
 from fbupscale_gui.engine import Engine
-from fbupscale_gui.engine.lora import adapter_name_for, ensure_lora_loaded, set_lora_state
-from fbupscale_gui.engine.lora_convert import bfl_targets, convert_lora
-from fbupscale_gui.engine.lora_files import ADAPTER_METADATA_KEY, read_lora, read_lora_file
+from fbupscale_gui.engine.lora.apply import adapter_name_for, ensure_lora_loaded, set_lora_state
+from fbupscale_gui.engine.lora.convert import bfl_targets, convert_lora
+from fbupscale_gui.engine.lora.files import ADAPTER_METADATA_KEY, read_lora, read_lora_file
 from fbupscale_gui.engine.testing import (
     TinyFluxFiles,
     build_tiny_components,

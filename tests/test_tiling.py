@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fbupscale_gui.core.errors import Cancelled
-from fbupscale_gui.engine.tiling import (
+from fbupscale_gui.engine.fast.tiling import (
     MIN_TILE,
     NO_TILING,
     axis_starts,
@@ -65,7 +65,7 @@ def test_blend_weights_sum_to_one(w: int, h: int, tile: int, overlap: int) -> No
 
 def _small_sr_model() -> torch.nn.Module:
     """A Compact SR network with random weights (receptive field 4 px)."""
-    from fbupscale_gui.engine.spandrel_import import import_spandrel
+    from fbupscale_gui.engine.sr.spandrel_import import import_spandrel
 
     import_spandrel()
     from spandrel.architectures.Compact import Compact

@@ -27,8 +27,8 @@ from fbupscale_gui.core.request import (
     ReconstructionRequest,
 )
 from fbupscale_gui.engine import Engine
-from fbupscale_gui.engine.spandrel_import import import_spandrel
-from fbupscale_gui.engine.sr_detect import inspect_model
+from fbupscale_gui.engine.sr.detect import inspect_model
+from fbupscale_gui.engine.sr.spandrel_import import import_spandrel
 from fbupscale_gui.state.job_queue import JobState
 from fbupscale_gui.storage.cutouts import make_source
 from fbupscale_gui.storage.metadata import read_metadata

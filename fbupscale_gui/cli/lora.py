@@ -10,7 +10,7 @@
 * ``fbupscale lora train --flux DIR --dataset OUT -o LORA.safetensors [--steps N] [--rank R]
   [--resolution PX] [--log FILE.jsonl]``: trains in this process; resumes from the last
   checkpoint of the same settings; one JSON object per line in ``--log`` (``step``, ``loss``,
-  ``eta_s`` ... see :func:`fbupscale_gui.engine.lora_train.train_lora`). Ctrl-C or SIGTERM
+  ``eta_s`` ... see :func:`fbupscale_gui.engine.lora.train.train_lora`). Ctrl-C or SIGTERM
   stops after the current step and saves a resume state (exit 130).
 
 Register with :func:`add_lora_parser`. Exit status: 0 done, 1 error (one line), 130 cancelled.
@@ -258,7 +258,7 @@ class _JsonLog:
 def _cmd_train(args: argparse.Namespace, is_cancelled: Callable[[], bool]) -> int:
     from fbupscale_gui.core.request import FLUX_REPO_ID, ModelRef
     from fbupscale_gui.engine import Engine
-    from fbupscale_gui.engine.lora_train_config import TrainConfig
+    from fbupscale_gui.engine.lora.train_config import TrainConfig
     from fbupscale_gui.storage.weights import locate
 
     flux = locate(
@@ -309,7 +309,7 @@ def _cmd_report(args: argparse.Namespace, cancel: Callable[[], bool] | None) -> 
         Stage1Params,
         Stage2Params,
     )
-    from fbupscale_gui.engine.lora_report import ab_rows, write_report
+    from fbupscale_gui.engine.lora.report import ab_rows, write_report
 
     stage1, stage2 = Stage1Params(), Stage2Params()
     if args.steps1 is not None:

@@ -61,7 +61,7 @@ def add_models_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _add(library: ModelLibrary, args: argparse.Namespace) -> int:
-    from fbupscale_gui.engine.sr_detect import inspect_model
+    from fbupscale_gui.engine.sr.detect import inspect_model
 
     entry = library.add(
         args.file, inspect_model, name=args.name, licence=args.licence, replace=args.replace
@@ -94,7 +94,7 @@ def _remove(library: ModelLibrary, args: argparse.Namespace) -> int:
 
 
 def _add_realesrgan(library: ModelLibrary, args: argparse.Namespace) -> int:
-    from fbupscale_gui.engine.convert_ncnn import ensure_realesrgan_in_library
+    from fbupscale_gui.engine.sr.convert_ncnn import ensure_realesrgan_in_library
 
     entry = ensure_realesrgan_in_library(library)
     print(f"{entry.name}: {entry.summary}")

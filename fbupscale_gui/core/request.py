@@ -77,7 +77,7 @@ CONTROLNET_REPO_ID: Final = "jasperai/Flux.1-dev-Controlnet-Upscaler"
 CONDITIONING_SCALE_RANGE: Final = (0.5, 0.65)
 
 #: The engines that ship with fbupscale. A request's ``engine`` is one of these, "ncnn:NAME"
-#: for one of the models shipped in the ncnn wheels (``engine/ncnn_sr.py``), or
+#: for one of the models shipped in the ncnn wheels (``engine/fast/ncnn_sr.py``), or
 #: ``"model:" + NAME`` for a user super-resolution model (see :func:`is_model_engine`).
 #: "faithful" is the default preview, "realesrgan" (alias "sharp") the detail-inventing one.
 EngineKind = Literal["flux", "faithful", "realesrgan", "lanczos"]
@@ -99,7 +99,7 @@ Precision = Literal["auto", "bf16", "fp16", "fp32"]
 MemoryMode = Literal["auto", "none", "model", "group", "sequential"]
 PadMode = Literal["edge", "reflect", "black", "gray"]
 #: exact: every step computed; fast: First Block Cache on stage 1 (stage 2 stays uncached,
-#: see engine/flux_speed.py); fast-mag: MagCache on stage 1 instead; compiled: regional
+#: see engine/flux/speed.py); fast-mag: MagCache on stage 1 instead; compiled: regional
 #: compile of the repeated transformer blocks.
 Speed = Literal["exact", "fast", "fast-mag", "compiled"]
 #: How the FLUX transformer's weights are held: native (the file's own precision: bf16, fp8

@@ -6,10 +6,10 @@ that owns one). Importing this package is cheap; torch and diffusers load on fir
 
 ``Engine.run`` is a generator: each candidate is yielded as soon as it is ready, in
 ``request.candidate_keys()`` order. "flux" runs the two-stage FLUX reconstruction
-(:mod:`.flux`; its stage-1 start image comes from ``request.stage1.start``, a fast engine);
-"faithful", "realesrgan", "lanczos" and "ncnn:NAME" run the fast engine (:mod:`.fast`,
-:mod:`.ncnn_sr`); "model:NAME" runs the user SR model recorded in ``request.sr_model``
-(:mod:`.sr_engine`).
+(:mod:`fbupscale_gui.engine.flux.engine`; its stage-1 start image comes from ``request.stage1.start``, a fast engine);
+"faithful", "realesrgan", "lanczos" and "ncnn:NAME" run the fast engine (:mod:`fbupscale_gui.engine.fast.engines`,
+:mod:`fbupscale_gui.engine.fast.ncnn_sr`); "model:NAME" runs the user SR model recorded in ``request.sr_model``
+(:mod:`fbupscale_gui.engine.sr.engine`).
 
 On a CUDA device, "realesrgan" runs the same x4plus weights through torch instead of ncnn
 (converted once into the models library, :func:`.convert_ncnn.ensure_realesrgan_in_library`):
@@ -30,9 +30,9 @@ from fbupscale_gui.storage.cutouts import load_source
 
 if TYPE_CHECKING:
     from fbupscale_gui.core.messages import JobKind, Message
-    from fbupscale_gui.engine.flux import FluxRunner
-    from fbupscale_gui.engine.lora_train_config import TrainConfig, TrainResult
-    from fbupscale_gui.engine.sr_engine import SrModelEngine
+    from fbupscale_gui.engine.flux.engine import FluxRunner
+    from fbupscale_gui.engine.lora.train_config import TrainConfig, TrainResult
+    from fbupscale_gui.engine.sr.engine import SrModelEngine
     from fbupscale_gui.storage.weights_library import ModelLibrary
 
 __all__ = ["Engine", "default_engine", "run"]
@@ -69,7 +69,7 @@ class Engine:
     def flux(self) -> FluxRunner:
         """The FLUX runner (created on first use)."""
         if self._flux is None:
-            from fbupscale_gui.engine.flux import FluxRunner
+            from fbupscale_gui.engine.flux.engine import FluxRunner
 
             self._flux = FluxRunner(
                 search_dirs=self.search_dirs, hf_cache=self.hf_cache, fast=self._fast_engine
@@ -78,7 +78,7 @@ class Engine:
 
     def _fast_engine(self) -> Any:
         if self._fast is None:
-            from fbupscale_gui.engine.fast import FastEngine
+            from fbupscale_gui.engine.fast.engines import FastEngine
 
             self._fast = FastEngine()
         return self._fast
@@ -87,7 +87,7 @@ class Engine:
     def user_models(self) -> SrModelEngine:
         """The user-model engine (created on first use)."""
         if self._sr is None:
-            from fbupscale_gui.engine.sr_engine import SrModelEngine
+            from fbupscale_gui.engine.sr.engine import SrModelEngine
 
             self._sr = SrModelEngine(library=self.library)
         return self._sr
@@ -141,7 +141,7 @@ class Engine:
         is_cancelled: IsCancelled | None,
     ) -> Candidate:
         """Real-ESRGAN x4plus through torch: the converted weights, same geometry as ncnn."""
-        from fbupscale_gui.engine.convert_ncnn import ensure_realesrgan_in_library
+        from fbupscale_gui.engine.sr.convert_ncnn import ensure_realesrgan_in_library
 
         engine = self.user_models
         entry = ensure_realesrgan_in_library(engine.library)
@@ -166,7 +166,7 @@ class Engine:
     ) -> TrainResult:
         """The LoRA training job (:func:`.lora_train.train_lora`): loaded pipelines are freed
         first, since training needs the memory."""
-        from fbupscale_gui.engine.lora_train import train_lora
+        from fbupscale_gui.engine.lora.train import train_lora
 
         self.release()
         return train_lora(config, on_event, is_cancelled, estimate_only=estimate_only)

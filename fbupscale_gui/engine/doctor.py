@@ -18,7 +18,7 @@ from typing import Final
 from fbupscale_gui.core.errors import FbError, ModelNotFoundError
 from fbupscale_gui.core.request import CONTROLNET_REPO_ID, FLUX_REPO_ID, ModelRef
 from fbupscale_gui.engine import devices
-from fbupscale_gui.engine.flux_plan import CARDS_GIB, plan
+from fbupscale_gui.engine.flux.plan import CARDS_GIB, plan
 from fbupscale_gui.storage.weight_files import discover_models_root
 from fbupscale_gui.storage.weights import PART_SOURCES, locate
 
@@ -91,7 +91,7 @@ _PART_LABELS: Final = {
 
 def _realesrgan_line() -> str:
     try:
-        from fbupscale_gui.engine.fast import realesrgan_model_files
+        from fbupscale_gui.engine.fast.engines import realesrgan_model_files
 
         param, _weights = realesrgan_model_files()
     except ModelNotFoundError as exc:

@@ -214,7 +214,7 @@ def weights_for(candidate: Candidate) -> dict[str, dict[str, str]]:
         if cached is not None:
             return cached
         try:
-            from fbupscale_gui.engine.fast import weights_file
+            from fbupscale_gui.engine.fast.engines import weights_file
             from fbupscale_gui.storage.weights import fingerprint
 
             found = weights_file(engine)
@@ -311,7 +311,7 @@ def make_upscaler(engine: str, is_cancelled: IsCancelled | None = None) -> Calla
         from fbupscale_gui.core.errors import RequestError
 
         raise RequestError(f"engine: a video batch runs lanczos or realesrgan, not {engine!r}")
-    from fbupscale_gui.engine.fast import FastEngine
+    from fbupscale_gui.engine.fast.engines import FastEngine
 
     fast = FastEngine()
     fast.net()
@@ -344,14 +344,14 @@ def _model(job: ModelJob) -> object:
 
     library = ModelLibrary(job.library or None)
     if job.op == "inspect":
-        from fbupscale_gui.engine.sr_detect import inspect_model
+        from fbupscale_gui.engine.sr.detect import inspect_model
 
         return inspect_model(job.path)
     if job.op == "add":
-        from fbupscale_gui.engine.sr_detect import inspect_model
+        from fbupscale_gui.engine.sr.detect import inspect_model
 
         return library.add(job.path, inspect_model, licence=job.licence)
-    from fbupscale_gui.engine.convert_ncnn import ensure_realesrgan_in_library
+    from fbupscale_gui.engine.sr.convert_ncnn import ensure_realesrgan_in_library
 
     return ensure_realesrgan_in_library(library)
 

@@ -3,7 +3,7 @@
 Networks take RGB as float32 in 0..1 and give floats back; :func:`to_rgb8` refuses NaN and
 infinities (:func:`.finite.require_finite`) before rounding to the nearest level (ties to even)
 and clipping, so a numeric failure is an error, never black pixels. The ncnn wheel models round
-ties up instead, as their reference programs do (:mod:`.ncnn_sr`).
+ties up instead, as their reference programs do (:mod:`fbupscale_gui.engine.fast.ncnn_sr`).
 """
 
 from __future__ import annotations

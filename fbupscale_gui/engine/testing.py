@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
-from fbupscale_gui.engine.lora_train_checkpoints import bfl_lora_layers
+from fbupscale_gui.engine.lora.train_checkpoints import bfl_lora_layers
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -340,7 +340,7 @@ def save_tiny_transformer_file(
     import torch
     from safetensors.torch import save_file
 
-    from fbupscale_gui.engine.flux_files import COMFY_PREFIX, diffusers_to_bfl
+    from fbupscale_gui.engine.flux.files import COMFY_PREFIX, diffusers_to_bfl
 
     state = diffusers_to_bfl({k: v.detach().clone() for k, v in transformer.state_dict().items()})
     out: dict[str, torch.Tensor] = {}
@@ -367,7 +367,7 @@ def save_tiny_gguf(transformer: Any, path: str | Path, quant: str = "Q8_0") -> P
     import gguf
     import numpy as np
 
-    from fbupscale_gui.engine.flux_files import diffusers_to_bfl
+    from fbupscale_gui.engine.flux.files import diffusers_to_bfl
 
     qtype = gguf.GGMLQuantizationType[quant]
     block, _ = gguf.GGML_QUANT_SIZES[qtype]

@@ -1,6 +1,6 @@
 """The tiny FLUX's VAE, text encoders and tokenizers laid out as a ComfyUI install keeps them.
 
-For tests and benches of :mod:`.flux_part_files`: from a tiny diffusers FLUX folder
+For tests and benches of :mod:`fbupscale_gui.engine.flux.part_files`: from a tiny diffusers FLUX folder
 (:mod:`.testing`) this writes ``models/vae/ae.safetensors`` in the LDM/BFL key layout,
 ``models/text_encoders/clip_l.safetensors`` and ``t5xxl_*.safetensors`` (fp32, or fp8 as
 ``t5xxl_fp8_e4m3fn``), the tokenizers where ComfyUI's code ships them

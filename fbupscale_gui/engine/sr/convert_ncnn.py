@@ -262,7 +262,7 @@ def convert_realesrgan_x4plus(
     from safetensors.torch import save_file
 
     if param is None or weights is None:
-        from fbupscale_gui.engine.fast import realesrgan_model_files
+        from fbupscale_gui.engine.fast.engines import realesrgan_model_files
 
         param, weights = realesrgan_model_files()
     state = rrdb_state_dict(param, weights)
@@ -289,7 +289,7 @@ def ensure_realesrgan_in_library(library: ModelLibrary | None = None) -> Library
 
     Raises ModelNotFoundError (no ncnn model files) and ModelFileError.
     """
-    from fbupscale_gui.engine.sr_detect import inspect_model
+    from fbupscale_gui.engine.sr.detect import inspect_model
 
     library = library if library is not None else ModelLibrary()
     if LIBRARY_NAME in library:

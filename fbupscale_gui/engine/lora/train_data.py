@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fbupscale_gui.engine.lora_train_config import TrainConfig
+from fbupscale_gui.engine.lora.train_config import TrainConfig
 from fbupscale_gui.storage.atomic import atomic_write_bytes
 from fbupscale_gui.storage.lora_dataset_files import frame_size, read_metadata
 

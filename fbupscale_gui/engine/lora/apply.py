@@ -1,7 +1,7 @@
 """Applying the football LoRA to a FLUX pipeline: loaded once, switched on and off, reported.
 
-A LoRA is read (:mod:`.lora_files`), converted for the loaded transformer
-(:mod:`.lora_convert`), and loaded once per content hash (the adapter is named after it), then
+A LoRA is read (:mod:`fbupscale_gui.engine.lora.files`), converted for the loaded transformer
+(:mod:`fbupscale_gui.engine.lora.convert`), and loaded once per content hash (the adapter is named after it), then
 switched with ``enable_lora``/``disable_lora``/``set_adapters`` — never reloaded, never fused.
 With the adapter disabled PEFT calls the untouched base layer, so "LoRA off" is bit-identical to
 a pipeline that never had a LoRA. It applies to the FLUX transformer only, never the ControlNet
@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from fbupscale_gui.core.errors import LoraError
-from fbupscale_gui.engine.lora_convert import GROUP_TEXT, convert_lora
-from fbupscale_gui.engine.lora_files import read_lora
+from fbupscale_gui.engine.lora.convert import GROUP_TEXT, convert_lora
+from fbupscale_gui.engine.lora.files import read_lora
 
 __all__ = [
     "MAX_LOADED_LORAS",

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from fbupscale_gui.core.errors import ModelFileError
-from fbupscale_gui.engine.lora_convert import BFL_DOUBLE_BLOCK, BFL_GLOBAL, BFL_SINGLE_BLOCK
+from fbupscale_gui.engine.lora.convert import BFL_DOUBLE_BLOCK, BFL_GLOBAL, BFL_SINGLE_BLOCK
 from fbupscale_gui.storage.kits import resources_dir
 from fbupscale_gui.storage.weight_files import FileDescription, describe_file
 

@@ -1,8 +1,8 @@
 """A user super-resolution network loaded for inference: device, precision, layout, tiling.
 
-:func:`load_model` reads a weights file safely (:mod:`.safe_weights`), detects its architecture
-(:mod:`.sr_detect`), fuses SPAN (:mod:`.span_fuse`), picks the precision and memory layout, and
-returns an :class:`SrModel` that upscales PIL images tile by tile (:mod:`.tiling`).
+:func:`load_model` reads a weights file safely (:mod:`fbupscale_gui.engine.sr.safe_weights`), detects its architecture
+(:mod:`fbupscale_gui.engine.sr.detect`), fuses SPAN (:mod:`fbupscale_gui.engine.sr.span_fuse`), picks the precision and memory layout, and
+returns an :class:`SrModel` that upscales PIL images tile by tile (:mod:`fbupscale_gui.engine.fast.tiling`).
 
 Precision. On CPUs with AVX512-BF16 or AMX, "auto" precision runs bf16 with channels_last.
 
@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from fbupscale_gui.core.errors import RequestError
 from fbupscale_gui.engine.pixels import to_rgb8, unit_floats
-from fbupscale_gui.engine.safe_weights import load_state_dict
-from fbupscale_gui.engine.span_fuse import fuse_span
-from fbupscale_gui.engine.sr_detect import describe, detect_architecture
+from fbupscale_gui.engine.sr.detect import describe, detect_architecture
+from fbupscale_gui.engine.sr.safe_weights import load_state_dict
+from fbupscale_gui.engine.sr.span_fuse import fuse_span
 from fbupscale_gui.storage.weights_library import ModelInfo
 
 if TYPE_CHECKING:
@@ -153,8 +153,8 @@ class SrModel:
         return out.to(device="cpu", dtype=torch.float32).clone()
 
     def tile_size(self) -> int:
-        """The tile side (input px) that fits this device; see :mod:`.tiling`."""
-        from fbupscale_gui.engine import tiling
+        """The tile side (input px) that fits this device; see :mod:`fbupscale_gui.engine.fast.tiling`."""
+        from fbupscale_gui.engine.fast import tiling as tiling
 
         if self.info.tiling == "internal":
             return tiling.NO_TILING
@@ -204,7 +204,7 @@ class SrModel:
         import torch
         from PIL import Image as PILImage
 
-        from fbupscale_gui.engine import tiling
+        from fbupscale_gui.engine.fast import tiling as tiling
 
         rgb = unit_floats(image.convert("RGB"))
         h, w = rgb.shape[:2]

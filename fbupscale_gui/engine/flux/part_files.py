@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from fbupscale_gui.core.errors import ModelFileError
-from fbupscale_gui.engine.flux_files import dequantise_scaled_fp8, shipped_flux_config_dir
+from fbupscale_gui.engine.flux.files import dequantise_scaled_fp8, shipped_flux_config_dir
 from fbupscale_gui.storage.weight_files import describe_file
 
 if TYPE_CHECKING:

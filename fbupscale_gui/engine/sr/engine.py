@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from fbupscale_gui.core.errors import ModelFileError, RequestError
-from fbupscale_gui.engine.sr_network import SrModel, load_model
+from fbupscale_gui.engine.sr.network import SrModel, load_model
 from fbupscale_gui.storage.weights_library import ModelLibrary, file_sha256
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from fbupscale_gui.core.errors import ModelFileError
-from fbupscale_gui.engine.safe_weights import load_state_dict
-from fbupscale_gui.engine.spandrel_import import import_spandrel
+from fbupscale_gui.engine.sr.safe_weights import load_state_dict
+from fbupscale_gui.engine.sr.spandrel_import import import_spandrel
 from fbupscale_gui.storage.weights_library import ModelInfo
 
 __all__ = ["SR_ARCHITECTURES", "describe", "detect_architecture", "inspect_model"]

@@ -15,7 +15,7 @@ Memory modes and shared modules (CUDA only):
 * ``group`` / ``sequential``: hooks are per module and carry the target device, so they are
   applied once to the union of both pipelines' modules and serve either pipeline.
 
-Files (:mod:`.flux_files`, :mod:`.flux_part_files`): the transformer may be a single file
+Files (:mod:`fbupscale_gui.engine.flux.files`, :mod:`fbupscale_gui.engine.flux.part_files`): the transformer may be a single file
 (BFL/ComfyUI layout, fp8, fp8_scaled, GGUF) whose other parts come from files of their own
 (``request.parts``: ``ae.safetensors``, ``clip_l``, ``t5xxl``, tokenizer folders) or from
 ``request.flux_base``, and the ControlNet a single diffusers-layout file. The same weights render pixel-identically whichever way they were
@@ -23,7 +23,7 @@ stored: on the CPU that needs MKL's alignment-independent mode (``MKL_CBWR``, se
 package's ``__init__``), as a folder's weights are memory-mapped at whatever offset the file
 put them and a single file's are fresh allocations.
 
-Memory plan (:mod:`.flux_plan`): ``storage`` "fp8" casts the transformer layerwise after its
+Memory plan (:mod:`fbupscale_gui.engine.flux.plan`): ``storage`` "fp8" casts the transformer layerwise after its
 LoRAs are loaded (a LoRA arriving later reloads the set, LoRA first); the prompt is encoded once
 per prompt text per loaded set, and without offload on CUDA the text encoders visit the GPU only
 for that.
@@ -38,8 +38,8 @@ from typing import Any, Final
 
 from fbupscale_gui.engine import devices
 from fbupscale_gui.engine.devices import Runtime
-from fbupscale_gui.engine.flux_files import load_controlnet_file, load_transformer_file
-from fbupscale_gui.engine.flux_part_files import load_parts
+from fbupscale_gui.engine.flux.files import load_controlnet_file, load_transformer_file
+from fbupscale_gui.engine.flux.part_files import load_parts
 from fbupscale_gui.storage.weights import check_flux_base
 
 __all__ = [

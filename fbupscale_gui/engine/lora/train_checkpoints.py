@@ -1,6 +1,6 @@
 """Checkpoints of a LoRA run: the LoRA in the Kohya/BFL layout, and the state to resume from.
 
-Checkpoints are written in the Kohya/BFL layout that :mod:`.lora_files` and :mod:`.lora_convert`
+Checkpoints are written in the Kohya/BFL layout that :mod:`fbupscale_gui.engine.lora.files` and :mod:`fbupscale_gui.engine.lora.convert`
 read (``lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight`` ...): PEFT's separate q/k/v
 adapters are joined exactly into the fused layer (``down`` stacked, ``up`` block-diagonal, alpha
 multiplied so ``alpha / rank`` is unchanged). Next to the output a ``.state.pt`` file keeps the
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from fbupscale_gui.core.errors import RequestError
-from fbupscale_gui.engine.lora_convert import BFL_DOUBLE_BLOCK, BFL_GLOBAL, BFL_SINGLE_BLOCK
-from fbupscale_gui.engine.lora_train_config import TrainConfig
+from fbupscale_gui.engine.lora.convert import BFL_DOUBLE_BLOCK, BFL_GLOBAL, BFL_SINGLE_BLOCK
+from fbupscale_gui.engine.lora.train_config import TrainConfig
 from fbupscale_gui.storage.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:

@@ -10,13 +10,13 @@ candidate k depend on candidates 0..k-1.) Both LoRA branches of stage 2 use the 
 their difference is the LoRA alone. A stage-1 result is computed once per (variant, stage-1
 LoRA state) and shared by the branches that need it.
 
-Models (:mod:`.flux_pipelines`): both stages share every module, loaded from a diffusers
+Models (:mod:`fbupscale_gui.engine.flux.pipelines`): both stages share every module, loaded from a diffusers
 folder or single files, held in the memory mode and weight storage the plan chose. Loaded
 pipelines are cached across runs keyed by model identity, device, precision and memory mode;
 only one set is kept, since two FLUX models never fit in memory at once. LoRAs are loaded with
 all accelerate hooks removed and the mode re-applied afterwards (diffusers otherwise re-applies
 offload on the loading pipeline only, see diffusers #10914 / #11791). Speed modes
-(:mod:`.flux_speed`): First Block Cache or MagCache around stage-1 calls only, or regional
+(:mod:`fbupscale_gui.engine.flux.speed`): First Block Cache or MagCache around stage-1 calls only, or regional
 compile of the repeated blocks.
 """
 
@@ -41,7 +41,7 @@ from fbupscale_gui.core.request import (
 from fbupscale_gui.engine import devices
 from fbupscale_gui.engine.devices import Runtime
 from fbupscale_gui.engine.finite import require_finite
-from fbupscale_gui.engine.flux_pipelines import (
+from fbupscale_gui.engine.flux.pipelines import (
     PipelinePair,
     activate,
     attach_controlnet,
@@ -51,10 +51,10 @@ from fbupscale_gui.engine.flux_pipelines import (
     place,
     strip_hooks,
 )
-from fbupscale_gui.engine.flux_plan import plan
-from fbupscale_gui.engine.flux_progress import Tracker, plan_steps
-from fbupscale_gui.engine.flux_speed import compile_blocks, stage1_cache
-from fbupscale_gui.engine.lora import (
+from fbupscale_gui.engine.flux.plan import plan
+from fbupscale_gui.engine.flux.progress import Tracker, plan_steps
+from fbupscale_gui.engine.flux.speed import compile_blocks, stage1_cache
+from fbupscale_gui.engine.lora.apply import (
     adapter_name_for,
     ensure_lora_loaded,
     is_lora_loaded,

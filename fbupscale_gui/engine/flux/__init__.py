@@ -1,0 +1,1 @@
+"""FLUX on the local GPU: the two-stage pipelines and memory modes (`engine.py`, `pipelines.py`), checkpoint and part files (`files.py`, `part_files.py`), the memory plan (`plan.py`), speed modes (`speed.py`) and progress (`progress.py`)."""

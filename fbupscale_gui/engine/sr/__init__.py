@@ -1,0 +1,1 @@
+"""User SR models (spandrel): safe loading of model files (`safe_weights.py`, security code), detection (`detect.py`), the loaded network (`network.py`), SPAN fusing, the engine (`engine.py`) and the ncnn-to-torch conversion of the shipped Real-ESRGAN."""
