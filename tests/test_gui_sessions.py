@@ -194,6 +194,29 @@ def test_the_image_loader_decodes_the_wanted_cutout_first() -> None:
     assert loader._next() is None
 
 
+def test_a_restored_tile_shows_its_number_badge_before_its_pixels_are_decoded(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """The verdict is in the session index: a relaunch must not drop the tile's badge while
+    the image loader has not reached the candidate yet (it did)."""
+    from PySide6.QtGui import QImage
+
+    from fbupscale_gui.core.number_check import NumberCheck, badge_text
+    from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest, SourceRef
+    from fbupscale_gui.state.candidates import CandidateEntry, StoredCandidate
+    from fbupscale_gui.ui.candidate_tile import CandidateTile
+
+    request = ReconstructionRequest(engine="lanczos", source=SourceRef("a.png", "0" * 64, 8, 8))
+    check = NumberCheck("contradicts", expected=(9,), conflict_read="8", conflict_with=9)
+    stored = StoredCandidate(
+        CandidateKey(0, False, 2), 1, request, Path("x.png"), number_check=check
+    )
+    entry = CandidateEntry(1, 1, None, None, QImage(), stored=stored)
+    assert not entry.is_loaded
+    assert entry.number_check == check
+    tile = CandidateTile(entry, 1)
+    qtbot.addWidget(tile)
+    assert tile.number_label.text() == badge_text(check) == "✗ 8≠9"
+
+
 def test_a_damaged_session_is_listed_as_damaged_and_rebuilt_from_the_dialog(
     qtbot, window: MainWindow, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

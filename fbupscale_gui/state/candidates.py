@@ -171,10 +171,12 @@ class CandidateEntry:
 
     @property
     def number_check(self) -> NumberCheck | None:
-        """The shirt-number verdict the engine gave (None: not checked, or restored and not
-        decoded yet)."""
+        """The shirt-number verdict the engine gave (None: not checked). A restored entry has
+        it from the session index before its pixels are decoded."""
         candidate = self._candidate
-        return None if candidate is None else candidate.number_check
+        if candidate is not None:
+            return candidate.number_check
+        return None if self.stored is None else self.stored.number_check
 
     @property
     def image(self) -> QImage:
