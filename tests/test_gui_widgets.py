@@ -507,3 +507,15 @@ def test_widget_modules_do_not_import_torch() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)
+
+
+def test_a_long_compare_line_never_widens_the_window(qtbot: QtBot, window) -> None:  # type: ignore[no-untyped-def]
+    """The line above the compare view (which candidates, how, and a heatmap note) can be
+    longer than a 1366 px screen: it is shortened on screen, whole in its tooltip, and the
+    window's minimum width does not grow with it (it pushed the window to 1388 px)."""
+    label = window.candidates.compare_label
+    before = window.minimumSizeHint().width()
+    text = "cutout (Lanczos)  ◀ split ▶  " + "seed 5 · stage 2 · no LoRA · LR 41.2 dB " * 10
+    label.setText(text)
+    assert window.minimumSizeHint().width() == before
+    assert label.minimumSizeHint().width() == 0 and label.toolTip() == text

@@ -37,7 +37,7 @@ from fbupscale_gui.ui import theme
 from fbupscale_gui.ui.candidate_tile import TILE_SIDE, CandidateTile, number_boxes
 from fbupscale_gui.ui.compare_view import CompareView
 from fbupscale_gui.ui.theme import set_style_property
-from fbupscale_gui.ui.widgets import empty_layout, hint_label
+from fbupscale_gui.ui.widgets import ElidedLabel, empty_layout, hint_label
 from fbupscale_gui.worker.qimage import pil_to_qimage
 
 __all__ = ["CandidateTile", "CandidatesPanel", "number_boxes"]
@@ -135,7 +135,7 @@ class CandidatesPanel(QWidget):
         grid_layout.addWidget(self.empty)
         grid_layout.addWidget(self.grid_scroll, 1)
 
-        self.compare_label = QLabel("")
+        self.compare_label = ElidedLabel("")
         set_style_property(self.compare_label, "role", "hint")
         self.compare = CompareView()
         compare_box = QWidget()

@@ -27,7 +27,7 @@ import math
 from typing import Final, Literal
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QImage, QPainter, QPaintEvent
+from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
     QButtonGroup,
     QHBoxLayout,
@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 
 from fbupscale_gui.ui.compare_canvas import DEFAULT_OVERLAY_PERCENT, CompareCanvas, CompareMode
 from fbupscale_gui.ui.viewport import MAX_ZOOM, MIN_ZOOM, Viewport, format_zoom
+from fbupscale_gui.ui.widgets import ElidedLabel
 
 __all__ = ["MAX_ZOOM", "MIN_ZOOM", "CompareMode", "CompareView", "Viewport"]
 
@@ -50,21 +51,6 @@ HEATMAP_TIP: Final = (
     "with the cutout. Clear = agrees (within 4 luma levels); yellow → red = up to 32 levels "
     "off. Look there for changed numbers, extra limbs, different logos."
 )
-
-
-class _ElidedLabel(QLabel):
-    """A one-line label that shortens its text with an ellipsis instead of being cut off."""
-
-    def minimumSizeHint(self) -> QSize:
-        return QSize(0, super().minimumSizeHint().height())
-
-    def paintEvent(self, event: QPaintEvent) -> None:
-        p = QPainter(self)
-        p.setPen(self.palette().color(self.foregroundRole()))
-        rect = self.contentsRect()
-        text = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, rect.width())
-        p.drawText(rect, int(self.alignment()), text)
-        p.end()
 
 
 class CompareView(QWidget):
@@ -102,7 +88,7 @@ class CompareView(QWidget):
             self._zoom_label.fontMetrics().horizontalAdvance("6400 % (1:1)") + 8
         )
         self._zoom_label.setToolTip("Zoom: 100 % is one image pixel per screen pixel")
-        self._hint = _ElidedLabel(_SPLIT_HINT)
+        self._hint = ElidedLabel(_SPLIT_HINT)
         self._hint.setProperty("role", "hint")
         self._hint.setToolTip(_SPLIT_HINT)
         self._hint.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import QLabel, QWidget
 from fbupscale_gui.state.editor_sync import EditorSync
 from fbupscale_gui.state.settings_model import read_window_geometry
 from fbupscale_gui.ui.theme import set_style_property
+from fbupscale_gui.ui.widgets import resize_within_screen
 from fbupscale_gui.ui.window_actions import (
     build_actions,
     build_menus,
@@ -59,7 +60,6 @@ _STATUS_MS: Final = 10_000
 _SCENE_STRETCH: Final = 3
 _PARAMS_STRETCH: Final = 2
 #: Lines a title bar and a desktop panel take from the screen's height.
-_FRAME_ALLOWANCE: Final = 40
 _SPLITTERS_KEY: Final = "window/splitters"
 _SCENE_SPLITTER_KEY: Final = "window/sceneSplitter"
 _SELECTED_KEY: Final = "window/selectedCutout"
@@ -251,8 +251,7 @@ class MainWindow(InputsWindow):
         geometry, state = read_window_geometry(store) if store is not None else (None, None)
         if geometry is None or not self.restoreGeometry(geometry):
             # a first start: large, but never larger than the screen (1366x768 included)
-            room = self.screen().availableGeometry()
-            self.resize(min(1600, room.width()), min(960, room.height() - _FRAME_ALLOWANCE))
+            resize_within_screen(self, 1600, 960)
         if state is not None:
             self.restoreState(state)
 

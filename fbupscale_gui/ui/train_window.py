@@ -46,6 +46,7 @@ from fbupscale_gui.core.errors import FbError
 from fbupscale_gui.core.scene import Scene
 from fbupscale_gui.state.lora_training import CliRun, LoraFramesModel, PreviewRun, TrainingRun
 from fbupscale_gui.ui.scene_editor import SceneEditor
+from fbupscale_gui.ui.widgets import resize_within_screen
 
 if TYPE_CHECKING:
     from fbupscale_gui.storage.lora_dataset_files import Frame
@@ -133,7 +134,7 @@ class TrainWindow(QWidget):
     ) -> None:
         super().__init__(parent, Qt.WindowType.Window)
         self.setWindowTitle(TITLE)
-        self.resize(1360, 860)
+        resize_within_screen(self, 1360, 860)
         self.frames = LoraFramesModel(self)
         self.training = TrainingRun(self)
         self.preview = PreviewRun(self)

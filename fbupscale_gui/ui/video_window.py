@@ -58,6 +58,7 @@ from fbupscale_gui.ui.theme import set_style_property
 from fbupscale_gui.ui.video_batch_box import BatchBox
 from fbupscale_gui.ui.video_cut_box import CutBox
 from fbupscale_gui.ui.video_transport import TransportBar
+from fbupscale_gui.ui.widgets import resize_within_screen
 
 if TYPE_CHECKING:
     from fbupscale_gui.state.cutouts import Cutout
@@ -82,7 +83,7 @@ class VideoWindow(QWidget):
         self.session = session
         self.setWindowTitle(TITLE)
         self.setAcceptDrops(True)
-        self.resize(1440, 900)
+        resize_within_screen(self, 1440, 900)
         self.clip = ClipModel(self)
         self.batch = VideoBatch(session.jobs, self)
         self._had_rect = False
