@@ -11,7 +11,7 @@ import json
 import types
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, Self, Union, get_args, get_origin
 
 from fbupscale_gui.core.errors import RequestError
 
@@ -25,6 +25,22 @@ __all__ = [
 
 
 _HINTS: dict[type, dict[str, Any]] = {}
+
+
+class JsonDocument:
+    """What every versioned document (a frozen dataclass: the request, the scene, the
+    degradation parameters) offers: ``replace``, ``to_dict`` and canonical ``to_json``."""
+
+    __slots__ = ()
+
+    def replace(self, **changes: Any) -> Self:
+        return typing.cast(Self, dataclasses.replace(typing.cast(Any, self), **changes))
+
+    def to_dict(self) -> dict[str, Any]:
+        return typing.cast(dict[str, Any], to_jsonable(self))
+
+    def to_json(self, *, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True, ensure_ascii=False)
 
 
 def _type_hints(tp: type) -> dict[str, Any]:

@@ -13,7 +13,6 @@ at conditioning scale 0.6 / 35 steps / guidance 3.5, and the football LoRA at 0.
 from __future__ import annotations
 
 import dataclasses
-import json
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,11 +20,11 @@ from typing import Any, Final, Literal
 
 from fbupscale_gui.core.errors import RequestError
 from fbupscale_gui.core.jsonable import (
+    JsonDocument,
     check_literals,
     check_version,
     from_jsonable,
     parse_json,
-    to_jsonable,
 )
 
 __all__ = [
@@ -356,7 +355,7 @@ class CandidateKey:
 
 
 @dataclass(frozen=True)
-class ReconstructionRequest:
+class ReconstructionRequest(JsonDocument):
     """Everything that affects output pixels. See the module docstring."""
 
     #: One of :data:`BUILTIN_ENGINES`, or "model:NAME" for a user SR model (then ``sr_model``).
@@ -470,16 +469,7 @@ class ReconstructionRequest:
     def with_only(self, key: CandidateKey) -> ReconstructionRequest:
         return dataclasses.replace(self, only=key)
 
-    def replace(self, **changes: Any) -> ReconstructionRequest:
-        return dataclasses.replace(self, **changes)
-
     # -- JSON -----------------------------------------------------------------------------
-
-    def to_dict(self) -> dict[str, Any]:
-        return typing.cast(dict[str, Any], to_jsonable(self))
-
-    def to_json(self, *, indent: int | None = None) -> str:
-        return json.dumps(self.to_dict(), indent=indent, sort_keys=True, ensure_ascii=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReconstructionRequest:

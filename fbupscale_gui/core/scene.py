@@ -23,7 +23,6 @@ validated on construction, and round-trips losslessly through strict JSON with a
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import typing
 from collections.abc import Mapping, Sequence
@@ -31,7 +30,12 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, get_args
 
 from fbupscale_gui.core.errors import RequestError
-from fbupscale_gui.core.jsonable import check_version, from_jsonable, parse_json, to_jsonable
+from fbupscale_gui.core.jsonable import (
+    JsonDocument,
+    check_version,
+    from_jsonable,
+    parse_json,
+)
 from fbupscale_gui.core.scene_prompt import (
     ACCENT_NOUNS,
     HAIR_PHRASES,
@@ -291,7 +295,7 @@ class Person:
 
 
 @dataclass(frozen=True)
-class Scene:
+class Scene(JsonDocument):
     """Everything the prompt says about a cutout. See the module docstring."""
 
     people: tuple[Person, ...] = ()
@@ -351,9 +355,6 @@ class Scene:
 
     # -- editing helpers ---------------------------------------------------------------------
 
-    def replace(self, **changes: Any) -> Scene:
-        return dataclasses.replace(self, **changes)
-
     def without_team(self, index: int) -> Scene:
         """This scene without team ``index``: its members lose their team, later indexes shift."""
         _check(0 <= index < len(self.teams), "teams", f"no team {index} to remove")
@@ -390,12 +391,6 @@ class Scene:
         return write_prompt(self)
 
     # -- JSON --------------------------------------------------------------------------------
-
-    def to_dict(self) -> dict[str, Any]:
-        return typing.cast(dict[str, Any], to_jsonable(self))
-
-    def to_json(self, *, indent: int | None = None) -> str:
-        return json.dumps(self.to_dict(), indent=indent, sort_keys=True, ensure_ascii=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Scene:

@@ -8,8 +8,6 @@ Every value is checked when made: an invalid one raises :class:`RequestError` na
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,11 +15,11 @@ from typing import Any, Final, Literal
 
 from fbupscale_gui.core.errors import RequestError
 from fbupscale_gui.core.jsonable import (
+    JsonDocument,
     check_literals,
     check_version,
     from_jsonable,
     parse_json,
-    to_jsonable,
 )
 
 __all__ = [
@@ -195,7 +193,7 @@ class JpegCompression:
 
 
 @dataclass(frozen=True)
-class DegradeParams:
+class DegradeParams(JsonDocument):
     """Every parameter of the chain, one sub-object per step. Frozen, validated, JSON-exact.
 
     ``name`` is a free label (the severity a preset came from). Raises :class:`RequestError`
@@ -219,15 +217,6 @@ class DegradeParams:
             "version",
             f"must be {DEGRADE_SCHEMA_VERSION}, got {self.version}",
         )
-
-    def replace(self, **changes: Any) -> DegradeParams:
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return typing.cast(dict[str, Any], to_jsonable(self))
-
-    def to_json(self, *, indent: int | None = None) -> str:
-        return json.dumps(self.to_dict(), indent=indent, sort_keys=True, ensure_ascii=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DegradeParams:
