@@ -67,7 +67,7 @@ def smoke_test(outdir: Path) -> int:
         return 1
 
     # 3. Real-ESRGAN on a sample through the engine the app uses, saved with metadata.
-    from fbupscale_gui.core.images import make_source
+    from fbupscale_gui.storage.cutouts import make_source
     from fbupscale_gui.core.request import ReconstructionRequest
     from fbupscale_gui.engine import Engine
     from fbupscale_gui.storage.metadata import read_metadata, save_candidate
