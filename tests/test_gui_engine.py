@@ -16,7 +16,7 @@ from PIL import Image
 from fbupscale_gui.core.request import CandidateKey
 from fbupscale_gui.engine import Engine
 from fbupscale_gui.engine.testing import TinyFluxFiles, tiny_cutout
-from fbupscale_gui.state.candidates import engine_title
+from fbupscale_gui.state.candidate_grid import engine_title
 from fbupscale_gui.state.job_queue import JobState
 from fbupscale_gui.storage.metadata import read_metadata
 from fbupscale_gui.ui.main_window import MainWindow

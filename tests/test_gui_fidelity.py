@@ -447,7 +447,7 @@ def test_heatmap_is_made_off_the_gui_thread_on_the_asyncio_loop(
     import threading
 
     from fbupscale_gui.eval import scoring
-    from fbupscale_gui.state.candidates import HeatmapCache
+    from fbupscale_gui.state.heatmaps import HeatmapCache
 
     window = make_window()
     entries = run_two_seeds(qtbot, window)

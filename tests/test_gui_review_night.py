@@ -347,7 +347,8 @@ def test_one_engine_column_and_guard_wording(tmp_path) -> None:  # type: ignore[
     from fbupscale_gui.core.export import ExportItem, low_fidelity_text
     from fbupscale_gui.core.job import Candidate
     from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
-    from fbupscale_gui.state.candidates import CandidateEntry, layout_grid
+    from fbupscale_gui.state.candidate_grid import layout_grid
+    from fbupscale_gui.state.candidates import CandidateEntry
     from fbupscale_gui.storage.metadata import run_summary
 
     fast = ReconstructionRequest(engine="realesrgan", variants=1)
@@ -600,7 +601,8 @@ def test_a_lone_later_run_is_not_numbered(qapp) -> None:  # type: ignore[no-unty
 
     from fbupscale_gui.core.job import Candidate
     from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
-    from fbupscale_gui.state.candidates import CandidateEntry, layout_grid
+    from fbupscale_gui.state.candidate_grid import layout_grid
+    from fbupscale_gui.state.candidates import CandidateEntry
 
     fast = ReconstructionRequest(engine="realesrgan", variants=1)
     cand = Candidate(CandidateKey(0, False, 2), 5, Image.new("RGB", (8, 8)), fast)

@@ -14,7 +14,7 @@ candidate as *suggested*; the pick changes only when the operator accepts it. A 
 speed mode's candidate carries its delta against its exact twin where both are scored
 (:meth:`CandidateStore.speed_delta`, :mod:`~fbupscale_gui.state.speed_delta`). Deviation
 heatmaps are made on demand off the GUI thread and cached per entry
-(:class:`~fbupscale_gui.state.heatmaps.HeatmapCache`, re-exported here).
+(:class:`~fbupscale_gui.state.heatmaps.HeatmapCache`).
 """
 
 from __future__ import annotations
@@ -34,35 +34,14 @@ from fbupscale_gui.core.job import Candidate
 from fbupscale_gui.core.number_check import NumberCheck, suggestable
 from fbupscale_gui.core.request import CandidateKey, ReconstructionRequest
 from fbupscale_gui.core.runtime import ResolvedRuntime
-from fbupscale_gui.state.candidate_grid import (
-    COLUMNS,
-    Column,
-    Grid,
-    Row,
-    engine_title,
-    layout_grid,
-    rank_by_score,
-)
-from fbupscale_gui.state.heatmaps import HeatmapCache
+from fbupscale_gui.state.candidate_grid import Grid, engine_title, layout_grid, rank_by_score
 from fbupscale_gui.state.speed_delta import ScoredRender, SpeedDelta, speed_delta
 from fbupscale_gui.worker.engine_thread import ReadyCandidate
 
 if TYPE_CHECKING:
     from PIL import Image
 
-__all__ = [
-    "COLUMNS",
-    "CandidateEntry",
-    "CandidateStore",
-    "Column",
-    "Grid",
-    "HeatmapCache",
-    "Row",
-    "StoredCandidate",
-    "engine_title",
-    "layout_grid",
-    "rank_by_score",
-]
+__all__ = ["CandidateEntry", "CandidateStore", "StoredCandidate"]
 
 #: Candidate entries are numbered once, for the life of the process (``CandidateEntry.uid``).
 _ENTRY_UIDS = itertools.count(1)

@@ -30,8 +30,9 @@ from PySide6.QtWidgets import (
 )
 
 from fbupscale_gui.eval.scoring import LR_TOOLTIP, format_db
-from fbupscale_gui.state.candidates import CandidateEntry, CandidateStore, HeatmapCache
+from fbupscale_gui.state.candidates import CandidateEntry, CandidateStore
 from fbupscale_gui.state.cutouts import Cutout
+from fbupscale_gui.state.heatmaps import HeatmapCache
 from fbupscale_gui.state.speed_delta import score_text
 from fbupscale_gui.ui import theme
 from fbupscale_gui.ui.candidate_tile import TILE_SIDE, CandidateTile, number_boxes

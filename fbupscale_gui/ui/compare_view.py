@@ -271,8 +271,7 @@ class CompareView(QWidget):
             return
         c.mode = mode
         hint = _SPLIT_HINT if mode == "split" else _SIDE_HINT
-        self._hint.setText(hint)
-        self._hint.setToolTip(hint)
+        self._hint.setText(hint)  # the elided label keeps the whole text as its tooltip
         if c.fit_mode and c.has_frame():
             c.refit()
         c.update()

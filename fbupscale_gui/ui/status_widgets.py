@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QWidget
 
-from fbupscale_gui.state.candidates import engine_title
+from fbupscale_gui.state.candidate_grid import engine_title
 from fbupscale_gui.state.job_queue import Job, JobQueue, ProgressInfo
 from fbupscale_gui.ui.theme import set_style_property
 
